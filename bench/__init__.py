@@ -1,0 +1,1 @@
+"""Benchmarks that print tables: model quality (bench.model) and scoring speed (bench.scoring)."""

@@ -1,0 +1,577 @@
+"""End-to-end benchmark: webhook request -> CRM field written in the sandbox CRM, per event.
+
+Senders post signed HubSpot and behavioural batches to `leadbridge run` (sandbox mode, simulator off).
+Probe events are HubSpot `contact.creation` webhooks for contacts leadbridge has never seen, so each
+one ends in exactly one new write of `leadbridge_score`; their latency is the sandbox's write time
+minus the moment the request was sent. Behavioural events for known contacts are the rest of the load.
+
+Phases, all in one run:
+  1. sustained: `--rate` events/s for `--seconds` -> p50/p95/p99, lost events, duplicate writes;
+  2. max: as fast as the senders can for `--blast-seconds` -> events fully processed per second;
+  3. naive baseline: the same blast against one-task-per-event, one-CRM-call-per-event (bench/naive.py).
+With `--external` (default when reachable) phases 1-2 run again on PostgreSQL + external Redis.
+
+    python -m bench.e2e --seconds 60 --rate 500 --json bench/out/e2e.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+from rich.console import Console
+from rich.table import Table
+from standardwebhooks import Webhook
+
+from bench.ingest import DEFAULT_POSTGRES, drop_postgres, fresh_postgres, free_port
+from core.signatures import hubspot_v3_signature
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "pat-sandbox-leadbridge"
+PORTAL = 62515
+console = Console(width=160)
+
+
+# ---- processes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """A running leadbridge (or naive) deployment plus its sandbox CRM."""
+
+    name: str
+    env: dict[str, str]
+    base: str
+    sandbox: str
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    hubspot: dict[str, str] = field(default_factory=dict)  # slug, secret
+    events: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str) -> str:
+        """Run a leadbridge CLI command against this stack and return its stdout."""
+        out = subprocess.run([sys.executable, "-m", "cli.main", *args], env=self.env, cwd=REPO, check=True,
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout
+
+    def memory_mb(self) -> dict[str, float]:
+        """Resident memory of the web and worker process trees."""
+        totals: dict[str, float] = defaultdict(float)
+        for proc in self.processes:
+            try:
+                family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for member in family:
+                try:
+                    cmd = " ".join(member.cmdline())
+                    rss = member.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                role = "web" if " web" in cmd else "worker" if ("worker" in cmd) else None
+                if role:
+                    totals[role] += rss
+        return dict(totals)
+
+    def stop(self) -> None:
+        """Stop every process of the stack (SIGINT to `run`, SIGTERM to the rest)."""
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                proc.send_signal(2)
+        for proc in reversed(self.processes):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+
+
+def base_env(data_dir: Path, external: dict[str, str] | None) -> dict[str, str]:
+    """Environment for a stack: its own data dir and ports, quiet logs, the simulator off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "DATABASE_URL", "CELERY_BROKER"))}
+    env.update({"LEADBRIDGE_DATA_DIR": str(data_dir), "LEADBRIDGE_PORT": str(free_port()),
+                "LEADBRIDGE_SANDBOX_PORT": str(free_port()), "LEADBRIDGE_SIMULATOR_RATE": "0",
+                "LEADBRIDGE_LOG_LEVEL": "WARNING", "LEADBRIDGE_ENV_FILE": "", "PYTHONPATH": str(REPO)})
+    env.update(external or {})
+    return env
+
+
+def start_run(data_dir: Path, external: dict[str, str] | None) -> Stack:
+    """`leadbridge run` in sandbox mode; wait until it says it is running."""
+    env = base_env(data_dir, external)
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=open(os.environ["BENCH_STDERR"], "w") if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "leadbridge is running at" in line:
+            break
+        if not line and proc.poll() is not None:
+            raise RuntimeError("leadbridge run exited before it was ready")
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+    stack = Stack("leadbridge", env, f"http://127.0.0.1:{env['LEADBRIDGE_PORT']}",
+                  f"http://127.0.0.1:{env['LEADBRIDGE_SANDBOX_PORT']}", [proc])
+    stack.env.update({"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": stack.sandbox})
+    return stack
+
+
+def start_naive(data_dir: Path) -> Stack:
+    """Sandbox + `leadbridge web` + the naive Celery worker (bench/naive.py)."""
+    env = base_env(data_dir, None)
+    sandbox = f"http://127.0.0.1:{env['LEADBRIDGE_SANDBOX_PORT']}"
+    env.update({"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": sandbox})
+    stack = Stack("naive", env, f"http://127.0.0.1:{env['LEADBRIDGE_PORT']}", sandbox)
+    spawn = lambda *argv: subprocess.Popen(list(argv), env=env, cwd=REPO, stdout=subprocess.DEVNULL,  # noqa: E731
+                                           stderr=subprocess.DEVNULL, start_new_session=True)
+    stack.processes.append(spawn(sys.executable, "-m", "cli.main", "sandbox", "--port", env["LEADBRIDGE_SANDBOX_PORT"],
+                                 "--hubspot-token", TOKEN))
+    stack.cli("db", "upgrade")
+    # The naive worker needs the embedded Redis the web process starts; start web first and wait.
+    stack.processes.append(spawn(sys.executable, "-m", "cli.main", "web"))
+    _wait_http(stack.base + "/readyz")
+    _wait_http(sandbox + "/_sandbox/health")
+    redis_socket = data_dir.resolve() / "redis.sock"
+    env.update({"REDIS_URL": f"unix://{redis_socket}", "CELERY_BROKER_URL": f"redis+socket://{redis_socket}"})
+    stack.processes.append(spawn(sys.executable, "-m", "celery", "-A", "bench.naive:app", "worker", "-Q",
+                                 "ingest,naive", "-c", "2", "--without-gossip", "--without-mingle", "-l", "WARNING"))
+    from connectors.hubspot import HubSpotConnector
+
+    HubSpotConnector(TOKEN, base_url=sandbox).provision_fields()
+    return stack
+
+
+def _wait_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def prepare(stack: Stack) -> None:
+    """Create the webhook sources and stop the sandbox's own webhooks (the bench sends its own)."""
+    hub = json.loads(stack.cli("sources", "add", "--kind", "hubspot", "--name", "bench-hubspot", "--org-id",
+                               str(PORTAL), "--json"))
+    ev = json.loads(stack.cli("sources", "add", "--kind", "events", "--name", "bench-web", "--json"))
+    stack.hubspot = {"url": hub["webhook_url"], "secret": hub["secret"]}
+    stack.events = {"url": ev["webhook_url"], "secret": ev["secret"]}
+    for target in requests.get(stack.sandbox + "/_sandbox/webhooks", timeout=5).json()["targets"]:
+        requests.delete(stack.sandbox + f"/_sandbox/webhooks/{target['id']}", timeout=5)
+
+
+def seed_contacts(stack: Stack, count: int) -> list[tuple[str, str]]:
+    """Create contacts in the sandbox through the HubSpot batch API: [(id, email)]."""
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    made: list[tuple[str, str]] = []
+    run_id = uuid.uuid4().hex[:6]
+    for start in range(0, count, 100):
+        inputs = [{"properties": {"email": f"p{start + i}.{run_id}@acme{(start + i) % 97}.example",
+                                  "firstname": f"P{start + i}", "jobtitle": random.choice(
+                                      ["VP Sales", "Director of IT", "Engineer", "CTO", "Student", "Manager"])}}
+                  for i in range(min(100, count - start))]
+        while True:
+            resp = session.post(stack.sandbox + "/crm/v3/objects/contacts/batch/create", json={"inputs": inputs},
+                                headers=headers, timeout=30)
+            if resp.status_code == 429:
+                time.sleep(float(resp.headers.get("Retry-After", "1")))
+                continue
+            resp.raise_for_status()
+            break
+        made.extend((r["id"], r["properties"]["email"]) for r in resp.json()["results"])
+    return made
+
+
+# ---- traffic --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """Sends signed batches and remembers what it sent and when."""
+
+    stack: Stack
+    known: list[tuple[str, str]]
+    probe_sent: dict[str, float] = field(default_factory=dict)  # contact id -> request start
+    acknowledged: int = 0
+    sent: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+
+    def hubspot_batch(self, contacts: list[tuple[str, str]], kind: str) -> bytes:
+        now_ms = int(time.time() * 1000)
+        events = []
+        for cid, email in contacts:
+            n = next(self.counter)
+            item = {"eventId": n, "subscriptionId": 1, "portalId": PORTAL, "appId": 1, "occurredAt": now_ms,
+                    "attemptNumber": 0, "objectId": int(cid), "changeSource": "CRM_UI"}
+            if kind == "creation":
+                item.update(subscriptionType="contact.creation")
+            else:
+                item.update(subscriptionType="contact.propertyChange", propertyName="hs_analytics_num_visits",
+                            propertyValue=str(n))
+            events.append(item)
+        return json.dumps(events).encode()
+
+    def behaviour_batch(self, contacts: list[tuple[str, str]]) -> bytes:
+        now = datetime.now(timezone.utc).isoformat()
+        batch = []
+        for _, email in contacts:
+            roll = random.random()
+            if roll < 0.6:
+                page = random.choice(["/pricing", "/docs/api", "/blog/post", "/case-studies/x", "/careers"])
+                batch.append({"type": "page", "userId": email, "messageId": uuid.uuid4().hex, "timestamp": now,
+                              "properties": {"url": "https://vendor.example" + page, "title": page},
+                              "context": {"traits": {"email": email}}})
+            else:
+                name = random.choice(["Email Opened", "Email Link Clicked", "Webinar Attended", "File Downloaded",
+                                      "Form Submitted", "Demo Requested"])
+                batch.append({"type": "track", "event": name, "userId": email, "messageId": uuid.uuid4().hex,
+                              "timestamp": now, "properties": {}, "context": {"traits": {"email": email}}})
+        return json.dumps({"batch": batch}).encode()
+
+    def post(self, session: requests.Session, kind: str, body: bytes, size: int,
+             probes: list[tuple[str, str]] | None = None) -> None:
+        started = time.time()
+        if kind == "events":
+            msg_id = "msg_" + uuid.uuid4().hex
+            now = datetime.now(timezone.utc)
+            headers = {"Content-Type": "application/json", "webhook-id": msg_id,
+                       "webhook-timestamp": str(int(now.timestamp())),
+                       "webhook-signature": Webhook(self.stack.events["secret"]).sign(msg_id, now, body.decode())}
+            url = self.stack.events["url"]
+        else:
+            ts = str(int(started * 1000))
+            url = self.stack.hubspot["url"]
+            headers = {"Content-Type": "application/json", "X-HubSpot-Request-Timestamp": ts,
+                       "X-HubSpot-Signature-v3": hubspot_v3_signature(self.stack.hubspot["secret"], "POST", url, body, ts)}
+        if probes:
+            with self.lock:
+                for cid, _ in probes:
+                    self.probe_sent[cid] = started
+        try:
+            resp = session.post(url, data=body, headers=headers, timeout=30)
+            ok = resp.status_code in (200, 202)
+            accepted = resp.json().get("accepted", 0) if ok else 0
+        except requests.RequestException:
+            ok, accepted = False, 0
+        with self.lock:
+            self.sent += size
+            self.acknowledged += accepted
+            self.errors += 0 if ok else 1
+
+
+def run_paced(traffic: Traffic, fresh: list[tuple[str, str]], rate: float, seconds: float, probe_share: float,
+              senders: int = 4) -> int:
+    """Offer `rate` events/s for `seconds`: batches of 100, `probe_share` of them first-sight HubSpot contacts."""
+    batch = 100
+    interval = batch / rate
+    slots = int(seconds / interval)
+    fresh_iter = iter(fresh)
+    plan: list[tuple[float, str]] = []
+    for k in range(slots):
+        plan.append((k * interval, "probe" if random.random() < probe_share else "load"))
+    start = time.time() + 0.5
+    work = list(enumerate(plan))
+    lock = threading.Lock()
+    used = 0
+
+    def sender() -> None:
+        nonlocal used
+        session = requests.Session()
+        while True:
+            with lock:
+                if not work:
+                    return
+                _, (offset, kind) = work.pop(0)
+                if kind == "probe":
+                    probes = list(itertools.islice(fresh_iter, batch))
+                    used += len(probes)
+            delay = start + offset - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            if kind == "probe" and probes:
+                traffic.post(session, "hubspot", traffic.hubspot_batch(probes, "creation"), len(probes), probes)
+            else:
+                sample = random.sample(traffic.known, batch)
+                if random.random() < 0.8:
+                    traffic.post(session, "events", traffic.behaviour_batch(sample), batch)
+                else:
+                    traffic.post(session, "hubspot", traffic.hubspot_batch(sample, "change"), batch)
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return used
+
+
+def run_blast(traffic: Traffic, seconds: float, senders: int = 6) -> tuple[float, float]:
+    """Send known-contact batches as fast as possible; return (first send, last send) times."""
+    stop_at = time.time() + seconds
+    first = time.time()
+
+    def sender() -> None:
+        session = requests.Session()
+        while time.time() < stop_at:
+            sample = random.sample(traffic.known, 100)
+            if random.random() < 0.8:
+                traffic.post(session, "events", traffic.behaviour_batch(sample), 100)
+            else:
+                traffic.post(session, "hubspot", traffic.hubspot_batch(sample, "change"), 100)
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return first, time.time()
+
+
+# ---- measurement ----------------------------------------------------------------------------------
+
+
+def inbox_state(stack: Stack) -> dict[str, Any]:
+    """Counts by status and the last processing time, straight from the stack's database."""
+    from sqlalchemy import func, select
+
+    from core.runtime import sqlite_url
+    from storage.db import Database
+    from storage.models import InboxEvent
+
+    database = Database(stack.env.get("DATABASE_URL") or sqlite_url(Path(stack.env["LEADBRIDGE_DATA_DIR"])))
+    try:
+        with database.session() as session:
+            counts = dict(session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all())
+            last = session.scalar(select(func.max(InboxEvent.processed_at)))
+    finally:
+        database.dispose()
+    return {"counts": counts, "last_processed": last.timestamp() if last else None}
+
+
+def wait_drained(stack: Stack, timeout: float) -> dict[str, Any]:
+    """Wait until no inbox row is pending (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    state = inbox_state(stack)
+    while state["counts"].get("pending") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = inbox_state(stack)
+    return state
+
+
+def sandbox_writes(stack: Stack, since: float) -> list[dict[str, Any]]:
+    """Every leadbridge_* property write the sandbox recorded since `since`."""
+    return requests.get(stack.sandbox + "/_sandbox/writes", params={"prefix": "leadbridge_", "since": since},
+                        timeout=120).json()["writes"]
+
+
+def analyse_writes(writes: list[dict[str, Any]]) -> tuple[dict[str, float], int]:
+    """(first score write time per contact, duplicate writes: a record written again with identical values)."""
+    first: dict[str, float] = {}
+    grouped: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for w in writes:
+        grouped[(w["object_id"], w["t_ns"])][w["property"]] = w["value"]
+        if w["property"] == "leadbridge_score":
+            first[w["object_id"]] = min(first.get(w["object_id"], w["t"]), w["t"])
+    duplicates = 0
+    last_seen: dict[str, dict[str, Any]] = {}
+    for (oid, _), props in sorted(grouped.items(), key=lambda kv: kv[0][1]):
+        shown = {k: v for k, v in props.items() if k != "leadbridge_scored_at"}
+        if last_seen.get(oid) == shown:
+            duplicates += 1
+        last_seen[oid] = shown
+    return first, duplicates
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+
+
+@dataclass
+class Result:
+    """One phase's numbers."""
+
+    backend: str
+    phase: str
+    offered: float = 0.0
+    sent: int = 0
+    written: int = 0
+    lost: int = 0
+    duplicate_writes: int = 0
+    latencies: list[float] = field(default_factory=list)
+    rate: float = 0.0
+    memory: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> list[str]:
+        lat = self.latencies
+        ms = lambda q: f"{percentile(lat, q) * 1000:.0f}" if lat else "-"  # noqa: E731
+        mem = " / ".join(f"{self.memory.get(k, 0):.0f}" for k in ("web", "worker")) if self.memory else "-"
+        return [self.backend, self.phase, f"{self.offered:,.0f}" if self.offered else "max", f"{self.sent:,}",
+                f"{self.rate:,.0f}", ms(50), ms(95), ms(99), f"{self.written:,}", str(self.lost),
+                str(self.duplicate_writes), mem]
+
+
+def sustained_phase(stack: Stack, backend: str, rate: float, seconds: float, probe_share: float) -> Result:
+    """Phase 1: paced load with first-sight probes; per-probe latency to the CRM write."""
+    expected_probes = int(rate * seconds * probe_share * 1.3) + 200
+    warm = 300
+    contacts = seed_contacts(stack, warm + expected_probes)
+    known, fresh = contacts[:warm], contacts[warm:]
+    traffic = Traffic(stack, known)
+    t0 = time.time()
+    # Warm-up (not measured): leadbridge meets the known contacts first.
+    session = requests.Session()
+    for start in range(0, warm, 100):
+        chunk = known[start : start + 100]
+        traffic.post(session, "hubspot", traffic.hubspot_batch(chunk, "creation"), len(chunk))
+    wait_drained(stack, 60)
+    traffic.acknowledged = traffic.sent = 0
+    t1 = time.time()
+    run_paced(traffic, fresh, rate, seconds, probe_share)
+    elapsed = time.time() - t1
+    state = wait_drained(stack, 120)
+    deadline = time.time() + 60
+    first, dups = analyse_writes(sandbox_writes(stack, t0))
+    while any(cid not in first for cid in traffic.probe_sent) and time.time() < deadline:
+        time.sleep(1.0)
+        first, dups = analyse_writes(sandbox_writes(stack, t0))
+    latencies = [first[cid] - sent for cid, sent in traffic.probe_sent.items() if cid in first]
+    missing = sum(1 for cid in traffic.probe_sent if cid not in first)
+    pending = state["counts"].get("pending", 0)
+    return Result(backend, "sustained", offered=rate, sent=traffic.sent, written=len(latencies),
+                  lost=missing + pending + (traffic.sent - traffic.acknowledged if traffic.errors else 0),
+                  duplicate_writes=dups, latencies=latencies, rate=traffic.sent / elapsed, memory=stack.memory_mb())
+
+
+def blast_phase(stack: Stack, backend: str, seconds: float, known: list[tuple[str, str]] | None = None) -> Result:
+    """Phase 2/3: as fast as possible; rate = events fully processed per second."""
+    if known is None:
+        known = seed_contacts(stack, 1000)
+        warm = Traffic(stack, known)
+        session = requests.Session()
+        for start in range(0, len(known), 100):
+            chunk = known[start : start + 100]
+            warm.post(session, "hubspot", warm.hubspot_batch(chunk, "creation"), len(chunk))
+        wait_drained(stack, 300)
+    before = inbox_state(stack)["counts"]
+    traffic = Traffic(stack, known)
+    first, _ = run_blast(traffic, seconds)
+    state = wait_drained(stack, 600)
+    processed = sum(state["counts"].values()) - sum(before.values())
+    end = state["last_processed"] or time.time()
+    pending = state["counts"].get("pending", 0)
+    return Result(backend, "max", sent=traffic.sent, written=processed, lost=pending,
+                  rate=processed / max(0.001, end - first), memory=stack.memory_mb())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every phase and print the table; write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s in the sustained phase")
+    parser.add_argument("--probe-share", type=float, default=0.3, help="share of batches that are first-sight probes")
+    parser.add_argument("--blast-seconds", type=float, default=20.0, help="length of the max-rate phases")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server for the external run ('' skips)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="external Redis for the external run")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    random.seed(7)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="leadbridge-e2e-") as tmp:
+        console.print("[bold]embedded defaults (SQLite + embedded Redis)[/]")
+        stack = start_run(Path(tmp) / "embedded", None)
+        try:
+            prepare(stack)
+            results.append(sustained_phase(stack, "embedded", args.rate, args.seconds, args.probe_share))
+            console.print(results[-1].row())
+            results.append(blast_phase(stack, "embedded", args.blast_seconds))
+            console.print(results[-1].row())
+        finally:
+            stack.stop()
+        if not args.no_naive:
+            console.print("[bold]naive baseline (one task and one CRM call per event)[/]")
+            naive = start_naive(Path(tmp) / "naive")
+            try:
+                prepare(naive)
+                results.append(blast_phase(naive, "naive", args.blast_seconds))
+                console.print(results[-1].row())
+            finally:
+                naive.stop()
+        pg_url = fresh_postgres(args.postgres) if args.postgres else None
+        if pg_url:
+            console.print("[bold]PostgreSQL + external Redis[/]")
+            import redis
+
+            redis.Redis.from_url(args.redis).flushdb()
+            ext = {"DATABASE_URL": pg_url, "REDIS_URL": args.redis}
+            stack = start_run(Path(tmp) / "external", ext)
+            try:
+                prepare(stack)
+                results.append(sustained_phase(stack, "postgres+redis", args.rate, args.seconds, args.probe_share))
+                console.print(results[-1].row())
+                results.append(blast_phase(stack, "postgres+redis", args.blast_seconds))
+                console.print(results[-1].row())
+            finally:
+                stack.stop()
+                drop_postgres(args.postgres, pg_url)
+
+    table = Table(title=f"end to end: webhook -> CRM field ({os.cpu_count()} cores shared by senders, leadbridge, "
+                        "sandbox CRM)")
+    for column in ("backend", "phase", "offered/s", "sent", "events/s", "p50 ms", "p95 ms", "p99 ms", "written",
+                   "lost", "dup writes", "RSS MB web/worker"):
+        table.add_column(column, justify="left" if column in ("backend", "phase") else "right")
+    for r in results:
+        table.add_row(*r.row())
+    console.print(table)
+    main_run = results[0]
+    max_run = next((r for r in results if r.phase == "max" and r.backend == "embedded"), None)
+    naive_run = next((r for r in results if r.backend == "naive"), None)
+    report = {
+        "rate": main_run.offered, "sent": main_run.sent, "written": main_run.written, "lost": main_run.lost,
+        "duplicate_writes": main_run.duplicate_writes,
+        "p50_ms": round(percentile(main_run.latencies, 50) * 1000, 1),
+        "p95_ms": round(percentile(main_run.latencies, 95) * 1000, 1),
+        "p99_ms": round(percentile(main_run.latencies, 99) * 1000, 1),
+        "max_rate": round(max_run.rate, 1) if max_run else None,
+        "naive_rate": round(naive_run.rate, 1) if naive_run else None,
+        "runs": [{"backend": r.backend, "phase": r.phase, "rate": round(r.rate, 1), "sent": r.sent,
+                  "written": r.written, "lost": r.lost, "duplicate_writes": r.duplicate_writes,
+                  "p95_ms": round(percentile(r.latencies, 95) * 1000, 1) if r.latencies else None,
+                  "memory_mb": r.memory} for r in results],
+    }
+    if naive_run and max_run and naive_run.rate:
+        console.print(f"leadbridge / naive throughput: {max_run.rate / naive_run.rate:.1f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

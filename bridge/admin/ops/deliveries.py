@@ -1,0 +1,181 @@
+"""Deliveries: the inbox (events received) and the outbox (CRM and Slack writes), filters and replay."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from redis import Redis
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bridge.admin.ops import OperationError, clean_text
+from core.records import utcnow
+from storage.audit import record
+from storage.inbox import mark_enqueued
+from storage.models import InboxEvent, OutboxItem, Source
+
+INBOX_STATUSES = ("pending", "done", "ignored", "failed")
+OUTBOX_STATUSES = ("pending", "sent", "partial", "skipped", "failed", "dead")
+INGEST_TASK = "tasks.ingest.process_events"
+WRITEBACK_TASK = "tasks.writeback.flush"
+CRMS = ("hubspot", "salesforce")
+REPLAY_BATCH = 100  # a webhook batch's size, so a replayed task costs what a delivered one does
+MAX_REPLAY = 1000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and how many match in all."""
+
+    rows: list[Any]
+    total: int
+    limit: int
+    offset: int
+
+
+def _check_status(status: str | None, allowed: tuple[str, ...]) -> None:
+    if status and status not in allowed:
+        raise OperationError(f"status must be one of {', '.join(allowed)}, not {status!r}")
+
+
+def list_inbox(
+    session: Session, *, status: str | None = None, source_id: int | None = None, search: str | None = None,
+    limit: int = 50, offset: int = 0,
+) -> Page:
+    """Inbox rows newest first; `search` matches the CRM object id exactly or the e-mail by prefix."""
+    _check_status(status, INBOX_STATUSES)
+    query = select(InboxEvent)
+    if status:
+        query = query.where(InboxEvent.status == status)
+    if source_id is not None:
+        query = query.where(InboxEvent.source_id == source_id)
+    text = clean_text(search, "search", max_length=320, required=False)
+    if text:
+        query = query.where(or_(InboxEvent.object_id == text[:64],
+                                InboxEvent.email.startswith(text.lower(), autoescape=True)))
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = list(session.scalars(query.order_by(InboxEvent.id.desc()).limit(limit).offset(offset)))
+    return Page(rows, total, limit, offset)
+
+
+def list_outbox(
+    session: Session, *, status: str | None = None, target: str | None = None, search: str | None = None,
+    limit: int = 50, offset: int = 0,
+) -> Page:
+    """Outbox rows newest first (status "dead" is the dead letter, with the vendor's message in `error`)."""
+    _check_status(status, OUTBOX_STATUSES)
+    query = select(OutboxItem)
+    if status:
+        query = query.where(OutboxItem.status == status)
+    if target:
+        if target not in ("hubspot", "salesforce", "slack"):
+            raise OperationError(f"target must be hubspot, salesforce or slack, not {target!r}")
+        query = query.where(OutboxItem.target == target)
+    text = clean_text(search, "search", max_length=64, required=False)
+    if text:
+        query = query.where(OutboxItem.object_id == text)
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = list(session.scalars(query.order_by(OutboxItem.id.desc()).limit(limit).offset(offset)))
+    return Page(rows, total, limit, offset)
+
+
+def source_names(session: Session) -> dict[int, str]:
+    """source id -> name, for labelling inbox rows."""
+    return {i: n for i, n in session.execute(select(Source.id, Source.name))}
+
+
+def inbox_counts(session: Session) -> dict[str, int]:
+    """Inbox rows per status."""
+    return {s: int(c) for s, c in session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status))}
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    """Outbox rows per status."""
+    return {s: int(c) for s, c in session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status))}
+
+
+def _ids(ids: Sequence[int]) -> list[int]:
+    unique = sorted({int(i) for i in ids if 1 <= int(i) <= 2**62})
+    if not unique:
+        raise OperationError("choose at least one delivery to replay")
+    if len(unique) > MAX_REPLAY:
+        raise OperationError(f"replay at most {MAX_REPLAY} deliveries at a time")
+    return unique
+
+
+def replay_inbox(session: Session, actor: str, ids: Sequence[int]) -> list[int]:
+    """Set inbox rows back to pending; returns the ids. Call `enqueue_ingest` with them after the commit.
+
+    Replaying is safe for any row: ingest resolves leads idempotently and skips rows already done.
+    """
+    wanted = _ids(ids)
+    found = list(session.scalars(select(InboxEvent.id).where(InboxEvent.id.in_(wanted)).order_by(InboxEvent.id)))
+    if not found:
+        raise OperationError("none of those inbox rows exist", 404, "not_found")
+    session.execute(update(InboxEvent).where(InboxEvent.id.in_(found)).values(status="pending", error=None))
+    mark_enqueued(session, found, utcnow())
+    record(session, actor=actor, action="delivery.replay_inbox", target=f"inbox:{len(found)} rows",
+           after={"ids": found[:100], "count": len(found)})
+    return found
+
+
+def enqueue_ingest(celery: Celery, ids: Sequence[int]) -> bool:
+    """Hand replayed rows to the ingest stage (after they are committed, or a fast worker would skip them).
+
+    Returns False when the broker is unreachable; the rows stay pending and the sweeper re-sends them.
+    """
+    try:
+        for start in range(0, len(ids), REPLAY_BATCH):
+            celery.send_task(INGEST_TASK, kwargs={"ids": list(ids[start:start + REPLAY_BATCH])})
+    except Exception:  # noqa: BLE001 - broker down: the committed pending rows are the durable copy
+        return False
+    return True
+
+
+def replay_outbox(session: Session, redis: Redis, actor: str, ids: Sequence[int]) -> dict[str, list[int]]:
+    """Queue the leads of failed CRM writes for writing again; returns {crm: lead ids}. Call `enqueue_writeback`
+    after the commit.
+
+    The writeback stage writes a lead's *current* values, so a replay never sends stale data. A lead's last
+    written fingerprint is forgotten so the write is not skipped as "unchanged". The dead-letter row stays as
+    the record of the failure, marked with when it was replayed.
+    """
+    from tasks.score import DIRTY_KEY
+    from tasks.writeback import WRITTEN_KEY
+
+    wanted = _ids(ids)
+    rows = list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(wanted)).order_by(OutboxItem.id)))
+    if not rows:
+        raise OperationError("none of those outbox rows exist", 404, "not_found")
+    unusable = [r.id for r in rows if r.target not in CRMS or r.lead_id is None]
+    if unusable:
+        raise OperationError(f"row(s) {', '.join(map(str, unusable[:10]))} cannot be replayed: only CRM writes of one "
+                             "lead can (a batch summary or a Slack alert cannot)")
+    leads: dict[str, list[int]] = {}
+    now = utcnow()
+    for row in rows:
+        crm_leads = leads.setdefault(row.target, [])
+        if row.lead_id not in crm_leads:
+            crm_leads.append(row.lead_id)  # type: ignore[arg-type]
+        row.payload = {**(row.payload or {}), "replayed_at": now.isoformat(), "replayed_by": actor}
+    pipe = redis.pipeline()
+    for crm, lead_ids in leads.items():
+        pipe.hdel(WRITTEN_KEY.format(crm=crm), *lead_ids)
+        pipe.sadd(DIRTY_KEY.format(crm=crm), *lead_ids)
+    pipe.execute()
+    record(session, actor=actor, action="delivery.replay_outbox", target=f"outbox:{len(rows)} rows",
+           after={"ids": [r.id for r in rows][:100], "leads": {crm: ids[:100] for crm, ids in leads.items()}})
+    return leads
+
+
+def enqueue_writeback(celery: Celery, crms: Sequence[str]) -> bool:
+    """Ask the writeback stage to drain the given CRMs' queues now (False when the broker is unreachable)."""
+    try:
+        for crm in crms:
+            celery.send_task(WRITEBACK_TASK, args=[crm])
+    except Exception:  # noqa: BLE001 - broker down: the leads stay dirty; the next score or flush writes them
+        return False
+    return True

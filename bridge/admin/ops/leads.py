@@ -1,0 +1,140 @@
+"""Leads: search by e-mail or CRM id, the current score, the score history and the events that moved it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from bridge.admin.ops import NotFound, check_id, clean_text
+from bridge.admin.ops.deliveries import Page
+from storage.models import Account, InboxEvent, Lead, ScoreHistory
+
+MAX_HISTORY = 500
+MAX_EVENTS = 500
+
+
+def search_leads(session: Session, query: str | None = None, *, limit: int = 50, offset: int = 0) -> Page:
+    """Leads matching an e-mail (prefix) or a HubSpot/Salesforce/behavioural id; newest activity first."""
+    text = clean_text(query, "search", max_length=320, required=False)
+    select_leads = select(Lead)
+    if text:
+        lowered = text.lower()
+        select_leads = select_leads.where(or_(
+            Lead.email.startswith(lowered, autoescape=True), Lead.hubspot_id == text[:64],
+            Lead.salesforce_id == text[:32], Lead.external_id == text[:128],
+        ))
+    total = int(session.scalar(select(func.count()).select_from(select_leads.subquery())) or 0)
+    rows = list(session.scalars(select_leads.order_by(Lead.updated_at.desc(), Lead.id.desc())
+                                .limit(limit).offset(offset)))
+    return Page(rows, total, limit, offset)
+
+
+@dataclass(frozen=True)
+class ScoreMove:
+    """One score in the history, how much it moved, and the events received since the previous one."""
+
+    at: datetime
+    score: int
+    delta: int | None
+    grade: str | None
+    trigger: str
+    model_version: str
+    reasons: list[Any]
+    events: list[InboxEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LeadDetail:
+    """Everything the lead page shows."""
+
+    lead: Lead
+    account: Account | None
+    history: list[ScoreHistory]
+    events: list[InboxEvent]
+    moves: list[ScoreMove]
+
+
+def _event_filter(lead: Lead) -> Any:
+    clauses = []
+    if lead.hubspot_id:
+        clauses.append(and_(InboxEvent.crm == "hubspot", InboxEvent.object_id == lead.hubspot_id))
+    if lead.salesforce_id:
+        clauses.append(and_(InboxEvent.crm == "salesforce", InboxEvent.object_id == lead.salesforce_id))
+    if lead.external_id:
+        clauses.append(and_(InboxEvent.crm == "web", InboxEvent.object_id == lead.external_id))
+    if lead.email:
+        clauses.append(InboxEvent.email == lead.email)
+    return or_(*clauses) if clauses else None
+
+
+def lead_detail(session: Session, lead_id: int) -> LeadDetail:
+    """The lead, its account, score history (oldest first), its events and the moves between scores."""
+    check_id(lead_id, "lead")
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"no lead {lead_id}")
+    account = session.get(Account, lead.account_id) if lead.account_id else None
+    history = list(reversed(list(session.scalars(
+        select(ScoreHistory).where(ScoreHistory.lead_id == lead.id)
+        .order_by(ScoreHistory.created_at.desc(), ScoreHistory.id.desc()).limit(MAX_HISTORY)))))
+    condition = _event_filter(lead)
+    events: list[InboxEvent] = []
+    if condition is not None:
+        events = list(reversed(list(session.scalars(
+            select(InboxEvent).where(condition).order_by(InboxEvent.occurred_at.desc(), InboxEvent.id.desc())
+            .limit(MAX_EVENTS)))))
+    return LeadDetail(lead, account, history, events, score_moves(history, events))
+
+
+def score_moves(history: list[ScoreHistory], events: list[InboxEvent]) -> list[ScoreMove]:
+    """Pair each score with the events that arrived after the previous score's feature time, up to its own."""
+    moves = []
+    previous: ScoreHistory | None = None
+    for point in history:
+        low = previous.feature_time if previous is not None else None
+        window = [e for e in events if (low is None or e.occurred_at > low) and e.occurred_at <= point.feature_time]
+        moves.append(ScoreMove(
+            at=point.created_at, score=point.score, delta=(point.score - previous.score) if previous else None,
+            grade=point.grade, trigger=point.trigger, model_version=point.model_version,
+            reasons=list(point.reasons or []), events=window,
+        ))
+        previous = point
+    return list(reversed(moves))  # newest first on the page
+
+
+@dataclass(frozen=True)
+class Chart:
+    """An SVG line chart of scores over time, as coordinates a template can draw."""
+
+    width: int
+    height: int
+    points: str  # "x,y x,y ..." for <polyline>
+    dots: list[tuple[float, float, int, str]]  # x, y, score, label
+    y_ticks: list[tuple[float, int]]
+    first: str
+    last: str
+
+
+def score_chart(history: list[ScoreHistory], width: int = 720, height: int = 220) -> Chart | None:
+    """Scale the history onto a 0-100 by time grid; None when there is nothing to draw."""
+    if not history:
+        return None
+    pad_left, pad_right, pad_top, pad_bottom = 36, 12, 10, 24
+    inner_w, inner_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    start = history[0].created_at.timestamp()
+    span = max(history[-1].created_at.timestamp() - start, 1.0)
+    dots = []
+    for i, point in enumerate(history):
+        if len(history) == 1:
+            x = pad_left + inner_w / 2
+        else:
+            x = pad_left + inner_w * (point.created_at.timestamp() - start) / span
+        y = pad_top + inner_h * (1 - max(0, min(100, point.score)) / 100)
+        dots.append((round(x, 1), round(y, 1), point.score, f"{point.created_at:%Y-%m-%d %H:%M:%S} UTC: {point.score}"))
+    ticks = [(round(pad_top + inner_h * (1 - v / 100), 1), v) for v in (0, 25, 50, 75, 100)]
+    return Chart(width, height, " ".join(f"{x},{y}" for x, y, _, _ in dots), dots, ticks,
+                 f"{history[0].created_at:%Y-%m-%d %H:%M}", f"{history[-1].created_at:%Y-%m-%d %H:%M}")

@@ -1,0 +1,236 @@
+"""Field mappings (which CRM field receives score, grade, reasons, tier, ...) and the one-record test write.
+
+A row in `field_mappings` overrides the connector's built-in field name for one (crm, object type,
+output); an empty field name means "do not write this output". Without rows, the connectors' own names
+apply (HubSpot `leadbridge_*` properties, Salesforce `Leadbridge_*__c` fields).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.admin.ops import Conflict, OperationError
+from connectors.base import SCORE_FIELDS
+from core.settings import Settings
+from storage.audit import record
+from storage.models import Account, FieldMapping, Lead
+
+OBJECT_TYPES = {"hubspot": ("contacts", "companies"), "salesforce": ("Lead", "Contact", "Account")}
+OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
+_HUBSPOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_SALESFORCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+_HUBSPOT_ID = re.compile(r"^[0-9]{1,20}$")
+_SALESFORCE_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+_SALESFORCE_TYPES = {"00Q": "Lead", "003": "Contact", "001": "Account"}
+
+
+def default_names(crm: str) -> dict[str, str]:
+    """The connector's built-in field names for `crm`."""
+    if crm == "hubspot":
+        from connectors.hubspot import PROPERTY_NAMES
+
+        return dict(PROPERTY_NAMES)
+    from connectors.salesforce import FIELD_NAMES
+
+    return dict(FIELD_NAMES)
+
+
+def check_target(crm: str, object_type: str) -> None:
+    """Refuse unknown CRMs and object types."""
+    if crm not in OBJECT_TYPES:
+        raise OperationError(f"crm must be one of {', '.join(OBJECT_TYPES)}, not {crm!r}")
+    if object_type not in OBJECT_TYPES[crm]:
+        raise OperationError(f"{crm} object type must be one of {', '.join(OBJECT_TYPES[crm])}, not {object_type!r}")
+
+
+def effective_names(session: Session, crm: str, object_type: str) -> dict[str, str]:
+    """output -> CRM field name in force ('' = not written), defaults filled in."""
+    check_target(crm, object_type)
+    names = default_names(crm)
+    rows = session.scalars(select(FieldMapping).where(FieldMapping.crm == crm, FieldMapping.object_type == object_type))
+    for row in rows:
+        if row.output in names:
+            names[row.output] = row.field_name
+    return names
+
+
+def all_mappings(session: Session) -> list[dict[str, Any]]:
+    """Every (crm, object type) with its outputs, the field in force and whether it is the default."""
+    out = []
+    for crm, object_types in OBJECT_TYPES.items():
+        defaults = default_names(crm)
+        for object_type in object_types:
+            names = effective_names(session, crm, object_type)
+            out.append({
+                "crm": crm, "object_type": object_type,
+                "fields": [{"output": o, "field_name": names[o], "default": defaults[o]} for o in OUTPUTS],
+            })
+    return out
+
+
+def _check_field_name(crm: str, name: str) -> None:
+    if crm == "hubspot" and not _HUBSPOT_NAME.match(name):
+        raise OperationError(f"{name!r} is not a HubSpot property name (lower-case letters, digits and _)")
+    if crm == "salesforce" and not _SALESFORCE_NAME.match(name):
+        raise OperationError(f"{name!r} is not a Salesforce field API name (letters, digits and _, e.g. Score__c)")
+
+
+def save_mappings(
+    session: Session, actor: str, crm: str, object_type: str, names: Mapping[str, str | None]
+) -> dict[str, str]:
+    """Set the field for some outputs (None or '' = do not write it; the default name removes the override)."""
+    check_target(crm, object_type)
+    unknown = sorted(set(names) - set(OUTPUTS))
+    if unknown:
+        raise OperationError(f"unknown output(s) {', '.join(unknown)}; known: {', '.join(OUTPUTS)}")
+    cleaned: dict[str, str] = {}
+    for output, value in names.items():
+        name = (value or "").strip()
+        if name:
+            _check_field_name(crm, name)
+        cleaned[output] = name
+    used = [n for n in {**effective_names(session, crm, object_type), **cleaned}.values() if n]
+    if len(used) != len(set(used)):
+        raise OperationError("two outputs cannot write to the same field")
+    before = effective_names(session, crm, object_type)
+    defaults = default_names(crm)
+    rows = {r.output: r for r in session.scalars(
+        select(FieldMapping).where(FieldMapping.crm == crm, FieldMapping.object_type == object_type))}
+    for output, name in cleaned.items():
+        row = rows.get(output)
+        if name == defaults[output]:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(FieldMapping(crm=crm, object_type=object_type, output=output, field_name=name))
+        else:
+            row.field_name = name
+    session.flush()
+    after = effective_names(session, crm, object_type)
+    if after != before:
+        changed = [o for o in OUTPUTS if before[o] != after[o]]
+        record(session, actor=actor, action="field_mapping.update", target=f"{crm}:{object_type}",
+               before={o: before[o] for o in changed}, after={o: after[o] for o in changed})
+    return after
+
+
+# --- test write -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialWriteResult:
+    """What a test write sent to one CRM record and what the CRM answered."""
+
+    crm: str
+    object_type: str
+    record_id: str
+    fields: dict[str, Any] = field(default_factory=dict)  # CRM field name -> value sent
+    written: bool = False
+    error: str | None = None  # the vendor's own message when the write was refused
+    source: str = ""  # where the values came from
+
+
+def _values_for(session: Session, crm: str, object_type: str, record_id: str) -> tuple[dict[str, Any], str]:
+    id_column = "hubspot_id" if crm == "hubspot" else "salesforce_id"
+    model: Any = Account if object_type in ("companies", "Account") else Lead
+    row = session.scalars(select(model).where(getattr(model, id_column) == record_id)).first()
+    if row is None:
+        # Unknown to leadbridge: the fields are written empty, which proves access without inventing a score.
+        return {o: None for o in OUTPUTS}, "not known to leadbridge yet: fields written empty"
+    scored_at: datetime | None = row.scored_at
+    values = {
+        "score": row.score, "grade": row.grade, "reasons": list(row.reasons or []), "tier": None,
+        "model_version": getattr(row, "model_version", None), "scored_at": scored_at,
+    }
+    label = "lead" if model is Lead else "account"
+    origin = f"the {label}'s stored values" if row.score is not None else f"the {label} is not scored yet: fields written empty"
+    return values, origin
+
+
+def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> Any:
+    """The real connector for `crm`, writing to the mapped field names instead of its built-in ones."""
+    if crm == "hubspot":
+        from connectors.hubspot import PROPERTY_NAMES, HubSpotConnector
+
+        if settings.hubspot_access_token is None:
+            raise Conflict("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the "
+                           "sandbox CRM)", code="not_configured")
+
+        class MappedHubSpot(HubSpotConnector):
+            def to_properties(self, values: Any) -> dict[str, str]:
+                converted = super().to_properties(values)
+                renamed = {names[o]: converted[PROPERTY_NAMES[o]] for o in values if names.get(o)}
+                return renamed
+
+        return MappedHubSpot(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
+                             retry_attempts=1, retry_max_elapsed=10.0)
+    from connectors.salesforce import FIELD_NAMES, SalesforceConnector
+
+    if not (settings.salesforce_username or settings.salesforce_session_id):
+        raise Conflict("Salesforce is not configured: set SALESFORCE_USERNAME/SALESFORCE_PASSWORD (or "
+                       "SALESFORCE_INSTANCE_URL and SALESFORCE_SESSION_ID)", code="not_configured")
+
+    class MappedSalesforce(SalesforceConnector):
+        def to_fields(self, values: Any) -> dict[str, Any]:
+            converted = super().to_fields(values)
+            return {names[o]: converted[FIELD_NAMES[o]] for o in values if names.get(o)}
+
+    secret = lambda value: value.get_secret_value() if value is not None else None
+    return MappedSalesforce(
+        username=settings.salesforce_username, password=secret(settings.salesforce_password),
+        security_token=secret(settings.salesforce_security_token), domain=settings.salesforce_domain,
+        instance_url=settings.salesforce_instance_url, session_id=secret(settings.salesforce_session_id),
+        retry_attempts=1, retry_max_elapsed=10.0,
+    )
+
+
+def trial_write(
+    session: Session, settings: Settings, actor: str, *, crm: str, record_id: str, object_type: str | None = None
+) -> TrialWriteResult:
+    """Write leadbridge's fields to one CRM record through the real connector, with the mapping in force."""
+    from connectors.base import ConnectorError
+
+    record_id = (record_id or "").strip()
+    if crm == "hubspot":
+        object_type = object_type or "contacts"
+        check_target(crm, object_type)
+        if not _HUBSPOT_ID.match(record_id):
+            raise OperationError("a HubSpot record id is a number, e.g. 51")
+    elif crm == "salesforce":
+        if not _SALESFORCE_ID.match(record_id):
+            raise OperationError("a Salesforce record id is a 15- or 18-character Lead (00Q), Contact (003) or "
+                                 "Account (001) id")
+        object_type = _SALESFORCE_TYPES[record_id[:3]]
+    else:
+        raise OperationError(f"crm must be hubspot or salesforce, not {crm!r}")
+    names = effective_names(session, crm, object_type)
+    values, origin = _values_for(session, crm, object_type, record_id)
+    values = {o: v for o, v in values.items() if names.get(o)}
+    if not values:
+        raise OperationError(f"no output is mapped to a {crm} {object_type} field")
+    connector = _mapped_connector(crm, settings, names)
+    sent: dict[str, Any] = {}
+    try:
+        sent = connector.to_properties(values) if crm == "hubspot" else connector.to_fields(values)
+        if crm == "hubspot":
+            result = connector.write_fields({record_id: values}, object_type=object_type)
+        else:
+            result = connector.write_fields({record_id: values})
+        error = result.failed.get(record_id)
+        written = record_id in result.written
+    except ConnectorError as exc:
+        written, error = False, exc.vendor_message or str(exc)
+    outcome = TrialWriteResult(crm=crm, object_type=object_type, record_id=record_id,
+                              fields={k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
+                                      for k, v in sent.items()},
+                              written=written, error=error if not written else None, source=origin)
+    record(session, actor=actor, action="field_mapping.test_write", target=f"{crm}:{object_type}:{record_id}",
+           after={"written": written, "fields": sorted(sent), "error": outcome.error})
+    return outcome

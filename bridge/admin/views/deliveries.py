@@ -1,0 +1,84 @@
+"""Deliveries: inbox and outbox with status, attempts and errors, filters, replay, and the dead letter."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from bridge import security
+from bridge.admin import bp, db
+from bridge.admin.ops import OperationError
+from bridge.admin.ops import deliveries as ops
+from bridge.admin.views import PAGE_SIZE, page_args, query_int
+from bridge.extensions import services
+
+TABS = ("inbox", "outbox", "dead")
+
+
+@bp.get("/deliveries")
+def deliveries() -> ResponseReturnValue:
+    """One tab (inbox, outbox, or the dead letter) with its filters."""
+    tab = request.args.get("tab", "inbox")
+    tab = tab if tab in TABS else "inbox"
+    status = request.args.get("status") or None
+    search = request.args.get("q") or None
+    page, offset = page_args()
+    with db() as session:
+        names = ops.source_names(session)
+        if tab == "inbox":
+            source_id = query_int("source")
+            result = ops.list_inbox(session, status=status, source_id=source_id, search=search, limit=PAGE_SIZE,
+                                    offset=offset)
+            counts = ops.inbox_counts(session)
+        else:
+            target = request.args.get("target") or None
+            result = ops.list_outbox(session, status="dead" if tab == "dead" else status, target=target,
+                                     search=search, limit=PAGE_SIZE, offset=offset)
+            counts = ops.outbox_counts(session)
+    return render_template(
+        "admin/deliveries.html", tab=tab, page=result, page_number=page, counts=counts, names=names,
+        status=status or "", search=search or "", source=request.args.get("source", ""),
+        target=request.args.get("target", ""), inbox_statuses=ops.INBOX_STATUSES, outbox_statuses=ops.OUTBOX_STATUSES,
+        page_size=PAGE_SIZE,
+    )
+
+
+@bp.post("/deliveries/replay")
+@security.admin_only
+def replay() -> ResponseReturnValue:
+    """Replay the chosen inbox rows: back to pending and handed to the ingest stage again."""
+    raw = request.form.getlist("ids")
+    if not all(value.isdigit() for value in raw):
+        raise OperationError("delivery ids are numbers")
+    with db(write=True) as session:
+        ids = ops.replay_inbox(session, security.actor(), [int(v) for v in raw])
+    if ops.enqueue_ingest(services().celery, ids):
+        flash(f"Replayed {len(ids)} inbox event(s); they are queued for ingest.", "info")
+    else:
+        flash(f"{len(ids)} inbox event(s) set back to pending; the queue is unreachable, so the sweeper will "
+              "hand them over when it is back.", "error")
+    return redirect(_next_or_deliveries())
+
+
+@bp.post("/deliveries/replay-outbox")
+@security.admin_only
+def replay_outbox() -> ResponseReturnValue:
+    """Queue the leads of the chosen failed CRM writes for the writeback stage again."""
+    raw = request.form.getlist("ids")
+    if not all(value.isdigit() for value in raw):
+        raise OperationError("delivery ids are numbers")
+    svc = services()
+    with db(write=True) as session:
+        leads = ops.replay_outbox(session, svc.redis, security.actor(), [int(v) for v in raw])
+    count = sum(len(v) for v in leads.values())
+    if ops.enqueue_writeback(svc.celery, list(leads)):
+        flash(f"{count} lead(s) queued for writing to {', '.join(leads)} again, with their current values.", "info")
+    else:
+        flash(f"{count} lead(s) marked for writing; the queue is unreachable, so the periodic flush will write them.",
+              "error")
+    return redirect(_next_or_deliveries())
+
+
+def _next_or_deliveries() -> str:
+    target = request.form.get("next") or ""
+    return target if target.startswith("/admin/") and not target.startswith("//") else url_for("admin.deliveries")

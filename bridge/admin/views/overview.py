@@ -1,0 +1,21 @@
+"""The overview page."""
+
+from __future__ import annotations
+
+from flask import render_template
+from flask.typing import ResponseReturnValue
+
+from bridge.admin import bp, db
+from bridge.admin.ops.overview import build_overview
+from bridge.extensions import services
+from tasks.config import QUEUES
+
+
+@bp.get("/")
+def overview() -> ResponseReturnValue:
+    """Events per minute, latency percentiles, backlog, CRM API budget and failing parts."""
+    svc = services()
+    with db() as session:
+        view = build_overview(session, svc.redis, svc.celery, QUEUES)
+    peak = max([count for _, count in view.events_per_minute] or [0])
+    return render_template("admin/overview.html", view=view, peak=max(peak, 1))

@@ -1,0 +1,459 @@
+"""The API's routes: the same operations as the admin pages (bridge.admin.ops), as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.typing import ResponseReturnValue
+
+from bridge import security
+from bridge.admin.ops import Conflict, NotFound
+from bridge.admin.ops import alerts as alert_ops
+from bridge.admin.ops import deliveries as delivery_ops
+from bridge.admin.ops import leads as lead_ops
+from bridge.admin.ops import mappings as mapping_ops
+from bridge.admin.ops import models as model_ops
+from bridge.admin.ops import sources as source_ops
+from bridge.admin.ops import users as user_ops
+from bridge.admin.ops.overview import build_overview
+from bridge.api import endpoint
+from bridge.api import schemas as s
+from bridge.extensions import services
+from storage.audit import list_entries
+from storage.users import list_tokens, list_users
+from tasks.config import QUEUES
+
+
+def _errors(*codes: int) -> dict[int, tuple[Any, str]]:
+    text = {400: "invalid input", 401: "no valid API token", 403: "needs the admin role", 404: "not found",
+            409: "conflicts with the current state", 413: "body too large", 415: "body is not JSON"}
+    return {code: (s.Error, text[code]) for code in codes}
+
+
+READ = _errors(400, 401)
+WRITE = _errors(400, 401, 403, 413, 415)
+
+
+def _db(write: bool = False) -> Any:
+    return services().db.session(write=write)
+
+
+def _actor() -> str:
+    return security.actor()
+
+
+# --- sources -----------------------------------------------------------------------------------------
+
+
+def _source_out(info: source_ops.SourceInfo) -> dict[str, Any]:
+    return dict(info.__dict__)
+
+
+@endpoint("/sources", "GET", summary="List webhook sources", tag="sources", responses={200: (s.SourceList, "sources"),
+                                                                                      **READ})
+def list_sources() -> ResponseReturnValue:
+    """Every source with its webhook URL and masked secret."""
+    with _db() as session:
+        items = [s.SourceOut.model_validate(_source_out(i)) for i in source_ops.list_sources(session, services().settings)]
+    return s.SourceList(items=items), 200
+
+
+@endpoint("/sources", "POST", summary="Create a webhook source", tag="sources", role="admin", body=s.SourceCreate,
+          responses={201: (s.SourceWithSecret, "created; the secret is shown only in this response"),
+                     **WRITE, **_errors(409)})
+def create_source(body: s.SourceCreate) -> ResponseReturnValue:
+    """Create a source; the response is the only place its secret appears."""
+    with _db(write=True) as session:
+        info, secret = source_ops.create_source(
+            session, services().settings, _actor(), kind=body.kind, name=body.name, secret=body.secret,
+            org_id=body.org_id, signature_version=body.signature_version)
+    return s.SourceWithSecret(**_source_out(info), secret=secret, setup_steps=source_ops.setup_steps(info)), 201
+
+
+@endpoint("/sources/<int:source_id>", "GET", summary="Get a source", tag="sources",
+          responses={200: (s.SourceDetail, "the source"), **READ, **_errors(404)})
+def get_source(source_id: int) -> ResponseReturnValue:
+    """One source with its setup steps and inbox status counts."""
+    with _db() as session:
+        info = source_ops.get_source(session, services().settings, source_id)
+        counts = source_ops.status_counts(session, source_id)
+    return s.SourceDetail(**_source_out(info), setup_steps=source_ops.setup_steps(info), status_counts=counts), 200
+
+
+@endpoint("/sources/<int:source_id>", "PATCH", summary="Enable or disable a source", tag="sources", role="admin",
+          body=s.SourceUpdate, responses={200: (s.SourceOut, "the source"), **WRITE, **_errors(404)})
+def update_source(source_id: int, body: s.SourceUpdate) -> ResponseReturnValue:
+    """A disabled source's deliveries are answered 403."""
+    with _db(write=True) as session:
+        info = source_ops.set_enabled(session, services().settings, _actor(), source_id, body.enabled)
+    return s.SourceOut.model_validate(_source_out(info)), 200
+
+
+@endpoint("/sources/<int:source_id>/rotate-secret", "POST", summary="Rotate a source's secret", tag="sources",
+          role="admin", body=s.SecretRotation,
+          responses={200: (s.SourceWithSecret, "the new secret, shown only in this response"), **WRITE,
+                     **_errors(404)})
+def rotate_source_secret(source_id: int, body: s.SecretRotation) -> ResponseReturnValue:
+    """The old secret stays valid for the overlap, so no delivery is refused mid-change."""
+    with _db(write=True) as session:
+        info, secret = source_ops.rotate_secret(session, services().settings, _actor(), source_id,
+                                                overlap_hours=body.overlap_hours, secret=body.secret)
+    return s.SourceWithSecret(**_source_out(info), secret=secret, setup_steps=source_ops.setup_steps(info)), 200
+
+
+@endpoint("/sources/<int:source_id>/deliveries", "GET", summary="A source's recent deliveries", tag="sources",
+          query=s.InboxQuery, responses={200: (s.InboxPage, "newest first"), **READ, **_errors(404)})
+def source_deliveries(source_id: int, query: s.InboxQuery) -> ResponseReturnValue:
+    """The inbox rows this source delivered."""
+    with _db() as session:
+        source_ops.get_source(session, services().settings, source_id)
+        page = delivery_ops.list_inbox(session, status=query.status, source_id=source_id, search=query.q,
+                                       limit=query.limit, offset=query.offset)
+        items = [s.InboxEventOut.model_validate(row) for row in page.rows]
+    return s.InboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+
+
+# --- deliveries -------------------------------------------------------------------------------------
+
+
+@endpoint("/deliveries/inbox", "GET", summary="Inbox: events received", tag="deliveries", query=s.InboxQuery,
+          responses={200: (s.InboxPage, "newest first"), **READ})
+def list_inbox(query: s.InboxQuery) -> ResponseReturnValue:
+    """Filter by status, source and object id / e-mail."""
+    with _db() as session:
+        page = delivery_ops.list_inbox(session, status=query.status, source_id=query.source_id, search=query.q,
+                                       limit=query.limit, offset=query.offset)
+        items = [s.InboxEventOut.model_validate(row) for row in page.rows]
+    return s.InboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+
+
+@endpoint("/deliveries/outbox", "GET", summary="Outbox: CRM and Slack writes (status dead = dead letter)",
+          tag="deliveries", query=s.OutboxQuery, responses={200: (s.OutboxPage, "newest first"), **READ})
+def list_outbox(query: s.OutboxQuery) -> ResponseReturnValue:
+    """Filter by status, target and object id; dead-lettered rows carry the vendor's message in `error`."""
+    with _db() as session:
+        page = delivery_ops.list_outbox(session, status=query.status, target=query.target, search=query.q,
+                                        limit=query.limit, offset=query.offset)
+        items = [s.OutboxItemOut.model_validate(row) for row in page.rows]
+    return s.OutboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+
+
+@endpoint("/deliveries/inbox/replay", "POST", summary="Replay inbox events", tag="deliveries", role="admin",
+          body=s.Replay, responses={202: (s.ReplayResult, "set back to pending and queued"), **WRITE, **_errors(404)})
+def replay_inbox(body: s.Replay) -> ResponseReturnValue:
+    """Set the rows back to pending and hand them to the ingest stage again."""
+    with _db(write=True) as session:
+        ids = delivery_ops.replay_inbox(session, _actor(), body.ids)
+    queued = delivery_ops.enqueue_ingest(services().celery, ids)
+    return s.ReplayResult(replayed=ids, queued=queued), 202
+
+
+@endpoint("/deliveries/outbox/replay", "POST", summary="Replay failed CRM writes", tag="deliveries", role="admin",
+          body=s.Replay, responses={202: (s.OutboxReplayResult, "the leads are queued for writing again"), **WRITE,
+                                    **_errors(404)})
+def replay_outbox(body: s.Replay) -> ResponseReturnValue:
+    """Queue the leads of failed or dead-lettered CRM writes for the writeback stage (with their current values)."""
+    svc = services()
+    with _db(write=True) as session:
+        leads = delivery_ops.replay_outbox(session, svc.redis, _actor(), body.ids)
+    queued = delivery_ops.enqueue_writeback(svc.celery, list(leads))
+    return s.OutboxReplayResult(leads=leads, queued=queued), 202
+
+
+# --- field mappings ---------------------------------------------------------------------------------
+
+_MAPPING_PARAMS = {
+    "crm": {"type": "string", "enum": ["hubspot", "salesforce"]},
+    "object_type": {"type": "string", "enum": ["contacts", "companies", "Lead", "Contact", "Account"]},
+}
+
+
+@endpoint("/field-mappings", "GET", summary="Field mappings", tag="field mappings",
+          responses={200: (s.MappingList, "every CRM object's outputs and fields"), **READ})
+def list_mappings() -> ResponseReturnValue:
+    """Which CRM field receives each output ("" = not written)."""
+    with _db() as session:
+        groups = mapping_ops.all_mappings(session)
+    return s.MappingList.model_validate({"items": groups}), 200
+
+
+@endpoint("/field-mappings/<crm>/<object_type>", "PUT", summary="Set field names", tag="field mappings",
+          role="admin", body=s.MappingUpdate, path_params=_MAPPING_PARAMS,
+          responses={200: (s.MappingGroup, "the mapping now in force"), **WRITE, **_errors(404)})
+def update_mapping(crm: str, object_type: str, body: s.MappingUpdate) -> ResponseReturnValue:
+    """Set the CRM field for some outputs (null or "" = do not write it; the default name clears the override)."""
+    if object_type not in mapping_ops.OBJECT_TYPES[crm]:
+        raise NotFound(f"{crm} has no object type {object_type!r}; use {', '.join(mapping_ops.OBJECT_TYPES[crm])}")
+    with _db(write=True) as session:
+        mapping_ops.save_mappings(session, _actor(), crm, object_type, dict(body.fields))
+        group = next(g for g in mapping_ops.all_mappings(session) if g["crm"] == crm and g["object_type"] == object_type)
+    return s.MappingGroup.model_validate(group), 200
+
+
+@endpoint("/field-mappings/test-write", "POST", summary="Test write to one CRM record", tag="field mappings",
+          role="admin", body=s.TrialWrite,
+          responses={200: (s.TrialWriteOut, "what was sent and whether the CRM accepted it"), **WRITE,
+                     **_errors(409)})
+def test_write(body: s.TrialWrite) -> ResponseReturnValue:
+    """Write the record's current leadbridge values through the real connector with the mapping in force."""
+    with _db(write=True) as session:
+        result = mapping_ops.trial_write(session, services().settings, _actor(), crm=body.crm,
+                                         record_id=body.record_id, object_type=body.object_type)
+    return s.TrialWriteOut.model_validate(result.__dict__), 200
+
+
+# --- alert rules ------------------------------------------------------------------------------------
+
+
+def _rule_input(body: s.AlertRuleCreate | s.AlertRuleUpdate) -> alert_ops.RuleInput:
+    return alert_ops.RuleInput(**body.model_dump(exclude_unset=isinstance(body, s.AlertRuleUpdate)))
+
+
+@endpoint("/alert-rules", "GET", summary="Alert rules", tag="alert rules",
+          responses={200: (s.AlertRuleList, "all rules"), **READ})
+def list_alert_rules() -> ResponseReturnValue:
+    """Every rule (webhook URLs masked)."""
+    with _db() as session:
+        items = [s.AlertRuleOut.model_validate(alert_ops.rule_view(r)) for r in alert_ops.list_rules(session)]
+    return s.AlertRuleList(items=items), 200
+
+
+@endpoint("/alert-rules", "POST", summary="Create an alert rule", tag="alert rules", role="admin",
+          body=s.AlertRuleCreate, responses={201: (s.AlertRuleOut, "created"), **WRITE, **_errors(409)})
+def create_alert_rule(body: s.AlertRuleCreate) -> ResponseReturnValue:
+    """Threshold, channel, cooldown, routing filters and (optionally) the rule's own Slack webhook."""
+    with _db(write=True) as session:
+        rule = alert_ops.create_rule(session, _actor(), _rule_input(body))
+        out = s.AlertRuleOut.model_validate(alert_ops.rule_view(rule))
+    return out, 201
+
+
+@endpoint("/alert-rules/<int:rule_id>", "GET", summary="Get an alert rule", tag="alert rules",
+          responses={200: (s.AlertRuleOut, "the rule"), **READ, **_errors(404)})
+def get_alert_rule(rule_id: int) -> ResponseReturnValue:
+    """One rule."""
+    with _db() as session:
+        out = s.AlertRuleOut.model_validate(alert_ops.rule_view(alert_ops.get_rule(session, rule_id)))
+    return out, 200
+
+
+@endpoint("/alert-rules/<int:rule_id>", "PATCH", summary="Change an alert rule", tag="alert rules", role="admin",
+          body=s.AlertRuleUpdate, responses={200: (s.AlertRuleOut, "the rule"), **WRITE, **_errors(404, 409)})
+def update_alert_rule(rule_id: int, body: s.AlertRuleUpdate) -> ResponseReturnValue:
+    """Omitted fields stay as they are."""
+    with _db(write=True) as session:
+        rule = alert_ops.update_rule(session, _actor(), rule_id, _rule_input(body))
+        out = s.AlertRuleOut.model_validate(alert_ops.rule_view(rule))
+    return out, 200
+
+
+@endpoint("/alert-rules/<int:rule_id>", "DELETE", summary="Delete an alert rule", tag="alert rules", role="admin",
+          responses={204: (None, "deleted"), **_errors(401, 403, 404)})
+def delete_alert_rule(rule_id: int) -> ResponseReturnValue:
+    """Remove a rule."""
+    with _db(write=True) as session:
+        alert_ops.delete_rule(session, _actor(), rule_id)
+    return None, 204
+
+
+@endpoint("/alert-rules/<int:rule_id>/test", "POST", summary="Send a test alert", tag="alert rules", role="admin",
+          responses={200: (s.TestAlertOut, "whether Slack accepted it"), **_errors(401, 403, 404, 409)})
+def test_alert_rule(rule_id: int) -> ResponseReturnValue:
+    """Post a marked test message to the rule's Slack webhook through the Slack connector."""
+    with _db(write=True) as session:
+        result = alert_ops.send_test_alert(session, services().settings, _actor(), rule_id)
+    return s.TestAlertOut(rule_id=result.rule_id, sent=result.sent, error=result.error), 200
+
+
+# --- leads ------------------------------------------------------------------------------------------
+
+
+@endpoint("/leads", "GET", summary="Search leads", tag="leads", query=s.LeadQuery,
+          responses={200: (s.LeadPage, "most recently active first"), **READ})
+def search_leads(query: s.LeadQuery) -> ResponseReturnValue:
+    """By e-mail prefix or HubSpot / Salesforce / web id."""
+    with _db() as session:
+        page = lead_ops.search_leads(session, query.q, limit=query.limit, offset=query.offset)
+        items = [s.LeadOut.model_validate(row) for row in page.rows]
+    return s.LeadPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+
+
+@endpoint("/leads/<int:lead_id>", "GET", summary="A lead in full", tag="leads",
+          responses={200: (s.LeadDetailOut, "score, history, events"), **READ, **_errors(404)})
+def get_lead(lead_id: int) -> ResponseReturnValue:
+    """Current score, grade and reasons; score history; the events that moved the score."""
+    with _db() as session:
+        d = lead_ops.lead_detail(session, lead_id)
+        out = s.LeadDetailOut(
+            lead=s.LeadOut.model_validate(d.lead),
+            account=s.AccountOut.model_validate(d.account) if d.account else None,
+            history=[s.ScorePointOut.model_validate(h) for h in d.history],
+            events=[s.InboxEventOut.model_validate(e) for e in d.events],
+            moves=[s.ScoreMoveOut(at=m.at, score=m.score, delta=m.delta, grade=m.grade, trigger=m.trigger,
+                                  model_version=m.model_version, reasons=m.reasons, event_ids=[e.id for e in m.events])
+                   for m in d.moves],
+        )
+    return out, 200
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def _model_out(info: model_ops.ModelInfo) -> s.ModelOut:
+    row = info.row
+    return s.ModelOut(
+        version=row.version, kind=row.kind, status=row.status, feature_hash=row.feature_hash,
+        features=len(row.features or []), metrics=info.metrics, baselines=info.baselines,
+        feature_importance=[s.Ranked(feature=f, value=v) for f, v in info.importance],
+        drift=[s.Ranked(feature=f, value=v) for f, v in info.drift],
+        drift_check=s.DriftCheck.model_validate(info.drift_check) if info.drift_check else None,
+        labelled_outcomes=row.labelled_outcomes,
+        trained_at=row.trained_at, promoted_at=row.promoted_at, metadata_error=info.metadata_error,
+    )
+
+
+@endpoint("/models", "GET", summary="Model versions", tag="models",
+          responses={200: (s.ModelList, "newest first"), **READ})
+def list_models() -> ResponseReturnValue:
+    """Versions with metrics against the baselines, feature importance and drift."""
+    with _db() as session:
+        items = [_model_out(model_ops.describe(row)) for row in model_ops.list_models(session)]
+    return s.ModelList(items=items), 200
+
+
+@endpoint("/models/<version>/promote", "POST", summary="Promote a version to champion", tag="models",
+          role="admin", responses={200: (s.ModelOut, "the new champion"), **_errors(401, 403, 404, 409)})
+def promote_model(version: str) -> ResponseReturnValue:
+    """The previous champion of the same kind is retired."""
+    with _db(write=True) as session:
+        row = model_ops.promote(session, _actor(), version)
+        out = _model_out(model_ops.describe(row))
+    model_ops.announce_champion(services().redis, row)
+    return out, 200
+
+
+@endpoint("/models/rollback", "POST", summary="Roll back to the previous champion", tag="models", role="admin",
+          body=s.Rollback, responses={200: (s.ModelOut, "the restored champion"), **WRITE, **_errors(409)})
+def rollback_model(body: s.Rollback) -> ResponseReturnValue:
+    """Retire the champion and restore the version promoted before it."""
+    with _db(write=True) as session:
+        row = model_ops.rollback(session, _actor(), body.kind)
+        out = _model_out(model_ops.describe(row))
+    model_ops.announce_champion(services().redis, row)
+    return out, 200
+
+
+# --- overview and audit -----------------------------------------------------------------------------
+
+
+@endpoint("/overview", "GET", summary="Overview figures", tag="overview",
+          responses={200: (s.OverviewOut, "events per minute, latency, backlog, CRM budget, failing parts"), **READ})
+def overview() -> ResponseReturnValue:
+    """The same numbers as the overview page."""
+    svc = services()
+    with _db() as session:
+        view = build_overview(session, svc.redis, svc.celery, QUEUES)
+    return s.OverviewOut(
+        generated_at=view.generated_at,
+        events_per_minute=[s.MinuteCount(minute=m, count=c) for m, c in view.events_per_minute],
+        events_last_minute=view.events_last_minute,
+        latency={k: s.PercentilesOut.model_validate(v.__dict__) for k, v in view.latency.items()},
+        backlog=view.backlog, queues=view.queues, crm_budget=view.crm_budget, checks=view.checks,
+        failing=view.failing,
+    ), 200
+
+
+@endpoint("/audit", "GET", summary="Audit log", tag="audit", role="admin", query=s.AuditQuery,
+          responses={200: (s.AuditPage, "newest first"), **READ, **_errors(403)})
+def audit_log(query: s.AuditQuery) -> ResponseReturnValue:
+    """Who changed what and when (before/after without secrets)."""
+    with _db() as session:
+        entries, total = list_entries(session, limit=query.limit, offset=query.offset, action=query.action,
+                                      actor=query.actor)
+        items = [s.AuditEntryOut.model_validate(e) for e in entries]
+    return s.AuditPage(items=items, total=total, limit=query.limit, offset=query.offset), 200
+
+
+# --- users and tokens -------------------------------------------------------------------------------
+
+
+def _me() -> security.Principal:
+    principal = security.current()
+    assert principal is not None  # the blueprint refused unauthenticated requests
+    return principal
+
+
+@endpoint("/me", "GET", summary="Who this token belongs to", tag="users", responses={200: (s.Me, "the user"), **READ})
+def me() -> ResponseReturnValue:
+    """The token's user and role."""
+    principal = _me()
+    return s.Me(id=principal.user_id, email=principal.email, role=principal.role), 200
+
+
+@endpoint("/users", "GET", summary="Users", tag="users", role="admin",
+          responses={200: (s.UserList, "all users"), **READ, **_errors(403)})
+def list_users_route() -> ResponseReturnValue:
+    """Every user and role."""
+    with _db() as session:
+        items = [s.UserOut.model_validate(u) for u in list_users(session)]
+    return s.UserList(items=items), 200
+
+
+@endpoint("/users", "POST", summary="Add a user", tag="users", role="admin", body=s.UserCreate,
+          responses={201: (s.UserOut, "created"), **WRITE, **_errors(409)})
+def add_user(body: s.UserCreate) -> ResponseReturnValue:
+    """The password is hashed with argon2id and never returned."""
+    with _db(write=True) as session:
+        user = user_ops.add_user(session, _actor(), email=body.email, password=body.password, role=body.role)
+        out = s.UserOut.model_validate(user)
+    return out, 201
+
+
+@endpoint("/users/<int:user_id>", "PATCH", summary="Change a user's role", tag="users", role="admin",
+          body=s.UserUpdate, responses={200: (s.UserOut, "the user"), **WRITE, **_errors(404, 409)})
+def update_user(user_id: int, body: s.UserUpdate) -> ResponseReturnValue:
+    """The last admin cannot be demoted, and nobody changes their own role."""
+    with _db(write=True) as session:
+        out = s.UserOut.model_validate(user_ops.change_role(session, _actor(), user_id, body.role,
+                                                            acting_user_id=_me().user_id))
+    return out, 200
+
+
+@endpoint("/users/<int:user_id>", "DELETE", summary="Remove a user", tag="users", role="admin",
+          responses={204: (None, "removed"), **_errors(401, 403, 404, 409)})
+def remove_user(user_id: int) -> ResponseReturnValue:
+    """Removes the user's tokens too; nobody removes themselves."""
+    with _db(write=True) as session:
+        user_ops.remove_user(session, _actor(), user_id, acting_user_id=_me().user_id)
+    return None, 204
+
+
+@endpoint("/tokens", "GET", summary="Your API tokens", tag="users",
+          responses={200: (s.TokenList, "newest first"), **READ})
+def list_own_tokens() -> ResponseReturnValue:
+    """The caller's tokens (never their values)."""
+    with _db() as session:
+        user = user_ops.get_user(session, _me().user_id)
+        items = [s.TokenOut.model_validate(t) for t in list_tokens(session, user)]
+    return s.TokenList(items=items), 200
+
+
+@endpoint("/tokens", "POST", summary="Create an API token", tag="users", body=s.TokenCreate,
+          responses={201: (s.NewTokenOut, "the token, shown only in this response"), **_errors(400, 401, 413, 415)})
+def create_own_token(body: s.TokenCreate) -> ResponseReturnValue:
+    """A token for the caller, acting with the caller's role."""
+    with _db(write=True) as session:
+        token = user_ops.create_token(session, _actor(), _me().user_id, body.name)
+    return s.NewTokenOut(id=token.id, name=token.name, token=token.token, created_at=token.created_at), 201
+
+
+@endpoint("/tokens/<int:token_id>", "DELETE", summary="Revoke one of your API tokens", tag="users",
+          responses={204: (None, "revoked"), **_errors(401, 404, 409)})
+def revoke_own_token(token_id: int) -> ResponseReturnValue:
+    """Revoke a token of the caller's (not the one this request is using)."""
+    if token_id == _me().token_id:
+        raise Conflict("this request is authenticated with that token; revoke it with another token or in the UI")
+    with _db(write=True) as session:
+        user_ops.revoke_token(session, _actor(), token_id, owner_id=_me().user_id)
+    return None, 204
+

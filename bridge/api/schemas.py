@@ -1,0 +1,602 @@
+"""Request and response bodies of the JSON API (pydantic): they validate input and generate the OpenAPI schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Single-line text: no control characters (PostgreSQL refuses NUL, and none belong in a name).
+LINE = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=LINE)]
+ShortText = Annotated[str, StringConstraints(max_length=100, pattern=LINE)]
+SecretText = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=LINE)]
+Kind = Literal["hubspot", "salesforce", "events"]
+Crm = Literal["hubspot", "salesforce"]
+Grade = Literal["A", "B", "C", "D", "E", "F"]
+Role = Literal["admin", "viewer"]
+ModelKind = Literal["lead", "csv"]
+Output = Literal["score", "grade", "reasons", "tier", "model_version", "scored_at"]
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused, so a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    """A response body."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Error(Out):
+    """Every error: a machine-readable code and a sentence naming the problem."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+# --- sources -----------------------------------------------------------------------------------------
+
+
+class SourceCreate(Body):
+    """A new webhook source."""
+
+    kind: Kind
+    name: Name
+    secret: SecretText | None = Field(None, description="HubSpot: the app's client secret. Omit to generate one.")
+    org_id: Annotated[str, StringConstraints(max_length=64, pattern=LINE)] | None = Field(
+        None, description="HubSpot portal id or Salesforce organization id (required for Salesforce)")
+    signature_version: Literal["v1", "v2", "v3"] = "v3"
+
+
+class SourceUpdate(Body):
+    """Enable or disable a source."""
+
+    enabled: bool
+
+
+class SecretRotation(Body):
+    """Rotate a source's secret."""
+
+    overlap_hours: float | None = Field(None, ge=0, le=720, description="default LEADBRIDGE_SECRET_ROTATION_OVERLAP_HOURS")
+    secret: SecretText | None = None
+
+
+class SourceOut(Out):
+    """A source (its secret masked)."""
+
+    id: int
+    name: str
+    kind: str
+    enabled: bool
+    org_id: str | None
+    signature_version: str
+    webhook_url: str
+    secret_hint: str
+    previous_secret_valid_until: datetime | None
+    created_at: datetime
+    last_event_at: datetime | None
+    events_24h: int
+
+
+class SourceWithSecret(SourceOut):
+    """A source just created or rotated: the only response that carries the secret."""
+
+    secret: str
+    setup_steps: list[str]
+
+
+class SourceDetail(SourceOut):
+    """A source with its setup steps and inbox status counts."""
+
+    setup_steps: list[str]
+    status_counts: dict[str, int]
+
+
+class SourceList(Out):
+    """All sources."""
+
+    items: list[SourceOut]
+
+
+# --- deliveries -------------------------------------------------------------------------------------
+
+
+class InboxEventOut(Out):
+    """One received event."""
+
+    id: int
+    source_id: int | None
+    crm: str
+    object_type: str
+    object_id: str
+    event_type: str
+    email: str | None
+    properties: dict[str, Any] | None
+    status: str
+    attempts: int
+    error: str | None
+    occurred_at: datetime
+    received_at: datetime
+    processed_at: datetime | None
+
+
+class InboxPage(Out):
+    """A page of inbox rows."""
+
+    items: list[InboxEventOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class OutboxItemOut(Out):
+    """One CRM or Slack write (status "dead": the dead letter; `error` holds the vendor's message)."""
+
+    id: int
+    target: str
+    kind: str
+    object_type: str | None
+    object_id: str | None
+    lead_id: int | None
+    status: str
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class OutboxPage(Out):
+    """A page of outbox rows."""
+
+    items: list[OutboxItemOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class InboxQuery(Body):
+    """Inbox filters."""
+
+    status: Literal["pending", "done", "ignored", "failed"] | None = None
+    source_id: int | None = Field(None, ge=1, le=2_147_483_647)
+    q: Annotated[str, StringConstraints(max_length=320, pattern=LINE)] | None = Field(
+        None, description="CRM object id, or the start of an e-mail")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class OutboxQuery(Body):
+    """Outbox filters."""
+
+    status: Literal["pending", "sent", "partial", "skipped", "failed", "dead"] | None = None
+    target: Literal["hubspot", "salesforce", "slack"] | None = None
+    q: Annotated[str, StringConstraints(max_length=64, pattern=LINE)] | None = None
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class Replay(Body):
+    """Inbox rows to replay."""
+
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(min_length=1, max_length=1000)
+
+
+class ReplayResult(Out):
+    """What was replayed."""
+
+    replayed: list[int]
+    queued: bool = Field(description="false when the broker was unreachable (the sweeper will re-send)")
+
+
+class OutboxReplayResult(Out):
+    """Which leads were queued for writing again, per CRM."""
+
+    leads: dict[str, list[int]]
+    queued: bool = Field(description="false when the broker was unreachable (beat's periodic flush writes them)")
+
+
+# --- field mappings ---------------------------------------------------------------------------------
+
+
+class MappingField(Out):
+    """One output and the CRM field it goes to ("" = not written)."""
+
+    output: str
+    field_name: str
+    default: str
+
+
+class MappingGroup(Out):
+    """One CRM object's mapping."""
+
+    crm: str
+    object_type: str
+    fields: list[MappingField]
+
+
+class MappingList(Out):
+    """Every CRM object's mapping."""
+
+    items: list[MappingGroup]
+
+
+class MappingUpdate(Body):
+    """New field names for some outputs (null or "" = do not write that output)."""
+
+    fields: dict[Output, Annotated[str, StringConstraints(max_length=100, pattern=LINE)] | None]
+
+
+class TrialWrite(Body):
+    """Write leadbridge's fields to one CRM record."""
+
+    crm: Crm
+    record_id: Annotated[str, StringConstraints(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9]+$")]
+    object_type: Literal["contacts", "companies"] | None = Field(None, description="HubSpot only")
+
+
+class TrialWriteOut(Out):
+    """What was sent and what the CRM answered."""
+
+    crm: str
+    object_type: str
+    record_id: str
+    fields: dict[str, Any]
+    written: bool
+    error: str | None
+    source: str
+
+
+# --- alert rules ------------------------------------------------------------------------------------
+
+
+class AlertRuleCreate(Body):
+    """A new alert rule."""
+
+    name: Name
+    threshold: int = Field(75, ge=0, le=100)
+    channel: Name
+    cooldown_minutes: int = Field(1440, ge=0, le=43200)
+    enabled: bool = True
+    grades: list[Grade] = Field(default_factory=list, max_length=6, description="only leads with these fit grades")
+    countries: list[Name] = Field(default_factory=list, max_length=100, description="only leads in these countries")
+    industries: list[Name] = Field(default_factory=list, max_length=100, description="only accounts in these industries")
+    min_employees: int | None = Field(None, ge=0, le=10_000_000, description="only accounts at least this large")
+    webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = Field(
+        None, description="the rule's own Slack incoming-webhook URL (write-only; stored encrypted)")
+
+
+class AlertRuleUpdate(Body):
+    """Changes to an alert rule (omitted fields stay as they are; webhook_url "" removes the rule's own)."""
+
+    name: Name | None = None
+    threshold: int | None = Field(None, ge=0, le=100)
+    channel: Name | None = None
+    cooldown_minutes: int | None = Field(None, ge=0, le=43200)
+    enabled: bool | None = None
+    grades: list[Grade] | None = Field(None, max_length=6)
+    countries: list[Name] | None = Field(None, max_length=100)
+    industries: list[Name] | None = Field(None, max_length=100)
+    min_employees: int | None = Field(None, ge=0, le=10_000_000, description="0 removes the filter")
+    webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = None
+
+
+class AlertRuleOut(Out):
+    """An alert rule (its webhook URL masked)."""
+
+    id: int
+    name: str
+    threshold: int
+    channel: str
+    cooldown_minutes: int
+    enabled: bool
+    grades: list[str]
+    countries: list[str]
+    industries: list[str]
+    min_employees: int | None
+    webhook_url_hint: str | None
+    created_at: datetime
+
+
+class AlertRuleList(Out):
+    """All alert rules."""
+
+    items: list[AlertRuleOut]
+
+
+class TestAlertOut(Out):
+    """Whether Slack accepted the test alert, and its message if not."""
+
+    __test__ = False  # not a pytest class
+    rule_id: int
+    sent: bool
+    error: str | None
+
+
+# --- leads ------------------------------------------------------------------------------------------
+
+
+class LeadQuery(Body):
+    """Lead search."""
+
+    q: Annotated[str, StringConstraints(max_length=320, pattern=LINE)] | None = Field(
+        None, description="e-mail (prefix) or HubSpot/Salesforce/web id")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class LeadOut(Out):
+    """A lead with its current score."""
+
+    id: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    country: str | None
+    hubspot_id: str | None
+    salesforce_id: str | None
+    external_id: str | None
+    account_id: int | None
+    score: int | None
+    probability: float | None
+    grade: str | None
+    reasons: list[Any] | None
+    model_version: str | None
+    scored_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LeadPage(Out):
+    """A page of leads."""
+
+    items: list[LeadOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AccountOut(Out):
+    """A company."""
+
+    id: int
+    name: str | None
+    domain: str | None
+    industry: str | None
+    employees: int | None
+    country: str | None
+    hubspot_id: str | None
+    salesforce_id: str | None
+    score: int | None
+    grade: str | None
+
+
+class ScorePointOut(Out):
+    """One entry of the score history."""
+
+    score: int
+    probability: float
+    grade: str | None
+    reasons: list[Any]
+    model_version: str
+    trigger: str
+    feature_time: datetime
+    created_at: datetime
+
+
+class ScoreMoveOut(Out):
+    """A score change and the events received since the previous score."""
+
+    at: datetime
+    score: int
+    delta: int | None
+    grade: str | None
+    trigger: str
+    model_version: str
+    reasons: list[Any]
+    event_ids: list[int]
+
+
+class LeadDetailOut(Out):
+    """A lead, its account, score history (oldest first), events and the moves between scores (newest first)."""
+
+    lead: LeadOut
+    account: AccountOut | None
+    history: list[ScorePointOut]
+    events: list[InboxEventOut]
+    moves: list[ScoreMoveOut]
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+class Ranked(Out):
+    """A feature and a number (importance, or PSI)."""
+
+    feature: str
+    value: float
+
+
+class DriftCheck(Out):
+    """The latest drift check of a model."""
+
+    checked_at: str
+    alert: bool
+    threshold: float | None
+    drifted: list[str]
+    live_rows: int | None
+    note: str | None
+
+
+class ModelOut(Out):
+    """A registered model version."""
+
+    version: str
+    kind: str
+    status: str
+    feature_hash: str
+    features: int
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    feature_importance: list[Ranked]
+    drift: list[Ranked]
+    drift_check: DriftCheck | None
+    labelled_outcomes: int
+    trained_at: datetime
+    promoted_at: datetime | None
+    metadata_error: str | None
+
+
+class ModelList(Out):
+    """All registered versions, newest first."""
+
+    items: list[ModelOut]
+
+
+class Rollback(Body):
+    """Which kind of model to roll back."""
+
+    kind: ModelKind = "lead"
+
+
+# --- overview ---------------------------------------------------------------------------------------
+
+
+class MinuteCount(Out):
+    """Events received in one minute (HH:MM, UTC)."""
+
+    minute: str
+    count: int
+
+
+class PercentilesOut(Out):
+    """Latency percentiles in seconds."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class OverviewOut(Out):
+    """The overview page's numbers."""
+
+    generated_at: datetime
+    events_per_minute: list[MinuteCount]
+    events_last_minute: int
+    latency: dict[str, PercentilesOut]
+    backlog: dict[str, int]
+    queues: dict[str, int | None]
+    crm_budget: list[dict[str, Any]]
+    checks: dict[str, str]
+    failing: list[str]
+
+
+# --- audit, users, tokens ---------------------------------------------------------------------------
+
+
+class AuditQuery(Body):
+    """Audit log filters."""
+
+    action: Annotated[str, StringConstraints(max_length=100, pattern=LINE)] | None = Field(
+        None, description="action prefix, e.g. source.")
+    actor: Annotated[str, StringConstraints(max_length=320, pattern=LINE)] | None = None
+    limit: int = Field(100, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class AuditEntryOut(Out):
+    """Who changed what and when."""
+
+    id: int
+    actor: str
+    action: str
+    target: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+
+class AuditPage(Out):
+    """A page of audit entries, newest first."""
+
+    items: list[AuditEntryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserOut(Out):
+    """A user (never the password hash)."""
+
+    id: int
+    email: str
+    role: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserList(Out):
+    """All users."""
+
+    items: list[UserOut]
+
+
+class UserCreate(Body):
+    """A new user."""
+
+    email: Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=LINE)]
+    password: Annotated[str, StringConstraints(min_length=12, max_length=1024)]
+    role: Role = "viewer"
+
+
+class UserUpdate(Body):
+    """A user's new role."""
+
+    role: Role
+
+
+class TokenOut(Out):
+    """An API token (never its value after creation)."""
+
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenList(Out):
+    """The caller's tokens."""
+
+    items: list[TokenOut]
+
+
+class TokenCreate(Body):
+    """A new API token for the caller."""
+
+    name: Name
+
+
+class NewTokenOut(Out):
+    """A token just created: `token` is shown this once."""
+
+    id: int
+    name: str
+    token: str
+    created_at: datetime
+
+
+class Me(Out):
+    """Who the token belongs to."""
+
+    id: int
+    email: str
+    role: str

@@ -1,0 +1,41 @@
+"""Per-process resources the views use: database, Redis and the Celery producer, kept on app.extensions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import Flask, current_app
+
+from core.runtime import ServiceUrls, redis_client
+from core.settings import Settings
+from storage.db import Database
+from tasks.celery_app import create_celery
+
+
+@dataclass
+class Services:
+    """What a request may touch besides its own input."""
+
+    settings: Settings
+    urls: ServiceUrls
+    db: Database
+    redis: redis.Redis
+    celery: Celery
+
+
+def init_app(app: Flask, settings: Settings, urls: ServiceUrls) -> None:
+    """Create the process's database engine, Redis client and Celery producer and attach them to `app`."""
+    app.extensions["leadbridge"] = Services(
+        settings=settings,
+        urls=urls,
+        db=Database(urls.database_url),
+        redis=redis_client(urls.redis_url),
+        celery=create_celery(settings, urls),
+    )
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["leadbridge"]

@@ -1,0 +1,1 @@
+"""The `leadbridge` command line: run the product, its processes, and admin chores."""

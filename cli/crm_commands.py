@@ -1,0 +1,93 @@
+"""`leadbridge crm setup hubspot|salesforce`: create or check the fields leadbridge writes."""
+
+from __future__ import annotations
+
+import click
+
+from connectors.base import ConnectorError, ProvisionReport
+
+
+def _print_report(report: ProvisionReport) -> None:
+    for name in report.created:
+        click.echo(f"  created  {name}")
+    for name in report.existing:
+        click.echo(f"  ok       {name}")
+    for spec in report.missing:
+        click.echo(f"  MISSING  {spec.full_name} ({spec.field_type}); create with: {dict(spec.metadata)}")
+    for problem in report.problems:
+        click.echo(f"  PROBLEM  {problem}")
+
+
+@click.group(name="crm")
+def crm() -> None:
+    """CRM connections: field provisioning and checks."""
+
+
+@crm.group()
+def setup() -> None:
+    """Create (or check) leadbridge's custom fields in a CRM."""
+
+
+@setup.command("hubspot")
+@click.option("--access-token", envvar="HUBSPOT_ACCESS_TOKEN", required=True,
+              help="Private-app token [env HUBSPOT_ACCESS_TOKEN].")
+@click.option("--base-url", envvar="HUBSPOT_BASE_URL", default=None,
+              help="API host (the sandbox CRM's URL in sandbox mode) [env HUBSPOT_BASE_URL].")
+@click.option("--check-only", is_flag=True, help="Report what is missing without creating anything.")
+def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> None:
+    """Create the `leadbridge` property group and contact/company properties (idempotent)."""
+    from connectors.hubspot import HubSpotConnector
+
+    try:
+        report = HubSpotConnector(access_token, base_url=base_url, retry_attempts=3).provision_fields(
+            create=not check_only)
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("HubSpot properties:")
+    _print_report(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@setup.command("salesforce")
+@click.option("--username", envvar="SALESFORCE_USERNAME", default=None, help="[env SALESFORCE_USERNAME]")
+@click.option("--password", envvar="SALESFORCE_PASSWORD", default=None, help="[env SALESFORCE_PASSWORD]")
+@click.option("--security-token", envvar="SALESFORCE_SECURITY_TOKEN", default=None,
+              help="[env SALESFORCE_SECURITY_TOKEN]")
+@click.option("--domain", envvar="SALESFORCE_DOMAIN", default="login", show_default=True,
+              help="login, test or your My Domain [env SALESFORCE_DOMAIN].")
+@click.option("--instance-url", envvar="SALESFORCE_INSTANCE_URL", default=None, help="[env SALESFORCE_INSTANCE_URL]")
+@click.option("--session-id", envvar="SALESFORCE_SESSION_ID", default=None, help="[env SALESFORCE_SESSION_ID]")
+@click.option("--sandbox-url", default=None, help="Talk to the sandbox CRM at this http:// URL instead.")
+@click.option("--create", is_flag=True, help="Create missing fields through the Tooling API (needs Customize "
+                                             "Application); without it, only report what is missing.")
+def setup_salesforce(username: str | None, password: str | None, security_token: str | None, domain: str,
+                     instance_url: str | None, session_id: str | None, sandbox_url: str | None, create: bool) -> None:
+    """Check Leadbridge_*__c fields on Lead, Contact and Account; report exactly what is missing."""
+    from connectors.salesforce import SalesforceConnector
+    from connectors.sandbox import sandbox_instance, sandbox_requests_session
+
+    session = None
+    if sandbox_url:
+        try:
+            session = sandbox_requests_session(sandbox_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
+        if session_id and not instance_url:
+            instance_url = "https://" + sandbox_instance(sandbox_url)
+    try:
+        connector = SalesforceConnector(username=username, password=password, security_token=security_token,
+                                        domain=domain, instance_url=instance_url, session_id=session_id,
+                                        session=session, retry_attempts=3)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        report = connector.provision_fields(create=create)
+        budget = connector.api_budget()
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("Salesforce fields:")
+    _print_report(report)
+    click.echo(f"daily API budget: {budget['used']}/{budget['limit']} used, {budget['remaining']} left")
+    if not report.ok:
+        raise SystemExit(1)

@@ -1,0 +1,182 @@
+"""`leadbridge doctor`: check every part leadbridge depends on and print what works and what does not."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import click
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from cli.context import embedded_services, settings_or_exit
+from core.runtime import ServiceUrls, redis_client
+from core.settings import Settings
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "not configured"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of checking one part."""
+
+    part: str
+    state: str
+    detail: str
+
+
+def check_redis(urls: ServiceUrls, settings: Settings) -> Check:
+    """Redis answers PING; report its version and whether it is embedded."""
+    try:
+        info = redis_client(urls.redis_url).info("server")
+        where = "external" if settings.redis_url else "embedded"
+        return Check("redis", OK, f"{where}, Redis {info.get('redis_version')}")
+    except Exception as exc:
+        return Check("redis", FAIL, f"{type(exc).__name__}: {exc}")
+
+
+def check_database(urls: ServiceUrls) -> Check:
+    """The database answers and its schema is at the newest migration."""
+    from storage.db import Database
+    from storage.migrate import current_revision, head_revision
+
+    database = Database(urls.database_url)
+    try:
+        database.ping()
+        current, head = current_revision(database.engine), head_revision()
+        kind = database.engine.dialect.name
+        if current != head:
+            return Check("database", FAIL, f"{kind}: schema at {current}, needs {head}; run `leadbridge db upgrade`")
+        return Check("database", OK, f"{kind}, schema {current}")
+    except Exception as exc:
+        return Check("database", FAIL, f"{type(exc).__name__}: {exc}")
+    finally:
+        database.dispose()
+
+
+def check_workers(settings: Settings, urls: ServiceUrls) -> Check:
+    """Celery workers answer a ping over the broker (a warning, not a failure, when none run)."""
+    from tasks.celery_app import create_celery
+
+    try:
+        replies = create_celery(settings, urls).control.ping(timeout=2.0) or []
+    except Exception as exc:
+        return Check("workers", FAIL, f"broker unreachable: {type(exc).__name__}: {exc}")
+    if not replies:
+        return Check("workers", WARN, "no worker answered (start one with `leadbridge worker` or `leadbridge run`)")
+    return Check("workers", OK, f"{len(replies)} worker(s) answered")
+
+
+def check_beat(urls: ServiceUrls) -> Check:
+    """Beat's heartbeat task ran recently."""
+    from tasks.system import HEARTBEAT_KEY
+
+    try:
+        raw = redis_client(urls.redis_url).get(HEARTBEAT_KEY)
+    except Exception as exc:
+        return Check("beat", FAIL, f"{type(exc).__name__}")
+    if raw is None:
+        return Check("beat", WARN, "no heartbeat in the last 5 minutes (start `leadbridge beat` or `leadbridge run`)")
+    return Check("beat", OK, f"last heartbeat {time.time() - float(raw):.0f}s ago")
+
+
+def check_hubspot(settings: Settings) -> Check:
+    """The HubSpot token is accepted by the properties API."""
+    if settings.hubspot_access_token is None:
+        return Check("hubspot", SKIP, "HUBSPOT_ACCESS_TOKEN not set (sandbox mode)")
+    token = settings.hubspot_access_token.get_secret_value()
+    return _http_check(
+        "hubspot",
+        lambda: requests.get(
+            f"{settings.hubspot_base_url}/crm/v3/properties/contacts",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ),
+    )
+
+
+def check_salesforce(settings: Settings) -> Check:
+    """Salesforce accepts the configured login or session."""
+    if settings.salesforce_username is None and settings.salesforce_session_id is None:
+        return Check("salesforce", SKIP, "SALESFORCE_USERNAME / SALESFORCE_SESSION_ID not set")
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceError
+
+    try:
+        if settings.salesforce_session_id is not None:
+            sf = Salesforce(
+                instance_url=settings.salesforce_instance_url,
+                session_id=settings.salesforce_session_id.get_secret_value(),
+            )
+        else:
+            sf = Salesforce(
+                username=settings.salesforce_username,
+                password=settings.salesforce_password.get_secret_value() if settings.salesforce_password else "",
+                security_token=(
+                    settings.salesforce_security_token.get_secret_value() if settings.salesforce_security_token else ""
+                ),
+                domain=settings.salesforce_domain,
+            )
+        limits = sf.limits()
+        daily = limits.get("DailyApiRequests", {})
+        return Check("salesforce", OK, f"API budget {daily.get('Remaining')}/{daily.get('Max')} left today")
+    except (SalesforceError, requests.RequestException, Exception) as exc:
+        return Check("salesforce", FAIL, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def check_slack(settings: Settings) -> Check:
+    """The Slack incoming-webhook URL exists (an empty post is refused with `no_text`, posting nothing)."""
+    if settings.slack_webhook_url is None:
+        return Check("slack", SKIP, "SLACK_WEBHOOK_URL not set")
+    url = settings.slack_webhook_url.get_secret_value()
+    try:
+        response = requests.post(url, json={}, timeout=10)
+    except requests.RequestException as exc:
+        return Check("slack", FAIL, f"{type(exc).__name__}")
+    if response.status_code == 400 and "no_text" in response.text:
+        return Check("slack", OK, "webhook URL accepted")
+    return Check("slack", FAIL, f"HTTP {response.status_code}: {response.text[:100]}")
+
+
+def _http_check(part: str, call: Callable[[], requests.Response]) -> Check:
+    try:
+        response = call()
+    except requests.RequestException as exc:
+        return Check(part, FAIL, f"{type(exc).__name__}")
+    if response.status_code == 200:
+        return Check(part, OK, "credentials accepted")
+    return Check(part, FAIL, f"HTTP {response.status_code}: {response.text[:120]}")
+
+
+def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
+    """Run every check in order."""
+    return [
+        Check("configuration", OK, f"data dir {settings.data_dir.resolve()}"),
+        check_redis(urls, settings),
+        check_database(urls),
+        check_workers(settings, urls),
+        check_beat(urls),
+        check_hubspot(settings),
+        check_salesforce(settings),
+        check_slack(settings),
+    ]
+
+
+@click.command()
+def doctor() -> None:
+    """Check Redis, the database, workers, beat and (when configured) each CRM and Slack."""
+    settings = settings_or_exit()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_services(settings) as urls:
+        checks = run_checks(settings, urls)
+    table = Table(title="leadbridge doctor")
+    for column in ("part", "state", "detail"):
+        table.add_column(column)
+    colours = {OK: "green", WARN: "yellow", FAIL: "red", SKIP: "dim"}
+    for check in checks:
+        table.add_row(check.part, f"[{colours[check.state]}]{check.state}[/]", check.detail)
+    Console().print(table)
+    if any(check.state == FAIL for check in checks):
+        raise SystemExit(1)

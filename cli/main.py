@@ -1,0 +1,206 @@
+"""Entry point of the `leadbridge` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from cli.context import configure_logging, embedded_services, fail, settings_or_exit
+from cli.doctor import doctor
+from cli.sources_commands import sources
+from cli.supervisor import Child, Supervisor, cli_argv, wait_until_ready
+from tasks.config import QUEUES
+
+
+class LazyGroup(click.Group):
+    """A group whose heavier subcommands (training, simulator, admin) are imported only when invoked."""
+
+    LAZY = {
+        "train": "cli.scoring_commands:train",
+        "score": "cli.scoring_commands:score",
+        "simulate": "cli.simulate_commands:simulate_command",
+        "sandbox": "cli.simulate_commands:sandbox",
+        "crm": "cli.crm_commands:crm",
+        "users": "cli.users_commands:users",
+        "forget": "cli.privacy_commands:forget",
+        "backfill": "cli.backfill_commands:backfill",
+        "model": "cli.model_commands:model",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, attribute = self.LAZY[name].split(":")
+            try:
+                return getattr(importlib.import_module(module), attribute)
+            except ModuleNotFoundError as exc:
+                if exc.name == module:
+                    return None  # that command is not part of this build
+                raise
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """leadbridge: real-time predictive lead scoring for HubSpot and Salesforce."""
+
+
+@cli.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (the same ones on SQLite and PostgreSQL)."""
+    from core.runtime import service_urls
+    from storage.migrate import upgrade
+
+    settings = settings_or_exit()
+    url = service_urls(settings).database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade(url, revision)
+    except Exception as exc:  # report the database's own complaint, without a traceback
+        fail(f"migration failed: {type(exc).__name__}: {exc}")
+    click.echo(f"database at {revision}")
+
+
+@cli.command()
+def run() -> None:
+    """Run web, worker and beat together on this machine (embedded Redis and SQLite unless configured).
+
+    With no CRM credentials it runs in sandbox mode: a sandbox CRM and the traffic simulator feed it.
+    """
+    from storage.migrate import upgrade
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_services(settings) as urls:
+        try:
+            upgrade(urls.database_url)
+        except Exception as exc:
+            fail(f"migration failed: {type(exc).__name__}: {exc}")
+        env = {**os.environ, **urls.as_env(), "LEADBRIDGE_DATA_DIR": str(settings.data_dir.resolve())}
+        children = [Child("web", cli_argv("web")), Child("worker", cli_argv("worker")), Child("beat", cli_argv("beat"))]
+        sandbox = None
+        if settings.sandbox_mode:
+            from cli.sandbox_mode import plan_sandbox
+
+            sandbox = plan_sandbox(settings)
+            env.update(sandbox.env)
+            children.insert(0, sandbox.sandbox_child)
+        supervisor = Supervisor(children=children, env=env)
+        supervisor.start()
+        code = 0
+        try:
+            base = f"http://{settings.host}:{settings.port}"
+            alive = lambda: all(c.process is not None and c.process.poll() is None for c in supervisor.children)  # noqa: E731
+            feed = _wire_sandbox(settings, urls.database_url, sandbox) if sandbox is not None else None
+            if feed == ():
+                code = 1
+            elif wait_until_ready(f"{base}/readyz", timeout=60, alive=alive):
+                if sandbox is not None:
+                    click.echo(f"sandbox CRM: {sandbox.url}")
+                    if feed and settings.simulator_rate > 0:
+                        supervisor.add(sandbox.simulator_child(*feed, settings.simulator_rate), env)
+                click.echo(f"leadbridge is running at {base}  (Ctrl-C to stop)")
+                sys.stdout.flush()
+                code = supervisor.wait()
+            else:
+                click.echo("leadbridge: the web process did not become ready; stopping", err=True)
+                code = 1
+        finally:
+            supervisor.stop()
+            click.echo("leadbridge stopped")
+    sys.exit(code)
+
+
+def _wire_sandbox(settings: Any, database_url: str, sandbox: Any) -> tuple[str, ...]:
+    """Wire the sandbox to leadbridge; (events URL, events secret) for the simulator, () when it failed."""
+    from cli.sandbox_mode import wait_for_sandbox, wire_sandbox
+
+    try:
+        wait_for_sandbox(sandbox.url)
+        return wire_sandbox(settings, database_url, sandbox)
+    except Exception as exc:  # the sandbox is a convenience: say what failed instead of a traceback
+        click.echo(f"leadbridge: sandbox mode could not start: {type(exc).__name__}: {exc}", err=True)
+        return ()
+
+
+@cli.command()
+def web() -> None:
+    """Run only the web process (gunicorn): webhooks, admin UI, API, health and metrics."""
+    from cli.web import WebServer, prepare_multiprocess_metrics
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_services(settings) as urls:
+        os.environ.update(urls.as_env())
+        prepare_multiprocess_metrics(settings.data_dir)
+        WebServer(settings).run()
+
+
+@cli.command()
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True, help="Comma-separated queues.")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default from settings).")
+def worker(queues: str, concurrency: int | None) -> None:
+    """Run only a Celery worker consuming QUEUES."""
+    from tasks.celery_app import create_celery
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    unknown = sorted(set(q.strip() for q in queues.split(",")) - set(QUEUES))
+    if unknown:
+        fail(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    with embedded_services(settings) as urls:
+        os.environ.update(urls.as_env())
+        app = create_celery(settings, urls)
+        app.worker_main(
+            [
+                "worker",
+                f"--queues={queues}",
+                f"--concurrency={concurrency or settings.worker_concurrency}",
+                f"--loglevel={settings.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname=leadbridge-{os.getpid()}@%h",
+            ]
+        )
+
+
+@cli.command()
+def beat() -> None:
+    """Run only the periodic scheduler (sweeper, decay re-scoring, retraining, retention)."""
+    from tasks.celery_app import create_celery
+
+    settings = settings_or_exit()
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_services(settings) as urls:
+        os.environ.update(urls.as_env())
+        app = create_celery(settings, urls)
+        app.start(["beat", f"--loglevel={settings.log_level}"])
+
+
+cli.add_command(doctor)
+cli.add_command(sources)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="leadbridge")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Sandbox mode for `leadbridge run`: with no CRM credentials, the sandbox CRM and the simulator feed leadbridge.
+
+The sandbox CRM runs as a child process; leadbridge's workers talk to it with the real HubSpot SDK
+(HUBSPOT_BASE_URL points at it) and post Slack alerts to its webhook sink; it sends signed webhooks
+back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import requests
+from sqlalchemy import select
+
+from cli.supervisor import Child, cli_argv
+from core.settings import Settings
+from storage.db import Database
+from storage.models import AlertRule, Source
+from storage.sources import create_source, get_source, rotate_secret
+
+SANDBOX_TOKEN = "pat-sandbox-leadbridge"
+SANDBOX_SLACK_PATH = "/services/TSANDBOX/BSANDBOX/sandboxsecret"
+HUBSPOT_SOURCE = "sandbox-hubspot"
+EVENTS_SOURCE = "sandbox-web"
+
+
+@dataclass
+class SandboxPlan:
+    """What sandbox mode adds to a `run`: children, environment and what to tell the user."""
+
+    url: str
+    env: dict[str, str]
+    sandbox_child: Child
+
+    def simulator_child(self, events_url: str, events_secret: str, rate: float) -> Child:
+        """The traffic simulator streaming a funnel into the sandbox and behaviour to leadbridge, in real time."""
+        return Child("simulator", cli_argv(
+            "simulate", "--sandbox-url", self.url, "--events-url", events_url, "--events-secret", events_secret,
+            "--rate", str(rate), "--accounts", "60", "--days", "30"))
+
+
+def plan_sandbox(settings: Settings) -> SandboxPlan:
+    """Choose the sandbox's address and the settings workers need to use it."""
+    url = f"http://127.0.0.1:{settings.sandbox_port}"
+    env = {"HUBSPOT_ACCESS_TOKEN": SANDBOX_TOKEN, "HUBSPOT_BASE_URL": url, "SLACK_WEBHOOK_URL": url + SANDBOX_SLACK_PATH}
+    data = str((settings.data_dir / "sandbox").resolve())
+    child = Child("sandbox", cli_argv("sandbox", "--port", str(settings.sandbox_port), "--data-dir", data,
+                                      "--hubspot-token", SANDBOX_TOKEN))
+    return SandboxPlan(url=url, env=env, sandbox_child=child)
+
+
+def wait_for_sandbox(url: str, timeout: float = 30.0) -> None:
+    """Block until the sandbox answers its health check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_sandbox/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"the sandbox CRM did not start at {url}")
+
+
+def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tuple[str, str]:
+    """Provision fields, create sources and a hot-lead rule, point the sandbox's webhooks at us.
+
+    Returns (events webhook URL, events secret) for the simulator.
+    """
+    from connectors.hubspot import HubSpotConnector
+
+    HubSpotConnector(SANDBOX_TOKEN, base_url=plan.url).provision_fields()
+    database = Database(database_url)
+    try:
+        with database.session(write=True) as session:
+            hubspot = _ensure_source(session, HUBSPOT_SOURCE, "hubspot")
+            events = _ensure_source(session, EVENTS_SOURCE, "events")
+            if session.scalars(select(AlertRule)).first() is None:
+                session.add(AlertRule(name="Hot leads", threshold=75, channel="#sales", cooldown_minutes=1440,
+                                      routing={}, enabled=True))
+    finally:
+        database.dispose()
+    base = settings.base_url()
+    targets = requests.get(plan.url + "/_sandbox/webhooks", timeout=5).json().get("targets", [])
+    hubspot_url = base + f"/webhooks/hubspot/{hubspot[0]}"
+    for target in targets:
+        requests.delete(plan.url + f"/_sandbox/webhooks/{target['id']}", timeout=5)
+    requests.post(plan.url + "/_sandbox/webhooks", timeout=5, json={
+        "kind": "hubspot", "url": hubspot_url, "client_secret": hubspot[1], "flush_seconds": 0.05,
+    }).raise_for_status()
+    return base + f"/webhooks/events/{events[0]}", events[1]
+
+
+def _ensure_source(session: object, name: str, kind: str) -> tuple[str, str]:
+    """(slug, secret) of a sandbox source, created on first run; its secret is re-issued each run."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    assert isinstance(session, Session)
+    existing = session.scalars(select(Source).where(Source.name == name)).first()
+    if existing is None:
+        view = create_source(session, kind=kind, name=name)
+    else:
+        # Secrets are shown only once; the sandbox and simulator get a fresh one at every start.
+        view = rotate_secret(session, get_source(session, name).name, overlap=timedelta(0))
+    assert view.secret is not None
+    return view.slug, view.secret

@@ -1,0 +1,165 @@
+"""The CrmConnector Protocol, its result types and the connector error hierarchy.
+
+Every vendor module maps its SDK's failures onto these errors (always `raise ... from exc`) and its
+records onto core.records types, so nothing outside connectors/ ever sees a vendor shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from core.records import Account, Lead, Outcome, Score
+
+# Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
+SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at")
+
+
+class ConnectorError(Exception):
+    """A CRM or Slack call failed. `vendor_message` is the vendor's own text, `status` the HTTP status."""
+
+    def __init__(self, message: str, *, vendor: str, status: int | None = None, code: str | None = None,
+                 vendor_message: str | None = None) -> None:
+        super().__init__(message)
+        self.vendor = vendor
+        self.status = status
+        self.code = code
+        self.vendor_message = vendor_message or message
+
+
+class TransientConnectorError(ConnectorError):
+    """Worth retrying later (429, 5xx, timeouts, dropped connections); `retry_after` in seconds when known."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class AuthConnectorError(ConnectorError):
+    """Credentials are wrong, expired or lack a scope (401/403): retrying cannot help."""
+
+
+class PermanentConnectorError(ConnectorError):
+    """The request itself is wrong (400/404/409...): retrying the same call cannot help."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadWithAccount:
+    """A lead and the account it belongs to (None when the CRM links none)."""
+
+    lead: Lead
+    account: Account | None
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRecord:
+    """One CRM record as a backfill lists it: field values under the vendor's names (as webhooks carry them).
+
+    `object_type` is canonical (contact, company, deal / lead, contact, account, opportunity); `links`
+    maps a linked object type to the linked ids, the primary link first.
+    """
+
+    crm: str
+    object_type: str
+    id: str
+    properties: Mapping[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+    links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of a batch write: ids written, and ids refused with the vendor's reason."""
+
+    written: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+    calls: int = 0  # API requests spent
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A custom field leadbridge needs, with what the vendor needs to create it."""
+
+    object_type: str  # contacts/companies (HubSpot) or Lead/Contact/Account (Salesforce)
+    name: str
+    label: str
+    field_type: str  # vendor type (number, string, datetime / Number, Text, LongTextArea, DateTime)
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the vendor create payload
+
+    @property
+    def full_name(self) -> str:
+        """Object-qualified name, e.g. `contacts.leadbridge_score` or `Lead.Leadbridge_Score__c`."""
+        return f"{self.object_type}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionReport:
+    """What provisioning found: fields created now, fields already there, fields still missing or unusable."""
+
+    created: tuple[str, ...] = ()
+    existing: tuple[str, ...] = ()
+    missing: tuple[FieldSpec, ...] = ()
+    problems: tuple[str, ...] = ()  # e.g. "Lead.Leadbridge_Score__c exists but is not updateable"
+
+    @property
+    def ok(self) -> bool:
+        """True when every field exists and is writable."""
+        return not self.missing and not self.problems
+
+
+@runtime_checkable
+class CrmConnector(Protocol):
+    """What the pipeline needs from a CRM."""
+
+    crm: str
+
+    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
+        """Read leads by CRM id, each with its account; unknown ids are left out."""
+        ...
+
+    def write_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> WriteResult:
+        """Write canonical score fields (see SCORE_FIELDS) for many leads, batched per vendor limits."""
+        ...
+
+    def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
+        """Read won/lost outcomes that changed since `since` (all when None)."""
+        ...
+
+    def provision_fields(self, create: bool = True) -> ProvisionReport:
+        """Check (and, when allowed, create) the custom fields leadbridge writes; idempotent."""
+        ...
+
+
+def score_values(score: Score, tier: str | None = None, max_reasons: int = 5) -> dict[str, Any]:
+    """Turn a Score into the canonical field values write_fields takes."""
+    return {
+        "score": score.value,
+        "grade": score.grade,
+        "reasons": list(score.reasons[:max_reasons]),
+        "tier": tier,
+        "model_version": score.model_version,
+        "scored_at": score.feature_time,
+    }
+
+
+def reasons_text(reasons: Any, limit: int) -> str:
+    """Render reasons as one line per reason, cut to `limit` characters on a line boundary."""
+    if reasons is None:
+        return ""
+    lines = [str(r) for r in reasons] if isinstance(reasons, (list, tuple)) else [str(reasons)]
+    out: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + (1 if out else 0) > limit:
+            break
+        out.append(line)
+        size += len(line) + (1 if len(out) > 1 else 0)
+    return "\n".join(out)
+
+
+def unknown_fields(values: Mapping[str, Any]) -> list[str]:
+    """Return keys that are not canonical score fields."""
+    return [k for k in values if k not in SCORE_FIELDS]

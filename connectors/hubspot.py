@@ -1,0 +1,519 @@
+"""HubSpot connector on hubspot-api-client: provisioning, batch reads with companies, batch writes, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import exceptions as assoc_exc
+from hubspot.crm.companies import exceptions as companies_exc
+from hubspot.crm.contacts import exceptions as contacts_exc
+from hubspot.crm.deals import exceptions as deals_exc
+from hubspot.crm.pipelines import exceptions as pipelines_exc
+from hubspot.crm.properties import exceptions as properties_exc
+from urllib3.util.retry import Retry
+
+from connectors.base import (
+    AuthConnectorError,
+    ConnectorError,
+    CrmRecord,
+    FieldSpec,
+    LeadWithAccount,
+    PermanentConnectorError,
+    ProvisionReport,
+    TransientConnectorError,
+    WriteResult,
+    reasons_text,
+    unknown_fields,
+)
+from connectors.ratelimit import RedisTokenBucket
+from connectors.retry import call_with_retries
+from core.records import Account, Lead, Outcome
+
+T = TypeVar("T")
+
+BATCH_LIMIT = 100  # HubSpot batch endpoints take at most 100 inputs
+GROUP_NAME = "leadbridge"
+PROPERTY_NAMES = {
+    "score": "leadbridge_score",
+    "grade": "leadbridge_grade",
+    "reasons": "leadbridge_reasons",
+    "tier": "leadbridge_tier",
+    "model_version": "leadbridge_model_version",
+    "scored_at": "leadbridge_scored_at",
+}
+CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
+                      "hs_analytics_source", "createdate", "lastmodifieddate"] + list(PROPERTY_NAMES.values())
+COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue"]
+_API_EXCEPTIONS: tuple[type[Exception], ...] = (
+    contacts_exc.ApiException, companies_exc.ApiException, properties_exc.ApiException, assoc_exc.ApiException,
+    deals_exc.ApiException, pipelines_exc.ApiException,
+)
+_SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
+REASONS_MAX = 1000  # keep the text short enough for list views; HubSpot itself allows 65,536
+
+
+def property_specs() -> list[FieldSpec]:
+    """The contact and company properties leadbridge writes, with HubSpot create payloads."""
+    defs = [
+        ("score", "LeadBridge score", "number", "number", "Predicted conversion score, 0-100", None),
+        ("grade", "LeadBridge fit grade", "enumeration", "select", "Fit with the ideal customer profile, A-F",
+         ["A", "B", "C", "D", "E", "F"]),
+        ("reasons", "LeadBridge reasons", "string", "textarea", "Why the score is what it is, one reason per line",
+         None),
+        ("tier", "LeadBridge tier", "string", "text", "Routing tier derived from score and grade", None),
+        ("model_version", "LeadBridge model version", "string", "text", "Model that produced the score", None),
+        ("scored_at", "LeadBridge scored at", "datetime", "date", "When the score was computed", None),
+    ]
+    specs = []
+    for object_type in ("contacts", "companies"):
+        for key, label, type_, field_type, description, options in defs:
+            payload: dict[str, Any] = {"name": PROPERTY_NAMES[key], "label": label, "type": type_,
+                                       "fieldType": field_type, "groupName": GROUP_NAME, "description": description,
+                                       "formField": False, "hidden": False}
+            if options:
+                payload["options"] = [{"label": o, "value": o, "hidden": False, "displayOrder": i}
+                                      for i, o in enumerate(options)]
+            specs.append(FieldSpec(object_type, PROPERTY_NAMES[key], label, type_, payload))
+    return specs
+
+
+def _parse_body(body: Any) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError):
+        return {"message": str(body)[:500]}
+    return data if isinstance(data, dict) else {"message": str(data)[:500]}
+
+
+def map_hubspot_error(exc: Exception, action: str) -> ConnectorError:
+    """Translate an SDK or transport exception into our error hierarchy (the caller raises it `from exc`)."""
+    if isinstance(exc, _API_EXCEPTIONS):
+        status = int(getattr(exc, "status", 0) or 0)
+        body = _parse_body(getattr(exc, "body", None))
+        headers = getattr(exc, "headers", None) or {}
+        vendor_message = str(body.get("message") or getattr(exc, "reason", "") or "no message")
+        code = body.get("category") or body.get("errorType") or body.get("policyName")
+        message = f"HubSpot {action} failed: HTTP {status}: {vendor_message}"
+        kwargs: dict[str, Any] = {"vendor": "hubspot", "status": status, "code": code, "vendor_message": vendor_message}
+        if status == 429:
+            return TransientConnectorError(message, retry_after=_retry_after(headers), **kwargs)
+        if status >= 500 or status == 0:
+            return TransientConnectorError(message, retry_after=_header_seconds(headers, "Retry-After"), **kwargs)
+        if status in (401, 403):
+            return AuthConnectorError(message, **kwargs)
+        return PermanentConnectorError(message, **kwargs)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        return TransientConnectorError(f"HubSpot {action} failed: {type(exc).__name__}: {exc}", vendor="hubspot")
+    return ConnectorError(f"HubSpot {action} failed: {type(exc).__name__}: {exc}", vendor="hubspot")
+
+
+def _header_seconds(headers: Mapping[str, Any], name: str) -> float | None:
+    for key, value in dict(headers).items():
+        if key.lower() == name.lower():
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float:
+    """Retry-After if present, else the rate-limit interval, else 10 s (HUBSPOT.md §4.4)."""
+    seconds = _header_seconds(headers, "Retry-After")
+    if seconds is not None:
+        return seconds
+    interval = _header_seconds(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+    return interval / 1000.0 if interval is not None else 10.0
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _to_int(value: Any) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class HubSpotConnector:
+    """leadbridge's view of one HubSpot account (a private-app token)."""
+
+    crm = "hubspot"
+
+    def __init__(self, access_token: str, *, base_url: str | None = None, limiter: RedisTokenBucket | None = None,
+                 portal_id: str | None = None, retry_attempts: int = 5, retry_max_elapsed: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep, client: HubSpot | None = None) -> None:
+        if not access_token and client is None:
+            raise ValueError("a HubSpot private-app access token is required")
+        # urllib3 would otherwise retry GETs on 429 by itself (and never POSTs, HUBSPOT.md §0): one retry layer,
+        # ours, that treats every method alike and shares the rate-limit bucket.
+        kwargs: dict[str, Any] = {"access_token": access_token, "retry": Retry(total=0, raise_on_status=False)}
+        if base_url:
+            kwargs["host"] = base_url.rstrip("/")
+        self.api = client or HubSpot(**kwargs)
+        self.limiter = limiter
+        self.portal_id = portal_id
+        self.retry_attempts = retry_attempts
+        self.retry_max_elapsed = retry_max_elapsed
+        self.sleep = sleep
+        self.calls = 0
+        self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
+        # Keep one client object per API: each attribute access on the SDK builds a new one (HUBSPOT.md §0).
+        self._contacts = self.api.crm.contacts
+        self._companies = self.api.crm.companies
+        self._deals = self.api.crm.deals
+        self._properties = self.api.crm.properties
+        self._assoc = self.api.crm.associations.v4
+        self._pipelines = self.api.crm.pipelines
+        self.account_key = portal_id or hashlib.sha256(access_token.encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ plumbing
+    def _call(self, action: str, fn: Callable[[], T]) -> T:
+        """One SDK call: take a rate-limit token, map errors, retry transient ones."""
+        def attempt() -> T:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self.calls += 1
+            try:
+                return fn()
+            except Exception as exc:
+                raise map_hubspot_error(exc, action) from exc
+
+        return call_with_retries(attempt, attempts=self.retry_attempts, max_elapsed=self.retry_max_elapsed,
+                                 sleep=self.sleep)
+
+    # ------------------------------------------------------------------ provisioning
+    def provision_fields(self, create: bool = True) -> ProvisionReport:
+        """Ensure the `leadbridge` group and its contact/company properties exist; a second run changes nothing."""
+        created: list[str] = []
+        existing: list[str] = []
+        missing: list[FieldSpec] = []
+        problems: list[str] = []
+        for object_type in ("contacts", "companies"):
+            if not self._exists(f"read property group {object_type}.{GROUP_NAME}",
+                                lambda ot=object_type: self._properties.groups_api.get_by_name(ot, GROUP_NAME)):
+                if create:
+                    self._create_or_conflict(
+                        f"create property group {object_type}.{GROUP_NAME}",
+                        lambda ot=object_type: self._properties.groups_api.create(
+                            ot, {"name": GROUP_NAME, "label": "LeadBridge", "displayOrder": -1}))
+                    created.append(f"{object_type}.group:{GROUP_NAME}")
+                else:
+                    problems.append(f"property group {object_type}.{GROUP_NAME} does not exist")
+        for spec in property_specs():
+            current = self._get_property(spec)
+            if current is not None:
+                existing.append(spec.full_name)
+                if current.type != spec.field_type:
+                    problems.append(f"{spec.full_name} exists with type {current.type!r}, expected {spec.field_type!r}")
+                continue
+            if not create:
+                missing.append(spec)
+                continue
+            was_created = self._create_or_conflict(
+                f"create property {spec.full_name}",
+                lambda s=spec: self._properties.core_api.create(s.object_type, dict(s.metadata)))
+            (created if was_created else existing).append(spec.full_name)
+        return ProvisionReport(tuple(created), tuple(existing), tuple(missing), tuple(problems))
+
+    def _exists(self, action: str, fn: Callable[[], Any]) -> bool:
+        try:
+            self._call(action, fn)
+            return True
+        except PermanentConnectorError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def _get_property(self, spec: FieldSpec) -> Any:
+        try:
+            return self._call(f"read property {spec.full_name}",
+                              lambda: self._properties.core_api.get_by_name(spec.object_type, spec.name))
+        except PermanentConnectorError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _create_or_conflict(self, action: str, fn: Callable[[], Any]) -> bool:
+        """Create; a 409 means another worker created it first (key on the status only, never the text)."""
+        try:
+            self._call(action, fn)
+            return True
+        except PermanentConnectorError as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    # ------------------------------------------------------------------ reads
+    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
+        """Batch-read contacts (100 a call) with their primary company; unknown ids are left out."""
+        ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        contacts: dict[str, Any] = {}
+        for chunk in _chunks(ids, BATCH_LIMIT):
+            resp = self._call("batch read contacts", lambda c=chunk: self._contacts.batch_api.read(
+                {"inputs": [{"id": i} for i in c], "properties": CONTACT_PROPERTIES, "propertiesWithHistory": []}))
+            for obj in resp.results or []:
+                contacts[str(obj.id)] = obj
+        company_of = self._primary_companies(list(contacts))
+        companies = self._read_companies(sorted(set(company_of.values())))
+        out = []
+        for cid in ids:
+            obj = contacts.get(cid)
+            if obj is None:
+                continue
+            company_id = company_of.get(cid)
+            account = companies.get(company_id) if company_id else None
+            out.append(LeadWithAccount(self._lead(obj, account), account))
+        return out
+
+    def _primary_companies(self, contact_ids: list[str]) -> dict[str, str]:
+        """contact id -> company id, preferring the primary association (type 1)."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(contact_ids, BATCH_LIMIT):
+            resp = self._call("batch read contact->company associations", lambda c=chunk: self._assoc.batch_api.get_page(
+                "contact", "company", {"inputs": [{"id": i} for i in c]}))
+            for item in resp.results or []:
+                links = item.to or []
+                primary = [link for link in links if any(t.type_id == 1 for t in link.association_types or [])]
+                chosen = (primary or links)[:1]
+                if chosen:
+                    out[str(item._from.id)] = str(chosen[0].to_object_id)
+        return out
+
+    def _read_companies(self, company_ids: list[str]) -> dict[str, Account]:
+        out: dict[str, Account] = {}
+        for chunk in _chunks(company_ids, BATCH_LIMIT):
+            resp = self._call("batch read companies", lambda c=chunk: self._companies.batch_api.read(
+                {"inputs": [{"id": i} for i in c], "properties": COMPANY_PROPERTIES, "propertiesWithHistory": []}))
+            for obj in resp.results or []:
+                p = obj.properties or {}
+                out[str(obj.id)] = Account(id=str(obj.id), name=p.get("name"), domain=p.get("domain"),
+                                           industry=p.get("industry"), employees=_to_int(p.get("numberofemployees")),
+                                           country=p.get("country"), crm_ids={"hubspot": str(obj.id)})
+        return out
+
+    def _lead(self, obj: Any, account: Account | None) -> Lead:
+        p = dict(obj.properties or {})
+        return Lead(id=str(obj.id), email=(p.get("email") or None), first_name=p.get("firstname"),
+                    last_name=p.get("lastname"), title=p.get("jobtitle"), country=p.get("country"),
+                    account_id=account.id if account else None, crm_ids={"hubspot": str(obj.id)},
+                    properties={k: v for k, v in p.items() if v is not None})
+
+    def search_contacts(self, filters: Sequence[Mapping[str, Any]], *, properties: Sequence[str] | None = None,
+                        limit: int = 1000, sorts: Sequence[Any] | None = None) -> list[Lead]:
+        """Contacts matching ANDed filters ({propertyName, operator, value|values}), paged 100 at a time."""
+        return [self._lead(o, None) for o in self._search("contacts", [list(filters)], properties or CONTACT_PROPERTIES,
+                                                          limit, sorts)]
+
+    def _search(self, object_type: str, groups: list[list[Mapping[str, Any]]], properties: Sequence[str], limit: int,
+                sorts: Sequence[Any] | None = None) -> list[Any]:
+        api = {"contacts": self._contacts, "deals": self._deals, "companies": self._companies}[object_type]
+        out: list[Any] = []
+        after: str | None = None
+        while len(out) < limit:
+            body: dict[str, Any] = {"filterGroups": [{"filters": list(g)} for g in groups], "properties": list(properties),
+                                    "limit": min(100, limit - len(out)), "sorts": list(sorts or ["hs_object_id"])}
+            if after:
+                body["after"] = after
+            resp = self._call(f"search {object_type}", lambda b=body: api.search_api.do_search(b))
+            out.extend(resp.results or [])
+            nxt = resp.paging.next if resp.paging else None
+            if not nxt or not nxt.after:
+                break
+            after = nxt.after
+        return out
+
+    # ------------------------------------------------------------------ outcomes
+    def deal_stage_outcomes(self) -> dict[str, bool]:
+        """Closed deal stage ids -> won? Read from the pipelines (probability 1.0 won, closed otherwise lost)."""
+        resp = self._call("read deal pipelines", lambda: self._pipelines.pipelines_api.get_all("deals"))
+        out: dict[str, bool] = {}
+        for pipeline in resp.results or []:
+            for stage in pipeline.stages or []:
+                meta = stage.metadata or {}
+                if str(meta.get("isClosed", "false")).lower() == "true":
+                    out[str(stage.id)] = float(meta.get("probability", "0") or 0) >= 1.0
+        return out
+
+    def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
+        """Won/lost from closed deals (per associated contact) and lifecycle stage `customer` (won)."""
+        stages = self.deal_stage_outcomes()
+        outcomes: dict[str, Outcome] = {}
+        if stages:
+            filters: list[dict[str, Any]] = [{"propertyName": "dealstage", "operator": "IN", "values": sorted(stages)}]
+            if since is not None:
+                filters.append({"propertyName": "hs_lastmodifieddate", "operator": "GTE",
+                                "value": str(int(since.timestamp() * 1000))})
+            deals = self._search("deals", [filters], ["dealstage", "closedate", "hs_lastmodifieddate", "dealname"], 10_000)
+            contacts_of = self._deal_contacts([str(d.id) for d in deals])
+            for deal in deals:
+                p = deal.properties or {}
+                won = stages.get(str(p.get("dealstage")))
+                if won is None:
+                    continue
+                when = _to_datetime(p.get("closedate")) or _to_datetime(p.get("hs_lastmodifieddate")) or deal.updated_at
+                for contact_id in contacts_of.get(str(deal.id), []):
+                    prev = outcomes.get(contact_id)
+                    # A contact with several closed deals counts as won if any deal was won.
+                    if prev is None or (won and not prev.won):
+                        outcomes[contact_id] = Outcome(contact_id, won, when, "hubspot.deal",
+                                                       f"deal {deal.id} {p.get('dealstage')}")
+        filters = [{"propertyName": "lifecyclestage", "operator": "EQ", "value": "customer"}]
+        if since is not None:
+            filters.append({"propertyName": "lastmodifieddate", "operator": "GTE",
+                            "value": str(int(since.timestamp() * 1000))})
+        for contact in self._search("contacts", [filters], ["lifecyclestage", "lastmodifieddate"], 10_000):
+            cid = str(contact.id)
+            if cid not in outcomes or not outcomes[cid].won:
+                when = _to_datetime((contact.properties or {}).get("lastmodifieddate")) or contact.updated_at
+                outcomes[cid] = Outcome(cid, True, when, "hubspot.lifecyclestage", "lifecycle stage customer")
+        return sorted(outcomes.values(), key=lambda o: (o.occurred_at, o.lead_id))
+
+    def _deal_contacts(self, deal_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(deal_ids, BATCH_LIMIT):
+            resp = self._call("batch read deal->contact associations", lambda c=chunk: self._assoc.batch_api.get_page(
+                "deal", "contact", {"inputs": [{"id": i} for i in c]}))
+            for item in resp.results or []:
+                out[str(item._from.id)] = [str(link.to_object_id) for link in item.to or []]
+        return out
+
+    # ------------------------------------------------------------------ backfill (paged listing)
+    def iter_records(self, object_type: str, properties: Sequence[str], *, associations: Sequence[str] = (),
+                     page_size: int = BATCH_LIMIT) -> Iterator[list[CrmRecord]]:
+        """Every live contact, company or deal, one page (at most 100) per API call, in id order."""
+        api = {"contacts": self._contacts, "companies": self._companies, "deals": self._deals}.get(object_type)
+        if api is None:
+            raise ValueError(f"object_type must be contacts, companies or deals, not {object_type!r}")
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": min(page_size, BATCH_LIMIT), "properties": list(properties),
+                                      "archived": False}
+            if associations:
+                kwargs["associations"] = list(associations)
+            if after:
+                kwargs["after"] = after
+            resp = self._call(f"list {object_type}", lambda k=kwargs: api.basic_api.get_page(**k))
+            yield [self._record(object_type, obj) for obj in resp.results or []]
+            nxt = resp.paging.next if resp.paging else None
+            if not nxt or not nxt.after:
+                return
+            after = nxt.after
+
+    @staticmethod
+    def _record(object_type: str, obj: Any) -> CrmRecord:
+        props = {k: v for k, v in (obj.properties or {}).items() if v is not None}
+        links: dict[str, tuple[str, ...]] = {}
+        for name, collection in (getattr(obj, "associations", None) or {}).items():
+            items = list(getattr(collection, "results", None) or [])
+            # The primary association comes first (its type lacks the `_unlabeled` suffix); ids once each.
+            items.sort(key=lambda a: str(getattr(a, "type", "")).endswith("_unlabeled"))
+            links[_SINGULAR.get(name, name)] = tuple(dict.fromkeys(str(a.id) for a in items))
+        created = _to_datetime(getattr(obj, "created_at", None)) or _to_datetime(props.get("createdate"))
+        updated = _to_datetime(getattr(obj, "updated_at", None)) or _to_datetime(
+            props.get("lastmodifieddate") or props.get("hs_lastmodifieddate"))
+        return CrmRecord("hubspot", _SINGULAR[object_type], str(obj.id), props, created, updated, links)
+
+    def outcomes_from_records(self, deals: Iterable[CrmRecord], contacts: Iterable[CrmRecord]) -> list[Outcome]:
+        """Won/lost per contact from listed deals and contacts, by the same rules as read_outcomes.
+
+        Deals need dealstage, closedate, hs_lastmodifieddate and their contact links; contacts need
+        lifecyclestage and lastmodifieddate. Costs one API call (the deal pipelines), however many records.
+        """
+        stages = self.deal_stage_outcomes()
+        outcomes: dict[str, Outcome] = {}
+        for deal in deals:
+            won = stages.get(str(deal.properties.get("dealstage")))
+            if won is None:
+                continue
+            when = (_to_datetime(deal.properties.get("closedate"))
+                    or _to_datetime(deal.properties.get("hs_lastmodifieddate")) or deal.updated_at)
+            if when is None:
+                continue
+            for contact_id in deal.links.get("contact", ()):
+                prev = outcomes.get(contact_id)
+                if prev is None or (won and not prev.won):
+                    outcomes[contact_id] = Outcome(contact_id, won, when, "hubspot.deal",
+                                                   f"deal {deal.id} {deal.properties.get('dealstage')}")
+        for contact in contacts:
+            if str(contact.properties.get("lifecyclestage", "")).lower() != "customer":
+                continue
+            if contact.id not in outcomes or not outcomes[contact.id].won:
+                when = _to_datetime(contact.properties.get("lastmodifieddate")) or contact.updated_at
+                if when is not None:
+                    outcomes[contact.id] = Outcome(contact.id, True, when, "hubspot.lifecyclestage",
+                                                   "lifecycle stage customer")
+        return sorted(outcomes.values(), key=lambda o: (o.occurred_at, o.lead_id))
+
+    # ------------------------------------------------------------------ writes
+    def to_properties(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """Map canonical score fields to HubSpot property values (strings, as the API wants them)."""
+        bad = unknown_fields(values)
+        if bad:
+            raise PermanentConnectorError(f"unknown score field(s) {bad}", vendor="hubspot")
+        out: dict[str, str] = {}
+        for key, value in values.items():
+            # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
+            name = self.field_names.get(key, PROPERTY_NAMES[key])
+            if not name:
+                continue
+            if value is None:
+                out[name] = ""
+            elif key == "reasons":
+                out[name] = reasons_text(value, REASONS_MAX)
+            elif key == "scored_at":
+                dt = value if isinstance(value, datetime) else _to_datetime(value)
+                out[name] = str(int(dt.timestamp() * 1000)) if dt else ""
+            elif key == "score":
+                out[name] = str(int(round(float(value))))
+            else:
+                out[name] = str(value)
+        return out
+
+    def write_fields(self, updates: Mapping[str, Mapping[str, Any]], object_type: str = "contacts") -> WriteResult:
+        """Batch-update score fields, 100 records a call; ids HubSpot cannot find are reported, not raised."""
+        items = [(str(rid), self.to_properties(values)) for rid, values in updates.items() if values]
+        api = self._contacts if object_type == "contacts" else self._companies
+        written: list[str] = []
+        failed: dict[str, str] = {}
+        calls = 0
+        for chunk in _chunks(items, BATCH_LIMIT):
+            calls += 1
+            resp = self._call(f"batch update {object_type}", lambda c=chunk: api.batch_api.update(
+                {"inputs": [{"id": rid, "properties": props} for rid, props in c]}))
+            ok = {str(o.id) for o in resp.results or []}
+            written.extend(rid for rid, _ in chunk if rid in ok)
+            for err in getattr(resp, "errors", None) or []:
+                for rid in (err.context or {}).get("ids", []):
+                    failed[str(rid)] = f"{err.category}: {err.message}"
+            for rid, _ in chunk:
+                if rid not in ok and rid not in failed:
+                    failed[rid] = "not in HubSpot's batch response"
+        return WriteResult(tuple(written), failed, calls)

@@ -1,0 +1,434 @@
+"""Salesforce connector on simple-salesforce: field checks, SOQL reads, sObject Collections writes, API budget."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+
+from connectors.base import (
+    AuthConnectorError,
+    ConnectorError,
+    CrmRecord,
+    FieldSpec,
+    LeadWithAccount,
+    PermanentConnectorError,
+    ProvisionReport,
+    TransientConnectorError,
+    WriteResult,
+    reasons_text,
+    unknown_fields,
+)
+from connectors.ratelimit import RedisTokenBucket
+from connectors.retry import call_with_retries
+from core.records import Account, Lead, Outcome
+
+T = TypeVar("T")
+
+COLLECTION_LIMIT = 200  # sObject Collections take at most 200 records a call
+SOQL_ID_CHUNK = 200  # ids per IN (...) clause, far below SOQL's 100,000-character limit
+FIELD_NAMES = {
+    "score": "Leadbridge_Score__c",
+    "grade": "Leadbridge_Grade__c",
+    "reasons": "Leadbridge_Reasons__c",
+    "tier": "Leadbridge_Tier__c",
+    "model_version": "Leadbridge_Model_Version__c",
+    "scored_at": "Leadbridge_Scored_At__c",
+}
+SCORED_OBJECTS = ("Lead", "Contact", "Account")
+REASONS_MAX = 32768
+_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+_FIELD_META: dict[str, dict[str, Any]] = {
+    # Tooling API CustomField Metadata (the same keys the Metadata API's CustomField uses).
+    "score": {"type": "Number", "label": "Leadbridge Score", "precision": 5, "scale": 2,
+              "description": "Predicted conversion score, 0-100"},
+    "grade": {"type": "Text", "label": "Leadbridge Grade", "length": 2, "description": "Fit grade, A-F"},
+    "reasons": {"type": "LongTextArea", "label": "Leadbridge Reasons", "length": REASONS_MAX, "visibleLines": 5,
+                "description": "Why the score is what it is, one reason per line"},
+    "tier": {"type": "Text", "label": "Leadbridge Tier", "length": 40, "description": "Routing tier"},
+    "model_version": {"type": "Text", "label": "Leadbridge Model Version", "length": 64,
+                      "description": "Model that produced the score"},
+    "scored_at": {"type": "DateTime", "label": "Leadbridge Scored At", "description": "When the score was computed"},
+}
+_DESCRIBE_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textarea", "DateTime": "datetime"}
+
+
+def field_specs() -> list[FieldSpec]:
+    """The custom fields leadbridge writes on Lead, Contact and Account, with Tooling API create payloads."""
+    specs = []
+    for sobject in SCORED_OBJECTS:
+        for key, name in FIELD_NAMES.items():
+            meta = dict(_FIELD_META[key])
+            specs.append(FieldSpec(sobject, name, meta["label"], meta["type"],
+                                   {"FullName": f"{sobject}.{name}", "Metadata": meta}))
+    return specs
+
+
+def map_salesforce_error(exc: Exception, action: str) -> ConnectorError:
+    """Translate simple-salesforce / requests exceptions into our error hierarchy."""
+    if isinstance(exc, SalesforceAuthenticationFailed):
+        return AuthConnectorError(f"Salesforce login failed: {exc.code}: {exc.message}", vendor="salesforce",
+                                  code=str(exc.code), vendor_message=str(exc.message))
+    if isinstance(exc, SalesforceError):
+        status = int(getattr(exc, "status", 0) or 0)
+        content = getattr(exc, "content", None)
+        first = content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
+        code = first.get("errorCode")
+        vendor_message = str(first.get("message") or content or "no message").strip()
+        message = f"Salesforce {action} failed: HTTP {status} {code or ''}: {vendor_message}".replace("  ", " ")
+        kwargs: dict[str, Any] = {"vendor": "salesforce", "status": status, "code": code,
+                                  "vendor_message": vendor_message}
+        if isinstance(exc, SalesforceRefusedRequest) and code == "REQUEST_LIMIT_EXCEEDED":
+            # The daily budget is a rolling 24 h window and Salesforce sends no Retry-After: back off for long.
+            return TransientConnectorError(message, retry_after=3600.0, **kwargs)
+        if isinstance(exc, (SalesforceExpiredSession, SalesforceRefusedRequest)) or status in (401, 403):
+            return AuthConnectorError(message, **kwargs)
+        if isinstance(exc, (SalesforceMalformedRequest, SalesforceResourceNotFound)) or 400 <= status < 500 and status not in (408, 429):
+            return PermanentConnectorError(message, **kwargs)
+        return TransientConnectorError(message, retry_after=None, **kwargs)
+    if isinstance(exc, requests.RequestException):
+        return TransientConnectorError(f"Salesforce {action} failed: {type(exc).__name__}: {exc}", vendor="salesforce")
+    return ConnectorError(f"Salesforce {action} failed: {type(exc).__name__}: {exc}", vendor="salesforce")
+
+
+def soql_quote(value: str) -> str:
+    """Quote a string literal for SOQL (backslash and single quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value)
+    if len(text) == 10:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _domain(email: str | None, website: str | None) -> str | None:
+    if website:
+        host = re.sub(r"^https?://", "", website.strip().lower()).split("/")[0]
+        return host[4:] if host.startswith("www.") else host or None
+    if email and "@" in email:
+        return email.rsplit("@", 1)[1].lower()
+    return None
+
+
+class SalesforceConnector:
+    """leadbridge's view of one Salesforce org."""
+
+    crm = "salesforce"
+
+    def __init__(self, *, username: str | None = None, password: str | None = None, security_token: str | None = None,
+                 domain: str = "login", instance_url: str | None = None, session_id: str | None = None,
+                 session: requests.Session | None = None, version: str = "59.0",
+                 limiter: RedisTokenBucket | None = None, retry_attempts: int = 5, retry_max_elapsed: float = 120.0,
+                 sleep: Callable[[float], None] = time.sleep, client: Salesforce | None = None) -> None:
+        if client is None and not (session_id and instance_url) and not (username and password):
+            raise ValueError("Salesforce needs session_id + instance_url, or username + password (+ security token)")
+        self._client = client
+        self._creds = {"username": username, "password": password, "security_token": security_token or "",
+                       "domain": domain, "instance_url": instance_url, "session_id": session_id}
+        self.session = session
+        self.version = version
+        self.limiter = limiter
+        self.retry_attempts = retry_attempts
+        self.retry_max_elapsed = retry_max_elapsed
+        self.sleep = sleep
+        self.calls = 0
+        self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
+        self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info header
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def sf(self) -> Salesforce:
+        """The simple-salesforce client, logging in on first use."""
+        if self._client is None:
+            c = self._creds
+            try:
+                if c["session_id"]:
+                    self._client = Salesforce(session_id=c["session_id"], instance_url=c["instance_url"],
+                                              session=self.session, version=self.version)
+                else:
+                    self._client = Salesforce(username=c["username"], password=c["password"],
+                                              security_token=c["security_token"], domain=c["domain"],
+                                              session=self.session, version=self.version)
+            except Exception as exc:
+                raise map_salesforce_error(exc, "login") from exc
+        return self._client
+
+    def _call(self, action: str, fn: Callable[[Salesforce], T]) -> T:
+        """One API call: take a rate-limit token, map errors, retry transient ones, track the API budget."""
+        def attempt() -> T:
+            sf = self.sf
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self.calls += 1
+            try:
+                result = fn(sf)
+            except Exception as exc:
+                raise map_salesforce_error(exc, action) from exc
+            usage = (sf.api_usage or {}).get("api-usage")
+            if usage is not None:
+                self.api_usage = (int(usage.used), int(usage.total))
+            return result
+
+        return call_with_retries(attempt, attempts=self.retry_attempts, max_elapsed=self.retry_max_elapsed,
+                                 sleep=self.sleep)
+
+    def api_budget(self) -> dict[str, int]:
+        """Daily API budget: {used, limit, remaining}, from the last Sforce-Limit-Info (or /limits if none yet)."""
+        if self.api_usage is None:
+            limits = self._call("read limits", lambda sf: sf.limits())
+            daily = limits["DailyApiRequests"]
+            # The limits call itself was counted: prefer the header it returned when there was one.
+            if self.api_usage is None:
+                self.api_usage = (int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"]))
+        used, limit = self.api_usage
+        return {"used": used, "limit": limit, "remaining": max(0, limit - used)}
+
+    def query_all(self, soql: str, action: str = "query") -> list[dict[str, Any]]:
+        """Run SOQL and follow nextRecordsUrl; each page is one (retried) API call."""
+        page = self._call(action, lambda sf: sf.query(soql))
+        records = list(page.get("records", []))
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            url = page["nextRecordsUrl"]
+            page = self._call(action + " (next page)", lambda sf, u=url: sf.query_more(u, identifier_is_url=True))
+            records.extend(page.get("records", []))
+        return records
+
+    def iter_records(self, sobject: str, fields: Sequence[str], where: str = "") -> Iterator[list[CrmRecord]]:
+        """Every record of `sobject` (SOQL, following nextRecordsUrl), one result page per API call.
+
+        Id, CreatedDate and LastModifiedDate are always selected; reference fields (AccountId, ContactId,
+        ConvertedContactId, ...) become links.
+        """
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", sobject) or not all(
+                re.fullmatch(r"[A-Za-z][A-Za-z0-9_.]*", f) for f in fields):
+            raise ValueError("sObject and field names must be plain API names")
+        wanted = list(dict.fromkeys(["Id", "CreatedDate", "LastModifiedDate", *fields]))
+        soql = f"SELECT {', '.join(wanted)} FROM {sobject}" + (f" WHERE {where}" if where else "")
+        page = self._call(f"list {sobject}", lambda sf: sf.query(soql))
+        while True:
+            yield [self._record(sobject, rec) for rec in page.get("records", [])]
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            url = page["nextRecordsUrl"]
+            page = self._call(f"list {sobject} (next page)",
+                              lambda sf, u=url: sf.query_more(u, identifier_is_url=True))
+
+    @staticmethod
+    def _record(sobject: str, rec: Mapping[str, Any]) -> CrmRecord:
+        props = {k: v for k, v in rec.items() if k != "attributes" and v is not None}
+        links: dict[str, tuple[str, ...]] = {}
+        for name, value in props.items():
+            if name.endswith("Id") and name != "Id" and isinstance(value, str) and _ID.match(value):
+                target = name.removeprefix("Converted").removesuffix("Id").lower()
+                links[target] = links.get(target, ()) + (value,)
+        return CrmRecord("salesforce", sobject.lower(), str(rec["Id"]), props, _to_datetime(rec.get("CreatedDate")),
+                         _to_datetime(rec.get("LastModifiedDate")), links)
+
+    # ------------------------------------------------------------------ fields
+    def check_fields(self) -> ProvisionReport:
+        """Describe Lead/Contact/Account and report exactly which leadbridge fields are missing or unusable."""
+        existing: list[str] = []
+        missing: list[FieldSpec] = []
+        problems: list[str] = []
+        described: dict[str, dict[str, dict[str, Any]]] = {}
+        for sobject in SCORED_OBJECTS:
+            desc = self._call(f"describe {sobject}", lambda sf, o=sobject: getattr(sf, o).describe())
+            described[sobject] = {f["name"].lower(): f for f in desc.get("fields", [])}
+        for spec in field_specs():
+            current = described[spec.object_type].get(spec.name.lower())
+            if current is None:
+                missing.append(spec)
+                continue
+            existing.append(spec.full_name)
+            if not current.get("updateable", False):
+                problems.append(f"{spec.full_name} exists but is not updateable (check field-level security)")
+            expected = _DESCRIBE_TYPES[spec.field_type]
+            if current.get("type") != expected:
+                problems.append(f"{spec.full_name} has type {current.get('type')!r}, expected {expected!r}")
+        return ProvisionReport((), tuple(existing), tuple(missing), tuple(problems))
+
+    def provision_fields(self, create: bool = False) -> ProvisionReport:
+        """Check the fields; with create=True add missing ones through the Tooling API, then check again."""
+        report = self.check_fields()
+        if not create or not report.missing:
+            return report
+        created = []
+        for spec in report.missing:
+            try:
+                self._call(f"create field {spec.full_name}",
+                           lambda sf, s=spec: sf.restful("tooling/sobjects/CustomField", method="POST",
+                                                         json=dict(s.metadata)))
+                created.append(spec.full_name)
+            except PermanentConnectorError as exc:
+                if exc.code != "DUPLICATE_DEVELOPER_NAME":
+                    raise
+        after = self.check_fields()
+        return ProvisionReport(tuple(created), tuple(n for n in after.existing if n not in created), after.missing,
+                               after.problems)
+
+    # ------------------------------------------------------------------ reads
+    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
+        """Read Leads (00Q) and Contacts (003) by id with their account; unknown ids are left out."""
+        ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        bad = [i for i in ids if not _ID.match(i) or i[:3] not in ("00Q", "003")]
+        if bad:
+            raise PermanentConnectorError(f"not Lead or Contact ids: {bad[:5]}", vendor="salesforce")
+        found: dict[str, LeadWithAccount] = {}
+        lead_ids_ = [i for i in ids if i.startswith("00Q")]
+        contact_ids = [i for i in ids if i.startswith("003")]
+        for chunk in _chunks(lead_ids_, SOQL_ID_CHUNK):
+            soql = ("SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, Country, "
+                    "Website, LeadSource, Status, IsConverted, ConvertedContactId, ConvertedAccountId, CreatedDate "
+                    f"FROM Lead WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})")
+            for rec in self.query_all(soql, "read leads"):
+                found[rec["Id"][:15]] = self._from_lead(rec)
+        for chunk in _chunks(contact_ids, SOQL_ID_CHUNK):
+            soql = ("SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, Account.Name, "
+                    "Account.Website, Account.Industry, Account.NumberOfEmployees, Account.BillingCountry, CreatedDate "
+                    f"FROM Contact WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})")
+            for rec in self.query_all(soql, "read contacts"):
+                found[rec["Id"][:15]] = self._from_contact(rec)
+        return [found[i[:15]] for i in ids if i[:15] in found]
+
+    def _from_lead(self, rec: Mapping[str, Any]) -> LeadWithAccount:
+        domain = _domain(rec.get("Email"), rec.get("Website"))
+        account = None
+        if rec.get("Company") or domain:
+            # A Lead has no Account record; its company fields stand in, keyed by domain (else by name).
+            account = Account(id=domain or f"company:{str(rec.get('Company')).strip().lower()}", name=rec.get("Company"),
+                              domain=domain, industry=rec.get("Industry"), employees=rec.get("NumberOfEmployees"),
+                              country=rec.get("Country"), crm_ids={})
+        props = {k: v for k, v in rec.items() if k != "attributes" and v is not None}
+        lead = Lead(id=rec["Id"], email=rec.get("Email"), first_name=rec.get("FirstName"), last_name=rec.get("LastName"),
+                    title=rec.get("Title"), country=rec.get("Country"), account_id=account.id if account else None,
+                    crm_ids={"salesforce": rec["Id"]}, properties=props)
+        return LeadWithAccount(lead, account)
+
+    def _from_contact(self, rec: Mapping[str, Any]) -> LeadWithAccount:
+        acc = rec.get("Account") or None
+        account = None
+        if acc and rec.get("AccountId"):
+            account = Account(id=rec["AccountId"], name=acc.get("Name"), domain=_domain(None, acc.get("Website")),
+                              industry=acc.get("Industry"), employees=acc.get("NumberOfEmployees"),
+                              country=acc.get("BillingCountry"), crm_ids={"salesforce": rec["AccountId"]})
+        props = {k: v for k, v in rec.items() if k not in ("attributes", "Account") and v is not None}
+        lead = Lead(id=rec["Id"], email=rec.get("Email"), first_name=rec.get("FirstName"), last_name=rec.get("LastName"),
+                    title=rec.get("Title"), country=rec.get("MailingCountry"),
+                    account_id=account.id if account else None, crm_ids={"salesforce": rec["Id"]}, properties=props)
+        return LeadWithAccount(lead, account)
+
+    def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
+        """Converted Leads with their Opportunity's IsWon/IsClosed, plus closed Opportunities of Contacts."""
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
+        where = f" AND LastModifiedDate >= {stamp}" if stamp else ""
+        leads = self.query_all("SELECT Id, ConvertedOpportunityId, ConvertedContactId, ConvertedDate, LastModifiedDate "
+                               f"FROM Lead WHERE IsConverted = TRUE{where}", "read converted leads")
+        opps = self.query_all("SELECT Id, ContactId, IsWon, IsClosed, CloseDate, StageName, LastModifiedDate "
+                              f"FROM Opportunity WHERE IsClosed = TRUE{where}", "read closed opportunities")
+        closed = {o["Id"][:15]: o for o in opps}
+        outcomes: dict[str, Outcome] = {}
+        converted_contacts: set[str] = set()
+        for lead in leads:
+            opp_id = (lead.get("ConvertedOpportunityId") or "")[:15]
+            if lead.get("ConvertedContactId"):
+                converted_contacts.add(lead["ConvertedContactId"][:15])
+            if opp_id and opp_id in closed:
+                opp = closed[opp_id]
+                when = _to_datetime(opp.get("CloseDate")) or _to_datetime(opp.get("LastModifiedDate"))
+                outcomes[lead["Id"]] = Outcome(lead["Id"], bool(opp["IsWon"]), when or datetime.now(UTC),
+                                               "salesforce.opportunity", f"{opp['Id']} {opp.get('StageName')}")
+            elif not opp_id:
+                # Converted without an opportunity: a conversion counts as the positive label.
+                when = _to_datetime(lead.get("ConvertedDate")) or _to_datetime(lead.get("LastModifiedDate"))
+                outcomes[lead["Id"]] = Outcome(lead["Id"], True, when or datetime.now(UTC),
+                                               "salesforce.lead", "converted")
+        for opp in opps:
+            contact = opp.get("ContactId")
+            if not contact or contact[:15] in converted_contacts:
+                continue
+            when = _to_datetime(opp.get("CloseDate")) or _to_datetime(opp.get("LastModifiedDate"))
+            prev = outcomes.get(contact)
+            if prev is None or (opp["IsWon"] and not prev.won):
+                outcomes[contact] = Outcome(contact, bool(opp["IsWon"]), when or datetime.now(UTC),
+                                            "salesforce.opportunity", f"{opp['Id']} {opp.get('StageName')}")
+        return sorted(outcomes.values(), key=lambda o: (o.occurred_at, o.lead_id))
+
+    # ------------------------------------------------------------------ writes
+    def to_fields(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Map canonical score fields to Salesforce custom field values (JSON-typed)."""
+        bad = unknown_fields(values)
+        if bad:
+            raise PermanentConnectorError(f"unknown score field(s) {bad}", vendor="salesforce")
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
+            name = self.field_names.get(key, FIELD_NAMES[key])
+            if not name:
+                continue
+            if value is None:
+                out[name] = None
+            elif key == "score":
+                out[name] = round(float(value), 2)
+            elif key == "reasons":
+                out[name] = reasons_text(value, REASONS_MAX)
+            elif key == "scored_at":
+                dt = value if isinstance(value, datetime) else _to_datetime(value)
+                out[name] = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z") if dt else None
+            else:
+                out[name] = str(value)
+        return out
+
+    def write_fields(self, updates: Mapping[str, Mapping[str, Any]], all_or_none: bool = False) -> WriteResult:
+        """Update Leads/Contacts/Accounts through sObject Collections, 200 records a call, per-record results."""
+        records = []
+        for rid, values in updates.items():
+            if not values:
+                continue
+            sobject = {"00Q": "Lead", "003": "Contact", "001": "Account"}.get(str(rid)[:3])
+            if sobject is None:
+                raise PermanentConnectorError(f"{rid} is not a Lead, Contact or Account id", vendor="salesforce")
+            records.append(dict({"attributes": {"type": sobject}, "id": str(rid)}, **self.to_fields(values)))
+        # Group by type so each call has few "chunks" (runs of the same type; Salesforce allows 10 per call).
+        records.sort(key=lambda r: r["attributes"]["type"])
+        written: list[str] = []
+        failed: dict[str, str] = {}
+        calls = 0
+        for chunk in _chunks(records, COLLECTION_LIMIT):
+            calls += 1
+            body = {"allOrNone": all_or_none, "records": list(chunk)}
+            results = self._call("update records", lambda sf, b=body: sf.restful("composite/sobjects", method="PATCH",
+                                                                                 json=b))
+            for rec, res in zip(chunk, results or []):
+                if res.get("success"):
+                    written.append(rec["id"])
+                else:
+                    errs = res.get("errors") or [{}]
+                    failed[rec["id"]] = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errs)
+        return WriteResult(tuple(written), failed, calls)

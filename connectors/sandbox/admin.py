@@ -1,0 +1,375 @@
+"""The sandbox's own admin API under /_sandbox: faults, request and write logs, webhook targets, seeding."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+
+from connectors.sandbox.control import FaultSpecError
+from connectors.sandbox.slack_sink import WEBHOOK_ERRORS
+from connectors.sandbox.store import HubSpotValidationError, SalesforceRecordError
+from connectors.sandbox.webhooks import TargetSpecError
+
+if TYPE_CHECKING:
+    from connectors.sandbox.server import SandboxCRM
+
+bp = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
+
+
+def _sandbox() -> SandboxCRM:
+    return current_app.extensions["sandbox"]
+
+
+def _ok(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def _bad(message: str, status: int = 400) -> Response:
+    return _ok({"error": message}, status)
+
+
+def _body() -> dict[str, Any] | Response:
+    try:
+        data = json.loads(request.get_data() or b"{}")
+    except ValueError as exc:
+        return _bad(f"body is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return _bad("body must be a JSON object")
+    return data
+
+
+def _float_arg(name: str, default: float = 0.0) -> float | Response:
+    try:
+        return float(request.args.get(name, default))
+    except ValueError:
+        return _bad(f"{name} must be a number")
+
+
+@bp.before_request
+def check_admin_token() -> Response | None:
+    """When the sandbox has an admin token, every admin call must carry it."""
+    token = _sandbox().config.admin_token
+    if token and request.headers.get("X-Sandbox-Admin-Token") != token:
+        return _bad("missing or wrong X-Sandbox-Admin-Token", 401)
+    return None
+
+
+@bp.route("/health", methods=["GET"])
+def health() -> Response:
+    """Liveness plus a summary of what the sandbox holds."""
+    sandbox = _sandbox()
+    store = sandbox.store
+    with store.lock:
+        counts = {f"hubspot.{t}": len(v) for t, v in store.hs_objects.items()}
+        counts.update({f"salesforce.{t}": len(v) for t, v in store.sf_records.items()})
+    return _ok({"ok": True, "records": counts, "pending_webhooks": sandbox.webhooks.pending()})
+
+
+@bp.route("/info", methods=["GET"])
+def info() -> Response:
+    """Sandbox-only credentials and URLs a client needs (these never work anywhere else)."""
+    sandbox = _sandbox()
+    cfg = sandbox.config
+    return _ok({"base_url": sandbox.base_url, "hubspot_tokens": sorted(cfg.hubspot_tokens),
+                "hubspot_portal_id": cfg.hubspot_portal_id, "salesforce_session_id": cfg.salesforce_session_id,
+                "salesforce_users": sorted(cfg.salesforce_users), "salesforce_org_id": cfg.salesforce_org_id,
+                "slack_webhook_path": "/services/TSANDBOX/BSANDBOX/sandboxsecret",
+                "limits": {"hubspot_requests": cfg.hubspot_rate_max, "hubspot_window_seconds": cfg.hubspot_rate_window,
+                           "hubspot_search_per_second": cfg.hubspot_search_per_second,
+                           "salesforce_daily_api_max": cfg.salesforce_daily_api_max,
+                           "slack_per_second": cfg.slack_rate, "slack_burst": cfg.slack_burst}})
+
+
+# ---------------------------------------------------------------------------------------------- faults
+@bp.route("/faults", methods=["POST"])
+def add_fault() -> Response:
+    """Inject a fault: {route, kind: status|slow|drop, status, retry_after, delay, count, seconds, method, body}."""
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    try:
+        fault = _sandbox().faults.add(data)
+    except FaultSpecError as exc:
+        return _bad(str(exc))
+    return _ok(fault.describe(), 201)
+
+
+@bp.route("/faults", methods=["GET"])
+def list_faults() -> Response:
+    """Active faults."""
+    return _ok({"faults": _sandbox().faults.list()})
+
+
+@bp.route("/faults", methods=["DELETE"])
+def clear_faults() -> Response:
+    """Remove every fault."""
+    _sandbox().faults.clear()
+    return Response(status=204)
+
+
+# ---------------------------------------------------------------------------------------------- logs
+@bp.route("/requests", methods=["GET"])
+def list_requests() -> Response:
+    """Answered requests: ?since=<unix>&path=<regex>&family=hubspot|salesforce|slack."""
+    since = _float_arg("since")
+    if isinstance(since, Response):
+        return since
+    try:
+        items = _sandbox().requests.query(since, request.args.get("path"), request.args.get("family"))
+    except Exception as exc:  # noqa: BLE001 - a bad regex is the caller's input error
+        return _bad(f"path is not a valid regular expression: {exc}")
+    return _ok({"requests": items})
+
+
+@bp.route("/requests", methods=["DELETE"])
+def clear_requests() -> Response:
+    """Forget the request log."""
+    _sandbox().requests.clear()
+    return Response(status=204)
+
+
+@bp.route("/writes", methods=["GET"])
+def list_writes() -> Response:
+    """Property writes with high-resolution timestamps: ?since=&prefix=&crm=&object_id=."""
+    since = _float_arg("since")
+    if isinstance(since, Response):
+        return since
+    return _ok({"writes": _sandbox().store.writes_since(since, request.args.get("prefix", ""), request.args.get("crm"),
+                                                        request.args.get("object_id"))})
+
+
+# ---------------------------------------------------------------------------------------------- webhooks
+@bp.route("/webhooks", methods=["POST"])
+def add_webhook_target() -> Response:
+    """Register an outbound webhook target (HubSpot JSON or Salesforce Outbound Message)."""
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    try:
+        target = _sandbox().webhooks.add_target(data)
+    except TargetSpecError as exc:
+        return _bad(str(exc))
+    return _ok(target.public(), 201)
+
+
+@bp.route("/webhooks", methods=["GET"])
+def list_webhook_targets() -> Response:
+    """Registered targets and the number of undelivered items."""
+    hooks = _sandbox().webhooks
+    return _ok({"targets": hooks.targets(), "pending": hooks.pending()})
+
+
+@bp.route("/webhooks/<target_id>", methods=["DELETE"])
+def remove_webhook_target(target_id: str) -> Response:
+    """Remove a target."""
+    if not _sandbox().webhooks.remove_target(target_id):
+        return _bad(f"no webhook target {target_id}", 404)
+    return Response(status=204)
+
+
+@bp.route("/webhooks/deliveries", methods=["GET"])
+def list_deliveries() -> Response:
+    """Delivery attempts (status, attempt number, count, timing)."""
+    since = _float_arg("since")
+    if isinstance(since, Response):
+        return since
+    return _ok({"deliveries": [d for d in list(_sandbox().webhooks.deliveries) if d["t"] >= since]})
+
+
+@bp.route("/webhooks/flush", methods=["POST"])
+def flush_webhooks() -> Response:
+    """Wait (up to ?timeout= seconds, default 10) until every queued webhook was delivered."""
+    timeout = _float_arg("timeout", 10.0)
+    if isinstance(timeout, Response):
+        return timeout
+    drained = _sandbox().webhooks.flush(min(timeout, 120.0))
+    return _ok({"drained": drained, "pending": _sandbox().webhooks.pending()})
+
+
+# ---------------------------------------------------------------------------------------------- slack
+@bp.route("/slack/messages", methods=["GET"])
+def slack_messages() -> Response:
+    """Messages the Slack sink accepted: ?path=/services/T/B/x&since=."""
+    since = _float_arg("since")
+    if isinstance(since, Response):
+        return since
+    return _ok({"messages": _sandbox().slack.list(request.args.get("path"), since)})
+
+
+@bp.route("/slack/messages", methods=["DELETE"])
+def clear_slack() -> Response:
+    """Forget Slack messages and forced errors."""
+    _sandbox().slack.clear()
+    _sandbox().slack_limiter.reset()
+    return Response(status=204)
+
+
+@bp.route("/slack/state", methods=["POST"])
+def slack_state() -> Response:
+    """Make one webhook path answer a documented error: {path, error} (error null to clear)."""
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    path, error = data.get("path"), data.get("error")
+    if not isinstance(path, str) or not path.startswith("/services/"):
+        return _bad("path must be the webhook path, e.g. /services/T000/B000/secret")
+    if error is not None and error not in WEBHOOK_ERRORS:
+        return _bad(f"error must be one of {sorted(WEBHOOK_ERRORS)} or null")
+    if error is None:
+        _sandbox().slack.forced.pop(path, None)
+    else:
+        _sandbox().slack.forced[path] = error
+    return _ok({"path": path, "error": error})
+
+
+# ---------------------------------------------------------------------------------------------- state
+@bp.route("/reset", methods=["POST"])
+def reset() -> Response:
+    """Drop every record, fault, log, message and limiter state (webhook targets stay)."""
+    _sandbox().reset()
+    return Response(status=204)
+
+
+@bp.route("/save", methods=["POST"])
+def save() -> Response:
+    """Write the records to the data directory's JSON file."""
+    path = _sandbox().save()
+    if path is None:
+        return _bad("the sandbox was started without a data directory", 409)
+    return _ok({"saved": str(path)})
+
+
+@bp.route("/salesforce/sessions", methods=["POST"])
+def new_session() -> Response:
+    """Mint a new Salesforce session id (what an OAuth or SOAP login hands out)."""
+    return _ok({"session_id": _sandbox().new_sf_session()}, 201)
+
+
+# ---------------------------------------------------------------------------------------------- seeding (as a CRM user)
+@bp.route("/hubspot/<object_type>", methods=["POST"])
+def hs_create(object_type: str) -> Response:
+    """Create a HubSpot record as a CRM user would ({properties, source}); fires webhooks, skips limits."""
+    store = _sandbox().store
+    otype = store.hs_type(object_type)
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    if otype is None or not isinstance(data.get("properties"), dict):
+        return _bad("unknown object type, or properties missing")
+    try:
+        obj = store.hs_create(otype, data["properties"], source=str(data.get("source", "CRM_UI")))
+    except HubSpotValidationError as exc:
+        return _bad(exc.message, exc.status)
+    return _ok(obj, 201)
+
+
+@bp.route("/hubspot/<object_type>/<object_id>", methods=["PATCH"])
+def hs_update(object_type: str, object_id: str) -> Response:
+    """Change a HubSpot record as a CRM user would."""
+    store = _sandbox().store
+    otype = store.hs_type(object_type)
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    if otype is None or not isinstance(data.get("properties"), dict):
+        return _bad("unknown object type, or properties missing")
+    try:
+        obj = store.hs_update(otype, object_id, data["properties"], source=str(data.get("source", "CRM_UI")))
+    except KeyError:
+        return _bad(f"no {otype} with id {object_id}", 404)
+    except HubSpotValidationError as exc:
+        return _bad(exc.message, exc.status)
+    return _ok(obj)
+
+
+@bp.route("/hubspot/associations", methods=["PUT"])
+def hs_associate() -> Response:
+    """Associate two HubSpot records: {from_type, from_id, to_type, to_id, primary}."""
+    store = _sandbox().store
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    ftype, ttype = store.hs_type(str(data.get("from_type", ""))), store.hs_type(str(data.get("to_type", "")))
+    if ftype is None or ttype is None:
+        return _bad("from_type and to_type must be HubSpot object types")
+    from connectors.sandbox.schema import HS_ASSOC_TYPE_IDS
+
+    default, primary = HS_ASSOC_TYPE_IDS.get((ftype, ttype), (0, None))
+    types = [default] + ([primary] if data.get("primary") and primary is not None else [])
+    try:
+        ids = store.hs_associate(ftype, str(data.get("from_id")), ttype, str(data.get("to_id")), types,
+                                 source=str(data.get("source", "CRM_UI")))
+    except KeyError as exc:
+        return _bad(f"no record with id {exc.args[0]}", 404)
+    return _ok({"type_ids": ids})
+
+
+@bp.route("/salesforce/<sobject>", methods=["POST"])
+def sf_create(sobject: str) -> Response:
+    """Create a Salesforce record as a CRM user would ({fields, source})."""
+    store = _sandbox().store
+    name = store.sf_sobject(sobject)
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    if name is None or not isinstance(data.get("fields"), dict):
+        return _bad("unknown sObject, or fields missing")
+    try:
+        rid = store.sf_create(name, data["fields"], source=str(data.get("source", "CRM_UI")))
+    except SalesforceRecordError as exc:
+        return _bad(f"{exc.status_code}: {exc.message}")
+    return _ok({"id": rid}, 201)
+
+
+@bp.route("/salesforce/<sobject>/<rid>", methods=["PATCH"])
+def sf_update(sobject: str, rid: str) -> Response:
+    """Change a Salesforce record as a CRM user would."""
+    store = _sandbox().store
+    name = store.sf_sobject(sobject)
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    if name is None or not isinstance(data.get("fields"), dict):
+        return _bad("unknown sObject, or fields missing")
+    try:
+        store.sf_update(name, rid, data["fields"], source=str(data.get("source", "CRM_UI")))
+    except SalesforceRecordError as exc:
+        return _bad(f"{exc.status_code}: {exc.message}", 404 if exc.http_status == 404 else 400)
+    return Response(status=204)
+
+
+@bp.route("/salesforce/Lead/<rid>/convert", methods=["POST"])
+def sf_convert(rid: str) -> Response:
+    """Convert a Lead; {won: true|false|null} also creates a closed Opportunity."""
+    store = _sandbox().store
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    rec = store.sf_get("Lead", rid)
+    if rec is None:
+        return _bad(f"no Lead {rid}", 404)
+    if rec["IsConverted"]:
+        return _bad(f"Lead {rid} is already converted", 409)
+    return _ok(store.sf_convert_lead(rec["Id"], won=data.get("won")), 201)
+
+
+@bp.route("/salesforce/<sobject>/fields", methods=["POST"])
+def sf_add_field(sobject: str) -> Response:
+    """Add a custom field: {name, type (double|string|textarea|datetime|boolean|date), label, length, precision, scale}."""
+    store = _sandbox().store
+    name = store.sf_sobject(sobject)
+    data = _body()
+    if isinstance(data, Response):
+        return data
+    if name is None or not data.get("name") or data.get("type") not in ("double", "string", "textarea", "datetime",
+                                                                        "boolean", "date", "picklist"):
+        return _bad("unknown sObject, or name/type missing or not one of double|string|textarea|datetime|boolean|date")
+    try:
+        fdef = store.sf_add_field(name, str(data["name"]), str(data["type"]), str(data.get("label") or data["name"]),
+                                  length=int(data.get("length") or 0), precision=int(data.get("precision") or 0),
+                                  scale=int(data.get("scale") or 0))
+    except SalesforceRecordError as exc:
+        return _bad(f"{exc.status_code}: {exc.message}", 409)
+    return _ok(fdef, 201)

@@ -1,0 +1,250 @@
+"""Built-in object schemas of the sandbox: HubSpot default properties and Salesforce standard fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HS_OBJECT_TYPES = ("contacts", "companies", "deals")
+
+# v3 and v4 accept singular, plural and numeric type ids for the same object.
+HS_TYPE_ALIASES = {
+    "contact": "contacts",
+    "contacts": "contacts",
+    "0-1": "contacts",
+    "company": "companies",
+    "companies": "companies",
+    "0-2": "companies",
+    "deal": "deals",
+    "deals": "deals",
+    "0-3": "deals",
+}
+HS_SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
+HS_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3"}
+
+# Default association type ids (HUBSPOT.md §2), keyed by (from, to): (unlabelled, primary or None).
+HS_ASSOC_TYPE_IDS: dict[tuple[str, str], tuple[int, int | None]] = {
+    ("contacts", "companies"): (279, 1),
+    ("companies", "contacts"): (280, 2),
+    ("deals", "contacts"): (3, None),
+    ("contacts", "deals"): (4, None),
+    ("deals", "companies"): (341, 5),
+    ("companies", "deals"): (342, 6),
+}
+
+# Properties returned when a read names none (HUBSPOT.md §1.2).
+HS_DEFAULT_READ = {
+    "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
+    "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
+    "deals": ["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+}
+HS_MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+
+LIFECYCLE_STAGES = [
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+]
+
+# HubSpot's default sales pipeline: (id, label, probability, closed).
+DEAL_STAGES = [
+    ("appointmentscheduled", "Appointment Scheduled", "0.2", "false"),
+    ("qualifiedtobuy", "Qualified To Buy", "0.4", "false"),
+    ("presentationscheduled", "Presentation Scheduled", "0.6", "false"),
+    ("decisionmakerboughtin", "Decision Maker Bought-In", "0.8", "false"),
+    ("contractsent", "Contract Sent", "0.9", "false"),
+    ("closedwon", "Closed Won", "1.0", "true"),
+    ("closedlost", "Closed Lost", "0.0", "true"),
+]
+
+
+def _hs_prop(name: str, label: str, type_: str, field_type: str, group: str, options: list[str] | None = None,
+             read_only: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": type_,
+        "fieldType": field_type,
+        "groupName": group,
+        "description": "",
+        "options": [
+            {"label": o, "value": o, "hidden": False, "displayOrder": i, "description": ""} for i, o in enumerate(options or [])
+        ],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": name in ("email", "hs_object_id"),
+        "hidden": False,
+        "hubspotDefined": True,
+        "formField": False,
+        "modificationMetadata": {"archivable": False, "readOnlyDefinition": True, "readOnlyValue": read_only},
+    }
+
+
+def hubspot_builtin_properties() -> dict[str, dict[str, dict[str, Any]]]:
+    """Return HubSpot's built-in properties per object type, as the properties API shows them."""
+    common = [
+        ("hs_object_id", "Record ID", "number", "number", True),
+        ("createdate", "Create Date", "datetime", "date", True),
+    ]
+    contacts = common + [
+        ("lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+        ("email", "Email", "string", "text", False),
+        ("firstname", "First Name", "string", "text", False),
+        ("lastname", "Last Name", "string", "text", False),
+        ("jobtitle", "Job Title", "string", "text", False),
+        ("company", "Company Name", "string", "text", False),
+        ("country", "Country/Region", "string", "text", False),
+        ("phone", "Phone Number", "string", "text", False),
+        ("hs_analytics_source", "Original Source", "string", "text", False),
+    ]
+    companies = common + [
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+        ("name", "Company name", "string", "text", False),
+        ("domain", "Company Domain Name", "string", "text", False),
+        ("industry", "Industry", "string", "text", False),
+        ("numberofemployees", "Number of Employees", "number", "number", False),
+        ("country", "Country/Region", "string", "text", False),
+        ("annualrevenue", "Annual Revenue", "number", "number", False),
+    ]
+    deals = common + [
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+        ("dealname", "Deal Name", "string", "text", False),
+        ("pipeline", "Pipeline", "enumeration", "select", False),
+        ("amount", "Amount", "number", "number", False),
+        ("closedate", "Close Date", "datetime", "date", False),
+        ("hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox", True),
+        ("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox", True),
+    ]
+    group = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for otype, props in (("contacts", contacts), ("companies", companies), ("deals", deals)):
+        out[otype] = {n: _hs_prop(n, lbl, t, ft, group[otype], read_only=ro) for n, lbl, t, ft, ro in props}
+    out["deals"]["pipeline"]["options"] = [{"label": "Sales Pipeline", "value": "default", "hidden": False,
+                                            "displayOrder": 0, "description": ""}]
+    out["contacts"]["lifecyclestage"] = _hs_prop(
+        "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "contactinformation", LIFECYCLE_STAGES
+    )
+    out["companies"]["lifecyclestage"] = _hs_prop(
+        "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "companyinformation", LIFECYCLE_STAGES
+    )
+    out["deals"]["dealstage"] = _hs_prop(
+        "dealstage", "Deal Stage", "enumeration", "radio", "dealinformation", [s[0] for s in DEAL_STAGES]
+    )
+    return out
+
+
+def hubspot_builtin_groups() -> dict[str, dict[str, dict[str, Any]]]:
+    """Return HubSpot's built-in property groups per object type."""
+    names = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}
+    return {
+        t: {n: {"name": n, "label": n.replace("information", " information").title(), "displayOrder": 0, "archived": False}}
+        for t, n in names.items()
+    }
+
+
+def _sf_field(name: str, type_: str, label: str, *, updateable: bool = True, nillable: bool = True,
+              length: int = 0, reference_to: list[str] | None = None, relationship: str | None = None,
+              precision: int = 0, scale: int = 0, custom: bool = False) -> dict[str, Any]:
+    soap = {"id": "tns:ID", "reference": "tns:ID", "double": "xsd:double", "int": "xsd:int", "boolean": "xsd:boolean",
+            "date": "xsd:date", "datetime": "xsd:dateTime", "currency": "xsd:double", "percent": "xsd:double"}
+    return {
+        "name": name,
+        "type": type_,
+        "label": label,
+        "updateable": updateable,
+        "createable": updateable,
+        "nillable": nillable,
+        "custom": custom,
+        "length": length,
+        "precision": precision,
+        "scale": scale,
+        "referenceTo": reference_to or [],
+        "relationshipName": relationship,
+        "soapType": soap.get(type_, "xsd:string"),
+        "picklistValues": [],
+    }
+
+
+def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
+    """Return the standard fields of Lead, Contact, Account and Opportunity that leadbridge touches."""
+    def audit() -> list[dict[str, Any]]:
+        return [
+            _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
+            _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+            _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+            _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+            _sf_field("OwnerId", "reference", "Owner ID", length=18, reference_to=["User"], relationship="Owner"),
+        ]
+
+    lead = audit() + [
+        _sf_field("FirstName", "string", "First Name", length=40),
+        _sf_field("LastName", "string", "Last Name", length=80, nillable=False),
+        _sf_field("Name", "string", "Full Name", updateable=False, length=121),
+        _sf_field("Email", "email", "Email", length=80),
+        _sf_field("Title", "string", "Title", length=128),
+        _sf_field("Company", "string", "Company", length=255, nillable=False),
+        _sf_field("Industry", "picklist", "Industry", length=255),
+        _sf_field("NumberOfEmployees", "int", "Employees", precision=8),
+        _sf_field("Country", "string", "Country", length=80),
+        _sf_field("Website", "url", "Website", length=255),
+        _sf_field("LeadSource", "picklist", "Lead Source", length=255),
+        _sf_field("Status", "picklist", "Status", length=255, nillable=False),
+        _sf_field("IsConverted", "boolean", "Converted", updateable=False, nillable=False),
+        _sf_field("ConvertedDate", "date", "Converted Date", updateable=False),
+        _sf_field("ConvertedAccountId", "reference", "Converted Account ID", updateable=False, length=18,
+                  reference_to=["Account"], relationship="ConvertedAccount"),
+        _sf_field("ConvertedContactId", "reference", "Converted Contact ID", updateable=False, length=18,
+                  reference_to=["Contact"], relationship="ConvertedContact"),
+        _sf_field("ConvertedOpportunityId", "reference", "Converted Opportunity ID", updateable=False, length=18,
+                  reference_to=["Opportunity"], relationship="ConvertedOpportunity"),
+    ]
+    contact = audit() + [
+        _sf_field("FirstName", "string", "First Name", length=40),
+        _sf_field("LastName", "string", "Last Name", length=80, nillable=False),
+        _sf_field("Name", "string", "Full Name", updateable=False, length=121),
+        _sf_field("Email", "email", "Email", length=80),
+        _sf_field("Title", "string", "Title", length=128),
+        _sf_field("MailingCountry", "string", "Mailing Country", length=80),
+        _sf_field("AccountId", "reference", "Account ID", length=18, reference_to=["Account"], relationship="Account"),
+        _sf_field("LeadSource", "picklist", "Lead Source", length=255),
+    ]
+    account = audit() + [
+        _sf_field("Name", "string", "Account Name", length=255, nillable=False),
+        _sf_field("Website", "url", "Website", length=255),
+        _sf_field("Industry", "picklist", "Industry", length=255),
+        _sf_field("NumberOfEmployees", "int", "Employees", precision=8),
+        _sf_field("BillingCountry", "string", "Billing Country", length=80),
+        _sf_field("AnnualRevenue", "currency", "Annual Revenue", precision=18),
+    ]
+    opportunity = audit() + [
+        _sf_field("Name", "string", "Name", length=120, nillable=False),
+        _sf_field("AccountId", "reference", "Account ID", length=18, reference_to=["Account"], relationship="Account"),
+        _sf_field("ContactId", "reference", "Contact ID", length=18, reference_to=["Contact"], relationship="Contact"),
+        _sf_field("StageName", "picklist", "Stage", length=255, nillable=False),
+        _sf_field("Amount", "currency", "Amount", precision=18, scale=2),
+        _sf_field("CloseDate", "date", "Close Date", nillable=False),
+        _sf_field("IsClosed", "boolean", "Closed", updateable=False, nillable=False),
+        _sf_field("IsWon", "boolean", "Won", updateable=False, nillable=False),
+    ]
+    user = [
+        _sf_field("Id", "id", "User ID", updateable=False, nillable=False, length=18),
+        _sf_field("Name", "string", "Full Name", updateable=False, length=121),
+        _sf_field("Email", "email", "Email", length=128),
+    ]
+    for fdef in lead:
+        if fdef["name"] == "Status":
+            fdef["defaultedOnCreate"] = True  # "Open - Not Contacted" unless given
+    return {
+        name: {f["name"]: f for f in fields}
+        for name, fields in (("Lead", lead), ("Contact", contact), ("Account", account), ("Opportunity", opportunity),
+                             ("User", user))
+    }
+
+
+SF_LABELS = {"Lead": ("Lead", "Leads"), "Contact": ("Contact", "Contacts"), "Account": ("Account", "Accounts"),
+             "Opportunity": ("Opportunity", "Opportunities"), "User": ("User", "Users")}

@@ -1,0 +1,108 @@
+"""Canonical records shared by every layer: Event, Lead, Account, Score, Outcome.
+
+Vendor payload shapes are translated into these at the edges (the webhook parsers in bridge/ and the
+connectors in connectors/); everything in between speaks only these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, Mapping
+
+Crm = Literal["hubspot", "salesforce", "web"]
+
+# Canonical event types. Vendor subscription types and Segment event names map onto these.
+EVENT_TYPES = frozenset(
+    {
+        "created",  # a CRM record was created
+        "property_change",  # a CRM property changed (properties holds {name: new value})
+        "deleted",
+        "merged",
+        "restored",
+        "association_change",
+        "privacy_deletion",  # GDPR delete: purge everything about the person
+        "identify",  # behavioural: traits for a known person
+        "page_view",  # properties: url, title, page_class
+        "session_start",
+        "email_open",
+        "email_click",
+        "form_fill",
+        "download",
+        "webinar",
+        "demo_request",
+        "outcome",  # a won/lost/converted signal from the CRM
+    }
+)
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised thing that happened to a CRM record or a person."""
+
+    source: str  # the webhook source's name (or "backfill", "simulator")
+    crm: Crm
+    object_type: str  # contact | company | deal | lead | account | opportunity | person
+    object_id: str  # the CRM id, or the behavioural user id / anonymous id
+    event_type: str  # one of EVENT_TYPES
+    occurred_at: datetime
+    received_at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    dedupe_key: str = ""
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A company, as far as scoring cares."""
+
+    id: str
+    name: str | None = None
+    domain: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    country: str | None = None
+    crm_ids: Mapping[str, str] = field(default_factory=dict)  # {"hubspot": "123", "salesforce": "001..."}
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """A person we score: a HubSpot contact, a Salesforce Lead or Contact."""
+
+    id: str
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    country: str | None = None
+    account_id: str | None = None
+    crm_ids: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The result of scoring one lead at one instant."""
+
+    value: int  # 0-100
+    probability: float
+    grade: str | None  # A-F from the fit-only model; None when no fit model exists
+    reasons: tuple[str, ...]
+    model_version: str
+    feature_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A label: the lead converted (won) or definitely did not (lost)."""
+
+    lead_id: str
+    won: bool
+    occurred_at: datetime
+    source: str = ""
+    detail: str = ""

@@ -1,0 +1,1 @@
+"""Framework-free scoring core: features, training, calibration, scores, grades, reasons, drift."""

@@ -1,0 +1,178 @@
+"""Scoring: features in, `core.records.Score` out (score 0-100, fit grade A-F, reasons).
+
+- `score` is calibrated probability x 100 (rounded), or in percentile mode the lead's percentile
+  among the training rows' scores (50 = a median lead).
+- `grade` comes from the fit-only head (columns describing who the lead is, not what they did) with
+  A-D cut points at the 80/60/40/20th percentiles of the training rows; F below. A bundle trained
+  without fit columns has no fit head and every grade is None.
+- `reasons` are the top 3 positive and top 3 negative TreeSHAP contributions (scoring.reasons).
+- Cold start: `Scorer` serves the rule-based points model (scoring.rules) until a bundle trained on
+  enough labelled outcomes is given to it.
+The model is loaded once by the caller and passed in; nothing here reads files or settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.records import Score, utcnow
+from scoring.model import GRADES, ModelBundle
+from scoring.reasons import reasons_for, reasons_for_batch
+from scoring.rules import (
+    COLD_START_RULES,
+    DEFAULT_MIN_OUTCOMES,
+    DEFAULT_MIN_POSITIVES,
+    PointsModel,
+    use_trained_model,
+)
+
+Mode = Literal["probability", "percentile"]
+ReasonMethod = Literal["exact", "xgboost", "approx", "none"]
+
+
+def to_value(p: float | np.ndarray, model: ModelBundle, mode: Mode = "probability") -> np.ndarray:
+    """Map calibrated probabilities to 0-100 scores (probability x 100, or training percentile)."""
+    p = np.asarray(p, dtype=float)
+    if mode == "percentile":
+        q = model.score_percentiles
+        if q.size < 2:
+            raise ValueError("this model has no score percentiles; use probability mode")
+        # Average the left and right positions so that ties in the stored quantiles land in the middle.
+        ranks = np.linspace(0, 100, q.size)
+        left = np.interp(p, q, ranks, left=0, right=100)
+        right = 100 - np.interp(-p, -q[::-1], ranks, left=0, right=100)
+        return np.clip(np.rint((left + right) / 2), 0, 100).astype(int)
+    return np.clip(np.rint(p * 100), 0, 100).astype(int)
+
+
+def to_grade(fit_p: np.ndarray, thresholds: Sequence[float]) -> list[str]:
+    """Grades A-F from fit-only probabilities and the descending A/B/C/D cut points."""
+    cuts = list(thresholds)
+    out = []
+    for p in np.asarray(fit_p, dtype=float):
+        grade = GRADES[-1]
+        for letter, cut in zip(GRADES, cuts):
+            if p >= cut:
+                grade = letter
+                break
+        out.append(grade)
+    return out
+
+
+def score(
+    features: Mapping[str, Any],
+    model: ModelBundle,
+    *,
+    feature_time: datetime | None = None,
+    mode: Mode = "probability",
+    with_reasons: bool = True,
+) -> Score:
+    """Score one lead from its feature mapping (column name -> raw value)."""
+    main = model.main
+    x = main.vector(features)[None, :]
+    contribs = main.contributions(x) if with_reasons else None
+    margin = contribs.sum(axis=1) if contribs is not None else main.margin(x)
+    p = float(main.calibrator.apply(margin)[0])
+    grade = None
+    if model.fit is not None and model.grade_thresholds:
+        try:
+            X_fit = model.fit_matrix(x)
+        except ValueError:  # fit features are not a subset of the main model's
+            X_fit = model.fit.vector(features)[None, :]
+        grade = to_grade(model.fit.proba(X_fit), model.grade_thresholds)[0]
+    reasons = reasons_for(main.pre, x[0], contribs[0]) if contribs is not None else ()
+    return Score(
+        value=int(to_value(p, model, mode)),
+        probability=p,
+        grade=grade,
+        reasons=reasons,
+        model_version=model.version,
+        feature_time=feature_time or utcnow(),
+    )
+
+
+@dataclass
+class BatchScores:
+    """Column-wise results of `score_frame`."""
+
+    values: np.ndarray
+    probabilities: np.ndarray
+    grades: list[str | None]
+    reasons: list[tuple[str, ...]]
+
+
+def score_frame(
+    frame: pd.DataFrame, model: ModelBundle, *, mode: Mode = "probability", reasons: ReasonMethod = "exact"
+) -> BatchScores:
+    """Score many leads at once (vectorised preprocessing and TreeSHAP).
+
+    reasons: "exact" (lookup-table TreeSHAP, or XGBoost's when trees are too deep), "xgboost"
+    (always XGBoost's pred_contribs), "approx" (Saabas; for comparison), "none".
+    """
+    main = model.main
+    X = main.pre.transform(frame)
+    if reasons == "none":
+        margin = main.margin(X)
+        texts: list[tuple[str, ...]] = [()] * len(frame)
+    else:
+        contribs = main.contributions(X, method={"exact": "auto"}.get(reasons, reasons))
+        margin = contribs.sum(axis=1)
+        texts = reasons_for_batch(main.pre, X, contribs)
+    p = main.calibrator.apply(margin)
+    grades: list[str | None] = [None] * len(frame)
+    if model.fit is not None and model.grade_thresholds:
+        X_fit = model.fit_matrix(X, frame)
+        grades = list(to_grade(model.fit.proba(X_fit), model.grade_thresholds))
+    return BatchScores(values=to_value(p, model, mode), probabilities=p, grades=grades, reasons=texts)
+
+
+class Scorer:
+    """Chooses between the trained bundle and the cold-start rules, then scores.
+
+    The bundle is used only when it was trained on at least `min_outcomes` labelled rows with at
+    least `min_positives` conversions (both configurable); until then the points model serves.
+    """
+
+    def __init__(
+        self,
+        model: ModelBundle | None,
+        *,
+        rules: PointsModel = COLD_START_RULES,
+        min_outcomes: int = DEFAULT_MIN_OUTCOMES,
+        min_positives: int = DEFAULT_MIN_POSITIVES,
+        mode: Mode = "probability",
+    ) -> None:
+        self.rules = rules
+        self.mode = mode
+        self.model: ModelBundle | None = None
+        if model is not None:
+            outcomes = model.metadata.get("outcomes", {})
+            total = int(outcomes.get("labelled", 0))
+            positives = int(outcomes.get("positives", 0))
+            if use_trained_model(total, positives, min_outcomes=min_outcomes, min_positives=min_positives):
+                self.model = model
+
+    @property
+    def using_rules(self) -> bool:
+        """True while the cold-start rules serve."""
+        return self.model is None
+
+    def score(self, features: Mapping[str, Any], *, feature_time: datetime | None = None) -> Score:
+        """Score one lead with the model, or with the rules during cold start (grade None then)."""
+        if self.model is not None:
+            return score(features, self.model, feature_time=feature_time, mode=self.mode)
+        value, reasons = self.rules.score_row(features)
+        return Score(
+            value=value,
+            probability=value / 100.0,
+            grade=None,
+            reasons=reasons[:6],
+            model_version=f"rules:{self.rules.name}",
+            feature_time=feature_time or utcnow(),
+        )

@@ -1,0 +1,138 @@
+"""Training rows from events and labels: each lead's declared features as of its own decision time.
+
+The values come from `scoring.features.build_offline`, the same code the online store is checked
+against, so a model trained here sees exactly what the live pipeline will hand it. `build_offline`
+reads every event it is given; to keep one row cheap, each call gets only the events that can
+influence that lead: its own, and those of every lead that ever shared an account key with it (the
+`account_engaged_contacts_7d` feature counts colleagues). Nobody else can change its vector, so the
+result is identical to passing all events.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from core.records import Event
+from scoring.features import (
+    ACTIVITY_TYPES,
+    FEATURE_NAMES,
+    FIT_FEATURES,
+    build_offline,
+    default_lead_of,
+    traits_of,
+)
+from scoring.labels import LabelledLead
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LABEL_COLUMN = "won"
+ID_COLUMN = "lead_id"
+# The holdout is the newest leads by decision time. (Not by when the label arrived: negatives arrive a
+# maturity window late, so the newest *labels* would be almost all negatives.)
+DECISION_COLUMN = "as_of"
+LABELLED_COLUMN = "labelled_at"
+META_COLUMNS = (ID_COLUMN, DECISION_COLUMN, LABELLED_COLUMN, LABEL_COLUMN)
+
+
+class EventIndex:
+    """Events grouped by lead, and leads grouped by the account keys they ever carried."""
+
+    def __init__(self, events: Iterable[Event], lead_of: Callable[[Event], str] = default_lead_of) -> None:
+        self.by_lead: dict[str, list[Event]] = {}
+        accounts_of: dict[str, set[str]] = {}
+        for event in events:
+            lead = lead_of(event)
+            self.by_lead.setdefault(lead, []).append(event)
+            account = traits_of(event).get("account")
+            if account:
+                accounts_of.setdefault(lead, set()).add(account)
+        self.members: dict[str, set[str]] = {}
+        for lead, keys in accounts_of.items():
+            for key in keys:
+                self.members.setdefault(key, set()).add(lead)
+        self.accounts_of = accounts_of
+        self.lead_of = lead_of
+        self.activity: dict[str, list[datetime]] = {
+            lead: sorted(e.occurred_at for e in evs if e.event_type in ACTIVITY_TYPES) for lead, evs in self.by_lead.items()
+        }
+
+    def last_activity(self, lead: str, at: datetime) -> datetime | None:
+        """The lead's latest activity at or before `at`."""
+        times = self.activity.get(lead, [])
+        i = bisect.bisect_right(times, at)
+        return times[i - 1] if i else None
+
+    def related_events(self, lead: str) -> list[Event]:
+        """The events that can influence `lead`'s feature vector."""
+        leads = {lead}
+        for key in self.accounts_of.get(lead, ()):
+            leads |= self.members.get(key, set())
+        out: list[Event] = []
+        for other in leads:
+            out.extend(self.by_lead.get(other, ()))
+        return out
+
+    def features_at(self, lead: str, as_of: Any, feature_refs: Sequence[str] | None = None) -> dict[str, Any]:
+        """`build_offline` for one lead as of one instant, on the events that matter to it."""
+        return build_offline(self.related_events(lead), as_of, lead_ids=[lead], feature_refs=feature_refs,
+                             lead_of=self.lead_of)[lead]
+
+
+def build_decision_frame(
+    events: Iterable[Event] | EventIndex,
+    labels: Sequence[LabelledLead],
+    *,
+    lead_of: Callable[[Event], str] = default_lead_of,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """One row per label: lead_id, as_of (decision time), labelled_at, won, and every declared feature."""
+    import pandas as pd
+
+    index = events if isinstance(events, EventIndex) else EventIndex(events, lead_of)
+    rows: list[dict[str, Any]] = []
+    for i, label in enumerate(labels):
+        vector = index.features_at(label.lead_id, label.decision_time)
+        rows.append({ID_COLUMN: label.lead_id, DECISION_COLUMN: label.decision_time.isoformat(),
+                     LABELLED_COLUMN: label.labelled_at.isoformat(), LABEL_COLUMN: int(label.won), **vector})
+        if progress is not None and (i + 1) % 100 == 0:
+            progress(100)
+    if progress is not None and len(labels) % 100:
+        progress(len(labels) % 100)
+    return pd.DataFrame(rows, columns=[*META_COLUMNS, *FEATURE_NAMES])
+
+
+def population_rows(index: EventIndex, now: datetime, days: float = 30.0, limit: int = 5000) -> list[dict[str, Any]]:
+    """The scored population around `now`: each lead active in the last `days`, as of its last activity.
+
+    This is how the live window is sampled for drift checks (leads active in the last week, with the
+    vector they were scored with after their last activity), so a model's drift reference is built
+    the same way from the weeks before it was trained: PSI then compares like with like.
+    """
+    since = now - timedelta(days=days)
+    found: list[tuple[datetime, str]] = []
+    for lead in index.by_lead:
+        last = index.last_activity(lead, now)
+        if last is not None and last > since:
+            found.append((last, lead))
+    found.sort(reverse=True)
+    return [index.features_at(lead, last) for last, lead in found[:limit]]
+
+
+def train_options(**overrides: Any) -> Any:
+    """The TrainOptions for a decision frame: label `won`, newest decisions held out, fit head on fit features."""
+    from scoring.training import TrainOptions
+
+    values: dict[str, Any] = {"label": LABEL_COLUMN, "id_column": ID_COLUMN, "time_column": DECISION_COLUMN,
+                              "drop": [LABELLED_COLUMN], "fit_columns": list(FIT_FEATURES)}
+    values.update(overrides)
+    return TrainOptions(**values)
+
+
+def serves_live_pipeline(input_columns: Iterable[str]) -> bool:
+    """True when a model reads only declared features, so the online store can feed it (kind "lead")."""
+    columns = list(input_columns)
+    return bool(columns) and set(columns) <= set(FEATURE_NAMES)

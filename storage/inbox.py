@@ -1,0 +1,118 @@
+"""The inbox: raw accepted events, stored once under their dedupe keys, processed, swept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import json
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.records import Event, utcnow
+from storage.models import InboxEvent
+
+
+INSERT_COLUMNS = ("source_id", "dedupe_key", "crm", "object_type", "object_id", "event_type", "email", "properties",
+                  "occurred_at", "received_at", "status", "attempts")
+
+
+def _db_time(value: datetime, dialect: str) -> Any:
+    # Must match what storage.types.UtcDateTime writes: SQLite keeps naive UTC text in SQLAlchemy's format.
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else utc
+
+
+def event_row(event: Event, source_id: int | None, dialect: str = "postgresql") -> tuple[Any, ...]:
+    """The inbox column values (in INSERT_COLUMNS order) for one canonical event."""
+    return (
+        source_id,
+        event.dedupe_key,
+        event.crm,
+        event.object_type,
+        event.object_id[:64],
+        event.event_type,
+        event.email,
+        json.dumps(dict(event.properties), separators=(",", ":"), default=str),
+        _db_time(event.occurred_at, dialect),
+        _db_time(event.received_at, dialect),
+        "pending",
+        0,
+    )
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(dialect: str, rows: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    one = "(" + ",".join([mark] * len(INSERT_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO inbox ({','.join(INSERT_COLUMNS)}) VALUES {','.join([one] * rows)} "
+        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+    )
+
+
+def store_events(session: Session, events: Sequence[Event], source_id: int | None) -> list[int]:
+    """Insert events not seen before (by dedupe key) and return the new rows' ids; repeats insert nothing."""
+    if not events:
+        return []
+    connection = session.connection()
+    dialect = connection.dialect.name
+    # This is the webhook hot path: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, with the SQL
+    # cached per batch size and values passed straight to the driver (SQLAlchemy's per-request compilation
+    # and row building cost several times the insert itself). Chunks stay under SQLite's variable limit.
+    ids: list[int] = []
+    for start in range(0, len(events), 500):
+        chunk = events[start : start + 500]
+        params = tuple(value for event in chunk for value in event_row(event, source_id, dialect))
+        result = connection.exec_driver_sql(_insert_sql(dialect, len(chunk)), params)
+        ids.extend(row[0] for row in result)
+    return sorted(ids)
+
+
+def mark_enqueued(session: Session, ids: Sequence[int], now: datetime | None = None) -> None:
+    """Record when rows were (re-)handed to the queue, so the sweeper knows when to try again."""
+    if ids:
+        session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(enqueued_at=now or utcnow()))
+
+
+def pending_ids(session: Session, ids: Sequence[int]) -> list[int]:
+    """Those of `ids` still waiting to be processed."""
+    query = select(InboxEvent.id).where(InboxEvent.id.in_(ids), InboxEvent.status == "pending")
+    return sorted(session.scalars(query))
+
+
+def stale_pending(session: Session, older_than: timedelta, limit: int, now: datetime | None = None) -> list[int]:
+    """Pending rows whose last hand-off is older than `older_than` (the message was lost or its worker died)."""
+    cutoff = (now or utcnow()) - older_than
+    query = (
+        select(InboxEvent.id)
+        .where(InboxEvent.status == "pending")
+        # A row never re-enqueued was handed off when it was received.
+        .where(func.coalesce(InboxEvent.enqueued_at, InboxEvent.received_at) < cutoff)
+        .order_by(InboxEvent.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def backlog(session: Session) -> int:
+    """How many inbox rows wait to be processed."""
+    return int(session.scalar(select(func.count()).select_from(InboxEvent).where(InboxEvent.status == "pending")) or 0)
+
+
+def to_event(row: InboxEvent, source_name: str = "") -> Event:
+    """The canonical event stored in an inbox row."""
+    return Event(
+        source=source_name or str(row.source_id or ""),
+        crm=row.crm,  # type: ignore[arg-type]
+        object_type=row.object_type,
+        object_id=row.object_id,
+        event_type=row.event_type,
+        occurred_at=row.occurred_at,
+        received_at=row.received_at,
+        properties=row.properties or {},
+        dedupe_key=row.dedupe_key,
+        email=row.email,
+    )

@@ -1,0 +1,253 @@
+"""SQLAlchemy 2 models: every table leadbridge keeps. Migrations in storage/migrations mirror this file."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.records import utcnow
+from storage.types import UtcDateTime
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere keeps room for billions of events.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base for all leadbridge tables."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Source(Base):
+    """A configured webhook sender (a HubSpot app, a Salesforce org, a behavioural-events pipe)."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce | events
+    slug: Mapped[str] = mapped_column(String(40), unique=True)  # unguessable part of the webhook URL
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    signature_version: Mapped[str] = mapped_column(String(4), default="v3")
+    org_id: Mapped[str | None] = mapped_column(String(64))  # HubSpot portal id / Salesforce organization id
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class InboxEvent(Base):
+    """A raw accepted event, committed before the webhook is acknowledged (the durable copy)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status_received", "status", "received_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    crm: Mapped[str] = mapped_column(String(20))
+    object_type: Mapped[str] = mapped_column(String(20))
+    object_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|done|ignored|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Account(Base):
+    """A company: firmographics, CRM ids and its account-level score."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str | None] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    industry: Mapped[str | None] = mapped_column(String(100))
+    employees: Mapped[int | None] = mapped_column(Integer)
+    country: Mapped[str | None] = mapped_column(String(100))
+    hubspot_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    salesforce_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score: Mapped[int | None] = mapped_column(Integer)
+    grade: Mapped[str | None] = mapped_column(String(2))
+    reasons: Mapped[list[Any] | None] = mapped_column(JSON)
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Lead(Base):
+    """A person we score, with the current score, grade and reasons."""
+
+    __tablename__ = "leads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    hubspot_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    salesforce_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)  # behavioural userId
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    title: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(100))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    score: Mapped[int | None] = mapped_column(Integer)
+    probability: Mapped[float | None] = mapped_column(Float)
+    grade: Mapped[str | None] = mapped_column(String(2))
+    reasons: Mapped[list[Any] | None] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    score_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # newest event scored
+    enriched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ScoreHistory(Base):
+    """Every score a lead has had, with the model that produced it."""
+
+    __tablename__ = "score_history"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    probability: Mapped[float] = mapped_column(Float)
+    grade: Mapped[str | None] = mapped_column(String(2))
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(20), default="event")  # event|decay|backfill|retrain
+    feature_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class OutboxItem(Base):
+    """A write to a CRM or Slack, tracked until it is sent (or dead-lettered with the vendor's message)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_created", "status", "created_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce | slack
+    kind: Mapped[str] = mapped_column(String(20))  # fields | alert
+    object_type: Mapped[str | None] = mapped_column(String(20))
+    object_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|skipped|failed|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Outcome(Base):
+    """A label for a lead: won/converted or lost, when it happened and where we learned it."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (UniqueConstraint("lead_id", "source", "occurred_at", name="uq_outcome"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    won: Mapped[bool] = mapped_column(Boolean)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class ModelVersion(Base):
+    """The model registry: one row per trained model, its files, features, metrics and status."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="lead")  # lead | fit | account | rules
+    status: Mapped[str] = mapped_column(String(12), default="candidate")  # candidate|champion|challenger|retired
+    path: Mapped[str] = mapped_column(Text)
+    feature_hash: Mapped[str] = mapped_column(String(64))
+    features: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    labelled_outcomes: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    trained_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AlertRule(Base):
+    """When to post a Slack alert: threshold crossing, cooldown and routing."""
+
+    __tablename__ = "alert_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    threshold: Mapped[int] = mapped_column(Integer, default=75)
+    channel: Mapped[str] = mapped_column(String(100))
+    cooldown_minutes: Mapped[int] = mapped_column(Integer, default=1440)
+    routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"owner": {...}, "segment": {...}}
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class FieldMapping(Base):
+    """Which CRM field receives which leadbridge output."""
+
+    __tablename__ = "field_mappings"
+    __table_args__ = (UniqueConstraint("crm", "object_type", "output", name="uq_field_mapping"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    crm: Mapped[str] = mapped_column(String(20))
+    object_type: Mapped[str] = mapped_column(String(20))
+    output: Mapped[str] = mapped_column(String(20))  # score|grade|reasons|tier|model_version|scored_at
+    field_name: Mapped[str] = mapped_column(String(100))
+
+
+class User(Base):
+    """An admin UI user; passwords are stored hashed."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(10), default="viewer")  # admin | viewer
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class ApiToken(Base):
+    """An API token for the JSON API, stored hashed and shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuditEntry(Base):
+    """Who changed what and when (before/after without secrets or personal data)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)

@@ -1,0 +1,116 @@
+"""Persist scores: current values on the lead, every change in score history; newer never loses to older."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.records import Score, utcnow
+from storage.leads import LEAD_ID_COLUMNS
+from storage.models import InboxEvent, Lead, ScoreHistory
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    """What happened to one lead's score."""
+
+    lead_id: int
+    previous: int | None
+    current: int
+    grade_changed: bool
+    reasons_changed: bool
+
+    @property
+    def changed(self) -> bool:
+        """True when anything a CRM field shows has changed."""
+        return self.previous != self.current or self.grade_changed or self.reasons_changed
+
+
+def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "event") -> list[ScoreChange]:
+    """Store each lead's new score unless the lead already holds a score computed as of a later instant.
+
+    Only changes are written to score history; returns what changed (skipped leads are left out).
+    """
+    if not scores:
+        return []
+    leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(list(scores))))}
+    now = utcnow()
+    changes: list[ScoreChange] = []
+    history: list[dict[str, Any]] = []
+    for lead_id, score in scores.items():
+        lead = leads.get(lead_id)
+        if lead is None:
+            continue  # forgotten (privacy deletion) while it was being scored
+        if lead.score_event_at is not None and score.feature_time < lead.score_event_at:
+            continue  # an older computation finishing late must not overwrite a newer score
+        reasons = list(score.reasons)
+        change = ScoreChange(
+            lead_id=lead_id,
+            previous=lead.score,
+            current=score.value,
+            grade_changed=lead.grade != score.grade,
+            reasons_changed=(lead.reasons or []) != reasons,
+        )
+        lead.score_event_at = score.feature_time
+        if not change.changed and lead.model_version == score.model_version:
+            continue
+        lead.score, lead.probability, lead.grade = score.value, float(score.probability), score.grade
+        lead.reasons, lead.model_version, lead.scored_at = reasons, score.model_version, now
+        history.append({
+            "lead_id": lead_id, "score": score.value, "probability": float(score.probability), "grade": score.grade,
+            "reasons": reasons, "model_version": score.model_version, "trigger": trigger,
+            "feature_time": score.feature_time, "created_at": now,
+        })
+        changes.append(change)
+    if history:
+        session.execute(ScoreHistory.__table__.insert(), history)
+    return changes
+
+
+def score_history(session: Session, lead_id: int, limit: int = 200) -> Sequence[ScoreHistory]:
+    """A lead's score history, newest first."""
+    query = select(ScoreHistory).where(ScoreHistory.lead_id == lead_id).order_by(ScoreHistory.id.desc()).limit(limit)
+    return session.scalars(query).all()
+
+
+def leads_scored_before(session: Session, cutoff: datetime, limit: int) -> list[int]:
+    """Leads whose score was last computed before `cutoff` (candidates for decay re-scoring)."""
+    query = (
+        select(Lead.id)
+        .where(Lead.score_event_at.is_not(None), Lead.score_event_at < cutoff)
+        .order_by(Lead.score_event_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def leads_behind_their_events(session: Session, *, processed_before: datetime, received_since: datetime,
+                              limit: int) -> list[int]:
+    """Leads with an event processed (before `processed_before`) after their score was computed.
+
+    Their score task was lost (a worker killed after ingest committed, Redis restarted with the task in
+    flight): the events are in the features but not in the score. Only events received since
+    `received_since` are looked at, so the scan stays small.
+    """
+    newest = (
+        select(InboxEvent.crm, InboxEvent.object_type, InboxEvent.object_id,
+               func.max(InboxEvent.processed_at).label("at"))
+        .where(InboxEvent.status == "done", InboxEvent.received_at >= received_since,
+               InboxEvent.processed_at < processed_before)
+        .group_by(InboxEvent.crm, InboxEvent.object_type, InboxEvent.object_id)
+        .subquery()
+    )
+    person = or_(*[and_(newest.c.crm == crm, newest.c.object_type == object_type,
+                        newest.c.object_id == getattr(Lead, column))
+                   for (crm, object_type), column in LEAD_ID_COLUMNS.items()])
+    query = (
+        select(Lead.id).join(newest, person)
+        .where(or_(Lead.score_event_at.is_(None), Lead.score_event_at < newest.c.at))
+        .distinct().limit(limit)
+    )
+    return list(session.scalars(query))

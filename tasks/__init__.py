@@ -1,0 +1,1 @@
+"""Celery tasks: the pipeline stages and the periodic jobs. Tasks orchestrate; logic lives elsewhere."""

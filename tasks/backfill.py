@@ -1,0 +1,385 @@
+"""Backfill: import a CRM's history (records and won/lost outcomes), build features in time order, score.
+
+Plain functions that `leadbridge backfill` drives; no worker is needed:
+
+1. fetch: page through the CRM with its connector (HubSpot contacts, companies and deals; Salesforce
+   Leads, Contacts, Accounts and Opportunities over SOQL) and read the outcomes;
+2. import: turn records into canonical events with stable dedupe keys (a re-run stores nothing twice;
+   a record that changed since is stored once more, as a change at its last-modified time), commit
+   them to the inbox and ingest them in occurred_at order through the same code as live webhooks, so
+   leads, accounts and the online features (RedisFeatureStore.apply_many) are built as of each event's
+   own time; outcomes become `outcomes` rows;
+3. score: every lead of that CRM, in-process (tasks.score.score_and_store, trigger "backfill"), and mark
+   the changed ones for writeback; the writeback stage writes them within the shared rate limits.
+
+Scoring runs in this process rather than as queued score tasks because (a) the command then ends when
+every lead really is scored and its progress bar says how far it got, (b) it works before any worker
+runs (a first install), (c) it fires no Slack alerts for history, and (d) it does not put thousands of
+tasks ahead of live events on the score queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.base import CrmRecord
+from core.records import Event, utcnow
+from core.records import Outcome as OutcomeRecord
+from storage.inbox import store_events
+from storage.models import InboxEvent, Lead
+from storage.outcomes import record_outcomes
+from tasks.ingest import ingest_rows
+from tasks.resources import Resources
+from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY, score_and_store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # events per transaction, leads per scoring call
+KEY_PREFIX = "bf"  # backfill dedupe keys: bf:<hs|sf>:<kind>:<id>:<content hash>
+# Fields that change on every write (ours included) and say nothing about the record.
+VOLATILE = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id", "CreatedDate",
+                      "LastModifiedDate", "SystemModstamp", "Id"})
+
+HUBSPOT_CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
+                              "hs_analytics_source", "createdate", "lastmodifieddate"]
+HUBSPOT_COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue",
+                              "createdate", "hs_lastmodifieddate"]
+HUBSPOT_DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "closedate", "createdate",
+                           "hs_lastmodifieddate"]
+# Fields that describe where a record stands now, not what it was when created: on a first import they
+# enter as a change at the record's last-modified time, so nothing later (a customer stage, a conversion,
+# a closed deal) is backdated to the creation.
+STATE_FIELDS = frozenset({"lifecyclestage", "dealstage", "closedate", "amount", "Status", "IsConverted",
+                          "ConvertedDate", "ConvertedAccountId", "ConvertedContactId", "ConvertedOpportunityId",
+                          "StageName", "IsClosed", "IsWon", "CloseDate", "Amount"})
+SALESFORCE_FIELDS = {
+    "Lead": ["FirstName", "LastName", "Email", "Title", "Company", "Industry", "NumberOfEmployees", "Country",
+             "Website", "LeadSource", "Status", "IsConverted", "ConvertedDate", "ConvertedAccountId",
+             "ConvertedContactId", "ConvertedOpportunityId"],
+    "Contact": ["FirstName", "LastName", "Email", "Title", "MailingCountry", "LeadSource", "AccountId"],
+    "Account": ["Name", "Website", "Industry", "NumberOfEmployees", "BillingCountry"],
+    "Opportunity": ["Name", "StageName", "IsClosed", "IsWon", "CloseDate", "Amount", "AccountId", "ContactId"],
+}
+
+
+class Progress(Protocol):
+    """Where a backfill reports how far it got (the CLI draws rich progress bars)."""
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        """A stage starts; `total` units when known."""
+
+    def advance(self, name: str, units: int = 1) -> None:
+        """`units` more of a stage are done."""
+
+
+class _Silent:
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, name: str, units: int = 1) -> None:
+        pass
+
+
+@dataclass
+class History:
+    """What the CRM holds: its records (all kinds) and its won/lost outcomes keyed by CRM lead id."""
+
+    crm: str
+    records: list[CrmRecord] = field(default_factory=list)
+    outcomes: list[OutcomeRecord] = field(default_factory=list)
+
+    def count(self, object_type: str) -> int:
+        """How many records of one canonical object type were fetched."""
+        return sum(1 for r in self.records if r.object_type == object_type)
+
+
+@dataclass
+class BackfillReport:
+    """What one backfill run did."""
+
+    crm: str
+    fetched: dict[str, int] = field(default_factory=dict)
+    outcomes_read: int = 0
+    events: int = 0  # canonical events built from the history
+    events_new: int = 0  # of which stored now (the rest were imported by an earlier run)
+    outcomes_new: int = 0
+    leads_scored: int = 0
+    scores_changed: int = 0
+    queued_writes: int = 0
+    api_calls: int = 0
+    seconds: float = 0.0
+
+
+# ---- fetch ------------------------------------------------------------------------------------------
+
+
+def _drain(pages: Iterator[list[CrmRecord]], history: History, stage: str, progress: Progress) -> list[CrmRecord]:
+    out: list[CrmRecord] = []
+    for page in pages:
+        out.extend(page)
+        progress.advance(stage, len(page))
+    history.records.extend(out)
+    return out
+
+
+def fetch_hubspot(connector: Any, progress: Progress | None = None) -> History:
+    """Page through every contact, company and deal (100 a call) and derive each contact's outcome."""
+    progress = progress or _Silent()
+    history = History("hubspot")
+    progress.stage("companies")
+    _drain(connector.iter_records("companies", HUBSPOT_COMPANY_PROPERTIES), history, "companies", progress)
+    progress.stage("contacts")
+    contacts = _drain(connector.iter_records("contacts", HUBSPOT_CONTACT_PROPERTIES, associations=["companies"]),
+                      history, "contacts", progress)
+    progress.stage("deals")
+    deals = _drain(connector.iter_records("deals", HUBSPOT_DEAL_PROPERTIES, associations=["contacts"]),
+                   history, "deals", progress)
+    history.outcomes = connector.outcomes_from_records(deals, contacts)
+    return history
+
+
+def fetch_salesforce(connector: Any, progress: Progress | None = None) -> History:
+    """SOQL through every Account, Lead, Contact and Opportunity, and read converted/closed outcomes."""
+    progress = progress or _Silent()
+    history = History("salesforce")
+    for sobject in ("Account", "Lead", "Contact", "Opportunity"):
+        stage = sobject.lower() + "s"
+        progress.stage(stage)
+        _drain(connector.iter_records(sobject, SALESFORCE_FIELDS[sobject]), history, stage, progress)
+    history.outcomes = connector.read_outcomes()
+    return history
+
+
+# ---- history -> canonical events ----------------------------------------------------------------------
+
+
+def _digest(values: Any) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+CRM_CODES = {"hubspot": "hs", "salesforce": "sf"}  # keeps the longest key within the 64 characters of dedupe_key
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One record's identity, its current state, or a person's company traits, as this run sees them."""
+
+    crm: str
+    kind: str  # part of the key: contact, company, deal, lead, account, opportunity, state, fit
+    object_type: str
+    object_id: str
+    properties: dict[str, Any]
+    email: str | None
+    first_at: datetime  # when a first sight happened (the record's creation)
+    later_at: datetime  # when a changed state took effect (the record's last change)
+    first_type: str
+    later_type: str
+    key_id: str = ""  # what identifies the thing within its kind (default: the object id)
+
+    @property
+    def prefix(self) -> str:
+        """The key without the content hash: the same for every state of one thing."""
+        return f"{KEY_PREFIX}:{CRM_CODES[self.crm]}:{self.kind}:{self.key_id or self.object_id}"
+
+    @property
+    def key(self) -> str:
+        """The dedupe key of this state."""
+        return f"{self.prefix}:{_digest(self.properties)}"
+
+
+def _snapshots(history: History) -> list[_Snapshot]:
+    now = utcnow()
+    by_id = {(r.object_type, r.id): r for r in history.records}
+    out: list[_Snapshot] = []
+    for record in history.records:
+        props = {k: v for k, v in record.properties.items()
+                 if k not in VOLATILE and not k.lower().startswith("leadbridge_")}
+        created = record.created_at or record.updated_at or now
+        updated = max(record.updated_at or created, created)
+        email = _email(props.get("email") or props.get("Email"))
+        identity = {k: v for k, v in props.items() if k not in STATE_FIELDS}
+        state = {k: v for k, v in props.items() if k in STATE_FIELDS}
+        out.append(_Snapshot(history.crm, record.object_type, record.object_type, record.id, identity, email, created,
+                             updated, "created", "property_change"))
+        if state:
+            out.append(_Snapshot(history.crm, "state", record.object_type, record.id, state, email, updated, updated,
+                                 "property_change", "property_change", f"{record.object_type[:3]}:{record.id}"))
+        company = _company_of(record, by_id)
+        if company is not None:
+            # What live enrichment adds when it first sees a person: their company's firmographics as traits.
+            traits = _company_traits(history.crm, company)
+            if traits:
+                later = max(updated, company.updated_at or updated)
+                out.append(_Snapshot(history.crm, "fit", record.object_type, record.id, {"traits": traits}, email,
+                                     created, later, "identify", "identify"))
+    return out
+
+
+def _company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
+    if record.crm == "hubspot" and record.object_type == "contact":
+        ids = record.links.get("company", ())
+        return by_id.get(("company", ids[0])) if ids else None
+    if record.crm == "salesforce" and record.object_type == "contact":
+        ids = record.links.get("account", ())
+        return by_id.get(("account", ids[0])) if ids else None
+    return None  # a Salesforce Lead carries its company's fields itself
+
+
+def _company_traits(crm: str, company: CrmRecord) -> dict[str, Any]:
+    p = company.properties
+    if crm == "hubspot":
+        traits = {"company": p.get("name"), "domain": p.get("domain"), "industry": p.get("industry"),
+                  "numberofemployees": p.get("numberofemployees")}
+    else:
+        traits = {"company": p.get("Name"), "website": p.get("Website"), "industry": p.get("Industry"),
+                  "numberofemployees": p.get("NumberOfEmployees"), "country": p.get("BillingCountry"),
+                  "accountid": company.id}
+    return {k: v for k, v in traits.items() if v not in (None, "")}
+
+
+def _email(value: Any) -> str | None:
+    if isinstance(value, str) and "@" in value:
+        return value.strip().lower()[:320]
+    return None
+
+
+def history_events(session: Session, history: History) -> list[Event]:
+    """Canonical events for what this run sees that earlier runs did not, in occurred_at order.
+
+    A record never imported becomes a `created` event at its creation time; one whose content changed
+    since the last import becomes a `property_change` at its last-modified time; an unchanged one
+    becomes nothing. Keys are `bf:<hs|sf>:<kind>:<id>:<content hash>`.
+    """
+    snapshots = _snapshots(history)
+    seen_prefixes: set[str] = set()
+    seen_keys: set[str] = set()
+    like = f"{KEY_PREFIX}:{CRM_CODES[history.crm]}:%"
+    for key in session.scalars(select(InboxEvent.dedupe_key).where(InboxEvent.dedupe_key.like(like))):
+        seen_keys.add(key)
+        seen_prefixes.add(key.rsplit(":", 1)[0])
+    now = utcnow()
+    events = []
+    for snap in snapshots:
+        if snap.key in seen_keys:
+            continue
+        first = snap.prefix not in seen_prefixes
+        events.append(Event(
+            source="backfill", crm=snap.crm, object_type=snap.object_type,  # type: ignore[arg-type]
+            object_id=snap.object_id,
+            event_type=snap.first_type if first else snap.later_type,
+            occurred_at=snap.first_at if first else snap.later_at, received_at=now, properties=snap.properties,
+            dedupe_key=snap.key, email=snap.email,
+        ))
+        seen_keys.add(snap.key)
+    events.sort(key=lambda e: (e.occurred_at, e.dedupe_key))
+    return events
+
+
+# ---- import --------------------------------------------------------------------------------------------
+
+
+def import_events(res: Resources, events: Sequence[Event], progress: Progress | None = None) -> tuple[int, set[int]]:
+    """Store events in the inbox and ingest them in time order, a chunk per transaction.
+
+    Returns (rows stored now, leads touched). Each chunk's rows are inserted and processed in one
+    transaction, so the sweeper never sees them pending and hands them to a worker out of order.
+    """
+    progress = progress or _Silent()
+    progress.stage("import", len(events))
+    stored = 0
+    leads: set[int] = set()
+    for start in range(0, len(events), CHUNK):
+        chunk = events[start : start + CHUNK]
+        with res.db.session(write=True) as session:
+            ids = store_events(session, chunk, None)
+            if ids:
+                result = ingest_rows(session, ids, res)
+                leads |= result.leads
+        stored += len(ids)
+        progress.advance("import", len(chunk))
+    return stored, leads
+
+
+def import_outcomes(res: Resources, crm: str, outcomes: Iterable[OutcomeRecord]) -> int:
+    """Outcome rows for leads we know (by CRM id); an outcome already stored is left alone. Returns new rows."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return 0
+    with res.db.session(write=True) as session:
+        result = record_outcomes(session, crm, outcomes)
+    if result.unknown_leads:
+        log.warning("backfill.outcomes_without_lead", extra={"crm": crm, "count": result.unknown_leads})
+    return result.recorded
+
+
+# ---- score -----------------------------------------------------------------------------------------------
+
+
+def crm_lead_ids(res: Resources, crm: str) -> list[int]:
+    """Every lead that has an id in `crm`."""
+    column = getattr(Lead, CRM_ID_COLUMNS[crm])
+    with res.db.session() as session:
+        return list(session.scalars(select(Lead.id).where(column.is_not(None)).order_by(Lead.id)))
+
+
+def score_leads_now(res: Resources, lead_ids: Sequence[int], *, writeback: bool = True,
+                    progress: Progress | None = None) -> tuple[int, int]:
+    """Score leads in this process (trigger "backfill"), marking changed ones dirty for writeback.
+
+    Returns (scores that changed, leads queued for a CRM write). No alerts fire: history is not news.
+    """
+    progress = progress or _Silent()
+    progress.stage("score", len(lead_ids))
+    changed = queued = 0
+    for start in range(0, len(lead_ids), CHUNK):
+        chunk = list(lead_ids[start : start + CHUNK])
+        before = _dirty_count(res) if writeback else 0
+        changes = score_and_store(res, chunk, "backfill", mark_writes=writeback)
+        changed += len(changes)
+        queued += _dirty_count(res) - before if writeback else 0
+        progress.advance("score", len(chunk))
+    return changed, queued
+
+
+def _dirty_count(res: Resources) -> int:
+    return sum(int(res.redis.scard(DIRTY_KEY.format(crm=crm)) or 0) for crm in CRM_ID_COLUMNS)
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------
+
+
+def backfill(res: Resources, crm: str, connector: Any, *, writeback: bool = True,
+             progress: Progress | None = None) -> BackfillReport:
+    """Fetch, import and score one CRM's history; safe to run again (nothing is imported twice)."""
+    if crm not in CRM_ID_COLUMNS:
+        raise ValueError(f"crm must be hubspot or salesforce, not {crm!r}")
+    started = time.monotonic()
+    progress = progress or _Silent()
+    calls_before = getattr(connector, "calls", 0)
+    history = fetch_hubspot(connector, progress) if crm == "hubspot" else fetch_salesforce(connector, progress)
+    report = BackfillReport(crm=crm, outcomes_read=len(history.outcomes),
+                            api_calls=getattr(connector, "calls", 0) - calls_before)
+    for record in history.records:
+        report.fetched[record.object_type] = report.fetched.get(record.object_type, 0) + 1
+    with res.db.session() as session:
+        events = history_events(session, history)
+    report.events = len(events)
+    report.events_new, _ = import_events(res, events, progress)
+    report.outcomes_new = import_outcomes(res, crm, history.outcomes)
+    lead_ids = crm_lead_ids(res, crm)
+    report.leads_scored = len(lead_ids)
+    report.scores_changed, report.queued_writes = score_leads_now(res, lead_ids, writeback=writeback,
+                                                                  progress=progress)
+    report.seconds = time.monotonic() - started
+    return report
+

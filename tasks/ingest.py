@@ -1,0 +1,263 @@
+"""Ingest stage: committed inbox rows -> leads and accounts, online features, then scoring.
+
+Exactly once in effect: a row is processed only while it is `pending`, in the same transaction that
+marks it done; the feature store ignores an event it has already counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from connectors.base import ConnectorError, TransientConnectorError
+from connectors.echo import is_own_echo
+from core.records import Event, utcnow
+from storage.inbox import to_event
+from storage.leads import apply_enrichment, is_account_event, is_lead_event, resolve_account, resolve_leads
+from storage.models import InboxEvent, Lead
+from storage.outcomes import record_outcome_rows
+from storage.privacy import forget_lead
+from tasks.resources import Resources, resources
+
+log = logging.getLogger(__name__)
+
+ENRICHED_KEY = "lb:enriched:{crm}:{id}"
+ENRICH_ATTEMPTS = 12  # first-sight enrichment tries while the CRM answers 429/5xx (backing off up to 5 min)
+SF_SEEN_KEY = "_sf_seen"  # the Salesforce record's last seen field values, to recognise our own echoes
+
+
+@dataclass
+class IngestResult:
+    """What one batch did."""
+
+    processed: int = 0
+    ignored: int = 0
+    leads: set[int] = field(default_factory=set)
+    new_leads: list[int] = field(default_factory=list)
+    forgotten: int = 0
+
+
+@shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
+             retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
+def process_events(ids: list[int]) -> int:
+    """Process the still-pending inbox rows among `ids` (one task per delivered batch), then score their leads."""
+    from tasks.score import score_leads
+
+    res = resources()
+    with res.db.session(write=True) as session:
+        result = ingest_rows(session, ids, res)
+    if result.leads:
+        score_leads.delay(sorted(result.leads))
+    if result.new_leads and res.connector("hubspot") is not None:
+        # Enrichment costs CRM round trips: score with what we know now, refine once the CRM has answered.
+        enrich_leads.delay(result.new_leads)
+    return result.processed
+
+
+@shared_task(name="tasks.ingest.enrich_leads", autoretry_for=(OperationalError,), retry_backoff=1,
+             retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
+def enrich_leads(lead_ids: list[int], attempt: int = 1) -> int:
+    """Read first-seen leads (and their companies) from the CRM once, then re-score them.
+
+    Transient trouble (CRM 429/5xx, a dropped database connection) schedules another attempt with backoff.
+    """
+    from tasks.score import score_leads
+
+    res = resources()
+    enriched = enrich_new_leads(res, lead_ids, attempt=attempt)
+    if enriched:
+        score_leads.delay(sorted(lead_ids), trigger="enrichment", write_all=True)
+    return enriched
+
+
+def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = None) -> IngestResult:
+    """Resolve each pending row's lead/account, fold it into the online features, and mark it done."""
+    query = (
+        select(InboxEvent)
+        .where(InboxEvent.id.in_(list(ids)), InboxEvent.status == "pending")
+        .order_by(InboxEvent.occurred_at, InboxEvent.id)
+        # Rows another worker is already processing are skipped (PostgreSQL); SQLite serialises writers anyway.
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.scalars(query))
+    result = IngestResult()
+    now = utcnow()
+    events = [to_event(row) for row in rows]
+    for row in rows:
+        row.attempts += 1
+        row.processed_at = now
+        row.status = "done"
+    result.processed = len(rows)
+    person_rows = [i for i, e in enumerate(events) if is_lead_event(e) and not _purges(e)]
+    leads = dict(zip(person_rows, resolve_leads(session, [events[i] for i in person_rows])))
+    feature_events: list[Event] = []
+    feature_leads: list[str] = []
+    gone: set[int] = set()  # leads purged by a deletion in this batch
+    for i, (row, event) in enumerate(zip(rows, events)):
+        if _purges(event):
+            forgotten = forget_by_event(session, event, res)
+            if forgotten is not None:
+                result.forgotten += 1
+                gone.add(forgotten)
+        elif i in leads:
+            lead = leads[i]
+            if _is_echo(lead, event):
+                row.status = "ignored"
+                row.error = "our own write echoed back"
+                result.ignored += 1
+                continue
+            if event.crm == "salesforce" and event.event_type in ("created", "property_change"):
+                seen = {k: v for k, v in event.properties.items() if k != "_meta"}
+                lead.properties = {**(lead.properties or {}), SF_SEEN_KEY: seen}
+            if lead.enriched_at is None:
+                result.new_leads.append(lead.id)
+            result.leads.add(lead.id)
+            feature_events.append(event)
+            feature_leads.append(str(lead.id))
+        elif is_account_event(event):
+            resolve_account(session, event)
+    result.new_leads = sorted(set(result.new_leads))
+    session.flush()
+    # Won/lost signals among these events (deal stage, lifecycle stage, conversions) become outcome rows.
+    record_outcome_rows(session, [row for row in rows if not _removed(row)])
+    if gone:
+        # Events in the same batch must not bring a purged person's features (and e-mail) back into Redis.
+        kept = [(e, lead) for e, lead in zip(feature_events, feature_leads) if int(lead) not in gone]
+        feature_events, feature_leads = [e for e, _ in kept], [lead for _, lead in kept]
+        result.leads -= gone
+        result.new_leads = [i for i in result.new_leads if i not in gone]
+    if res is not None and feature_events:
+        # Redis is updated before the rows commit: a crash in between re-runs the batch, and the store
+        # counts each event once (events are keyed by their dedupe key), so nothing is counted twice.
+        res.features.apply_many(feature_events, feature_leads)
+    return result
+
+
+def _removed(row: InboxEvent) -> bool:
+    state = inspect(row)
+    return bool(state.deleted or state.was_deleted or state.detached)
+
+
+def _purges(event: Event) -> bool:
+    # A deleted contact/lead is purged like a GDPR deletion: we keep nothing about a person the CRM dropped.
+    return event.event_type == "privacy_deletion" or (event.event_type == "deleted" and is_lead_event(event))
+
+
+def _is_echo(lead: Lead, event: Event) -> bool:
+    previous = (lead.properties or {}).get(SF_SEEN_KEY) if event.crm == "salesforce" else None
+    return is_own_echo(event, previous)
+
+
+def forget_by_event(session: Session, event: Event, res: Resources | None) -> int | None:
+    """Purge the person a privacy-deletion (or deletion) event names, database and Redis; return its lead id."""
+    from storage.leads import LEAD_ID_COLUMNS
+
+    column = LEAD_ID_COLUMNS.get((event.crm, event.object_type))
+    if column is None:
+        return None
+    lead = session.scalars(select(Lead).where(getattr(Lead, column) == event.object_id)).first()
+    if lead is None:
+        return None
+    lead_id = lead.id
+    forget_lead(session, lead, redis=res.redis if res else None, actor=f"webhook:{event.crm}")
+    return lead_id
+
+
+def enrich_new_leads(res: Resources, lead_ids: Sequence[int], attempt: int = 1) -> int:
+    """First sight of a lead: read it (and its company) from the CRM once, cached in Redis for a while.
+
+    Returns how many leads it enriched. A transient failure (CRM 429/5xx, a dropped database connection)
+    gives the claims back and tries again later (enrich_leads), so a person first seen during trouble is
+    not left unenriched for a day; it never fails the caller, whose hand-off to scoring must go on.
+    """
+    connector = res.connector("hubspot")
+    if connector is None:
+        return 0
+    ttl = int(res.settings.enrich_ttl_hours * 3600)
+    claimed: list[str] = []
+    try:
+        return _enrich(res, connector, lead_ids, ttl, claimed)
+    except (TransientConnectorError, OperationalError) as exc:
+        # Found by drills (c) and (d): the claims used to stay after a failure, so nobody tried again
+        # until enrich_ttl_hours had passed.
+        log.warning("enrich.failed", extra={"crm": "hubspot", "error": type(exc).__name__, "attempt": attempt})
+        if claimed:
+            res.redis.delete(*claimed)
+        if attempt < ENRICH_ATTEMPTS:
+            delay = min(max(getattr(exc, "retry_after", None) or 2.0 ** attempt, 1.0), 300.0)
+            enrich_leads.apply_async(args=[sorted(lead_ids)], kwargs={"attempt": attempt + 1}, countdown=delay)
+        return 0
+    except ConnectorError as exc:  # auth or a refused request: trying again soon cannot help
+        log.warning("enrich.failed", extra={"crm": "hubspot", "error": type(exc).__name__})
+        return 0
+
+
+def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, claimed: list[str]) -> int:
+    with res.db.session() as session:
+        leads = session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids)))).all()
+        by_hubspot = {lead.hubspot_id: lead.id for lead in leads if lead.hubspot_id}
+        by_email = {lead.email: lead.id for lead in leads if not lead.hubspot_id and lead.email}
+
+    def claim(ref: str) -> bool:
+        key = ENRICHED_KEY.format(crm="hubspot", id=ref)
+        if ttl and not res.redis.set(key, 1, nx=True, ex=ttl):
+            return False
+        if ttl:
+            claimed.append(key)
+        return True
+
+    todo = [hid for hid in by_hubspot if claim(hid)]
+    emails = [e for e in by_email if claim(e)]
+    events: list[Event] = []
+    owners: list[str] = []
+    found = connector.read_leads(todo) if todo else []
+    matches = connector.search_contacts([{"propertyName": "email", "operator": "IN", "values": emails}],
+                                        limit=len(emails)) if emails else []
+    enriched = 0
+    now = utcnow()
+    with res.db.session(write=True) as session:
+        for item in found:
+            lead_id = by_hubspot.get(item.lead.crm_ids.get("hubspot", ""))
+            if lead_id is not None:
+                events.append(_enrichment_event(item.lead, item.account, now))
+                owners.append(str(lead_id))
+                row = session.get(Lead, lead_id)
+                if row is not None:
+                    enriched += 1
+                    row.enriched_at = now
+                    apply_enrichment(row, email=item.lead.email, first_name=item.lead.first_name,
+                                     last_name=item.lead.last_name, title=item.lead.title, country=item.lead.country)
+        for lead in matches:
+            lead_id = by_email.get((lead.email or "").lower())
+            hubspot_id = lead.crm_ids.get("hubspot")
+            taken = session.scalars(select(Lead.id).where(Lead.hubspot_id == hubspot_id)).first()
+            row = session.get(Lead, lead_id) if lead_id is not None else None
+            if row is not None and hubspot_id and taken is None:
+                row.hubspot_id = hubspot_id
+            if row is not None:
+                enriched += 1
+                row.enriched_at = now
+    if events:
+        res.features.apply_many(events, owners)
+    return enriched
+
+
+def _enrichment_event(lead: object, account: object | None, now: object) -> Event:
+    from core.records import Account as AccountRecord, Lead as LeadRecord
+
+    assert isinstance(lead, LeadRecord)
+    traits = {"email": lead.email, "jobtitle": lead.title, "country": lead.country}
+    if isinstance(account, AccountRecord):
+        traits.update({"company": account.name, "domain": account.domain, "industry": account.industry,
+                       "numberofemployees": account.employees})
+    return Event(source="enrichment", crm="hubspot", object_type="contact", object_id=lead.crm_ids.get("hubspot", ""),
+                 event_type="identify", occurred_at=now, received_at=now,  # type: ignore[arg-type]
+                 properties={"traits": {k: v for k, v in traits.items() if v not in (None, "")}},
+                 dedupe_key=f"enrich:{lead.crm_ids.get('hubspot')}:{now}", email=lead.email)

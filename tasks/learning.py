@@ -1,0 +1,499 @@
+"""Learning loop (beat): collect outcomes, retrain, judge the challenger, drift checks, account scores.
+
+Each Celery task is a thin wrapper around a plain function that takes its dependencies (database,
+Redis, connectors, config), so the CLI (`leadbridge train --from-events`, `leadbridge model ...`) and
+tests call the same code.
+
+- `collect_outcomes`: every configured CRM's won/lost outcomes since the last read -> `outcomes`.
+- `retrain`: when due (every `retrain_every_hours`, default weekly) or on drift: labels with the
+  maturity window, features as of each lead's decision time, a challenger trained like `leadbridge
+  train`, judged against the champion on the newest labels; promoted when it wins by the margin
+  (and enough outcomes exist for a model to replace the rules), else kept as a challenger.
+- `check_drift`: PSI of the champion's features and scores, live window vs its training data; an
+  alert goes to the model's row (admin), the audit log and Slack, and can trigger a retrain.
+- `score_accounts`: account score/grade/reasons from contacts, written to HubSpot companies and
+  Salesforce Accounts.
+- `sync_champion`: keeps the Redis champion key in line with the `models` table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from celery import shared_task
+from sqlalchemy import select
+
+from core.records import utcnow
+from storage.db import Database
+from tasks.resources import Resources, resources
+
+log = logging.getLogger(__name__)
+
+OUTCOMES_SINCE_KEY = "lb:learning:outcomes_since:{crm}"
+RETRAIN_LOCK_KEY = "lb:learning:retrain_lock"
+DRIFT_RETRAIN_KEY = "lb:learning:drift_retrain"
+OUTCOME_OVERLAP = timedelta(hours=1)  # re-read a little: CRM clocks and indexing lag
+LIVE_WINDOW_LIMIT = 5000
+MIN_DRIFT_ROWS = 100  # PSI over ten bins is noise below this
+MIN_TRAINING_LABELS = 50
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """Knobs of the learning loop (read from Settings when the fields exist, else these defaults)."""
+
+    maturity_days: float = 90.0
+    decision_gap_hours: float = 24.0
+    promotion_margin: float = 0.005
+    promotion_metric: str = "roc_auc"
+    psi_threshold: float = 0.2
+    drift_window_days: float = 7.0
+    retrain_on_drift: bool = True
+    retrain_every_hours: float = 168.0
+    drift_retrain_cooldown_hours: float = 24.0
+    min_outcomes: int = 500
+    min_positives: int = 50
+    models_dir: Path = Path(".leadbridge/models")
+
+    # Settings field -> config field; read with getattr so the loop runs before Settings declares them.
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "learning_maturity_days": "maturity_days", "learning_decision_gap_hours": "decision_gap_hours",
+        "learning_promotion_margin": "promotion_margin", "learning_promotion_metric": "promotion_metric",
+        "learning_psi_threshold": "psi_threshold", "learning_drift_window_days": "drift_window_days",
+        "learning_retrain_on_drift": "retrain_on_drift", "learning_retrain_every_hours": "retrain_every_hours",
+        "learning_drift_retrain_cooldown_hours": "drift_retrain_cooldown_hours",
+        "min_outcomes": "min_outcomes", "min_positives": "min_positives",
+    }
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> LearningConfig:
+        """The config for these Settings (and explicit overrides, e.g. from CLI flags)."""
+        values: dict[str, Any] = {"models_dir": Path(settings.data_dir) / "models"}
+        for setting, name in cls.SETTINGS.items():
+            value = getattr(settings, setting, None)
+            if value is not None:
+                values[name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def policy(self) -> Any:
+        """The label policy (maturity window and decision gap)."""
+        from scoring.labels import LabelPolicy
+
+        return LabelPolicy(maturity=timedelta(days=self.maturity_days), gap=timedelta(hours=self.decision_gap_hours))
+
+
+def config_of(res: Resources) -> LearningConfig:
+    """This process's learning config."""
+    return LearningConfig.from_settings(res.settings)
+
+
+# ---- outcomes -------------------------------------------------------------------------------------
+
+
+def collect_outcomes_from(db: Database, redis: Any, connectors: Mapping[str, Any], now: datetime | None = None
+                          ) -> dict[str, dict[str, int]]:
+    """Read outcomes changed since the last read from each connector and record them; counts per CRM."""
+    from storage.outcomes import record_outcomes
+
+    now = now or utcnow()
+    out: dict[str, dict[str, int]] = {}
+    for crm, connector in connectors.items():
+        if connector is None:
+            continue
+        key = OUTCOMES_SINCE_KEY.format(crm=crm)
+        raw = redis.get(key)
+        since = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw) - OUTCOME_OVERLAP if raw else None
+        outcomes = connector.read_outcomes(since)
+        with db.session(write=True) as session:
+            result = record_outcomes(session, crm, outcomes)
+        redis.set(key, now.isoformat())
+        out[crm] = {"read": len(outcomes), "recorded": result.recorded, "duplicates": result.duplicates,
+                    "unknown_leads": result.unknown_leads}
+    return out
+
+
+@shared_task(name="tasks.learning.collect_outcomes", ignore_result=True, soft_time_limit=240, time_limit=300)
+def collect_outcomes() -> dict[str, dict[str, int]]:
+    """Beat: read won/lost outcomes from every configured CRM into the outcomes table."""
+    from connectors.base import ConnectorError
+
+    res = resources()
+    connectors = {crm: res.connector(crm) for crm in ("hubspot", "salesforce")}
+    try:
+        counts = collect_outcomes_from(res.db, res.redis, connectors)
+    except ConnectorError as exc:
+        log.warning("learning.outcomes.failed", extra={"error": type(exc).__name__, "vendor": exc.vendor})
+        return {}
+    if any(c.get("recorded") for c in counts.values()):
+        log.info("learning.outcomes.recorded", extra={"counts": counts})
+    return counts
+
+
+# ---- retraining ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RetrainResult:
+    """What one retraining run did."""
+
+    status: str  # promoted | kept | skipped
+    reason: str
+    version: str | None = None
+    path: str | None = None
+    labelled: int = 0
+    positives: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def unique_version(registry: Any, bundle: Any) -> str:
+    """The bundle's version, with a -2, -3 ... suffix when that name is taken (two runs in one second)."""
+    base = bundle.version
+    version, n = base, 2
+    while registry.path_of(version).exists():
+        version = f"{base}-{n}"
+        n += 1
+    bundle.metadata["version"] = version
+    return version
+
+
+def retrain_from_events(
+    db: Database,
+    redis: Any,
+    config: LearningConfig,
+    *,
+    reason: str = "schedule",
+    actor: str = "beat",
+    now: datetime | None = None,
+    promote: bool = True,
+    seed: int = 0,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> RetrainResult:
+    """Train a challenger from stored events and outcomes, record it, and promote it if it wins."""
+    from scoring.champion import train_challenger
+    from scoring.model import BundleError, ModelBundle
+    from scoring.registry import ModelRegistry
+    from scoring.rules import use_trained_model
+    from scoring.training import TrainingError
+    from scoring.training_set import train_options
+    from storage.model_registry import champion, promote_in_session, record_model, set_champion_key
+    from storage.outcomes import label_counts, training_frame
+
+    now = now or utcnow()
+    step = progress or (lambda _what, _n, _total=None: None)
+    with db.session() as session:
+        data = training_frame(session, now, config.policy, progress=step)
+        current = champion(session, "lead")
+        champion_path = current.path if current is not None else None
+        champion_version = current.version if current is not None else None
+    counts = label_counts(data.labels)
+    base = RetrainResult(status="skipped", reason="", labelled=counts["labelled"], positives=counts["positives"])
+    if counts["labelled"] < MIN_TRAINING_LABELS or not counts["positives"] or not counts["negatives"]:
+        base.reason = (f"not enough labels yet: {counts['labelled']} labelled ({counts['positives']} won, "
+                       f"{counts['negatives']} lost/matured); need {MIN_TRAINING_LABELS} with both outcomes")
+        return base
+    champion_bundle = None
+    if champion_path:
+        try:
+            champion_bundle = ModelBundle.load(champion_path)
+        except BundleError as exc:
+            log.warning("learning.champion_unreadable", extra={"version": champion_version, "error": str(exc)[:200]})
+    step("training", 0, None)
+    try:
+        result = train_challenger(data.frame, train_options(), champion=champion_bundle, margin=config.promotion_margin,
+                                  metric=config.promotion_metric, seed=seed, now=now,
+                                  progress=lambda what: step(f"training: {what}", 1, None),
+                                  reference_rows=data.reference_rows)
+    except TrainingError as exc:
+        base.reason = f"training failed: {exc}"
+        return base
+    experiment = result.experiment
+    bundle = experiment.bundle
+    bundle.metadata["label_policy"] = {"maturity_days": config.maturity_days,
+                                       "decision_gap_hours": config.decision_gap_hours}
+    bundle.metadata["retrain_reason"] = reason
+    registry = ModelRegistry(config.models_dir)
+    unique_version(registry, bundle)
+    registered = registry.register(bundle, status="challenger")
+    decision = result.decision
+    enough = use_trained_model(counts["labelled"], counts["positives"], min_outcomes=config.min_outcomes,
+                               min_positives=config.min_positives)
+    will_promote = promote and decision.promote and enough
+    if decision.promote and not enough:
+        why = (f"{decision.reason}; but only {counts['labelled']} outcomes ({counts['positives']} won) of the "
+               f"{config.min_outcomes} ({config.min_positives} won) a model needs to replace the rules: kept")
+    elif decision.promote and not promote:
+        why = f"{decision.reason}; promotion not requested: kept as a challenger"
+    else:
+        why = decision.reason
+    metrics: dict[str, Any] = {
+        **experiment.metrics, "baselines": experiment.baselines,
+        "feature_importance": bundle.metadata.get("feature_importance", {}),
+        "champion_comparison": {**bundle.metadata["champion_comparison"], "outcome": why},
+        "training": {"reason": reason, "labelled": counts["labelled"], "positives": counts["positives"],
+                     "holdout_rows": len(result.y_holdout), "events": data.events,
+                     "leads_seen": data.leads_seen, "maturity_days": config.maturity_days,
+                     "dropped_for_retention": data.dropped_for_retention,
+                     "decision_gap_hours": config.decision_gap_hours},
+        "dropped_columns": experiment.dropped,
+    }
+    with db.session(write=True) as session:
+        row = record_model(session, registered, kind="lead", status="challenger", metrics=metrics,
+                           labelled_outcomes=counts["labelled"], window=(data.window_start, data.window_end))
+        if will_promote:
+            promote_in_session(session, row.version, actor, how=f"auto:{reason}")
+    if will_promote:
+        set_champion_key(redis, registered["version"])
+    from scoring.training import report_of
+
+    return RetrainResult(
+        status="promoted" if will_promote else "kept", reason=why, version=registered["version"],
+        path=registered["path"], labelled=counts["labelled"], positives=counts["positives"],
+        metrics=experiment.metrics, baselines=experiment.baselines, decision=decision.to_json(),
+        report={**report_of(experiment), "champion_comparison": metrics["champion_comparison"],
+                "training": metrics["training"]},
+    )
+
+
+def retrain_due(db: Database, config: LearningConfig, now: datetime | None = None) -> bool:
+    """True when no lead model was trained in the last `retrain_every_hours`."""
+    from sqlalchemy import func
+
+    from storage.models import ModelVersion
+
+    now = now or utcnow()
+    with db.session() as session:
+        last = session.scalar(select(func.max(ModelVersion.trained_at)).where(ModelVersion.kind == "lead"))
+    return last is None or now - last >= timedelta(hours=config.retrain_every_hours)
+
+
+@shared_task(name="tasks.learning.retrain", ignore_result=True, soft_time_limit=1500, time_limit=1800)
+def retrain(reason: str = "schedule", force: bool = False) -> dict[str, Any]:
+    """Beat (hourly check) and drift: retrain when due; one run at a time across all workers."""
+    res = resources()
+    config = config_of(res)
+    if not force and reason == "schedule" and not retrain_due(res.db, config):
+        return {"status": "skipped", "reason": "not due"}
+    token = f"{reason}:{utcnow().isoformat()}"
+    if not res.redis.set(RETRAIN_LOCK_KEY, token, nx=True, ex=1900):
+        return {"status": "skipped", "reason": "another retraining is running"}
+    try:
+        result = retrain_from_events(res.db, res.redis, config, reason=reason, actor=f"beat:{reason}")
+    finally:
+        if (res.redis.get(RETRAIN_LOCK_KEY) or b"").decode() == token:
+            res.redis.delete(RETRAIN_LOCK_KEY)
+    log.info("learning.retrain.%s", result.status, extra={"version": result.version, "reason": result.reason[:300]})
+    return {"status": result.status, "reason": result.reason, "version": result.version}
+
+
+# ---- drift --------------------------------------------------------------------------------------
+
+
+def live_window(db: Database, store: Any, version: str, since: datetime, now: datetime,
+                limit: int = LIVE_WINDOW_LIMIT) -> tuple[list[dict[str, Any]], list[float]]:
+    """The leads active since `since`, each as of its last activity, and the champion's scores in the window.
+
+    Sampled like a model's drift reference (scoring.training_set.population_rows), so PSI compares
+    the same kind of population.
+    """
+    from storage.models import Lead, ScoreHistory
+
+    with db.session() as session:
+        # Leads scored in the window are the candidates (activity is what triggers scoring).
+        candidates = [str(i) for (i,) in session.execute(
+            select(Lead.id).where(Lead.score_event_at >= since).order_by(Lead.score_event_at.desc()).limit(limit))]
+        scores = [float(p) for (p,) in session.execute(
+            select(ScoreHistory.probability).where(ScoreHistory.model_version == version,
+                                                   ScoreHistory.created_at >= since)
+            .order_by(ScoreHistory.id.desc()).limit(limit))]
+    recency = store.get_online(candidates, ["days_since_last_activity"], as_of=now) if candidates else []
+    window_days = (now - since) / timedelta(days=1)
+    rows = []
+    for lead, vector in zip(candidates, recency):
+        days = vector.get("days_since_last_activity")
+        if days is None or days > window_days:
+            continue
+        # days_since is rounded to 0.01 day (~15 minutes): a little later still holds nothing newer.
+        at = now - timedelta(days=days) + timedelta(minutes=8)
+        rows.append(store.get_online([lead], as_of=min(at, now))[0])
+    return rows, scores
+
+
+def check_drift_now(db: Database, redis: Any, store: Any, config: LearningConfig, *, now: datetime | None = None,
+                    notify: Callable[[Any], None] | None = None, actor: str = "beat") -> Any:
+    """PSI of the champion's inputs and scores over the live window; stores the report; returns it (or None)."""
+    from scoring.drift import Profile, drift_report
+    from scoring.model import BundleError, ModelBundle
+    from storage.audit import record
+    from storage.model_registry import champion, store_drift_report
+
+    now = now or utcnow()
+    with db.session() as session:
+        row = champion(session, "lead")
+        if row is None:
+            return None  # the rules serve: there is no training distribution to compare with
+        version, path = row.version, row.path
+    try:
+        reference = ModelBundle.load(path).metadata.get("drift_reference")
+    except BundleError as exc:
+        log.warning("learning.drift.unreadable", extra={"version": version, "error": str(exc)[:200]})
+        return None
+    if not reference:
+        return None  # trained before drift references existed (or from a CSV)
+    start = now - timedelta(days=config.drift_window_days)
+    rows, scores = live_window(db, store, version, start, now)
+    report = drift_report(Profile.from_json(reference), rows, scores, checked_at=now, threshold=config.psi_threshold,
+                          window=(start, now), model_version=version, min_rows=MIN_DRIFT_ROWS)
+    payload = report.to_json()
+    if len(rows) < MIN_DRIFT_ROWS:
+        payload["note"] = f"only {len(rows)} leads in the live window; need {MIN_DRIFT_ROWS} for a drift check"
+    with db.session(write=True) as session:
+        store_drift_report(session, version, payload)
+        if report.alert:
+            record(session, actor=actor, action="model.drift_alert", target=f"model:{version}",
+                   after={"drifted": report.drifted[:10], "threshold": report.threshold,
+                          "score_psi": payload["score"], "live_rows": report.live_rows})
+    if report.alert and notify is not None:
+        notify(report)
+    return report
+
+
+@shared_task(name="tasks.learning.check_drift", ignore_result=True, soft_time_limit=240, time_limit=300)
+def check_drift() -> dict[str, Any]:
+    """Beat: drift report for the champion; alert (admin, audit, Slack) and retrain when PSI crosses the threshold."""
+    from connectors.base import ConnectorError
+    from connectors.slack_learning import build_drift_message
+
+    res = resources()
+    config = config_of(res)
+    action_taken: list[str] = []
+
+    def notify(report: Any) -> None:
+        retrain_now = config.retrain_on_drift and res.redis.set(
+            DRIFT_RETRAIN_KEY, report.checked_at.isoformat(), nx=True,
+            ex=max(60, int(config.drift_retrain_cooldown_hours * 3600)))
+        if retrain_now:
+            retrain.delay(reason="drift", force=True)
+            action_taken.append("retraining started")
+        action = "Retraining started; a challenger is promoted only if it beats the champion." if retrain_now else (
+            "Retraining on drift is off or ran recently.")
+        notifier = res.slack()
+        if notifier is not None:
+            url = (res.settings.public_url or "").rstrip("/")
+            try:
+                notifier.post(build_drift_message(report.model_version or "?", report.top(10), report.threshold,
+                                                  report.live_rows, action, f"{url}/admin/models" if url else None))
+            except ConnectorError as exc:
+                log.warning("learning.drift.slack_failed", extra={"error": type(exc).__name__})
+
+    report = check_drift_now(res.db, res.redis, res.features, config, notify=notify)
+    if report is None:
+        return {"status": "skipped"}
+    return {"status": "alert" if report.alert else "ok", "drifted": report.drifted, "actions": action_taken}
+
+
+# ---- accounts -----------------------------------------------------------------------------------
+
+
+def score_accounts_now(db: Database, store: Any, connectors: Mapping[str, Any], *, now: datetime | None = None,
+                       model_version: str | None = None, everything: bool = False) -> dict[str, int]:
+    """Score accounts whose contacts changed since they were last scored; write changed ones to the CRMs."""
+    from scoring.accounts import ContactScore, score_account
+    from storage.models import Account, Lead
+    from tasks.writeback import tier_of
+
+    now = now or utcnow()
+    with db.session() as session:
+        contacts = session.execute(
+            select(Lead.id, Lead.account_id, Lead.probability, Lead.score, Lead.grade, Lead.reasons, Lead.scored_at)
+            .where(Lead.account_id.is_not(None), Lead.score.is_not(None))).all()
+        accounts = {a.id: (a.scored_at, a.score, a.grade, a.reasons, a.hubspot_id, a.salesforce_id)
+                    for a in session.scalars(select(Account))}
+    by_account: dict[int, list[Any]] = {}
+    for row in contacts:
+        by_account.setdefault(row.account_id, []).append(row)
+    todo = [aid for aid, rows in by_account.items() if aid in accounts and (
+        everything or accounts[aid][0] is None or any(r.scored_at and r.scored_at > accounts[aid][0] for r in rows))]
+    lead_ids = [str(r.id) for aid in todo for r in by_account[aid]]
+    activity = {}
+    if lead_ids:
+        vectors = store.get_online(lead_ids, ["days_since_last_activity"], as_of=now)
+        activity = {lead: v.get("days_since_last_activity") for lead, v in zip(lead_ids, vectors)}
+    updates: dict[int, Any] = {}
+    for aid in todo:
+        members = [ContactScore(r.id, float(r.probability or 0.0), int(r.score or 0), r.grade,
+                                engaged=(activity.get(str(r.id)) is not None and activity[str(r.id)] <= 7),
+                                reasons=tuple(r.reasons or ())) for r in by_account[aid]]
+        updates[aid] = score_account(members)
+    changed: list[int] = []
+    with db.session(write=True) as session:
+        for aid, result in updates.items():
+            account = session.get(Account, aid)
+            if account is None:
+                continue
+            if (account.score, account.grade, list(account.reasons or [])) != (result.value, result.grade,
+                                                                               list(result.reasons)):
+                changed.append(aid)
+            account.score, account.grade, account.reasons = result.value, result.grade, list(result.reasons)
+            account.scored_at = now
+    version = f"account:{model_version or 'rules'}"[:64]
+    written = {"hubspot": 0, "salesforce": 0}
+    for crm, column in (("hubspot", 4), ("salesforce", 5)):
+        connector = connectors.get(crm)
+        if connector is None:
+            continue
+        batch = {}
+        for aid in changed:
+            crm_id = accounts[aid][column]
+            if crm_id and (crm != "salesforce" or str(crm_id).startswith("001")):
+                result = updates[aid]
+                batch[str(crm_id)] = {"score": result.value, "grade": result.grade, "reasons": list(result.reasons),
+                                      "tier": tier_of(result.value), "model_version": version, "scored_at": now}
+        if not batch:
+            continue
+        if crm == "hubspot":
+            outcome = connector.write_fields(batch, object_type="companies")
+        else:
+            outcome = connector.write_fields(batch)
+        written[crm] = len(outcome.written)
+        if outcome.failed:
+            log.warning("learning.accounts.write_failed", extra={"crm": crm, "failed": len(outcome.failed)})
+    return {"scored": len(updates), "changed": len(changed), "hubspot": written["hubspot"],
+            "salesforce": written["salesforce"]}
+
+
+@shared_task(name="tasks.learning.score_accounts", ignore_result=True, soft_time_limit=240, time_limit=300)
+def score_accounts() -> dict[str, int]:
+    """Beat: account scores from their contacts, written to HubSpot companies and Salesforce Accounts."""
+    from connectors.base import ConnectorError
+
+    res = resources()
+    scorer = res.scorer()
+    version = scorer.model.version if scorer.model is not None else None
+    connectors = {crm: res.connector(crm) for crm in ("hubspot", "salesforce")}
+    try:
+        return score_accounts_now(res.db, res.features, connectors, model_version=version)
+    except ConnectorError as exc:
+        log.warning("learning.accounts.failed", extra={"error": type(exc).__name__, "vendor": exc.vendor})
+        return {}
+
+
+# ---- champion key -------------------------------------------------------------------------------
+
+
+@shared_task(name="tasks.learning.sync_champion", ignore_result=True, soft_time_limit=20, time_limit=30)
+def sync_champion() -> str | None:
+    """Beat: keep the Redis champion key equal to the champion row, so every worker serves the same model."""
+    from storage.model_registry import sync_champion_key
+
+    res = resources()
+    return sync_champion_key(res.db, res.redis)

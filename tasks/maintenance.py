@@ -1,0 +1,140 @@
+"""Periodic upkeep run by beat: inbox sweeper, decay re-scoring, retention purge, paused writebacks."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy import delete
+
+from core.records import utcnow
+from storage.inbox import mark_enqueued, stale_pending
+from storage.models import InboxEvent
+from storage.scores import leads_behind_their_events, leads_scored_before
+from tasks.resources import resources
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 100  # the size of a webhook batch, so a swept task costs what a delivered one does
+SWEEP_LIMIT = 20_000
+DECAY_BATCH = 200
+DECAY_LIMIT = 20_000
+RESCORE_WINDOW = timedelta(minutes=15)  # how far back the sweeper looks for leads a lost score task left behind
+RESCORED_KEY = "lb:rescored:{id}"
+REENRICHED_KEY = "lb:reenriched:{id}"
+
+
+@shared_task(name="tasks.maintenance.sweep_inbox", ignore_result=True)
+def sweep_inbox() -> int:
+    """Re-enqueue inbox rows not processed in time (a lost message, a dead worker, a restarted Redis)."""
+    from tasks.ingest import process_events
+
+    res = resources()
+    with res.db.session(write=True) as session:
+        ids = stale_pending(session, timedelta(seconds=res.settings.inbox_sweep_after), SWEEP_LIMIT)
+        for start in range(0, len(ids), SWEEP_BATCH):
+            process_events.apply_async(kwargs={"ids": ids[start : start + SWEEP_BATCH]})
+        mark_enqueued(session, ids)
+    if ids:
+        log.warning("inbox.swept %d rows", len(ids))
+    rescore_lost(res)
+    reenrich_lost(res)
+    return len(ids)
+
+
+def rescore_lost(res: Any) -> int:
+    """Re-score leads whose score task was lost after their events were ingested (found by the drills)."""
+    from tasks.score import score_leads
+
+    wait = timedelta(seconds=res.settings.inbox_sweep_after)
+    now = utcnow()
+    with res.db.session() as session:
+        ids = leads_behind_their_events(session, processed_before=now - wait, received_since=now - RESCORE_WINDOW,
+                                        limit=SWEEP_LIMIT)
+    if not ids:
+        return 0
+    # One re-score per lead per while: under a backlog the normal score task may simply not have run yet.
+    pipe = res.redis.pipeline(transaction=False)
+    for lead_id in ids:
+        pipe.set(RESCORED_KEY.format(id=lead_id), 1, nx=True, ex=max(60, 5 * int(wait.total_seconds())))
+    ids = [lead_id for lead_id, fresh in zip(ids, pipe.execute()) if fresh]
+    for start in range(0, len(ids), DECAY_BATCH):
+        score_leads.apply_async(args=[ids[start : start + DECAY_BATCH]], kwargs={"trigger": "sweep"})
+    if ids:
+        log.warning("score.swept %d leads", len(ids))
+    return len(ids)
+
+
+def reenrich_lost(res: Any) -> int:
+    """Enrich CRM leads whose first-sight enrichment task was lost (found by drill b: a Redis restart)."""
+    from sqlalchemy import select
+
+    from storage.models import Lead
+    from tasks.ingest import ENRICHED_KEY, enrich_leads
+
+    if res.connector("hubspot") is None:
+        return 0
+    wait = timedelta(seconds=res.settings.inbox_sweep_after)
+    now = utcnow()
+    with res.db.session() as session:
+        rows = session.execute(select(Lead.id, Lead.hubspot_id).where(
+            Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None), Lead.created_at < now - wait,
+            Lead.created_at >= now - RESCORE_WINDOW).limit(SWEEP_LIMIT)).all()
+    if not rows:
+        return 0
+    pipe = res.redis.pipeline(transaction=False)
+    for lead_id, _ in rows:
+        pipe.set(REENRICHED_KEY.format(id=lead_id), 1, nx=True, ex=max(60, 5 * int(wait.total_seconds())))
+    fresh = [(lead_id, hubspot_id) for (lead_id, hubspot_id), ok in zip(rows, pipe.execute()) if ok]
+    if not fresh:
+        return 0
+    # A claim left by an enrichment that died half-way would make the retry skip the lead.
+    res.redis.delete(*[ENRICHED_KEY.format(crm="hubspot", id=hubspot_id) for _, hubspot_id in fresh])
+    ids = [lead_id for lead_id, _ in fresh]
+    for start in range(0, len(ids), DECAY_BATCH):
+        enrich_leads.apply_async(args=[ids[start : start + DECAY_BATCH]])
+    log.warning("enrich.swept %d leads", len(ids))
+    return len(ids)
+
+
+@shared_task(name="tasks.maintenance.rescore_decayed", ignore_result=True)
+def rescore_decayed() -> int:
+    """Re-score leads not scored for a while, so a score falls when interest cools (windows expire)."""
+    from tasks.score import score_leads
+
+    res = resources()
+    cutoff = utcnow() - timedelta(hours=res.settings.decay_rescore_hours)
+    with res.db.session() as session:
+        ids = leads_scored_before(session, cutoff, DECAY_LIMIT)
+    for start in range(0, len(ids), DECAY_BATCH):
+        score_leads.apply_async(args=[ids[start : start + DECAY_BATCH]], kwargs={"trigger": "decay"})
+    return len(ids)
+
+
+@shared_task(name="tasks.maintenance.purge_old_events", ignore_result=True)
+def purge_old_events() -> int:
+    """Delete processed raw inbox events older than the retention period (pending ones are kept)."""
+    res = resources()
+    cutoff = utcnow() - timedelta(days=res.settings.retention_days)
+    with res.db.session(write=True) as session:
+        result = session.execute(
+            delete(InboxEvent).where(InboxEvent.received_at < cutoff, InboxEvent.status != "pending")
+        )
+    return int(result.rowcount or 0)
+
+
+@shared_task(name="tasks.maintenance.flush_writebacks", ignore_result=True)
+def flush_writebacks() -> int:
+    """Kick writeback for CRMs with dirty leads (after a pause or a lost message)."""
+    from tasks.score import DIRTY_KEY
+    from tasks.writeback import flush
+
+    res = resources()
+    kicked = 0
+    for crm in ("hubspot", "salesforce"):
+        if res.redis.scard(DIRTY_KEY.format(crm=crm)):
+            flush.delay(crm)
+            kicked += 1
+    return kicked

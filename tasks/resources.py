@@ -1,0 +1,161 @@
+"""Per-worker-process resources: database, Redis, feature store, the scorer and the CRM connectors.
+
+Created lazily after fork and reused by every task. The scorer follows the champion model: a task
+checks one Redis key (cheap) and swaps the model in when a new champion was promoted, without a
+restart and without dropping work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery.signals import worker_process_init
+from sqlalchemy import select
+
+from core.runtime import ServiceUrls, redis_client, service_urls
+from core.settings import Settings, load_settings
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+MAPPINGS_TTL = 60.0  # seconds between re-reads of the admin's field mappings
+CHAMPION_KEY = "lb:model:champion"  # the champion's version; promote/rollback set it
+
+
+@dataclass
+class Resources:
+    """What a task may use besides its arguments."""
+
+    settings: Settings
+    urls: ServiceUrls
+    db: Database
+    redis: redis.Redis
+    _scorer: Any = None
+    _scorer_version: str | None = None
+    _connectors: dict[str, Any] = field(default_factory=dict)
+    _mappings_read: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def features(self) -> Any:
+        """The online feature store (Redis)."""
+        from scoring.features import RedisFeatureStore
+
+        return RedisFeatureStore(self.redis)
+
+    def scorer(self) -> Any:
+        """The scorer for the current champion (or the cold-start rules when there is none)."""
+        from scoring.scorer import Scorer
+
+        raw = self.redis.get(CHAMPION_KEY)
+        wanted = raw.decode() if raw else None
+        with self._lock:
+            if self._scorer is None or wanted != self._scorer_version:
+                bundle = self._load_champion(wanted)
+                self._scorer = Scorer(bundle, min_outcomes=self.settings.min_outcomes,
+                                      min_positives=self.settings.min_positives, mode=self.settings.score_mode)
+                self._scorer_version = wanted
+                log.info("model.loaded", extra={"version": wanted or "rules"})
+            return self._scorer
+
+    def _load_champion(self, version: str | None) -> Any:
+        from scoring.model import ModelBundle
+        from storage.models import ModelVersion
+
+        with self.db.session() as session:
+            query = select(ModelVersion).where(ModelVersion.status == "champion", ModelVersion.kind == "lead")
+            if version:
+                query = select(ModelVersion).where(ModelVersion.version == version)
+            row = session.scalars(query.order_by(ModelVersion.id.desc())).first()
+            path = row.path if row is not None else None
+        if path is None:
+            return None
+        try:
+            return ModelBundle.load(path)
+        except Exception:  # a broken model file must not stop scoring: the rules serve meanwhile
+            log.exception("model.load_failed")
+            return None
+
+    def connector(self, crm: str) -> Any:
+        """The connector for `crm` ("hubspot" or "salesforce"), or None when that CRM is not configured.
+
+        Its field mappings are re-read from the database at most once a minute, so an admin's change
+        reaches every worker without a restart.
+        """
+        with self._lock:
+            if crm not in self._connectors:
+                self._connectors[crm] = self._make_connector(crm)
+            connector = self._connectors[crm]
+            if connector is not None and time.monotonic() - self._mappings_read.get(crm, -1e9) > MAPPINGS_TTL:
+                from storage.field_mappings import mapping_overrides
+
+                with self.db.session() as session:
+                    connector.field_names = mapping_overrides(session, crm)
+                self._mappings_read[crm] = time.monotonic()
+            return connector
+
+    def _make_connector(self, crm: str) -> Any:
+        settings = self.settings
+        if crm == "hubspot" and settings.hubspot_access_token is not None:
+            from connectors.hubspot import HubSpotConnector
+            from connectors.ratelimit import RedisTokenBucket
+
+            token = settings.hubspot_access_token.get_secret_value()
+            connector = HubSpotConnector(token, base_url=settings.hubspot_base_url, retry_attempts=1)
+            connector.limiter = RedisTokenBucket.for_hubspot(
+                self.redis, connector.account_key, limit=settings.hubspot_rate_limit,
+                window_seconds=settings.hubspot_rate_window,
+            )
+            return connector
+        if crm == "salesforce" and (settings.salesforce_username or settings.salesforce_session_id):
+            from connectors.salesforce import SalesforceConnector
+
+            secret = lambda s: s.get_secret_value() if s is not None else None  # noqa: E731
+            return SalesforceConnector(
+                username=settings.salesforce_username, password=secret(settings.salesforce_password),
+                security_token=secret(settings.salesforce_security_token), domain=settings.salesforce_domain,
+                instance_url=settings.salesforce_instance_url, session_id=secret(settings.salesforce_session_id),
+            )
+        return None
+
+    def slack(self) -> Any:
+        """The Slack notifier, or None when no webhook URL is configured."""
+        if self.settings.slack_webhook_url is None:
+            return None
+        with self._lock:
+            if "slack" not in self._connectors:
+                from connectors.slack import SlackNotifier
+
+                self._connectors["slack"] = SlackNotifier(self.settings.slack_webhook_url.get_secret_value(),
+                                                          retry_attempts=1)
+            return self._connectors["slack"]
+
+
+_resources: Resources | None = None
+
+
+def resources() -> Resources:
+    """This process's resources, created on first use."""
+    global _resources
+    if _resources is None:
+        settings = load_settings()
+        urls = service_urls(settings)
+        _resources = Resources(settings, urls, Database(urls.database_url), redis_client(urls.redis_url))
+    return _resources
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_: object) -> None:
+    # Connections inherited from the parent must not be shared with it; start fresh in each child,
+    # and load the model now rather than on the first task (that first task would wait seconds).
+    global _resources
+    _resources = None
+    try:
+        resources().scorer()
+    except Exception:  # a worker must start even when Redis or the database is briefly away
+        log.warning("worker.warmup_failed", exc_info=True)

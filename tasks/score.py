@@ -1,0 +1,119 @@
+"""Score stage: feature vectors from the online store -> scores, grades, reasons -> history -> actions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from celery import shared_task
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from core.records import Score, utcnow
+from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
+from storage.models import Lead
+from storage.scores import ScoreChange, apply_scores
+from tasks.resources import Resources, resources
+
+log = logging.getLogger(__name__)
+
+DIRTY_KEY = "lb:dirty:{crm}"  # leads whose CRM fields need writing; drained by tasks.writeback.flush
+CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
+
+
+@shared_task(name="tasks.score.score_leads", autoretry_for=(OperationalError,), retry_backoff=1,
+             retry_backoff_max=30, retry_jitter=True, max_retries=10, acks_late=True)
+def score_leads(lead_ids: list[int], trigger: str = "event", write_all: bool = False) -> int:
+    """Score these leads now, store what changed, and queue writebacks and alerts; return how many changed.
+
+    `write_all` also writes leads whose score did not change (enrichment has just linked them to a CRM
+    record); the writeback stage still skips values the CRM already shows.
+    """
+    res = resources()
+    also = lead_ids if write_all else ()
+    changes = score_and_store(res, lead_ids, trigger, mark_writes=True, also_write=also)
+    queue_actions(res, changes, kick=bool(also))
+    return len(changes)
+
+
+def compute_scores(res: Resources, lead_ids: Sequence[int], as_of: datetime | None = None) -> dict[int, Score]:
+    """Scores for `lead_ids` from their online features, all read in one Redis round trip."""
+    if not lead_ids:
+        return {}
+    as_of = as_of or utcnow()
+    vectors = res.features.get_online([str(i) for i in lead_ids], as_of=as_of)
+    scorer = res.scorer()
+    if scorer.model is not None and len(lead_ids) > 1:
+        batch = score_frame(pd.DataFrame(vectors), scorer.model, mode=scorer.mode)
+        return {
+            lead_id: Score(value=int(batch.values[i]), probability=float(batch.probabilities[i]),
+                           grade=batch.grades[i], reasons=tuple(batch.reasons[i]),
+                           model_version=scorer.model.version, feature_time=as_of)
+            for i, lead_id in enumerate(lead_ids)
+        }
+    return {lead_id: scorer.score(vector, feature_time=as_of) for lead_id, vector in zip(lead_ids, vectors)}
+
+
+def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
+                    mark_writes: bool = False, also_write: Sequence[int] = ()) -> list[ScoreChange]:
+    """Compute and persist scores (marking those worth writing for writeback); returns the changes stored."""
+    ids = sorted(set(int(i) for i in lead_ids))
+    scores = compute_scores(res, ids)
+    marks: dict[str, list[int]] = {}
+    with res.db.session(write=True) as session:
+        changes = apply_scores(session, scores, trigger)
+        if mark_writes:
+            # Marked before the commit (found by drill d): marked after it, a failure in between left a new
+            # score stored but never written, as the retry saw no change. A mark whose commit then fails
+            # costs the writer one fingerprint comparison.
+            worth = {c.lead_id for c in changes if _worth_writing(c, res.settings.write_min_change)}
+            marks = mark_dirty(res, session, sorted(worth | {int(i) for i in also_write}))
+    if marks:
+        # And again once committed (found by drill b): a flush that took the first mark before the commit
+        # read the old values, found them written already, and dropped the lead.
+        _add_dirty(res, marks)
+    return changes
+
+
+def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[str, list[int]]:
+    """Add leads to the writeback set of each CRM they have an id in; returns {crm: lead ids} marked."""
+    if not lead_ids:
+        return {}
+    rows = session.execute(select(Lead.id, Lead.hubspot_id, Lead.salesforce_id).where(Lead.id.in_(lead_ids))).all()
+    marks: dict[str, list[int]] = {}
+    for lead_id, hubspot_id, salesforce_id in rows:
+        for crm, crm_id in (("hubspot", hubspot_id), ("salesforce", salesforce_id)):
+            if crm_id:
+                marks.setdefault(crm, []).append(lead_id)
+    _add_dirty(res, marks)
+    return marks
+
+
+def _add_dirty(res: Resources, marks: dict[str, list[int]]) -> None:
+    pipe = res.redis.pipeline(transaction=False)
+    for crm, lead_ids in marks.items():
+        pipe.sadd(DIRTY_KEY.format(crm=crm), *lead_ids)
+    pipe.execute()
+
+
+def queue_actions(res: Resources, changes: Sequence[ScoreChange], *, kick: bool = False) -> None:
+    """Kick writeback for the leads score_and_store marked, and fire alert rules that were crossed."""
+    if not changes and not kick:
+        return
+    from tasks.alerts import fire_alert_rules
+    from tasks.writeback import flush
+
+    if kick or any(_worth_writing(c, res.settings.write_min_change) for c in changes):
+        for crm in CRM_ID_COLUMNS:
+            if res.redis.scard(DIRTY_KEY.format(crm=crm)):
+                flush.delay(crm)
+    fire_alert_rules(res, changes)
+
+
+def _worth_writing(change: ScoreChange, min_change: int) -> bool:
+    if change.previous is None or change.grade_changed or change.reasons_changed:
+        return True
+    return abs(change.current - change.previous) >= min_change

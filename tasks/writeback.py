@@ -1,0 +1,153 @@
+"""Writeback stage: coalesce dirty leads per CRM and write their fields in batches, within rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import shared_task
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError
+from core.records import utcnow
+from storage.models import Lead, OutboxItem
+from tasks.resources import Resources, resources
+from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY
+
+log = logging.getLogger(__name__)
+
+BATCH = {"hubspot": 100, "salesforce": 200}  # records per vendor call
+WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last written
+PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
+PAUSE_SECONDS = 300
+REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giving up on its bookkeeping
+
+
+@shared_task(name="tasks.writeback.flush", bind=True, max_retries=None, acks_late=True, ignore_result=True)
+def flush(self: Any, crm: str) -> int:
+    """Write up to one vendor batch of dirty leads to `crm`; re-queues itself while more are waiting."""
+    res = resources()
+    try:
+        written = flush_once(res, crm)
+    except TransientConnectorError as exc:
+        # The leads went back to the dirty set; come back when the vendor says we may.
+        raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
+    except OperationalError:
+        raise self.retry(countdown=2, max_retries=50) from None  # the database is back in a moment
+    if res.redis.scard(DIRTY_KEY.format(crm=crm)):
+        flush.delay(crm)
+    return written
+
+
+def fingerprint(values: dict[str, Any]) -> str:
+    """A stable hash of what a CRM record shows (scored_at excluded: it changes on every score)."""
+    shown = {k: v for k, v in values.items() if k != "scored_at"}
+    return hashlib.sha1(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def flush_once(res: Resources, crm: str) -> int:
+    """Drain one batch: only the latest values, only if they differ from what was last written."""
+    dirty = DIRTY_KEY.format(crm=crm)
+    if res.redis.exists(PAUSED_KEY.format(crm=crm)):
+        return 0
+    connector = res.connector(crm)
+    if connector is None:
+        res.redis.delete(dirty)  # nothing configured for this CRM: nothing will ever be written
+        return 0
+    raw_ids = res.redis.spop(dirty, BATCH[crm]) or []
+    lead_ids = [int(i) for i in raw_ids]
+    if not lead_ids:
+        return 0
+    column = getattr(Lead, CRM_ID_COLUMNS[crm])
+    written_key = WRITTEN_KEY.format(crm=crm)
+    try:
+        with res.db.session() as session:
+            rows = session.execute(
+                select(Lead.id, column, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
+                .where(Lead.id.in_(lead_ids), Lead.score.is_not(None), column.is_not(None))
+            ).all()
+        previous = dict(zip(lead_ids, res.redis.hmget(written_key, lead_ids))) if lead_ids else {}
+    except BaseException:
+        # Found by drill (d): leads popped and then lost to a dropped database connection were never written.
+        _patiently(lambda: res.redis.sadd(dirty, *lead_ids))
+        raise
+    updates: dict[str, dict[str, Any]] = {}
+    prints: dict[str, tuple[int, str]] = {}
+    for lead_id, crm_id, score, grade, reasons, model_version, scored_at in rows:
+        values = {"score": score, "grade": grade, "reasons": reasons or [], "tier": tier_of(score),
+                  "model_version": model_version, "scored_at": scored_at}
+        fp = fingerprint(values)
+        old = previous.get(lead_id)
+        if old is not None and old.decode() == fp:
+            continue  # the CRM already shows exactly this
+        updates[str(crm_id)] = values
+        prints[str(crm_id)] = (lead_id, fp)
+    if not updates:
+        return 0
+    try:
+        result = connector.write_fields(updates)
+    except TransientConnectorError:
+        _patiently(lambda: res.redis.sadd(dirty, *[lead_id for lead_id, _ in prints.values()]))
+        raise
+    except AuthConnectorError as exc:
+        _patiently(lambda: res.redis.sadd(dirty, *[lead_id for lead_id, _ in prints.values()]))
+        res.redis.set(PAUSED_KEY.format(crm=crm), exc.vendor_message[:200], ex=PAUSE_SECONDS)
+        _record(res, crm, prints, written=(), failed={}, error=f"paused: {exc.vendor_message}", status="failed")
+        log.error("writeback.paused", extra={"crm": crm})
+        return 0
+    except ConnectorError as exc:
+        _record(res, crm, prints, written=(), failed={k: exc.vendor_message for k in prints}, error=None, status="dead")
+        return 0
+    if result.written:
+        mapping = {prints[crm_id][0]: prints[crm_id][1] for crm_id in result.written}
+        _patiently(lambda: res.redis.hset(written_key, mapping=mapping))
+    _record(res, crm, prints, written=result.written, failed=dict(result.failed), error=None, status="sent")
+    return len(result.written)
+
+
+def _patiently(record: Callable[[], Any], patience: float = REDIS_PATIENCE) -> Any:
+    """Run a Redis write that must not be lost, waiting out a Redis restart (up to `patience` seconds).
+
+    Found by drill (b): a batch written to the CRM just as Redis went away lost its fingerprints (and a
+    refused batch its dirty marks), so the same values were written again later, or never.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return record()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def tier_of(score: int | None) -> str | None:
+    """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
+    if score is None:
+        return None
+    return "hot" if score >= 75 else "warm" if score >= 40 else "cold"
+
+
+def _record(res: Resources, crm: str, prints: dict[str, tuple[int, str]], *, written: tuple[str, ...] | Any,
+            failed: dict[str, str], error: str | None, status: str) -> None:
+    """One outbox row for the batch, plus a dead-letter row per record the vendor refused."""
+    now = utcnow()
+    rows = [{
+        "target": crm, "kind": "fields", "object_type": "batch", "object_id": None, "lead_id": None,
+        "payload": {"records": len(prints), "written": len(written)}, "status": status if not failed else "partial",
+        "attempts": 1, "error": error, "created_at": now, "updated_at": now, "sent_at": now if written else None,
+    }]
+    for crm_id, message in failed.items():
+        rows.append({
+            "target": crm, "kind": "fields", "object_type": "contact", "object_id": crm_id,
+            "lead_id": prints.get(crm_id, (None, ""))[0], "payload": {}, "status": "dead", "attempts": 1,
+            "error": message[:2000], "created_at": now, "updated_at": now, "sent_at": None,
+        })
+    with res.db.session(write=True) as session:
+        session.execute(OutboxItem.__table__.insert(), rows)

@@ -1,0 +1,164 @@
+"""Admin UI and API fixtures: the app on the test database and Redis, users, log-ins and API tokens."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import delete
+
+from core.records import utcnow
+from core.runtime import redis_client as make_redis_client
+from storage.db import Database
+from storage.models import (
+    Account,
+    AlertRule,
+    ApiToken,
+    AuditEntry,
+    FieldMapping,
+    InboxEvent,
+    Lead,
+    ModelVersion,
+    OutboxItem,
+    Outcome,
+    ScoreHistory,
+    Source,
+    User,
+)
+from storage.users import create_token, hash_password
+
+# One encryption key for this test session, shared with every subprocess through the environment, so a secret
+# encrypted by one process is readable by another (and no key file is written into the working directory).
+os.environ.setdefault("LEADBRIDGE_ENCRYPTION_KEY", Fernet.generate_key().decode())
+
+BROKER_DB = 7  # API tests publish to their own broker database, so no worker consumes what they inspect
+PASSWORD = "correct horse battery staple"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
+TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, OutboxItem, ScoreHistory, Outcome, InboxEvent, Lead,
+          Account, ModelVersion, Source)
+
+
+def wipe(db: Database) -> None:
+    """Empty every table the admin touches."""
+    with db.session() as session:
+        for model in TABLES:
+            session.execute(delete(model))
+
+
+@pytest.fixture()
+def clean_db(db: Database, redis_url: str) -> Iterator[Database]:
+    """The test database, emptied before and after the test (and log-in counters and sessions forgotten)."""
+    wipe(db)
+    _forget_login_state(redis_url)
+    yield db
+    wipe(db)
+
+
+def _forget_login_state(redis_url: str) -> None:
+    client = make_redis_client(redis_url)
+    client.delete("lb:model:champion")  # promote/rollback tests set what workers would follow
+    for pattern in ("leadbridge:login-failures:*", "leadbridge:session:*"):
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
+
+
+@pytest.fixture()
+def broker(redis_url: str) -> tuple[str, str]:
+    """(Celery broker URL, redis-py URL) of this module's private broker database, flushed."""
+    if redis_url.startswith("unix://"):
+        path = redis_url[len("unix://"):]
+        urls = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
+    else:
+        base = redis_url.rsplit("/", 1)[0]
+        urls = f"{base}/{BROKER_DB}", f"{base}/{BROKER_DB}"
+    make_redis_client(urls[1]).flushdb()
+    return urls
+
+
+@pytest.fixture()
+def admin_app(settings_overrides: dict[str, Any], broker: tuple[str, str], clean_db: Database):  # type: ignore[no-untyped-def]
+    """The app wired to the test services, publishing tasks to the private broker database."""
+    from bridge import create_app
+
+    app = create_app({**settings_overrides, "broker_url": broker[0], "public_url": "http://localhost"})
+    app.testing = True
+    yield app
+    app.extensions["leadbridge"].db.dispose()
+
+
+@lru_cache(maxsize=1)
+def password_hash() -> str:
+    """PASSWORD's argon2id hash, computed once: each hash costs about 0.25 s on purpose."""
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture()
+def make_user(clean_db: Database) -> Callable[..., User]:
+    """Create a user whose password is PASSWORD (a real argon2id hash, shared to save time)."""
+
+    def make(role: str = "admin", email: str | None = None) -> User:
+        with clean_db.session() as session:
+            user = User(email=email or f"{role}-{uuid.uuid4().hex[:6]}@example.com", password_hash=password_hash(),
+                        role=role, created_at=utcnow())
+            session.add(user)
+            session.flush()
+            return user
+
+    return make
+
+
+@pytest.fixture()
+def make_token(clean_db: Database, make_user: Callable[..., User]) -> Callable[[str], str]:
+    """An API token (plaintext) for a new user of `role`."""
+
+    def make(role: str = "admin") -> str:
+        user = make_user(role)
+        with clean_db.session() as session:
+            return create_token(session, session.get(User, user.id), f"{role} test token").token  # type: ignore[arg-type]
+
+    return make
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token in a rendered form."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(client: Any, email: str, password: str = PASSWORD) -> Any:
+    """Log a test client in through the real form (CSRF token included); returns the POST response."""
+    page = client.get("/admin/login")
+    return client.post("/admin/login", data={"email": email, "password": password, "csrf_token": csrf_of(page.text)})
+
+
+@pytest.fixture()
+def admin_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
+    """A test client logged in as an admin."""
+    client = admin_app.test_client()
+    user = make_user("admin")
+    assert log_in(client, user.email).status_code == 302
+    client.user = user
+    return client
+
+
+@pytest.fixture()
+def viewer_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
+    """A test client logged in as a viewer."""
+    client = admin_app.test_client()
+    user = make_user("viewer")
+    assert log_in(client, user.email).status_code == 302
+    client.user = user
+    return client
+
+
+def page_csrf(client: Any, path: str = "/admin/") -> str:
+    """The CSRF token of a logged-in client's session, read from a page."""
+    return csrf_of(client.get(path).text)
