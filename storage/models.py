@@ -112,7 +112,7 @@ class Lead(Base):
     grade: Mapped[str | None] = mapped_column(String(2))
     reasons: Mapped[list[Any] | None] = mapped_column(JSON)
     model_version: Mapped[str | None] = mapped_column(String(64))
-    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     score_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # newest event scored
     enriched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -41,7 +41,24 @@ def sweep_inbox() -> int:
         log.warning("inbox.swept %d rows", len(ids))
     rescore_lost(res)
     reenrich_lost(res)
+    rewrite_lost(res)
     return len(ids)
+
+
+def rewrite_lost(res: Any) -> int:
+    """Mark for writeback the leads whose stored score never reached a configured CRM, and kick the writer."""
+    from tasks.writeback import flush, reconcile_writes
+
+    wait = timedelta(seconds=res.settings.inbox_sweep_after)
+    marked = 0
+    for crm in ("hubspot", "salesforce"):
+        if res.connector(crm) is None:
+            continue
+        behind = reconcile_writes(res, crm, settled=wait, window=RESCORE_WINDOW, limit=SWEEP_LIMIT)
+        if behind:
+            flush.delay(crm)
+            marked += len(behind)
+    return marked
 
 
 def rescore_lost(res: Any) -> int:

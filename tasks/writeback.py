@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 BATCH = {"hubspot": 100, "salesforce": 200}  # records per vendor call
 WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last written
 PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
+RECONCILED_KEY = "lb:reconciled:{crm}:{id}"  # set while a lead re-marked by reconcile_writes waits for its write
 PAUSE_SECONDS = 300
 REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giving up on its bookkeeping
 
@@ -80,8 +82,7 @@ def flush_once(res: Resources, crm: str) -> int:
     updates: dict[str, dict[str, Any]] = {}
     prints: dict[str, tuple[int, str]] = {}
     for lead_id, crm_id, score, grade, reasons, model_version, scored_at in rows:
-        values = {"score": score, "grade": grade, "reasons": reasons or [], "tier": tier_of(score),
-                  "model_version": model_version, "scored_at": scored_at}
+        values = shown_values(score, grade, reasons, model_version, scored_at)
         fp = fingerprint(values)
         old = previous.get(lead_id)
         if old is not None and old.decode() == fp:
@@ -109,6 +110,47 @@ def flush_once(res: Resources, crm: str) -> int:
         _patiently(lambda: res.redis.hset(written_key, mapping=mapping))
     _record(res, crm, prints, written=result.written, failed=dict(result.failed), error=None, status="sent")
     return len(result.written)
+
+
+def shown_values(score: int, grade: str | None, reasons: list[str] | None, model_version: str | None,
+                 scored_at: Any) -> dict[str, Any]:
+    """The field values a CRM record shows for a lead's current score."""
+    return {"score": score, "grade": grade, "reasons": reasons or [], "tier": tier_of(score),
+            "model_version": model_version, "scored_at": scored_at}
+
+
+def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: timedelta,
+                     limit: int = 20_000) -> list[int]:
+    """Mark dirty the leads scored in `window` (and settled for `settled`) whose CRM fields lag their score.
+
+    The dirty set and the fingerprints live in Redis; a score committed just as Redis went away could leave
+    its mark unset (found by drill b). The database is the truth: compare it with what was last written.
+    """
+    column = getattr(Lead, CRM_ID_COLUMNS[crm])
+    now = utcnow()
+    with res.db.session() as session:
+        rows = session.execute(
+            select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
+            .where(column.is_not(None), Lead.score.is_not(None), Lead.scored_at >= now - window,
+                   Lead.scored_at < now - settled)
+            .limit(limit)
+        ).all()
+    if not rows:
+        return []
+    written = res.redis.hmget(WRITTEN_KEY.format(crm=crm), [row[0] for row in rows])
+    behind = [row[0] for row, old in zip(rows, written)
+              if old is None or old.decode() != fingerprint(shown_values(*row[1:]))]
+    if not behind:
+        return []
+    # Once per lead per while: a record the vendor refuses (dead letter) must not be retried on every sweep.
+    pipe = res.redis.pipeline(transaction=False)
+    for lead_id in behind:
+        pipe.set(RECONCILED_KEY.format(crm=crm, id=lead_id), 1, nx=True, ex=max(60, int(5 * settled.total_seconds())))
+    behind = [lead_id for lead_id, fresh in zip(behind, pipe.execute()) if fresh]
+    if behind:
+        res.redis.sadd(DIRTY_KEY.format(crm=crm), *behind)
+        log.warning("writeback.reconciled %d leads", len(behind), extra={"crm": crm})
+    return behind
 
 
 def _patiently(record: Callable[[], Any], patience: float = REDIS_PATIENCE) -> Any:

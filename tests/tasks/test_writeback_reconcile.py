@@ -1,0 +1,88 @@
+"""The writeback reconciler: a score stored while its dirty mark was lost still reaches the CRM (drill b's finding)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from core.records import utcnow
+from core.runtime import ServiceUrls
+from core.runtime import redis_client as make_redis_client
+from core.settings import load_settings
+from storage.db import Database
+from storage.models import Lead, OutboxItem, ScoreHistory
+from tasks.score import DIRTY_KEY
+from tasks.resources import Resources
+from tasks.writeback import WRITTEN_KEY, flush_once, reconcile_writes
+
+
+@pytest.fixture()
+def crm() -> Iterator[SandboxCRM]:
+    sandbox = SandboxCRM()
+    sandbox.start(port=0)
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture()
+def res(crm: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
+        service_urls: ServiceUrls) -> Resources:
+    client = make_redis_client(redis_url)
+    with db.session() as session:
+        for model in (ScoreHistory, OutboxItem, Lead):
+            session.execute(delete(model))
+    keys = list(client.scan_iter("lb:*"))
+    if keys:
+        client.delete(*keys)
+    settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
+                              "hubspot_base_url": crm.base_url}, env_file=None)
+    return Resources(settings, service_urls, db, client)
+
+
+def shown_score(crm: SandboxCRM, contact_id: str) -> str | None:
+    return crm.store.hs_get("contacts", contact_id)["properties"].get("leadbridge_score")
+
+
+def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, res: Resources) -> None:
+    res.connector("hubspot").provision_fields()
+    contacts = [crm.store.hs_create("contacts", {"email": f"r{i}@acme.io"}, source="CRM_UI")["id"] for i in range(3)]
+    scored = utcnow() - timedelta(minutes=2)
+    with res.db.session(write=True) as session:
+        for i, contact_id in enumerate(contacts):
+            session.add(Lead(email=f"r{i}@acme.io", hubspot_id=contact_id, score=20 + i, grade="D",
+                             reasons=["+ visited pricing"], model_version="rules:v1", scored_at=scored))
+    with res.db.session() as session:
+        ids = list(session.scalars(select(Lead.id).where(Lead.hubspot_id.in_(contacts)).order_by(Lead.id)))
+
+    # Nothing was ever marked: the reconciler finds all three, and one flush writes them.
+    window, settled = timedelta(minutes=15), timedelta(seconds=30)
+    assert sorted(reconcile_writes(res, "hubspot", settled=settled, window=window)) == ids
+    assert flush_once(res, "hubspot") == 3
+    assert [shown_score(crm, c) for c in contacts] == ["20", "21", "22"]
+
+    # The CRM now shows what the database holds: nothing to do, nothing written twice.
+    for key in res.redis.scan_iter("lb:reconciled:*"):
+        res.redis.delete(key)
+    assert reconcile_writes(res, "hubspot", settled=settled, window=window) == []
+    assert not res.redis.scard(DIRTY_KEY.format(crm="hubspot"))
+
+    # A new score committed as Redis lost its mark (the drill's lead 177): only that lead is re-marked.
+    with res.db.session(write=True) as session:
+        session.execute(update(Lead).where(Lead.id == ids[1]).values(score=30, grade="C", scored_at=scored))
+    assert reconcile_writes(res, "hubspot", settled=settled, window=window) == [ids[1]]
+    writes_before = len(crm.requests.query(family="hubspot", path="batch/update"))
+    assert flush_once(res, "hubspot") == 1
+    assert [shown_score(crm, c) for c in contacts] == ["20", "30", "22"]
+    assert len(crm.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
+
+    # Scores still settling (younger than `settled`) are left to the normal path; old ones are out of the window.
+    with res.db.session(write=True) as session:
+        session.execute(update(Lead).where(Lead.id == ids[0]).values(score=40, scored_at=utcnow()))
+        session.execute(update(Lead).where(Lead.id == ids[2]).values(score=50, scored_at=utcnow() - timedelta(hours=1)))
+    assert reconcile_writes(res, "hubspot", settled=settled, window=window) == []
+    assert res.redis.hget(WRITTEN_KEY.format(crm="hubspot"), ids[0]) is not None
