@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from bridge import metrics
-from bridge.extensions import Services, services
+from bridge.extensions import services
 from bridge.parsers import (
     MalformedPayload,
     ParseResult,
@@ -31,13 +31,11 @@ from bridge.parsers import (
 from core.records import utcnow
 from core.signatures import SignatureError, verify_hmac_header, verify_hubspot
 from storage.inbox import store_events
-from storage.models import Source
-from storage.sources import find_by_slug, valid_secrets
+from storage.sources import ReceivingSource, receiving_source
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
 
-INGEST_TASK = "tasks.ingest.process_events"
 JSON_TYPES = ("application/json",)
 SOAP_TYPES = ("text/xml", "application/soap+xml")
 
@@ -54,7 +52,7 @@ class Rejection(Exception):
 class Delivery:
     """What a view learned about one request before storing it."""
 
-    source: Source
+    source: ReceivingSource
     body: bytes
 
 
@@ -97,18 +95,17 @@ def _handle(
     svc = services()
     source_label = "unknown"
     try:
-        with svc.db.session() as session:
-            source = find_by_slug(session, kind, slug)
-            if source is None:
-                raise Rejection(404, "unknown_source", f"no {kind} source at this URL")
-            source_label = source.name
-            if not source.enabled:
-                raise Rejection(403, "source_disabled", f"source {source.name!r} is disabled")
-            if _content_type() not in content_types:
-                raise Rejection(415, "unsupported_content_type",
-                                f"Content-Type must be {' or '.join(content_types)}")
-            delivery = Delivery(source, _read_body(svc.settings.max_body_bytes))
-            verify(delivery)
+        with svc.db.engine.connect() as connection:
+            source = receiving_source(connection, kind, slug)
+        if source is None:
+            raise Rejection(404, "unknown_source", f"no {kind} source at this URL")
+        source_label = source.name
+        if not source.enabled:
+            raise Rejection(403, "source_disabled", f"source {source.name!r} is disabled")
+        if _content_type() not in content_types:
+            raise Rejection(415, "unsupported_content_type", f"Content-Type must be {' or '.join(content_types)}")
+        delivery = Delivery(source, _read_body(svc.settings.max_body_bytes))
+        verify(delivery)
         try:
             result = parse(delivery)
         except MalformedPayload as exc:
@@ -125,7 +122,7 @@ def _handle(
         if new_ids:
             # Hand off once the answer is on its way: the sender never waits on the broker, and a
             # failed hand-off is repaired by the sweeper from the committed rows.
-            response.call_on_close(lambda: _enqueue(svc, new_ids))
+            response.call_on_close(lambda: svc.handoff.submit(new_ids))
         return response
     except Rejection as rejection:
         log.info("webhook.%s.rejected", kind, extra={"reason": rejection.error, "source": source_label})
@@ -133,13 +130,6 @@ def _handle(
         return error_reply(rejection)
     finally:
         metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
-
-
-def _enqueue(svc: Services, ids: list[int]) -> None:
-    try:
-        svc.celery.send_task(INGEST_TASK, kwargs={"ids": ids})
-    except Exception:  # broker down: the rows are committed and the sweeper will re-enqueue them
-        log.warning("webhook.enqueue_failed", extra={"rows": len(ids)})
 
 
 def _content_type() -> str:
@@ -174,7 +164,7 @@ def _verify_hubspot(delivery: Delivery) -> None:
         signature = request.headers.get("X-HubSpot-Signature")
     try:
         verify_hubspot(
-            valid_secrets(delivery.source), version=version, signature=signature, method=request.method,
+            delivery.source.valid_secrets(), version=version, signature=signature, method=request.method,
             uri=_signed_uri(), body=delivery.body, timestamp_ms=request.headers.get("X-HubSpot-Request-Timestamp"),
         )
     except SignatureError as exc:
@@ -183,7 +173,7 @@ def _verify_hubspot(delivery: Delivery) -> None:
 
 def _verify_hmac(delivery: Delivery) -> None:
     try:
-        verify_hmac_header(valid_secrets(delivery.source), request.headers.get("X-Leadbridge-Signature"), delivery.body)
+        verify_hmac_header(delivery.source.valid_secrets(), request.headers.get("X-Leadbridge-Signature"), delivery.body)
     except SignatureError as exc:
         raise Rejection(401, "invalid_signature", str(exc)) from None
 
@@ -200,7 +190,7 @@ def _verify_standard(delivery: Delivery) -> None:
         if name not in headers:
             raise Rejection(401, "invalid_signature", f"missing {name} header")
     last_error = "signature does not match"
-    for secret in valid_secrets(delivery.source):
+    for secret in delivery.source.valid_secrets():
         try:
             Webhook(secret).verify(delivery.body, headers)
             return

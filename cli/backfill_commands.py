@@ -133,7 +133,7 @@ def _kick_writeback(settings: Settings, urls: Any, crm: str) -> bool:
     from tasks.celery_app import create_celery
 
     try:
-        create_celery(settings, urls).send_task("tasks.writeback.flush", args=[crm], retry=False)
+        create_celery(settings, urls).send_task("tasks.writeback.flush", args=[crm], retry=False, ignore_result=True)
         return True
     except Exception:  # noqa: BLE001 - no broker is not an error here: beat kicks writeback when it runs
         return False

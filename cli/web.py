@@ -31,6 +31,7 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             "loglevel": self.settings.log_level.lower(),
             "proc_name": "leadbridge-web",
             "child_exit": _child_exit,
+            "post_worker_init": _post_worker_init,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -48,6 +49,12 @@ def prepare_multiprocess_metrics(data_dir: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def _post_worker_init(_worker: Any) -> None:
+    from core.gc_tuning import settle_heap
+
+    settle_heap()  # the app is loaded: keep full collections from stalling requests
 
 
 def _child_exit(_server: Any, worker: Any) -> None:

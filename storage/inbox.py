@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import json
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from core import fastjson
 from core.records import Event, utcnow
 from storage.models import InboxEvent
 
@@ -19,10 +19,12 @@ INSERT_COLUMNS = ("source_id", "dedupe_key", "crm", "object_type", "object_id", 
                   "occurred_at", "received_at", "status", "attempts")
 
 
+@lru_cache(maxsize=1024)  # a batch shares one received_at, and often its occurred_at values
 def _db_time(value: datetime, dialect: str) -> Any:
     # Must match what storage.types.UtcDateTime writes: SQLite keeps naive UTC text in SQLAlchemy's format.
     utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else utc
+    # isoformat(" ", "microseconds") of the naive value is that format, three times faster than strftime.
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect == "sqlite" else utc
 
 
 def event_row(event: Event, source_id: int | None, dialect: str = "postgresql") -> tuple[Any, ...]:
@@ -35,7 +37,7 @@ def event_row(event: Event, source_id: int | None, dialect: str = "postgresql") 
         event.object_id[:64],
         event.event_type,
         event.email,
-        json.dumps(dict(event.properties), separators=(",", ":"), default=str),
+        fastjson.dumps(dict(event.properties)),
         _db_time(event.occurred_at, dialect),
         _db_time(event.received_at, dialect),
         "pending",

@@ -37,6 +37,10 @@ class CeleryConfig:
         self.result_serializer = "json"
         self.accept_content = ["json"]
         self.result_expires = 3600
+        # Pipeline tasks hand work on through queues and Redis, never through results: storing and publishing
+        # each result (and subscribing to it on every send) was pure overhead. Tasks whose result is read
+        # (tasks.system.ping, the learning tasks an admin waits on) say ignore_result=False.
+        self.task_ignore_result = True
         self.task_acks_late = True
         self.task_reject_on_worker_lost = True  # a task killed mid-run goes back to the queue
         # One reserved task per process: a long task never holds short ones hostage (latency over throughput).

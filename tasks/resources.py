@@ -17,6 +17,7 @@ import redis
 from celery.signals import worker_process_init
 from sqlalchemy import select
 
+from core.gc_tuning import settle_heap
 from core.runtime import ServiceUrls, redis_client, service_urls
 from core.settings import Settings, load_settings
 from storage.db import Database
@@ -159,3 +160,4 @@ def _reset_after_fork(**_: object) -> None:
         resources().scorer()
     except Exception:  # a worker must start even when Redis or the database is briefly away
         log.warning("worker.warmup_failed", exc_info=True)
+    settle_heap()

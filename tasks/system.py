@@ -13,7 +13,7 @@ from tasks.resources import resources
 HEARTBEAT_KEY = "leadbridge:beat:heartbeat"
 
 
-@shared_task(name="tasks.system.ping")
+@shared_task(name="tasks.system.ping", ignore_result=False)
 def ping(payload: str = "ping") -> dict[str, object]:
     """Echo `payload` with the worker's host and pid, proving a worker really ran it."""
     return {"payload": payload, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}

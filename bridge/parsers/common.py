@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.parsers.errors import MalformedPayload, TooManyEvents
 from bridge.parsers.results import IgnoredEvent, InvalidEvent, ParseResult
+from core import fastjson
 from core.records import Event
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,17 @@ def check_batch_size(count: int, limit: int) -> None:
 
 def stable_hash(*parts: Any) -> str:
     """Return a hex SHA-256 over JSON-encoded parts: the same values always give the same key."""
-    encoded = json.dumps(list(parts), sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-    return hashlib.sha256(encoded.encode("ascii")).hexdigest()
+    return hashlib.sha256(fastjson.dumps(list(parts), sort_keys=True).encode()).hexdigest()
+
+
+def time_ordered_key(occurred_at: datetime, digest: str) -> str:
+    """A 64-hex-digit dedupe key: the event time in milliseconds (12 digits), then 52 digits of `digest`.
+
+    Only for keys whose digest covers the event time (a redelivery carries the same time). A purely
+    random key lands every insert on a different page of the unique index: a 100-event batch then
+    rewrote ~100 index pages (~400 KB of WAL per commit). Time-led keys of live traffic land together.
+    """
+    return f"{int(occurred_at.timestamp() * 1000) & 0xFFFFFFFFFFFF:012x}{digest[:52]}"
 
 
 def as_utc(value: datetime) -> datetime:

@@ -37,6 +37,7 @@ from bridge.parsers.common import (
     ms_to_datetime,
     normalize_email,
     stable_hash,
+    time_ordered_key,
 )
 from bridge.parsers.errors import MalformedPayload
 from bridge.parsers.results import ParseResult
@@ -140,11 +141,11 @@ def _parse_event(item: Any, source: str, received_at: datetime, portal_id: int |
             properties.get("associationRemoved"),
         ]
 
-    properties[META_KEY] = {k: item[k] for k in META_FIELDS if _is_scalar(item.get(k))}
+    properties[META_KEY] = {k: v for k in META_FIELDS if type(v := item.get(k)) in _SCALARS}
     # HubSpot's eventId is not unique, so the key is built from what identifies the change itself.
     # The subscription type enters as (object_type, event_type) so that the legacy and the generic
-    # subscription for the same change share one key.
-    dedupe_key = stable_hash(
+    # subscription for the same change share one key. It leads with the event time (time_ordered_key).
+    dedupe_key = time_ordered_key(occurred_at, stable_hash(
         "hubspot",
         portal,
         object_type,
@@ -153,7 +154,7 @@ def _parse_event(item: Any, source: str, received_at: datetime, portal_id: int |
         property_name,
         occurred_at.isoformat(),
         key_extra,
-    )
+    ))
     return Event(
         source=source,
         crm="hubspot",
@@ -260,5 +261,4 @@ def _association_fields(item: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool))
+_SCALARS = frozenset((str, int, float, bool))  # exact types: what json.loads produces

@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bridge.admin.ops import OperationError, clean_text
+from bridge.extensions import INGEST_TASK
 from core.records import utcnow
 from storage.audit import record
 from storage.inbox import mark_enqueued
@@ -19,7 +20,7 @@ from storage.models import InboxEvent, OutboxItem, Source
 
 INBOX_STATUSES = ("pending", "done", "ignored", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "partial", "skipped", "failed", "dead")
-INGEST_TASK = "tasks.ingest.process_events"
+
 WRITEBACK_TASK = "tasks.writeback.flush"
 CRMS = ("hubspot", "salesforce")
 REPLAY_BATCH = 100  # a webhook batch's size, so a replayed task costs what a delivered one does
@@ -129,7 +130,7 @@ def enqueue_ingest(celery: Celery, ids: Sequence[int]) -> bool:
     """
     try:
         for start in range(0, len(ids), REPLAY_BATCH):
-            celery.send_task(INGEST_TASK, kwargs={"ids": list(ids[start:start + REPLAY_BATCH])})
+            celery.send_task(INGEST_TASK, kwargs={"ids": list(ids[start:start + REPLAY_BATCH])}, ignore_result=True)
     except Exception:  # noqa: BLE001 - broker down: the committed pending rows are the durable copy
         return False
     return True
@@ -175,7 +176,7 @@ def enqueue_writeback(celery: Celery, crms: Sequence[str]) -> bool:
     """Ask the writeback stage to drain the given CRMs' queues now (False when the broker is unreachable)."""
     try:
         for crm in crms:
-            celery.send_task(WRITEBACK_TASK, args=[crm])
+            celery.send_task(WRITEBACK_TASK, args=[crm], ignore_result=True)
     except Exception:  # noqa: BLE001 - broker down: the leads stay dirty; the next score or flush writes them
         return False
     return True
