@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -55,22 +56,47 @@ def _insert_sql(dialect: str, rows: int) -> str:
     )
 
 
+# PostgreSQL: the whole batch as one JSON parameter. A multi-row VALUES list of 1,200 placeholders is too
+# long for psycopg's query cache and was re-parsed in Python on every request (~8 ms of a 10 ms insert).
+_PG_INSERT = (
+    f"INSERT INTO inbox ({','.join(INSERT_COLUMNS)}) SELECT {','.join(INSERT_COLUMNS)} FROM json_to_recordset(%s::json)"
+    " AS r(source_id int, dedupe_key text, crm text, object_type text, object_id text, event_type text, email text,"
+    " properties json, occurred_at timestamptz, received_at timestamptz, status text, attempts int)"
+    " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+)
+
+
 def store_events(session: Session, events: Sequence[Event], source_id: int | None) -> list[int]:
     """Insert events not seen before (by dedupe key) and return the new rows' ids; repeats insert nothing."""
     if not events:
         return []
     connection = session.connection()
     dialect = connection.dialect.name
-    # This is the webhook hot path: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, with the SQL
-    # cached per batch size and values passed straight to the driver (SQLAlchemy's per-request compilation
-    # and row building cost several times the insert itself). Chunks stay under SQLite's variable limit.
+    # This is the webhook hot path: one INSERT ... ON CONFLICT DO NOTHING RETURNING per batch, with values
+    # passed straight to the driver (SQLAlchemy's per-request compilation and row building cost several
+    # times the insert itself). SQLite chunks stay under its variable limit.
     ids: list[int] = []
+    if dialect == "postgresql":
+        result = connection.exec_driver_sql(_PG_INSERT, (_pg_batch(events, source_id),))
+        return sorted(row[0] for row in result)
     for start in range(0, len(events), 500):
         chunk = events[start : start + 500]
         params = tuple(value for event in chunk for value in event_row(event, source_id, dialect))
         result = connection.exec_driver_sql(_insert_sql(dialect, len(chunk)), params)
         ids.extend(row[0] for row in result)
     return sorted(ids)
+
+
+def _pg_batch(events: Sequence[Event], source_id: int | None) -> str:
+    rows = []
+    for event in events:
+        row = dict(zip(INSERT_COLUMNS, event_row(event, source_id)))
+        row["properties"] = orjson.Fragment(row["properties"])  # already JSON text
+        for name in ("object_id", "email"):  # PostgreSQL text cannot hold NUL, JSON can: drop it here
+            if row[name] and "\x00" in row[name]:
+                row[name] = row[name].replace("\x00", "")
+        rows.append(row)
+    return orjson.dumps(rows).decode()
 
 
 def mark_enqueued(session: Session, ids: Sequence[int], now: datetime | None = None) -> None:
