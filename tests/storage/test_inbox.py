@@ -41,3 +41,22 @@ def test_round_trip_and_dedupe(db: Database) -> None:
         assert len(stale_pending(session, timedelta(minutes=1), limit=1000)) == 121
         assert stale_pending(session, timedelta(days=365 * 50), limit=1000) == []
         session.execute(delete(InboxEvent))
+
+
+def test_values_json_libraries_disagree_on_round_trip_too(db: Database) -> None:
+    """Integers beyond 64 bits, non-ASCII text and a NUL in an id: stored, read back, never a server error."""
+    with db.session() as session:
+        session.execute(delete(InboxEvent))
+    odd = Event(
+        source="s", crm="hubspot", object_type="contact", object_id="12\x0034", event_type="property_change",
+        occurred_at=datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc), received_at=datetime(2026, 3, 1, 12, 0, 1, tzinfo=timezone.utc),
+        properties={"big": 2**70, "name": "Zoë Ñúñez ✓", "_meta": {"eventId": 1}}, dedupe_key="f" * 64, email=None,
+    )
+    with db.session() as session:
+        ids = store_events(session, [odd], None)
+    with db.session() as session:
+        row = session.get(InboxEvent, ids[0])
+        assert row is not None
+        assert row.properties == {"big": 2**70, "name": "Zoë Ñúñez ✓", "_meta": {"eventId": 1}}
+        assert row.object_id in ("1234", "12\x0034")  # PostgreSQL text cannot hold NUL; SQLite keeps it
+        session.execute(delete(InboxEvent))
