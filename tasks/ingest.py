@@ -47,17 +47,29 @@ class IngestResult:
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
 def process_events(ids: list[int]) -> int:
-    """Process the still-pending inbox rows among `ids` (one task per delivered batch), then score their leads."""
-    from tasks.score import score_leads
+    """Process the still-pending inbox rows among `ids` (one task per delivered batch), then score their leads.
+
+    The score stage runs here, in the same process, for the leads this batch touched: a hop through the
+    score queue cost a broker round trip and a wait behind other tasks on every event's way to the CRM.
+    Re-scores from elsewhere (enrichment, decay, the sweeper) still go through tasks.score.score_leads.
+    """
+    from tasks.score import queue_actions, score_and_store, score_leads
 
     res = resources()
     with res.db.session(write=True) as session:
         result = ingest_rows(session, ids, res)
-    if result.leads:
-        score_leads.delay(sorted(result.leads))
     if result.new_leads and res.connector("hubspot") is not None:
         # Enrichment costs CRM round trips: score with what we know now, refine once the CRM has answered.
         enrich_leads.delay(result.new_leads)
+    if result.leads:
+        leads = sorted(result.leads)
+        try:
+            changes = score_and_store(res, leads, "event", mark_writes=True)
+        except Exception:  # noqa: BLE001 - the events are ingested: let the score stage try on its own
+            log.warning("ingest.inline_score_failed", exc_info=True)
+            score_leads.delay(leads)
+        else:
+            queue_actions(res, changes)
     return result.processed
 
 

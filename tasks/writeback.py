@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last wr
 PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
 RECONCILED_KEY = "lb:reconciled:{crm}:{id}"  # set while a lead re-marked by reconcile_writes waits for its write
 PAUSE_SECONDS = 300
+FLUSH_LOCK = "lb:flushing:{crm}"  # held by the one running flush; expires with the task time limit
 REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giving up on its bookkeeping
 
 
@@ -35,6 +37,12 @@ REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giv
 def flush(self: Any, crm: str) -> int:
     """Write up to one vendor batch of dirty leads to `crm`; re-queues itself while more are waiting."""
     res = resources()
+    # One flush per CRM at a time (found by bench/e2e: two flushes, one writing a lead's first score and
+    # one its enrichment re-score with the same values, each saw no fingerprint yet and both wrote it).
+    # The holder re-queues itself while leads are dirty, so a flush that finds the lock taken just ends.
+    lock = res.redis.lock(FLUSH_LOCK.format(crm=crm), timeout=res.settings.task_time_limit, blocking=False)
+    if not lock.acquire():
+        return 0
     try:
         written = flush_once(res, crm)
     except TransientConnectorError as exc:
@@ -42,6 +50,9 @@ def flush(self: Any, crm: str) -> int:
         raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
     except OperationalError:
         raise self.retry(countdown=2, max_retries=50) from None  # the database is back in a moment
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            lock.release()
     if res.redis.scard(DIRTY_KEY.format(crm=crm)):
         flush.delay(crm)
     return written
