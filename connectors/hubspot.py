@@ -32,7 +32,7 @@ from connectors.base import (
     reasons_text,
     unknown_fields,
 )
-from connectors.ratelimit import RedisTokenBucket
+from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import call_with_retries
 from core.records import Account, Lead, Outcome
 
@@ -179,6 +179,7 @@ class HubSpotConnector:
             kwargs["host"] = base_url.rstrip("/")
         self.api = client or HubSpot(**kwargs)
         self.limiter = limiter
+        self.rate_wait = 60.0  # seconds a call may wait for a rate-limit token before it counts as transient
         self.portal_id = portal_id
         self.retry_attempts = retry_attempts
         self.retry_max_elapsed = retry_max_elapsed
@@ -199,7 +200,11 @@ class HubSpotConnector:
         """One SDK call: take a rate-limit token, map errors, retry transient ones."""
         def attempt() -> T:
             if self.limiter is not None:
-                self.limiter.acquire()
+                try:
+                    self.limiter.acquire(timeout=self.rate_wait)
+                except RateLimitTimeout as exc:  # the shared budget is spent for now: a caller's retry decides
+                    raise TransientConnectorError(f"{action}: {exc}", vendor="hubspot",
+                                                  retry_after=self.rate_wait or 1.0) from None
             self.calls += 1
             try:
                 return fn()

@@ -44,6 +44,9 @@ class IngestResult:
     forgotten: int = 0
 
 
+INLINE_RATE_WAIT = 0.5  # seconds first-sight enrichment in the ingest task may wait for a CRM rate-limit token
+
+
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
 def process_events(ids: list[int]) -> int:
@@ -59,8 +62,18 @@ def process_events(ids: list[int]) -> int:
     with res.db.session(write=True) as session:
         result = ingest_rows(session, ids, res)
     if result.new_leads and res.connector("hubspot") is not None:
-        # Enrichment costs CRM round trips: score with what we know now, refine once the CRM has answered.
-        enrich_leads.delay(result.new_leads)
+        # First sight: read the CRM record (one batch call) before the first score, so the first write already
+        # shows the enriched score. Scoring first and enriching after cost a second score and a second write
+        # per new lead. When the CRM does not answer now, enrichment retries on its own and re-scores then.
+        connector = res.connector("hubspot")
+        patience, connector.rate_wait = connector.rate_wait, INLINE_RATE_WAIT
+        try:
+            enrich_new_leads(res, result.new_leads)
+        except Exception:  # noqa: BLE001 - never hold the events' score hostage to the CRM
+            log.warning("ingest.inline_enrich_failed", exc_info=True)
+            enrich_leads.delay(result.new_leads)
+        finally:
+            connector.rate_wait = patience
     if result.leads:
         leads = sorted(result.leads)
         try:
@@ -234,13 +247,16 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
                                         limit=len(emails)) if emails else []
     enriched = 0
     now = utcnow()
-    with res.db.session(write=True) as session:
+    with res.db.session(write=True) as session, session.no_autoflush:
+        # One query for the rows, not a get (and an autoflush of the previous row) per lead.
+        rows = {row.id: row for row in session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids))))}
+        assigned: set[str] = set()
         for item in found:
             lead_id = by_hubspot.get(item.lead.crm_ids.get("hubspot", ""))
             if lead_id is not None:
                 events.append(_enrichment_event(item.lead, item.account, now))
                 owners.append(str(lead_id))
-                row = session.get(Lead, lead_id)
+                row = rows.get(lead_id)
                 if row is not None:
                     enriched += 1
                     row.enriched_at = now
@@ -250,9 +266,10 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
             lead_id = by_email.get((lead.email or "").lower())
             hubspot_id = lead.crm_ids.get("hubspot")
             taken = session.scalars(select(Lead.id).where(Lead.hubspot_id == hubspot_id)).first()
-            row = session.get(Lead, lead_id) if lead_id is not None else None
-            if row is not None and hubspot_id and taken is None:
+            row = rows.get(lead_id) if lead_id is not None else None
+            if row is not None and hubspot_id and taken is None and hubspot_id not in assigned:
                 row.hubspot_id = hubspot_id
+                assigned.add(hubspot_id)  # not flushed yet (no_autoflush): the query above cannot see it
             if row is not None:
                 enriched += 1
                 row.enriched_at = now
