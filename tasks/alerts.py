@@ -69,8 +69,31 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
     return queued
 
 
+# KEYS[1] the channel's next free slot (seconds, Redis clock); ARGV[1] the interval. Returns the wait for ours.
+_RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', math.ceil((slot + interval - now) * 1000) + 1000)
+return tostring(slot - now)
+"""
+MAX_ALERT_DELAY = 600.0  # seconds: an alert that would wait longer for its channel is dropped (and logged)
+
+
+def reserve_channel_slot(client: Any, channel: str, interval: float) -> float:
+    """Seconds until this message may go to `channel` (0 now), keeping `interval` between the channel's messages.
+
+    Each message reserves its own slot once. Pacing by retrying until the channel was free re-ran every
+    waiting alert every second (found by bench/e2e: hot leads at 500 events/s made alert retries a third
+    of the workers' time).
+    """
+    return float(client.eval(_RESERVE_LUA, 1, CHANNEL_KEY.format(channel=channel), interval))
+
+
 @shared_task(name="tasks.alerts.send_alert", bind=True, max_retries=8, acks_late=True, ignore_result=True)
-def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, current: int) -> bool:
+def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, current: int,
+               slot_reserved: bool = False) -> bool:
     """Post one hot-lead message (paced per channel; retried on Slack 429/5xx; never blocks scoring)."""
     res = resources()
     with res.db.session() as session:
@@ -83,9 +106,16 @@ def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, curr
             return False
         account = session.get(Account, lead.account_id) if lead.account_id else None
         alert = build_alert(res, lead, account, rule, previous, current)
-    interval_ms = int(res.settings.alert_channel_interval * 1000)
-    if interval_ms and not res.redis.set(CHANNEL_KEY.format(channel=rule.channel), "1", nx=True, px=interval_ms):
-        raise self.retry(countdown=res.settings.alert_channel_interval, max_retries=None)
+    interval = res.settings.alert_channel_interval
+    if interval and not slot_reserved:
+        wait = reserve_channel_slot(res.redis, rule.channel, interval)
+        if wait > MAX_ALERT_DELAY:
+            log.warning("alert.dropped", extra={"rule": rule_id, "reason": "channel backlog", "wait_s": round(wait)})
+            return False
+        if wait > 0.001:
+            send_alert.apply_async(args=[lead_id, rule_id, previous, current], kwargs={"slot_reserved": True},
+                                   countdown=wait)
+            return False
     try:
         notifier.send_hot_lead(alert)
     except TransientConnectorError as exc:
