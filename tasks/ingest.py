@@ -44,9 +44,6 @@ class IngestResult:
     forgotten: int = 0
 
 
-INLINE_RATE_WAIT = 0.5  # seconds first-sight enrichment in the ingest task may wait for a CRM rate-limit token
-
-
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
 def process_events(ids: list[int]) -> int:
@@ -62,18 +59,9 @@ def process_events(ids: list[int]) -> int:
     with res.db.session(write=True) as session:
         result = ingest_rows(session, ids, res)
     if result.new_leads and res.connector("hubspot") is not None:
-        # First sight: read the CRM record (one batch call) before the first score, so the first write already
-        # shows the enriched score. Scoring first and enriching after cost a second score and a second write
-        # per new lead. When the CRM does not answer now, enrichment retries on its own and re-scores then.
-        connector = res.connector("hubspot")
-        patience, connector.rate_wait = connector.rate_wait, INLINE_RATE_WAIT
-        try:
-            enrich_new_leads(res, result.new_leads)
-        except Exception:  # noqa: BLE001 - never hold the events' score hostage to the CRM
-            log.warning("ingest.inline_enrich_failed", exc_info=True)
-            enrich_leads.delay(result.new_leads)
-        finally:
-            connector.rate_wait = patience
+        # Enrichment costs CRM round trips (100-300 ms against the real APIs): score with what we know now,
+        # so the first write does not wait on them, and refine once the CRM has answered.
+        enrich_leads.delay(result.new_leads)
     if result.leads:
         leads = sorted(result.leads)
         try:
