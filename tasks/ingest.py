@@ -44,6 +44,9 @@ class IngestResult:
     forgotten: int = 0
 
 
+BACKLOG_BATCH = 500  # rows one ingest task may take when deliveries queue up
+
+
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
 def process_events(ids: list[int]) -> int:
@@ -57,7 +60,14 @@ def process_events(ids: list[int]) -> int:
 
     res = resources()
     with res.db.session(write=True) as session:
-        result = ingest_rows(session, ids, res)
+        # Under a backlog, take the pending rows queued behind this batch too (their own tasks then find
+        # nothing to do): a lead in several waiting batches is resolved, scored and written once, not once
+        # per batch. With no backlog there is nothing to take and the task handles its own batch only.
+        extra = session.scalars(
+            select(InboxEvent.id).where(InboxEvent.status == "pending", InboxEvent.id.not_in(list(ids)))
+            .order_by(InboxEvent.id).limit(max(0, BACKLOG_BATCH - len(ids)))
+        ).all()
+        result = ingest_rows(session, [*ids, *extra], res)
     if result.new_leads and res.connector("hubspot") is not None:
         # Enrichment costs CRM round trips (100-300 ms against the real APIs): score with what we know now,
         # so the first write does not wait on them, and refine once the CRM has answered.
