@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.records import Score, utcnow
@@ -31,19 +31,36 @@ class ScoreChange:
         return self.previous != self.current or self.grade_changed or self.reasons_changed
 
 
+_LEADS = Lead.__table__
+_SET_SCORE = (
+    update(_LEADS).where(_LEADS.c.id == bindparam("lid"))
+    .values(score=bindparam("score"), probability=bindparam("probability"), grade=bindparam("grade"),
+            reasons=bindparam("reasons"), model_version=bindparam("model_version"), scored_at=bindparam("scored_at"),
+            score_event_at=bindparam("event_at"))
+)
+_SET_EVENT_AT = update(_LEADS).where(_LEADS.c.id == bindparam("lid")).values(score_event_at=bindparam("event_at"))
+
+
 def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "event") -> list[ScoreChange]:
     """Store each lead's new score unless the lead already holds a score computed as of a later instant.
 
     Only changes are written to score history; returns what changed (skipped leads are left out).
+    Core statements, not ORM objects: this runs for every lead of every batch, and the unit of work cost
+    more than the scoring itself.
     """
     if not scores:
         return []
-    leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_(list(scores))))}
+    current = {row.id: row for row in session.execute(
+        select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.score_event_at)
+        .where(Lead.id.in_(list(scores)))
+    )}
     now = utcnow()
     changes: list[ScoreChange] = []
     history: list[dict[str, Any]] = []
+    scored: list[dict[str, Any]] = []
+    seen: list[dict[str, Any]] = []
     for lead_id, score in scores.items():
-        lead = leads.get(lead_id)
+        lead = current.get(lead_id)
         if lead is None:
             continue  # forgotten (privacy deletion) while it was being scored
         if lead.score_event_at is not None and score.feature_time < lead.score_event_at:
@@ -56,17 +73,23 @@ def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "
             grade_changed=lead.grade != score.grade,
             reasons_changed=(lead.reasons or []) != reasons,
         )
-        lead.score_event_at = score.feature_time
         if not change.changed and lead.model_version == score.model_version:
+            seen.append({"lid": lead_id, "event_at": score.feature_time})
             continue
-        lead.score, lead.probability, lead.grade = score.value, float(score.probability), score.grade
-        lead.reasons, lead.model_version, lead.scored_at = reasons, score.model_version, now
+        scored.append({"lid": lead_id, "score": score.value, "probability": float(score.probability),
+                       "grade": score.grade, "reasons": reasons, "model_version": score.model_version,
+                       "scored_at": now, "event_at": score.feature_time})
         history.append({
             "lead_id": lead_id, "score": score.value, "probability": float(score.probability), "grade": score.grade,
             "reasons": reasons, "model_version": score.model_version, "trigger": trigger,
             "feature_time": score.feature_time, "created_at": now,
         })
         changes.append(change)
+    # Table-level (Core) statements: one executemany of UPDATE ... WHERE id = ? each.
+    if scored:
+        session.execute(_SET_SCORE, scored)
+    if seen:
+        session.execute(_SET_EVENT_AT, seen)
     if history:
         session.execute(ScoreHistory.__table__.insert(), history)
     return changes

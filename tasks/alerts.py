@@ -48,7 +48,9 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
         return 0
     with res.db.session() as session:
         rules = session.scalars(select(AlertRule).where(AlertRule.enabled.is_(True))).all()
-        if not rules:
+        # Most score changes cross no threshold: load leads (and accounts) only for those that do.
+        rising = [c for c in rising if any(crossed(rule, c) for rule in rules)]
+        if not rising:
             return 0
         leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_([c.lead_id for c in rising])))}
         account_ids = [lead.account_id for lead in leads.values() if lead.account_id]
