@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from standardwebhooks import Webhook
 
-from bench.ingest import DEFAULT_POSTGRES, drop_postgres, fresh_postgres, free_port
+from bench.ingest import DEFAULT_POSTGRES, drop_postgres, free_port, fresh_postgres
 from core.signatures import hubspot_v3_signature
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +234,7 @@ class Traffic:
         return json.dumps(events).encode()
 
     def behaviour_batch(self, contacts: list[tuple[str, str]]) -> bytes:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         batch = []
         for _, email in contacts:
             roll = random.random()
@@ -255,7 +255,7 @@ class Traffic:
         started = time.time()
         if kind == "events":
             msg_id = "msg_" + uuid.uuid4().hex
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             headers = {"Content-Type": "application/json", "webhook-id": msg_id,
                        "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": Webhook(self.stack.events["secret"]).sign(msg_id, now, body.decode())}

@@ -204,7 +204,7 @@ def _verify_standard(delivery: Delivery) -> None:
 # --- parsers bound to sources ---------------------------------------------------------------------
 
 
-def _portal_id(source: Source) -> int | None:
+def _portal_id(source: ReceivingSource) -> int | None:
     return int(source.org_id) if source.org_id and source.org_id.isdigit() else None
 
 

@@ -7,7 +7,7 @@ connectors in connectors/); everything in between speaks only these types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any, Literal, Mapping
 
 Crm = Literal["hubspot", "salesforce", "web"]
@@ -38,7 +38,7 @@ EVENT_TYPES = frozenset(
 
 def utcnow() -> datetime:
     """Return the current time as an aware UTC datetime."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

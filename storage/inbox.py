@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +15,6 @@ from core import fastjson
 from core.records import Event, utcnow
 from storage.models import InboxEvent
 
-
 INSERT_COLUMNS = ("source_id", "dedupe_key", "crm", "object_type", "object_id", "event_type", "email", "properties",
                   "occurred_at", "received_at", "status", "attempts")
 
@@ -23,7 +22,7 @@ INSERT_COLUMNS = ("source_id", "dedupe_key", "crm", "object_type", "object_id", 
 @lru_cache(maxsize=1024)  # a batch shares one received_at, and often its occurred_at values
 def _db_time(value: datetime, dialect: str) -> Any:
     # Must match what storage.types.UtcDateTime writes: SQLite keeps naive UTC text in SQLAlchemy's format.
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     # isoformat(" ", "microseconds") of the naive value is that format, three times faster than strftime.
     return utc.replace(tzinfo=None).isoformat(" ", "microseconds") if dialect == "sqlite" else utc
 

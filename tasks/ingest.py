@@ -277,7 +277,8 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
 
 
 def _enrichment_event(lead: object, account: object | None, now: object) -> Event:
-    from core.records import Account as AccountRecord, Lead as LeadRecord
+    from core.records import Account as AccountRecord
+    from core.records import Lead as LeadRecord
 
     assert isinstance(lead, LeadRecord)
     traits = {"email": lead.email, "jobtitle": lead.title, "country": lead.country}

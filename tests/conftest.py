@@ -20,7 +20,8 @@ import pytest
 import redis as redis_lib
 
 from core.redis_server import EmbeddedRedis
-from core.runtime import ServiceUrls, redis_client as make_redis_client, sqlite_url
+from core.runtime import ServiceUrls, sqlite_url
+from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.migrate import upgrade
 

@@ -12,7 +12,6 @@ from connectors.hubspot import HubSpotConnector
 from connectors.ratelimit import RedisTokenBucket
 from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN
 
-
 BUCKET_LIMIT = 8  # per second, against the sandbox's 10
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import delete, select
 
@@ -16,7 +16,7 @@ def make_event(n: int) -> Event:
     return Event(
         source="s", crm="hubspot", object_type="contact", object_id=str(1000 + n), event_type="property_change",
         occurred_at=datetime(2026, 3, 1, 12, 0, n % 60, 123456, tzinfo=timezone(timedelta(hours=-5))),
-        received_at=datetime(2026, 3, 1, 17, 0, 1, tzinfo=timezone.utc),
+        received_at=datetime(2026, 3, 1, 17, 0, 1, tzinfo=UTC),
         properties={"email": f"p{n}@example.com", "nested": {"n": n}, "_meta": {"eventId": n}},
         dedupe_key=f"{n:064d}", email=f"p{n}@example.com",
     )
@@ -49,7 +49,7 @@ def test_values_json_libraries_disagree_on_round_trip_too(db: Database) -> None:
         session.execute(delete(InboxEvent))
     odd = Event(
         source="s", crm="hubspot", object_type="contact", object_id="12\x0034", event_type="property_change",
-        occurred_at=datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc), received_at=datetime(2026, 3, 1, 12, 0, 1, tzinfo=timezone.utc),
+        occurred_at=datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC), received_at=datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC),
         properties={"big": 2**70, "name": "Zoë Ñúñez ✓", "_meta": {"eventId": 1}}, dedupe_key="f" * 64, email=None,
     )
     with db.session() as session:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 from sqlalchemy import delete
 
@@ -34,7 +34,7 @@ def test_mapped_fields_are_written_and_unmapped_skipped(db: Database) -> None:
         connector.field_names = overrides
         result = connector.write_fields({contact["id"]: {
             "score": 81, "grade": "A", "reasons": ["+ demo requested"], "tier": "hot", "model_version": "rules:v1",
-            "scored_at": datetime.now(timezone.utc)}})
+            "scored_at": datetime.now(UTC)}})
         assert result.written == (contact["id"],)
         props = crm.store.hs_get("contacts", contact["id"])["properties"]
         assert props["lead_rank"] == "81"

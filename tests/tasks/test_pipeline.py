@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 import pytest
@@ -73,7 +73,7 @@ def stack(service_env: dict[str, str], redis_url: str, db: Database, sandbox: Sa
 def post_events(base: str, path: str, secret: str, batch: list[dict[str, Any]]) -> requests.Response:
     body = json.dumps({"batch": batch})
     msg_id = f"msg_{uuid.uuid4().hex}"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, now, body)
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature,
                "Content-Type": "application/json"}
@@ -82,12 +82,12 @@ def post_events(base: str, path: str, secret: str, batch: list[dict[str, Any]]) 
 
 def track(email: str, name: str, **props: Any) -> dict[str, Any]:
     return {"type": "track", "userId": email, "event": name, "properties": props, "context": {"traits": {"email": email}},
-            "timestamp": datetime.now(timezone.utc).isoformat(), "messageId": uuid.uuid4().hex}
+            "timestamp": datetime.now(UTC).isoformat(), "messageId": uuid.uuid4().hex}
 
 
 def page(email: str, url: str) -> dict[str, Any]:
     return {"type": "page", "userId": email, "properties": {"url": url, "title": url},
-            "context": {"traits": {"email": email}}, "timestamp": datetime.now(timezone.utc).isoformat(),
+            "context": {"traits": {"email": email}}, "timestamp": datetime.now(UTC).isoformat(),
             "messageId": uuid.uuid4().hex}
 
 

@@ -16,8 +16,8 @@ from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
 from storage.db import Database
 from storage.models import Lead, OutboxItem, ScoreHistory
-from tasks.score import DIRTY_KEY
 from tasks.resources import Resources
+from tasks.score import DIRTY_KEY
 from tasks.writeback import WRITTEN_KEY, flush_once, reconcile_writes
 
 
