@@ -13,7 +13,7 @@ from core.records import utcnow
 from storage.inbox import mark_enqueued, stale_pending
 from storage.models import InboxEvent
 from storage.scores import leads_behind_their_events, leads_scored_before
-from tasks.resources import resources
+from tasks.resources import claim_repairs, resources
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,8 @@ def rescore_lost(res: Any) -> int:
     if not ids:
         return 0
     # One re-score per lead per while: under a backlog the normal score task may simply not have run yet.
-    pipe = res.redis.pipeline(transaction=False)
-    for lead_id in ids:
-        pipe.set(RESCORED_KEY.format(id=lead_id), 1, nx=True, ex=max(60, 5 * int(wait.total_seconds())))
-    ids = [lead_id for lead_id, fresh in zip(ids, pipe.execute()) if fresh]
+    claimed = claim_repairs(res.redis, [RESCORED_KEY.format(id=lead_id) for lead_id in ids], wait)
+    ids = [lead_id for lead_id, fresh in zip(ids, claimed) if fresh]
     for start in range(0, len(ids), DECAY_BATCH):
         score_leads.apply_async(args=[ids[start : start + DECAY_BATCH]], kwargs={"trigger": "sweep"})
     if ids:
@@ -101,10 +99,8 @@ def reenrich_lost(res: Any) -> int:
             Lead.created_at >= now - RESCORE_WINDOW).limit(SWEEP_LIMIT)).all()
     if not rows:
         return 0
-    pipe = res.redis.pipeline(transaction=False)
-    for lead_id, _ in rows:
-        pipe.set(REENRICHED_KEY.format(id=lead_id), 1, nx=True, ex=max(60, 5 * int(wait.total_seconds())))
-    fresh = [(lead_id, hubspot_id) for (lead_id, hubspot_id), ok in zip(rows, pipe.execute()) if ok]
+    claimed = claim_repairs(res.redis, [REENRICHED_KEY.format(id=lead_id) for lead_id, _ in rows], wait)
+    fresh = [(lead_id, hubspot_id) for (lead_id, hubspot_id), ok in zip(rows, claimed) if ok]
     if not fresh:
         return 0
     # A claim left by an enrichment that died half-way would make the retry skip the lead.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -135,6 +137,19 @@ class Resources:
                 self._connectors["slack"] = SlackNotifier(self.settings.slack_webhook_url.get_secret_value(),
                                                           retry_attempts=1)
             return self._connectors["slack"]
+
+
+def claim_repairs(client: redis.Redis, keys: Sequence[str], wait: timedelta) -> list[bool]:
+    """For each key, whether this call claimed it: the sweeper repairs a thing once per while, not every tick.
+
+    The while is five sweep waits (at least a minute), so a repair has time to take effect before it is tried
+    again, and a lead the vendor keeps refusing does not cost a CRM call on every sweep.
+    """
+    ttl = max(60, 5 * int(wait.total_seconds()))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(key, 1, nx=True, ex=ttl)
+    return [bool(fresh) for fresh in pipe.execute()]
 
 
 _resources: Resources | None = None

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError
 from core.records import utcnow
 from storage.models import Lead, OutboxItem
-from tasks.resources import Resources, resources
+from tasks.resources import Resources, claim_repairs, resources
 from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,8 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     if not behind:
         return []
     # Once per lead per while: a record the vendor refuses (dead letter) must not be retried on every sweep.
-    pipe = res.redis.pipeline(transaction=False)
-    for lead_id in behind:
-        pipe.set(RECONCILED_KEY.format(crm=crm, id=lead_id), 1, nx=True, ex=max(60, int(5 * settled.total_seconds())))
-    behind = [lead_id for lead_id, fresh in zip(behind, pipe.execute()) if fresh]
+    claimed = claim_repairs(res.redis, [RECONCILED_KEY.format(crm=crm, id=lead_id) for lead_id in behind], settled)
+    behind = [lead_id for lead_id, fresh in zip(behind, claimed) if fresh]
     if behind:
         res.redis.sadd(DIRTY_KEY.format(crm=crm), *behind)
         log.warning("writeback.reconciled %d leads", len(behind), extra={"crm": crm})
