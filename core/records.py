@@ -7,7 +7,7 @@ connectors in connectors/); everything in between speaks only these types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, Mapping
 
 Crm = Literal["hubspot", "salesforce", "web"]

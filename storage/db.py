@@ -138,7 +138,6 @@ class _Checkpointer:
 
     def __init__(self, writer: _SqliteWriteLock, interval: float = CHECKPOINT_INTERVAL) -> None:
         self.writer = writer
-        self.database_path = writer.database_path
         self.interval = interval
         self._pid = 0
         self._stop = threading.Event()
@@ -163,7 +162,7 @@ class _Checkpointer:
         self._pid = 0
 
     def _run(self, stop: threading.Event) -> None:
-        connection = sqlite3.connect(self.database_path, timeout=5, isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(self.writer.database_path, timeout=5, isolation_level=None, check_same_thread=False)
         try:
             while not stop.wait(self.interval):
                 try:

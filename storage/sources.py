@@ -152,8 +152,7 @@ def rotate_source_secret(
 def valid_secrets(source: Source, now: datetime | None = None) -> list[str]:
     """The secrets a delivery may be signed with right now (current, plus the previous one during overlap)."""
     found = [decrypt(source.secret)]
-    expires = source.previous_secret_expires_at
-    if source.previous_secret and expires is not None and (now or utcnow()) < expires:
+    if source.previous_secret and previous_secret_valid_until(source, now):
         found.append(decrypt(source.previous_secret))
     return found
 
@@ -163,7 +162,7 @@ def secret_hint(source: Source) -> str:
     return mask(decrypt(source.secret))
 
 
-def previous_secret_valid_until(source: Source, now: datetime | None = None) -> datetime | None:
+def previous_secret_valid_until(source: Source | ReceivingSource, now: datetime | None = None) -> datetime | None:
     """When the rotated-out secret stops being accepted, or None when no old secret is valid now."""
     expires = source.previous_secret_expires_at
     if source.previous_secret and expires is not None and (now or utcnow()) < expires:
@@ -188,7 +187,7 @@ def encrypt_plaintext_secrets(session: Session) -> int:
 
 @dataclass(frozen=True)
 class ReceivingSource:
-    """What the webhook endpoint needs of a source, secrets decrypted once (cached briefly by the web process)."""
+    """What the webhook endpoint needs of a source, its secrets decrypted (read afresh for every delivery)."""
 
     id: int
     name: str
@@ -202,8 +201,7 @@ class ReceivingSource:
 
     def valid_secrets(self, now: datetime | None = None) -> list[str]:
         """The secrets a delivery may be signed with right now (the old one only until its overlap ends)."""
-        expires = self.previous_secret_expires_at
-        if self.previous_secret and expires is not None and (now or utcnow()) < expires:
+        if self.previous_secret and previous_secret_valid_until(self, now):
             return [self.secret, self.previous_secret]
         return [self.secret]
 
