@@ -110,6 +110,7 @@ class Resources:
 
             token = settings.hubspot_access_token.get_secret_value()
             connector = HubSpotConnector(token, base_url=settings.hubspot_base_url, retry_attempts=1)
+            connector.rate_wait = WORKER_RATE_WAIT
             connector.limiter = RedisTokenBucket.for_hubspot(
                 self.redis, connector.account_key, limit=settings.hubspot_rate_limit,
                 window_seconds=settings.hubspot_rate_window,
@@ -137,6 +138,9 @@ class Resources:
                 self._connectors["slack"] = SlackNotifier(self.settings.slack_webhook_url.get_secret_value(),
                                                           retry_attempts=1)
             return self._connectors["slack"]
+
+
+WORKER_RATE_WAIT = 10.0  # seconds a task waits for a CRM rate-limit token before retrying later instead
 
 
 def claim_repairs(client: redis.Redis, keys: Sequence[str], wait: timedelta) -> list[bool]:
