@@ -153,8 +153,11 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     if not rows:
         return []
     written = res.redis.hmget(WRITTEN_KEY.format(crm=crm), [row[0] for row in rows])
+    # Only leads the CRM was written for before, with other values: with no fingerprint at all, a flush may
+    # have been killed after the CRM took the values but before they were recorded (drill a), and writing
+    # again would repeat a write the CRM already shows.
     behind = [row[0] for row, old in zip(rows, written)
-              if old is None or old.decode() != fingerprint(shown_values(*row[1:]))]
+              if old is not None and old.decode() != fingerprint(shown_values(*row[1:]))]
     if not behind:
         return []
     # Once per lead per while: a record the vendor refuses (dead letter) must not be retried on every sweep.
