@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+import orjson
+
 from core.records import Event, Outcome
 from scoring.freemail import is_free_email_domain
 
@@ -663,7 +665,7 @@ class RedisFeatureStore:
         pipe = self.client.pipeline(transaction=False)
         for lead in entity_ids:
             self._vector_script(keys=[], args=[self.prefix, lead, as_of_ms, *plan], client=pipe)
-        replies = [json.loads(raw) for raw in pipe.execute()]
+        replies = [orjson.loads(raw) for raw in pipe.execute()]
         results: list[dict[str, Any]] = []
         for reply in replies:
             # cjson turns an empty Lua table into {}: treat it as the empty list it was.
