@@ -44,7 +44,7 @@ class IngestResult:
     forgotten: int = 0
 
 
-BACKLOG_BATCH = 500  # rows one ingest task may take when deliveries queue up
+BACKLOG_BATCH = 2000  # rows one ingest task may take when deliveries queue up
 
 
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
