@@ -281,61 +281,74 @@ class HubSpotConnector:
     def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
         """Batch-read contacts (100 a call) with their primary company; unknown ids are left out."""
         ids = list(dict.fromkeys(str(i) for i in lead_ids))
-        contacts: dict[str, Any] = {}
+        contacts: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids, BATCH_LIMIT):
-            resp = self._call("batch read contacts", lambda c=chunk: self._contacts.batch_api.read(
-                {"inputs": [{"id": i} for i in c], "properties": CONTACT_PROPERTIES, "propertiesWithHistory": []}))
-            for obj in resp.results or []:
-                contacts[str(obj.id)] = obj
+            body = self._call_json("batch read contacts", lambda c=chunk: self._contacts.batch_api.read(
+                {"inputs": [{"id": i} for i in c], "properties": CONTACT_PROPERTIES, "propertiesWithHistory": []},
+                _preload_content=False))
+            for obj in body.get("results") or []:
+                contacts[str(obj.get("id"))] = obj.get("properties") or {}
         company_of = self._primary_companies(list(contacts))
         companies = self._read_companies(sorted(set(company_of.values())))
         out = []
         for cid in ids:
-            obj = contacts.get(cid)
-            if obj is None:
+            props = contacts.get(cid)
+            if props is None:
                 continue
             company_id = company_of.get(cid)
             account = companies.get(company_id) if company_id else None
-            out.append(LeadWithAccount(self._lead(obj, account), account))
+            out.append(LeadWithAccount(_lead_of(cid, props, account), account))
         return out
 
     def _primary_companies(self, contact_ids: list[str]) -> dict[str, str]:
         """contact id -> company id, preferring the primary association (type 1)."""
         out: dict[str, str] = {}
         for chunk in _chunks(contact_ids, BATCH_LIMIT):
-            resp = self._call("batch read contact->company associations", lambda c=chunk: self._assoc.batch_api.get_page(
-                "contact", "company", {"inputs": [{"id": i} for i in c]}))
-            for item in resp.results or []:
-                links = item.to or []
-                primary = [link for link in links if any(t.type_id == 1 for t in link.association_types or [])]
+            body = self._call_json("batch read contact->company associations",
+                                   lambda c=chunk: self._assoc.batch_api.get_page(
+                                       "contact", "company", {"inputs": [{"id": i} for i in c]}, _preload_content=False))
+            for item in body.get("results") or []:
+                links = item.get("to") or []
+                primary = [link for link in links
+                           if any(t.get("typeId") == 1 for t in link.get("associationTypes") or [])]
                 chosen = (primary or links)[:1]
                 if chosen:
-                    out[str(item._from.id)] = str(chosen[0].to_object_id)
+                    out[str((item.get("from") or {}).get("id"))] = str(chosen[0].get("toObjectId"))
         return out
 
     def _read_companies(self, company_ids: list[str]) -> dict[str, Account]:
         out: dict[str, Account] = {}
         for chunk in _chunks(company_ids, BATCH_LIMIT):
-            resp = self._call("batch read companies", lambda c=chunk: self._companies.batch_api.read(
-                {"inputs": [{"id": i} for i in c], "properties": COMPANY_PROPERTIES, "propertiesWithHistory": []}))
-            for obj in resp.results or []:
-                p = obj.properties or {}
-                out[str(obj.id)] = Account(id=str(obj.id), name=p.get("name"), domain=p.get("domain"),
-                                           industry=p.get("industry"), employees=_to_int(p.get("numberofemployees")),
-                                           country=p.get("country"), crm_ids={"hubspot": str(obj.id)})
+            body = self._call_json("batch read companies", lambda c=chunk: self._companies.batch_api.read(
+                {"inputs": [{"id": i} for i in c], "properties": COMPANY_PROPERTIES, "propertiesWithHistory": []},
+                _preload_content=False))
+            for obj in body.get("results") or []:
+                cid, p = str(obj.get("id")), obj.get("properties") or {}
+                out[cid] = Account(id=cid, name=p.get("name"), domain=p.get("domain"), industry=p.get("industry"),
+                                   employees=_to_int(p.get("numberofemployees")), country=p.get("country"),
+                                   crm_ids={"hubspot": cid})
         return out
 
-    def _lead(self, obj: Any, account: Account | None) -> Lead:
-        p = dict(obj.properties or {})
-        return Lead(id=str(obj.id), email=(p.get("email") or None), first_name=p.get("firstname"),
-                    last_name=p.get("lastname"), title=p.get("jobtitle"), country=p.get("country"),
-                    account_id=account.id if account else None, crm_ids={"hubspot": str(obj.id)},
-                    properties={k: v for k, v in p.items() if v is not None})
+    def _call_json(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:
+        """An SDK call made with _preload_content=False, its JSON body read with orjson.
+
+        The SDK still sends, authenticates and raises on error statuses; building its models (and parsing
+        every date with dateutil) cost more CPU than the rest of enrichment and writeback together.
+        """
+        raw = self._call(action, fn)
+        try:
+            body = orjson.loads(raw.data or b"{}")
+        except orjson.JSONDecodeError as exc:
+            raise TransientConnectorError(f"{action}: HubSpot answered with a body that is not JSON (cut short?)",
+                                          vendor="hubspot") from exc
+        finally:
+            raw.release_conn()
+        return body if isinstance(body, dict) else {}
 
     def search_contacts(self, filters: Sequence[Mapping[str, Any]], *, properties: Sequence[str] | None = None,
                         limit: int = 1000, sorts: Sequence[Any] | None = None) -> list[Lead]:
         """Contacts matching ANDed filters ({propertyName, operator, value|values}), paged 100 at a time."""
-        return [self._lead(o, None) for o in self._search("contacts", [list(filters)], properties or CONTACT_PROPERTIES,
+        return [_lead_of(str(o.id), o.properties or {}, None) for o in self._search("contacts", [list(filters)], properties or CONTACT_PROPERTIES,
                                                           limit, sorts)]
 
     def _search(self, object_type: str, groups: list[list[Mapping[str, Any]]], properties: Sequence[str], limit: int,
@@ -512,15 +525,8 @@ class HubSpotConnector:
         calls = 0
         for chunk in _chunks(items, BATCH_LIMIT):
             calls += 1
-            # _preload_content=False: the SDK still sends, authenticates and raises on error statuses, but we
-            # read the few fields we need from the JSON ourselves; building 100 SimplePublicObject models (and
-            # parsing their dates) cost more CPU than the rest of the writeback stage.
-            raw = self._call(f"batch update {object_type}", lambda c=chunk: api.batch_api.update(
+            body = self._call_json(f"batch update {object_type}", lambda c=chunk: api.batch_api.update(
                 {"inputs": [{"id": rid, "properties": props} for rid, props in c]}, _preload_content=False))
-            try:
-                body = orjson.loads(raw.data or b"{}")
-            finally:
-                raw.release_conn()
             ok = {str(o.get("id")) for o in body.get("results") or []}
             written.extend(rid for rid, _ in chunk if rid in ok)
             for err in body.get("errors") or []:
@@ -530,3 +536,11 @@ class HubSpotConnector:
                 if rid not in ok and rid not in failed:
                     failed[rid] = "not in HubSpot's batch response"
         return WriteResult(tuple(written), failed, calls)
+
+
+def _lead_of(contact_id: str, p: Mapping[str, Any], account: Account | None) -> Lead:
+    """Our Lead record for a HubSpot contact's properties."""
+    return Lead(id=contact_id, email=(p.get("email") or None), first_name=p.get("firstname"),
+                last_name=p.get("lastname"), title=p.get("jobtitle"), country=p.get("country"),
+                account_id=account.id if account else None, crm_ids={"hubspot": contact_id},
+                properties={k: v for k, v in p.items() if v is not None})

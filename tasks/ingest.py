@@ -228,16 +228,20 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
         by_hubspot = {lead.hubspot_id: lead.id for lead in leads if lead.hubspot_id}
         by_email = {lead.email: lead.id for lead in leads if not lead.hubspot_id and lead.email}
 
-    def claim(ref: str) -> bool:
-        key = ENRICHED_KEY.format(crm="hubspot", id=ref)
-        if ttl and not res.redis.set(key, 1, nx=True, ex=ttl):
-            return False
-        if ttl:
-            claimed.append(key)
-        return True
+    def claim(refs: list[str]) -> list[str]:
+        """The refs this call may enrich: not enriched (or being enriched) within the TTL; one round trip."""
+        if not ttl or not refs:
+            return refs
+        keys = [ENRICHED_KEY.format(crm="hubspot", id=ref) for ref in refs]
+        pipe = res.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, 1, nx=True, ex=ttl)
+        won = pipe.execute()
+        claimed.extend(key for key, ok in zip(keys, won) if ok)
+        return [ref for ref, ok in zip(refs, won) if ok]
 
-    todo = [hid for hid in by_hubspot if claim(hid)]
-    emails = [e for e in by_email if claim(e)]
+    todo = claim(list(by_hubspot))
+    emails = claim(list(by_email))
     events: list[Event] = []
     owners: list[str] = []
     found = connector.read_leads(todo) if todo else []
