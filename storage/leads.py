@@ -43,33 +43,37 @@ def resolve_lead(session: Session, event: Event) -> Lead:
     return resolve_leads(session, [event])[0]
 
 
-def resolve_leads(session: Session, events: Sequence[Event]) -> list[Lead]:
+def resolve_leads(session: Session, events: Sequence[Event], *, _attempt: int = 1) -> list[Lead]:
     """The lead each event is about, in order: matched by CRM id, then e-mail, else created; attributes applied."""
     keys = [(LEAD_ID_COLUMNS[(e.crm, e.object_type)], e.object_id) for e in events]
     fields = [lead_fields(e.crm, e.properties) for e in events]
     emails = [_clean_email(e.email or f.get("email")) for e, f in zip(events, fields)]
     index = _LeadIndex(session, keys, [m for m in emails if m])
     leads: list[Lead] = []
-    for (column, object_id), email, found in zip(keys, emails, fields):
-        lead = index.get(column, object_id, email)
-        if lead is None:
-            lead = Lead(**{column: object_id}, email=email, properties={}, created_at=utcnow(), updated_at=utcnow())
-            session.add(lead)
-            index.add(lead)
-        elif getattr(lead, column) is None:
-            setattr(lead, column, object_id)
-            index.add(lead)
-        _apply_lead_fields(lead, found, email)
-        leads.append(lead)
     try:
+        # The savepoint opens before anything of ours is added: begin_nested() flushes what is pending,
+        # so leads added before it would be inserted outside the savepoint, and a conflict would then
+        # leave the whole transaction unusable instead of just this attempt.
         with session.begin_nested():
+            for (column, object_id), email, found in zip(keys, emails, fields):
+                lead = index.get(column, object_id, email)
+                if lead is None:
+                    lead = Lead(**{column: object_id}, email=email, properties={}, created_at=utcnow(),
+                                updated_at=utcnow())
+                    session.add(lead)
+                    index.add(lead)
+                elif getattr(lead, column) is None:
+                    setattr(lead, column, object_id)
+                    index.add(lead)
+                _apply_lead_fields(lead, found, email)
+                leads.append(lead)
             session.flush()
     except IntegrityError:
-        # Another worker created one of these leads at the same moment: resolve again against its rows.
-        for lead in leads:
-            if lead in session.new:
-                session.expunge(lead)
-        return resolve_leads(session, events)
+        # Another worker created one of these leads at the same moment (PostgreSQL): the savepoint took our
+        # new rows back with it; resolve again against theirs.
+        if _attempt >= 3:
+            raise
+        return resolve_leads(session, events, _attempt=_attempt + 1)
     accounts = _AccountIndex(session)
     for lead, found, email in zip(leads, fields, emails):
         if found.get("company") and lead.account_id is None:

@@ -1,0 +1,82 @@
+"""Lead resolution: CRM id first, then e-mail, else a new lead; a lead another worker creates meanwhile is reused."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+
+import storage.leads as leads_module
+from core.records import Event
+from storage.db import Database
+from storage.leads import resolve_leads
+from storage.models import Lead
+
+
+def contact_event(object_id: str, email: str | None = None, **props: Any) -> Event:
+    now = datetime.now(UTC)
+    return Event(source="s", crm="hubspot", object_type="contact", object_id=object_id, event_type="property_change",
+                 occurred_at=now, received_at=now, properties={**({"email": email} if email else {}), **props},
+                 dedupe_key=uuid.uuid4().hex, email=email)
+
+
+def web_event(user_id: str, email: str) -> Event:
+    now = datetime.now(UTC)
+    return Event(source="web", crm="web", object_type="person", object_id=user_id, event_type="page",
+                 occurred_at=now, received_at=now, properties={}, dedupe_key=uuid.uuid4().hex, email=email)
+
+
+def test_matches_by_id_then_email_and_creates_the_rest(db: Database) -> None:
+    tag = uuid.uuid4().hex[:8]
+    with db.session() as session:
+        known = Lead(hubspot_id=f"h-{tag}", email=f"known-{tag}@acme.io", properties={})
+        session.add(known)
+    with db.session() as session:
+        found = resolve_leads(session, [
+            contact_event(f"h-{tag}", firstname="Ada"),
+            web_event(f"u-{tag}", f"KNOWN-{tag}@acme.io"),  # same person seen on the website: attached by e-mail
+            contact_event(f"new-{tag}", f"new-{tag}@acme.io"),
+            contact_event(f"new-{tag}"),  # the same new contact twice in one batch: one lead
+        ])
+        ids = [lead.id for lead in found]
+    assert ids[0] == ids[1] == known.id
+    assert ids[2] == ids[3] != known.id
+    with db.session() as session:
+        row = session.get(Lead, known.id)
+        assert row is not None and row.first_name == "Ada" and row.external_id == f"u-{tag}"
+        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.hubspot_id == f"new-{tag}")) == 1
+
+
+def test_a_lead_created_meanwhile_is_reused_and_the_transaction_survives(db: Database,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker inserts the same contact between our lookup and our insert (the PostgreSQL race).
+
+    Before the savepoint opened ahead of our inserts, the unique-key conflict broke the whole transaction:
+    the retry failed and the batch's other changes were lost with it.
+    """
+    tag = uuid.uuid4().hex[:8]
+    real_index = leads_module._LeadIndex
+    raced: list[int] = []
+
+    class RacedIndex(real_index):  # type: ignore[misc, valid-type]
+        def __init__(self, session: Any, keys: Any, emails: Any) -> None:
+            super().__init__(session, keys, emails)
+            if not raced:  # the other worker's row lands right after our lookup found nothing
+                raced.append(session.execute(insert(Lead).values(hubspot_id=f"race-{tag}", email=None, properties={})
+                                             .returning(Lead.id)).scalar_one())
+
+    monkeypatch.setattr(leads_module, "_LeadIndex", RacedIndex)
+    with db.session() as session:
+        earlier = Lead(hubspot_id=f"earlier-{tag}", properties={})  # a change made before resolution, same transaction
+        session.add(earlier)
+        session.flush()
+        found = resolve_leads(session, [contact_event(f"race-{tag}", f"race-{tag}@acme.io", jobtitle="CTO")])
+    assert raced and found[0].id == raced[0]
+    with db.session() as session:
+        rows = session.scalars(select(Lead).where(Lead.hubspot_id.in_([f"race-{tag}", f"earlier-{tag}"]))).all()
+        assert len(rows) == 2  # nothing duplicated, and the earlier change was committed with the rest
+        race = next(r for r in rows if r.hubspot_id == f"race-{tag}")
+        assert race.email == f"race-{tag}@acme.io" and race.title == "CTO"
