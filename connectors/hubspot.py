@@ -348,8 +348,8 @@ class HubSpotConnector:
     def search_contacts(self, filters: Sequence[Mapping[str, Any]], *, properties: Sequence[str] | None = None,
                         limit: int = 1000, sorts: Sequence[Any] | None = None) -> list[Lead]:
         """Contacts matching ANDed filters ({propertyName, operator, value|values}), paged 100 at a time."""
-        return [_lead_of(str(o.id), o.properties or {}, None) for o in self._search("contacts", [list(filters)], properties or CONTACT_PROPERTIES,
-                                                          limit, sorts)]
+        found = self._search("contacts", [list(filters)], properties or CONTACT_PROPERTIES, limit, sorts)
+        return [_lead_of(str(o.id), o.properties or {}, None) for o in found]
 
     def _search(self, object_type: str, groups: list[list[Mapping[str, Any]]], properties: Sequence[str], limit: int,
                 sorts: Sequence[Any] | None = None) -> list[Any]:
