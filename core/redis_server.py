@@ -17,11 +17,15 @@ from pathlib import Path
 
 import psutil
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
 # Unix socket paths are limited to ~107 bytes; deep data directories fall back to a short path in /tmp.
 _MAX_SOCKET_PATH = 100
+SNAPSHOT_FILE = "redis.rdb"
+AOF_FILE = "redis.aof"
 
 
 def redis_server_binary() -> str:
@@ -62,7 +66,7 @@ class EmbeddedRedis:
         if not os.path.exists(self.socket_path):
             return False
         try:
-            return bool(redis.Redis(unix_socket_path=self.socket_path, socket_timeout=1).ping())
+            return bool(self._client(timeout=1).ping())
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             return False
 
@@ -82,19 +86,48 @@ class EmbeddedRedis:
             "--pidfile", str(self.pid_file),
             "--logfile", str(self.log_file),
             "--dir", str(self.data_dir),
-            "--dbfilename", "redis.rdb",
-            # Snapshots keep online features across restarts; the database stays the durable copy of events.
+            "--dbfilename", SNAPSHOT_FILE,
             "--save", "300 1",
             "--save", "60 10000",
+            # The append-only file, fsynced every second, keeps online features, dirty marks and write
+            # fingerprints through a crash of the server itself (snapshots alone lost up to 5 minutes).
+            # The database stays the durable copy of events.
+            "--appendfilename", AOF_FILE,
+            "--appendfsync", "everysec",
+            "--appendonly", "no" if self._snapshot_only() else "yes",
         ]
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.is_running():
+                if self._snapshot_only():
+                    # A data dir from before the append-only file: Redis 6 started with appendonly on would
+                    # ignore the snapshot and come up empty. Load the snapshot, then switch on at runtime
+                    # (Redis writes the file from memory).
+                    self._enable_append_only(deadline)
                 log.info("redis.embedded.started", extra={"socket": self.socket_path})
                 return True
             time.sleep(0.05)
         raise RuntimeError(f"embedded Redis did not start within {timeout:.0f}s; see {self.log_file}")
+
+    def _enable_append_only(self, deadline: float) -> None:
+        client = self._client()
+        client.config_set("appendonly", "yes")
+        # Until the first rewrite is done the file exists but is empty; a start then would trust it.
+        while time.monotonic() < deadline:
+            info = client.info("persistence")
+            if info.get("aof_enabled") and not info.get("aof_rewrite_in_progress") \
+                    and not info.get("aof_rewrite_scheduled"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"embedded Redis did not write its append-only file in time; see {self.log_file}")
+
+    def _client(self, timeout: float = 5) -> redis.Redis:
+        # No retries: redis-py's default retries with backoff turn every probe of a stopped server into seconds.
+        return redis.Redis(unix_socket_path=self.socket_path, socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+    def _snapshot_only(self) -> bool:
+        return (self.data_dir / SNAPSHOT_FILE).exists() and not (self.data_dir / AOF_FILE).exists()
 
     def pid(self) -> int | None:
         """Return the server's pid from its pid file, if it is alive."""
@@ -108,7 +141,7 @@ class EmbeddedRedis:
         """Stop the server (saving a snapshot) and wait until its process is gone."""
         pid = self.pid()
         try:
-            redis.Redis(unix_socket_path=self.socket_path, socket_timeout=5).shutdown(save=True)
+            self._client().shutdown(save=True)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
             if pid:
                 os.kill(pid, signal.SIGTERM)
