@@ -63,9 +63,13 @@ def process_events(ids: list[int]) -> int:
         # Under a backlog, take the pending rows queued behind this batch too (their own tasks then find
         # nothing to do): a lead in several waiting batches is resolved, scored and written once, not once
         # per batch. With no backlog there is nothing to take and the task handles its own batch only.
+        # Read in the order of the (status, received_at) index, so a deep backlog costs a short index walk, not a
+        # sort of every pending row; on PostgreSQL rows another worker has taken are skipped, so two workers
+        # under one backlog take different rows instead of both taking the first 2,000.
         extra = session.scalars(
             select(InboxEvent.id).where(InboxEvent.status == "pending", InboxEvent.id.not_in(list(ids)))
-            .order_by(InboxEvent.id).limit(max(0, BACKLOG_BATCH - len(ids)))
+            .order_by(InboxEvent.received_at).limit(max(0, BACKLOG_BATCH - len(ids)))
+            .with_for_update(skip_locked=True)
         ).all()
         result = ingest_rows(session, [*ids, *extra], res)
     if result.new_leads and res.connector("hubspot") is not None:
