@@ -91,7 +91,11 @@ def run() -> None:
         except Exception as exc:
             fail(f"migration failed: {type(exc).__name__}: {exc}")
         env = {**os.environ, **urls.as_env(), "LEADBRIDGE_DATA_DIR": str(settings.data_dir.resolve())}
-        children = [Child("web", cli_argv("web")), Child("worker", cli_argv("worker")), Child("beat", cli_argv("beat"))]
+        from tasks.watchdog import WATCHDOG_EXIT_CODE
+
+        children = [Child("web", cli_argv("web")),
+                    Child("worker", cli_argv("worker"), restart_codes=(WATCHDOG_EXIT_CODE,)),
+                    Child("beat", cli_argv("beat"))]
         sandbox = None
         if settings.sandbox_mode:
             from cli.sandbox_mode import plan_sandbox
@@ -155,7 +159,8 @@ def web() -> None:
 @click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True, help="Comma-separated queues.")
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default from settings).")
 def worker(queues: str, concurrency: int | None) -> None:
-    """Run only a Celery worker consuming QUEUES."""
+    """Run only a Celery worker consuming QUEUES (it exits with code 75 if it stops consuming; restart it)."""
+    from tasks import watchdog
     from tasks.celery_app import create_celery
 
     settings = settings_or_exit()
@@ -166,7 +171,9 @@ def worker(queues: str, concurrency: int | None) -> None:
     with embedded_services(settings) as urls:
         os.environ.update(urls.as_env())
         app = create_celery(settings, urls)
-        app.worker_main(
+        watchdog.install(settings.worker_watchdog_seconds, concurrency or settings.worker_concurrency)
+        code = watchdog.run_worker(
+            app,
             [
                 "worker",
                 f"--queues={queues}",
@@ -177,6 +184,7 @@ def worker(queues: str, concurrency: int | None) -> None:
                 f"--hostname=leadbridge-{os.getpid()}@%h",
             ]
         )
+    sys.exit(code)
 
 
 @cli.command()

@@ -26,6 +26,8 @@ class Child:
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
     optional: bool = False  # an optional child may exit (code 0) without stopping the others
+    restart_codes: tuple[int, ...] = ()  # exit codes that ask to be started again (the worker's watchdog)
+    restarts: list[float] = field(default_factory=list)  # when it was restarted (monotonic)
 
     def start(self, env: dict[str, str]) -> None:
         """Spawn the process in a new session, so a terminal's Ctrl-C reaches only the supervisor."""
@@ -48,6 +50,8 @@ class Supervisor:
     children: list[Child]
     env: dict[str, str]
     stop_timeout: float = 20.0
+    max_restarts: int = 5  # per child within restart_window; more means something is wrong beyond a stall
+    restart_window: float = 600.0
     _stopping: bool = field(default=False, init=False)
 
     def start(self) -> None:
@@ -74,11 +78,27 @@ class Supervisor:
                 code = child.process.poll()
                 if code == 0 and child.optional:
                     continue
+                if code is not None and code in child.restart_codes and self._restart(child, code):
+                    continue
                 if code is not None:
                     click.echo(f"leadbridge: {child.name} exited with code {code}; stopping the rest", err=True)
                     return 1
             time.sleep(poll)
         return 0
+
+    def _restart(self, child: Child, code: int) -> bool:
+        """Start `child` again unless it has asked too often lately; True when it was restarted."""
+        now = time.monotonic()
+        child.restarts = [t for t in child.restarts if now - t < self.restart_window]
+        if len(child.restarts) >= self.max_restarts:
+            click.echo(f"leadbridge: {child.name} asked for a restart {len(child.restarts) + 1} times in "
+                       f"{self.restart_window:.0f}s; stopping the rest", err=True)
+            return False
+        click.echo(f"leadbridge: {child.name} exited with code {code} (it stopped consuming); restarting it", err=True)
+        child.signal_group(signal.SIGKILL)  # what is left of its process group (pool children)
+        child.restarts.append(now)
+        child.start(self.env)
+        return True
 
     def stop(self) -> None:
         """Ask every child to stop (SIGTERM), then kill whatever is left of their process groups."""

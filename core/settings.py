@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     task_soft_time_limit: int = Field(240, ge=1)
     task_time_limit: int = Field(300, ge=1)
     broker_visibility_timeout: int = Field(3600, ge=60)
+    worker_watchdog_seconds: float = Field(
+        60.0, ge=0, description="a worker whose queues wait this long with nothing taken exits to be restarted; 0 = off")
 
     # Scoring and the pipeline
     score_mode: Literal["probability", "percentile"] = "probability"

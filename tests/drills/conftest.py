@@ -44,6 +44,7 @@ from storage.models import (
     Source,
 )
 from storage.sources import SourceView, create_source
+from tasks.watchdog import WATCHDOG_EXIT_CODE
 from tests.processes import free_port, http_ok, start_cli, stop
 
 SCORE = "leadbridge_score"
@@ -85,6 +86,7 @@ class Stack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     sent: int = 0  # identified simulator events posted so far
+    watchdog_restarts: int = 0  # workers that exited to be restarted (their watchdog saw them stop consuming)
 
     def __post_init__(self) -> None:
         self.broker_url, broker_redis = broker_urls(self.redis_url, self.broker_number)
@@ -97,6 +99,8 @@ class Stack:
             "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": self.sandbox.base_url,
             "LEADBRIDGE_PORT": str(self.port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_INBOX_SWEEP_AFTER": "2",
             "LEADBRIDGE_ALERT_CHANNEL_INTERVAL": "0",
+            # A worker that stops consuming exits at once to be restarted (the default waits a minute).
+            "LEADBRIDGE_WORKER_WATCHDOG_SECONDS": "5",
         }
         self.env.pop("SLACK_WEBHOOK_URL", None)
         from tasks.celery_app import create_celery
@@ -142,6 +146,14 @@ class Stack:
             stop(proc, timeout=15)
         self.workers.clear()
         self.web = None
+
+    def restart_stalled_workers(self) -> None:
+        """What `leadbridge run` (or an orchestrator's restart policy) does for a worker its watchdog stopped."""
+        for proc in list(self.workers):
+            if proc.poll() == WATCHDOG_EXIT_CODE:
+                self.workers.remove(proc)
+                self.start_worker()
+                self.watchdog_restarts += 1
 
     def tick(self) -> None:
         """What beat does: re-enqueue stale inbox rows and kick writeback for dirty leads."""
@@ -215,6 +227,7 @@ class Stack:
         while time.monotonic() - started < timeout:
             if time.monotonic() - last_tick >= TICK:
                 self.tick()
+                self.restart_stalled_workers()
                 last_tick = time.monotonic()
             try:
                 lag = self.lagging()
