@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -516,6 +516,22 @@ def blast_phase(stack: Stack, backend: str, seconds: float, known: list[tuple[st
                   rate=processed / max(0.001, end - first), memory=stack.memory_mb())
 
 
+def leadbridge_phases(data_dir: Path, external: dict[str, str] | None, backend: str,
+                      args: argparse.Namespace) -> list[Result]:
+    """Phases 1 and 2 against one `leadbridge run`, each printed as it ends."""
+    stack = start_run(data_dir, external)
+    results: list[Result] = []
+    try:
+        prepare(stack)
+        results.append(sustained_phase(stack, backend, args.rate, args.seconds, args.probe_share))
+        console.print(results[-1].row())
+        results.append(blast_phase(stack, backend, args.blast_seconds))
+        console.print(results[-1].row())
+    finally:
+        stack.stop()
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every phase and print the table; write JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -541,15 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="leadbridge-e2e-") as tmp:
         if "embedded" in backends:
             console.print("[bold]embedded defaults (SQLite + embedded Redis)[/]")
-            stack = start_run(Path(tmp) / "embedded", None)
-            try:
-                prepare(stack)
-                results.append(sustained_phase(stack, "embedded", args.rate, args.seconds, args.probe_share))
-                console.print(results[-1].row())
-                results.append(blast_phase(stack, "embedded", args.blast_seconds))
-                console.print(results[-1].row())
-            finally:
-                stack.stop()
+            results.extend(leadbridge_phases(Path(tmp) / "embedded", None, "embedded", args))
         if "naive" in backends and not args.no_naive:
             console.print("[bold]naive baseline (one task and one CRM call per event)[/]")
             naive = start_naive(Path(tmp) / "naive")
@@ -566,15 +574,9 @@ def main(argv: list[str] | None = None) -> int:
 
             redis.Redis.from_url(args.redis).flushdb()
             ext = {"DATABASE_URL": pg_url, "REDIS_URL": args.redis}
-            stack = start_run(Path(tmp) / "external", ext)
             try:
-                prepare(stack)
-                results.append(sustained_phase(stack, "postgres+redis", args.rate, args.seconds, args.probe_share))
-                console.print(results[-1].row())
-                results.append(blast_phase(stack, "postgres+redis", args.blast_seconds))
-                console.print(results[-1].row())
+                results.extend(leadbridge_phases(Path(tmp) / "external", ext, "postgres+redis", args))
             finally:
-                stack.stop()
                 drop_postgres(args.postgres, pg_url)
 
     table = Table(title=f"end to end: webhook -> CRM field ({os.cpu_count()} cores shared by senders, leadbridge, "

@@ -87,7 +87,7 @@ class Watchdog(threading.Thread):
         while not self.halt.wait(self.interval):
             try:
                 waiting = self.backlog()
-            except Exception:  # noqa: BLE001 - the broker is away: reconnecting is Celery's job, not a stall
+            except Exception:  # the broker is away: reconnecting is Celery's job, not a stall
                 log.debug("worker.watchdog.broker_unreachable", exc_info=True)
                 continue
             if self.detector.stalled(self.clock(), waiting, self.busy()):

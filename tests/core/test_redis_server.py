@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import signal
+import subprocess
 import time
 from pathlib import Path
 
