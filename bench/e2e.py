@@ -1,9 +1,13 @@
 """End-to-end benchmark: webhook request -> CRM field written in the sandbox CRM, per event.
 
 Senders post signed HubSpot and behavioural batches to `leadbridge run` (sandbox mode, simulator off).
-Probe events are HubSpot `contact.creation` webhooks for contacts leadbridge has never seen, so each
-one ends in exactly one new write of `leadbridge_score`; their latency is the sandbox's write time
-minus the moment the request was sent. Behavioural events for known contacts are the rest of the load.
+Latency is measured on probe events, whose effect on the CRM is known: each ends in exactly one new
+write of `leadbridge_score`, and its latency is the sandbox's write time minus the moment its request
+was sent. Two kinds, half the probe batches each:
+  - HubSpot `contact.creation` for a contact leadbridge has never seen (resolve, score, first write);
+  - a behavioural `Demo Requested` track event for a known, otherwise quiet contact (resolved by
+    e-mail, features updated, re-scored: +30 points, so the write is due).
+Behavioural events and HubSpot property changes for other known contacts are the rest of the load.
 
 Phases, all in one run:
   1. sustained: `--rate` events/s for `--seconds` -> p50/p95/p99, lost events, duplicate writes;
@@ -18,6 +22,7 @@ With `--external` (default when reachable) phases 1-2 run again on PostgreSQL + 
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import os
@@ -213,6 +218,7 @@ class Traffic:
     stack: Stack
     known: list[tuple[str, str]]
     probe_sent: dict[str, float] = field(default_factory=dict)  # contact id -> request start
+    probe_kind: dict[str, str] = field(default_factory=dict)  # contact id -> "creation" or "behaviour"
     acknowledged: int = 0  # events stored as new
     repeats: int = 0  # events acknowledged as repeats of ones already stored
     sent: int = 0
@@ -223,7 +229,7 @@ class Traffic:
     def hubspot_batch(self, contacts: list[tuple[str, str]], kind: str) -> bytes:
         now_ms = int(time.time() * 1000)
         events = []
-        for cid, email in contacts:
+        for cid, _ in contacts:
             n = next(self.counter)
             item = {"eventId": n, "subscriptionId": 1, "portalId": PORTAL, "appId": 1, "occurredAt": now_ms,
                     "attemptNumber": 0, "objectId": int(cid), "changeSource": "CRM_UI"}
@@ -252,8 +258,16 @@ class Traffic:
                               "timestamp": now, "properties": {}, "context": {"traits": {"email": email}}})
         return json.dumps({"batch": batch}).encode()
 
+    def demo_batch(self, contacts: list[tuple[str, str]]) -> bytes:
+        """One `Demo Requested` track event per contact (the behavioural probe)."""
+        now = datetime.now(UTC).isoformat()
+        return json.dumps({"batch": [
+            {"type": "track", "event": "Demo Requested", "userId": email, "messageId": uuid.uuid4().hex,
+             "timestamp": now, "properties": {}, "context": {"traits": {"email": email}}}
+            for _, email in contacts]}).encode()
+
     def post(self, session: requests.Session, kind: str, body: bytes, size: int,
-             probes: list[tuple[str, str]] | None = None) -> None:
+             probes: list[tuple[str, str]] | None = None, probe_kind: str = "creation") -> None:
         started = time.time()
         if kind == "events":
             msg_id = "msg_" + uuid.uuid4().hex
@@ -271,6 +285,7 @@ class Traffic:
             with self.lock:
                 for cid, _ in probes:
                     self.probe_sent[cid] = started
+                    self.probe_kind[cid] = probe_kind
         try:
             resp = session.post(url, data=body, headers=headers, timeout=30)
             ok = resp.status_code in (200, 202)
@@ -285,16 +300,25 @@ class Traffic:
             self.errors += 0 if ok else 1
 
 
-def run_paced(traffic: Traffic, fresh: list[tuple[str, str]], rate: float, seconds: float, probe_share: float,
-              senders: int = 4) -> int:
-    """Offer `rate` events/s for `seconds`: batches of 100, `probe_share` of them first-sight HubSpot contacts."""
+def run_paced(traffic: Traffic, fresh: list[tuple[str, str]], quiet: list[tuple[str, str]], rate: float,
+              seconds: float, probe_share: float, senders: int = 4) -> int:
+    """Offer `rate` events/s for `seconds` in batches of 100; `probe_share` of the batches are probes.
+
+    Probe batches alternate: first-sight HubSpot contacts from `fresh`, Demo Requested for contacts from `quiet`.
+    """
     batch = 100
     interval = batch / rate
     slots = int(seconds / interval)
     fresh_iter = iter(fresh)
+    quiet_iter = iter(quiet)
     plan: list[tuple[float, str]] = []
+    probes_planned = 0
     for k in range(slots):
-        plan.append((k * interval, "probe" if random.random() < probe_share else "load"))
+        if random.random() < probe_share:
+            plan.append((k * interval, "probe" if probes_planned % 2 == 0 else "demo"))
+            probes_planned += 1
+        else:
+            plan.append((k * interval, "load"))
     start = time.time() + 0.5
     work = list(enumerate(plan))
     lock = threading.Lock()
@@ -308,14 +332,16 @@ def run_paced(traffic: Traffic, fresh: list[tuple[str, str]], rate: float, secon
                 if not work:
                     return
                 _, (offset, kind) = work.pop(0)
-                if kind == "probe":
-                    probes = list(itertools.islice(fresh_iter, batch))
+                if kind in ("probe", "demo"):
+                    probes = list(itertools.islice(fresh_iter if kind == "probe" else quiet_iter, batch))
                     used += len(probes)
             delay = start + offset - time.time()
             if delay > 0:
                 time.sleep(delay)
             if kind == "probe" and probes:
                 traffic.post(session, "hubspot", traffic.hubspot_batch(probes, "creation"), len(probes), probes)
+            elif kind == "demo" and probes:
+                traffic.post(session, "events", traffic.demo_batch(probes), len(probes), probes, "behaviour")
             else:
                 sample = random.sample(traffic.known, batch)
                 if random.random() < 0.8:
@@ -407,14 +433,16 @@ def sandbox_writes(stack: Stack, since: float) -> list[dict[str, Any]]:
                         timeout=120).json()["writes"]
 
 
-def analyse_writes(writes: list[dict[str, Any]]) -> tuple[dict[str, float], int]:
-    """(first score write time per contact, duplicate writes: a record written again with identical values)."""
-    first: dict[str, float] = {}
+def analyse_writes(writes: list[dict[str, Any]]) -> tuple[dict[str, list[float]], int]:
+    """(score write times per contact, in order; duplicate writes: a record written again with identical values)."""
+    times: dict[str, list[float]] = defaultdict(list)
     grouped: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
     for w in writes:
         grouped[(w["object_id"], w["t_ns"])][w["property"]] = w["value"]
         if w["property"] == "leadbridge_score":
-            first[w["object_id"]] = min(first.get(w["object_id"], w["t"]), w["t"])
+            times[w["object_id"]].append(w["t"])
+    for series in times.values():
+        series.sort()
     duplicates = 0
     last_seen: dict[str, dict[str, Any]] = {}
     for (oid, _), props in sorted(grouped.items(), key=lambda kv: kv[0][1]):
@@ -422,7 +450,27 @@ def analyse_writes(writes: list[dict[str, Any]]) -> tuple[dict[str, float], int]
         if last_seen.get(oid) == shown:
             duplicates += 1
         last_seen[oid] = shown
-    return first, duplicates
+    return dict(times), duplicates
+
+
+def first_write_after(times: dict[str, list[float]], cid: str, sent: float) -> float | None:
+    """When `cid`'s score was first written at or after `sent` (None: not yet)."""
+    series = times.get(cid, [])
+    at = bisect.bisect_left(series, sent)
+    return series[at] if at < len(series) else None
+
+
+def wait_writes_settled(stack: Stack, since: float, quiet_for: float = 3.0, timeout: float = 120) -> None:
+    """Wait until the sandbox has recorded no new leadbridge write for `quiet_for` seconds (enrichment re-scores)."""
+    deadline = time.monotonic() + timeout
+    count, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_count = len(sandbox_writes(stack, since))
+        if now_count != count:
+            count, still_since = now_count, time.monotonic()
+        elif time.monotonic() - still_since >= quiet_for:
+            return
+        time.sleep(0.5)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -446,6 +494,7 @@ class Result:
     refused: int = 0  # events the web did not acknowledge (error answer or timeout): the sender still has them
     duplicate_writes: int = 0
     latencies: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)  # probe kind -> its latencies
     rate: float = 0.0
     memory: dict[str, float] = field(default_factory=dict)
 
@@ -459,35 +508,49 @@ class Result:
 
 
 def sustained_phase(stack: Stack, backend: str, rate: float, seconds: float, probe_share: float) -> Result:
-    """Phase 1: paced load with first-sight probes; per-probe latency to the CRM write."""
-    expected_probes = int(rate * seconds * probe_share * 1.3) + 200
+    """Phase 1: paced load with probes; per-probe latency from the webhook request to the CRM write."""
+    expected = int(rate * seconds * probe_share * 0.65) + 200  # probes of each kind, with headroom
     warm = 300
-    contacts = seed_contacts(stack, warm + expected_probes)
-    known, fresh = contacts[:warm], contacts[warm:]
+    contacts = seed_contacts(stack, warm + 2 * expected)
+    known, quiet, fresh = contacts[:warm], contacts[warm : warm + expected], contacts[warm + expected :]
     traffic = Traffic(stack, known)
     t0 = time.time()
-    # Warm-up (not measured): leadbridge meets the known contacts first.
+    # Warm-up (not measured): leadbridge meets the known and the quiet contacts first, and enriches them.
     session = requests.Session()
-    for start in range(0, warm, 100):
-        chunk = known[start : start + 100]
+    for start in range(0, len(known) + len(quiet), 100):
+        chunk = (known + quiet)[start : start + 100]
         traffic.post(session, "hubspot", traffic.hubspot_batch(chunk, "creation"), len(chunk))
-    wait_drained(stack, 60)
+    wait_drained(stack, 120)
+    wait_writes_settled(stack, t0)
     traffic.acknowledged = traffic.repeats = traffic.sent = 0
     t1 = time.time()
-    run_paced(traffic, fresh, rate, seconds, probe_share)
+    run_paced(traffic, fresh, quiet, rate, seconds, probe_share)
     elapsed = time.time() - t1
     state = wait_drained(stack, 120)
+
+    def probe_latencies() -> tuple[dict[str, float], int]:
+        times, dups = analyse_writes(sandbox_writes(stack, t0))
+        found = {}
+        for cid, sent in traffic.probe_sent.items():
+            at = first_write_after(times, cid, sent)
+            if at is not None:
+                found[cid] = at - sent
+        return found, dups
+
     deadline = time.time() + 60
-    first, dups = analyse_writes(sandbox_writes(stack, t0))
-    while any(cid not in first for cid in traffic.probe_sent) and time.time() < deadline:
+    found, dups = probe_latencies()
+    while len(found) < len(traffic.probe_sent) and time.time() < deadline:
         time.sleep(1.0)
-        first, dups = analyse_writes(sandbox_writes(stack, t0))
-    latencies = [first[cid] - sent for cid, sent in traffic.probe_sent.items() if cid in first]
-    missing = sum(1 for cid in traffic.probe_sent if cid not in first)
+        found, dups = probe_latencies()
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for cid, latency in found.items():
+        by_kind[traffic.probe_kind[cid]].append(latency)
+    missing = len(traffic.probe_sent) - len(found)
     pending = state["counts"].get("pending", 0)
-    return Result(backend, "sustained", offered=rate, sent=traffic.sent, written=len(latencies), lost=missing + pending,
+    return Result(backend, "sustained", offered=rate, sent=traffic.sent, written=len(found), lost=missing + pending,
                   refused=traffic.sent - traffic.acknowledged - traffic.repeats, duplicate_writes=dups,
-                  latencies=latencies, rate=traffic.sent / elapsed, memory=stack.memory_mb())
+                  latencies=list(found.values()), by_kind=dict(by_kind), rate=traffic.sent / elapsed,
+                  memory=stack.memory_mb())
 
 
 def blast_phase(stack: Stack, backend: str, seconds: float, known: list[tuple[str, str]] | None = None,
@@ -587,6 +650,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         table.add_row(*r.row())
     console.print(table)
+    kinds = Table(title="latency by probe kind (webhook request -> CRM field written)")
+    for column in ("backend", "probe", "events", "p50 ms", "p95 ms", "p99 ms"):
+        kinds.add_column(column, justify="left" if column in ("backend", "probe") else "right")
+    for r in results:
+        for kind, values in sorted(r.by_kind.items()):
+            kinds.add_row(r.backend, kind, f"{len(values):,}", *(f"{percentile(values, q) * 1000:.0f}"
+                                                                  for q in (50, 95, 99)))
+    console.print(kinds)
     if not results:
         return 1
     main_run = next((r for r in results if r.phase == "sustained"), results[0])
@@ -603,7 +674,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [{"backend": r.backend, "phase": r.phase, "rate": round(r.rate, 1), "sent": r.sent,
                   "written": r.written, "lost": r.lost, "refused": r.refused,
                   "duplicate_writes": r.duplicate_writes,
-                  "p95_ms": round(percentile(r.latencies, 95) * 1000, 1) if r.latencies else None,
+                  **{f"p{q}_ms": round(percentile(r.latencies, q) * 1000, 1) if r.latencies else None
+                     for q in (50, 95, 99)},
+                  "by_kind": {kind: {"events": len(v), **{f"p{q}_ms": round(percentile(v, q) * 1000, 1)
+                                                          for q in (50, 95, 99)}}
+                              for kind, v in r.by_kind.items()},
                   "memory_mb": r.memory} for r in results],
     }
     if naive_run and max_run and naive_run.rate:
