@@ -124,6 +124,10 @@ class CrmConnector(Protocol):
         """Write canonical score fields (see SCORE_FIELDS) for many leads, batched per vendor limits."""
         ...
 
+    def shows_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """The record ids among `updates` whose CRM fields already show those values (scored_at aside)."""
+        ...
+
     def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
         """Read won/lost outcomes that changed since `since` (all when None)."""
         ...
@@ -158,6 +162,23 @@ def reasons_text(reasons: Any, limit: int) -> str:
         out.append(line)
         size += len(line) + (1 if len(out) > 1 else 0)
     return "\n".join(out)
+
+
+def same_field_value(shown: Any, sent: Any) -> bool:
+    """True when a value the CRM shows is the one we sent, across the vendors' renderings (87 vs "87.0", "" vs None)."""
+    if shown == sent:
+        return True
+    if shown in (None, "") and sent in (None, ""):
+        return True
+    try:
+        return float(shown) == float(sent)
+    except (TypeError, ValueError):
+        return str(shown).strip().lower() == str(sent).strip().lower()
+
+
+def comparable_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The score fields that say what a record shows: scored_at changes on every score, so it is left out."""
+    return {k: v for k, v in values.items() if k != "scored_at"}
 
 
 def unknown_fields(values: Mapping[str, Any]) -> list[str]:

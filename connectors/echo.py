@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from connectors.base import same_field_value
 from core.records import Event
 
 OWN_PREFIX = "leadbridge_"  # matches HubSpot leadbridge_* and Salesforce Leadbridge_*__c (case-insensitive)
@@ -26,17 +27,6 @@ def changed_fields_are_ours(changed: Iterable[str], prefix: str = OWN_PREFIX) ->
     return all(is_own_field(n, prefix) for n in relevant)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if a == b:
-        return True
-    if a in (None, "") and b in (None, ""):
-        return True
-    try:
-        return float(a) == float(b)  # "87.0" from SOAP vs 87 from REST
-    except (TypeError, ValueError):
-        return str(a).strip().lower() == str(b).strip().lower()
-
-
 def is_own_echo(event: Event, previous: Mapping[str, Any] | None = None, prefix: str = OWN_PREFIX) -> bool:
     """Say whether a webhook event is only our own write coming back.
 
@@ -51,7 +41,7 @@ def is_own_echo(event: Event, previous: Mapping[str, Any] | None = None, prefix:
     props = {k: v for k, v in event.properties.items() if k != META_KEY}
     if event.crm == "salesforce" and previous is not None:
         prev = {k.lower(): v for k, v in previous.items()}
-        changed = [k for k, v in props.items() if k.lower() not in AUDIT_FIELDS and not _same(v, prev.get(k.lower()))]
+        changed = [k for k, v in props.items() if k.lower() not in AUDIT_FIELDS and not same_field_value(v, prev.get(k.lower()))]
         return changed_fields_are_ours(changed, prefix)
     if not any(k.lower() not in AUDIT_FIELDS for k in props):
         return False  # an event naming no field tells us nothing; let ingest look at it

@@ -30,7 +30,9 @@ from connectors.base import (
     ProvisionReport,
     TransientConnectorError,
     WriteResult,
+    comparable_values,
     reasons_text,
+    same_field_value,
     unknown_fields,
 )
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
@@ -536,6 +538,23 @@ class HubSpotConnector:
                 if rid not in ok and rid not in failed:
                     failed[rid] = "not in HubSpot's batch response"
         return WriteResult(tuple(written), failed, calls)
+
+
+    def shows_fields(self, updates: Mapping[str, Mapping[str, Any]], object_type: str = "contacts") -> set[str]:
+        """Ids among `updates` whose records already show those score fields (scored_at aside): writes that landed."""
+        wanted = {str(rid): self.to_properties(comparable_values(values)) for rid, values in updates.items()}
+        names = sorted({name for props in wanted.values() for name in props})
+        api = self._contacts if object_type == "contacts" else self._companies
+        shown: set[str] = set()
+        for chunk in _chunks(list(wanted), BATCH_LIMIT):
+            body = self._call_json(f"batch read {object_type}", lambda c=chunk: api.batch_api.read(
+                {"inputs": [{"id": i} for i in c], "properties": names, "propertiesWithHistory": []},
+                _preload_content=False))
+            for obj in body.get("results") or []:
+                rid, props = str(obj.get("id")), obj.get("properties") or {}
+                if rid in wanted and all(same_field_value(props.get(n), v) for n, v in wanted[rid].items()):
+                    shown.add(rid)
+        return shown
 
 
 def _lead_of(contact_id: str, p: Mapping[str, Any], account: Account | None) -> Lead:

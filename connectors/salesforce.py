@@ -29,7 +29,9 @@ from connectors.base import (
     ProvisionReport,
     TransientConnectorError,
     WriteResult,
+    comparable_values,
     reasons_text,
+    same_field_value,
     unknown_fields,
 )
 from connectors.ratelimit import RedisTokenBucket
@@ -404,6 +406,25 @@ class SalesforceConnector:
             else:
                 out[name] = str(value)
         return out
+
+    def shows_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """Ids among `updates` whose records already show those score fields (scored_at aside): writes that landed."""
+        wanted = {str(rid): self.to_fields(comparable_values(values)) for rid, values in updates.items()}
+        shown: set[str] = set()
+        for prefix, sobject in (("00Q", "Lead"), ("003", "Contact"), ("001", "Account")):
+            ids = [rid for rid in wanted if rid.startswith(prefix) and _ID.match(rid)]
+            names = sorted({name for rid in ids for name in wanted[rid]})
+            if not ids or not names:
+                continue
+            by_short = {rid[:15]: rid for rid in ids}
+            for chunk in _chunks(ids, SOQL_ID_CHUNK):
+                soql = (f"SELECT Id, {', '.join(names)} FROM {sobject} "
+                        f"WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})")
+                for rec in self.query_all(soql, f"read {sobject} score fields"):
+                    rid = by_short.get(str(rec.get("Id", ""))[:15])
+                    if rid and all(same_field_value(rec.get(n), v) for n, v in wanted[rid].items()):
+                        shown.add(rid)
+        return shown
 
     def write_fields(self, updates: Mapping[str, Mapping[str, Any]], all_or_none: bool = False) -> WriteResult:
         """Update Leads/Contacts/Accounts through sObject Collections, 200 records a call, per-record results."""

@@ -68,5 +68,6 @@ def forget_in_redis(redis: Any, lead_id: int, refs: Sequence[str] = ()) -> int:
     for crm in ("hubspot", "salesforce"):
         pipe.srem(f"lb:dirty:{crm}", lead)
         pipe.hdel(f"lb:written:{crm}", lead)
+        pipe.hdel(f"lb:inflight:{crm}", lead)  # a write under way: its values are no one's business now
     pipe.execute()
     return int(removed)

@@ -6,17 +6,19 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import redis
 from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError
+from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError, comparable_values
 from core.records import utcnow
 from storage.models import Lead, OutboxItem
 from tasks.resources import Resources, claim_repairs, resources
@@ -26,14 +28,19 @@ log = logging.getLogger(__name__)
 
 BATCH = {"hubspot": 100, "salesforce": 200}  # records per vendor call
 WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last written
+# lead id -> {"crm_id", "fp", "values"} of a write sent to the CRM whose outcome is not recorded yet. A flush
+# killed between its CRM call and recording the outcome leaves its entries here; the next flush (which holds
+# the lease, so that one is gone) reads those records back instead of guessing (drill a: guessing "not
+# written" wrote the same values twice; guessing "written" could leave a record stale).
+INFLIGHT_KEY = "lb:inflight:{crm}"
 PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
 RECONCILED_KEY = "lb:reconciled:{crm}:{id}"  # set while a lead re-marked by reconcile_writes waits for its write
 PAUSE_SECONDS = 300
 FLUSH_LOCK = "lb:flushing:{crm}"  # held by the one running flush
-# How long a flush killed while holding the lock keeps the others out (found by drill a: with the task time
-# limit, 300 s, nothing was written for five minutes after a kill -9). One flush is one vendor call after
-# at most WORKER_RATE_WAIT for a rate-limit token (tasks.resources), well inside this.
-FLUSH_LOCK_SECONDS = 30
+# The lock is a lease, renewed every third of this while the flush runs: a flush killed holding it keeps the
+# others out this long at most (drill a: a fixed 30 s lock meant 30 s without writes after a kill -9; the
+# task time limit, 300 s, had meant five minutes).
+FLUSH_LEASE_SECONDS = 6.0
 REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giving up on its bookkeeping
 
 
@@ -44,22 +51,48 @@ def flush(self: Any, crm: str) -> int:
     # One flush per CRM at a time (found by bench/e2e: two flushes, one writing a lead's first score and
     # one its enrichment re-score with the same values, each saw no fingerprint yet and both wrote it).
     # The holder re-queues itself while leads are dirty, so a flush that finds the lock taken just ends.
-    lock = res.redis.lock(FLUSH_LOCK.format(crm=crm), timeout=FLUSH_LOCK_SECONDS, blocking=False)
-    if not lock.acquire():
-        return 0
-    try:
-        written = flush_once(res, crm)
-    except TransientConnectorError as exc:
-        # The leads went back to the dirty set; come back when the vendor says we may.
-        raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
-    except OperationalError:
-        raise self.retry(countdown=2, max_retries=50) from None  # the database is back in a moment
-    finally:
-        with contextlib.suppress(redis.RedisError):
-            lock.release()
+    with lease(res.redis, FLUSH_LOCK.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
+        if not held:
+            return 0
+        try:
+            written = flush_once(res, crm)
+        except TransientConnectorError as exc:
+            # The leads went back to the dirty set; come back when the vendor says we may.
+            raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
+        except OperationalError:
+            raise self.retry(countdown=2, max_retries=50) from None  # the database is back in a moment
     if res.redis.scard(DIRTY_KEY.format(crm=crm)):
         flush.delay(crm)
     return written
+
+
+@contextlib.contextmanager
+def lease(client: redis.Redis, key: str, ttl: float) -> Iterator[bool]:
+    """Hold the Redis lock `key` while the block runs, renewed every ttl/3 s; yields False if another holds it."""
+    # The token is shared with the renewing thread (redis-py keeps it thread-local by default).
+    lock = client.lock(key, timeout=ttl, blocking=False, thread_local=False)
+    if not lock.acquire():
+        yield False
+        return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl / 3):
+            try:
+                lock.reacquire()
+            except redis.RedisError:  # Redis is away or the lease lapsed: nothing left to renew
+                log.warning("writeback.lease_lost", extra={"key": key})
+                return
+
+    renewer = threading.Thread(target=renew, name=f"lease {key}", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        done.set()
+        renewer.join()
+        with contextlib.suppress(redis.RedisError):
+            lock.release()
 
 
 def fingerprint(values: dict[str, Any]) -> str:
@@ -77,6 +110,10 @@ def flush_once(res: Resources, crm: str) -> int:
     if connector is None:
         res.redis.delete(dirty)  # nothing configured for this CRM: nothing will ever be written
         return 0
+    inflight_key = INFLIGHT_KEY.format(crm=crm)
+    left = res.redis.hgetall(inflight_key)
+    if left:
+        settle_unconfirmed(res, crm, connector, {int(k): orjson.loads(v) for k, v in left.items()})
     raw_ids = res.redis.spop(dirty, BATCH[crm]) or []
     lead_ids = [int(i) for i in raw_ids]
     if not lead_ids:
@@ -106,25 +143,63 @@ def flush_once(res: Resources, crm: str) -> int:
         prints[str(crm_id)] = (lead_id, fp)
     if not updates:
         return 0
+    sending = [lead_id for lead_id, _ in prints.values()]
+    _patiently(lambda: res.redis.hset(inflight_key, mapping={
+        lead_id: orjson.dumps({"crm_id": crm_id, "fp": fp, "values": comparable_values(updates[crm_id])},
+                              default=str)
+        for crm_id, (lead_id, fp) in prints.items()}))
     try:
         result = connector.write_fields(updates)
     except TransientConnectorError:
-        _patiently(lambda: res.redis.sadd(dirty, *[lead_id for lead_id, _ in prints.values()]))
+        _settle(res, crm, dirty=sending, sent=sending)
         raise
     except AuthConnectorError as exc:
-        _patiently(lambda: res.redis.sadd(dirty, *[lead_id for lead_id, _ in prints.values()]))
+        _settle(res, crm, dirty=sending, sent=sending)
         res.redis.set(PAUSED_KEY.format(crm=crm), exc.vendor_message[:200], ex=PAUSE_SECONDS)
         _record(res, crm, prints, written=(), failed={}, error=f"paused: {exc.vendor_message}", status="failed")
         log.error("writeback.paused", extra={"crm": crm})
         return 0
     except ConnectorError as exc:
+        _settle(res, crm, sent=sending)
         _record(res, crm, prints, written=(), failed={k: exc.vendor_message for k in prints}, error=None, status="dead")
         return 0
-    if result.written:
-        mapping = {prints[crm_id][0]: prints[crm_id][1] for crm_id in result.written}
-        _patiently(lambda: res.redis.hset(written_key, mapping=mapping))
+    # Any other failure leaves the in-flight entries: whether the CRM took the batch is then unknown.
+    _settle(res, crm, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in result.written}, sent=sending)
     _record(res, crm, prints, written=result.written, failed=dict(result.failed), error=None, status="sent")
     return len(result.written)
+
+
+def _settle(res: Resources, crm: str, *, sent: Sequence[int], written: Mapping[int, str] | None = None,
+            dirty: Sequence[int] = ()) -> None:
+    """Record a batch's outcome in one step: fingerprints of what landed, dirty marks, in-flight entries cleared."""
+    pipe = res.redis.pipeline(transaction=True)
+    if written:
+        pipe.hset(WRITTEN_KEY.format(crm=crm), mapping=dict(written))
+    if dirty:
+        pipe.sadd(DIRTY_KEY.format(crm=crm), *dirty)
+    if sent:
+        pipe.hdel(INFLIGHT_KEY.format(crm=crm), *sent)
+    _patiently(pipe.execute)
+
+
+def settle_unconfirmed(res: Resources, crm: str, connector: Any, entries: Mapping[int, Mapping[str, Any]]) -> list[int]:
+    """Read back records whose write may or may not have landed; keep those the CRM shows, re-mark the rest.
+
+    `entries` maps lead ids to {"crm_id", "fp", "values"}. Returns the lead ids marked dirty again.
+    A transient CRM error propagates (the entries stay for the next try).
+    """
+    try:
+        shown = connector.shows_fields({str(e["crm_id"]): e["values"] for e in entries.values()})
+    except TransientConnectorError:
+        raise
+    except ConnectorError:
+        log.warning("writeback.readback_failed", extra={"crm": crm}, exc_info=True)
+        shown = set()  # cannot tell: write them again, the write path deals with what the CRM refuses
+    landed = {lead_id: str(e["fp"]) for lead_id, e in entries.items() if str(e["crm_id"]) in shown}
+    again = [lead_id for lead_id in entries if lead_id not in landed]
+    _settle(res, crm, sent=list(entries), written=landed, dirty=again)
+    log.warning("writeback.unconfirmed_settled", extra={"crm": crm, "landed": len(landed), "again": len(again)})
+    return again
 
 
 def shown_values(score: int, grade: str | None, reasons: list[str] | None, model_version: str | None,
@@ -140,33 +215,51 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
 
     The dirty set and the fingerprints live in Redis; a score committed just as Redis went away could leave
     its mark unset (found by drill b). The database is the truth: compare it with what was last written.
+    A lead with no fingerprint at all (its first mark lost, or Redis lost its data) is read back from the
+    CRM: recorded if the CRM shows its values, re-marked if not, so nothing is written twice.
     """
     column = getattr(Lead, CRM_ID_COLUMNS[crm])
     now = utcnow()
     with res.db.session() as session:
         rows = session.execute(
-            select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
+            select(Lead.id, column, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
             .where(column.is_not(None), Lead.score.is_not(None), Lead.scored_at >= now - window,
                    Lead.scored_at < now - settled)
             .limit(limit)
         ).all()
     if not rows:
         return []
-    written = res.redis.hmget(WRITTEN_KEY.format(crm=crm), [row[0] for row in rows])
-    # Only leads the CRM was written for before, with other values: with no fingerprint at all, a flush may
-    # have been killed after the CRM took the values but before they were recorded (drill a), and writing
-    # again would repeat a write the CRM already shows.
-    behind = [row[0] for row, old in zip(rows, written)
-              if old is not None and old.decode() != fingerprint(shown_values(*row[1:]))]
-    if not behind:
-        return []
+    ids = [row[0] for row in rows]
+    pipe = res.redis.pipeline(transaction=False)
+    pipe.hmget(WRITTEN_KEY.format(crm=crm), ids)
+    pipe.hmget(INFLIGHT_KEY.format(crm=crm), ids)
+    written, inflight = pipe.execute()
+    behind: list[int] = []
+    unknown: dict[int, dict[str, Any]] = {}
+    for row, old, flying in zip(rows, written, inflight):
+        values = shown_values(*row[2:])
+        if old is not None and old.decode() != fingerprint(values):
+            behind.append(row[0])
+        elif old is None and flying is None:  # in flight: the flush that sent it settles it
+            unknown[row[0]] = {"crm_id": row[1], "fp": fingerprint(values), "values": comparable_values(values)}
     # Once per lead per while: a record the vendor refuses (dead letter) must not be retried on every sweep.
-    claimed = claim_repairs(res.redis, [RECONCILED_KEY.format(crm=crm, id=lead_id) for lead_id in behind], settled)
-    behind = [lead_id for lead_id, fresh in zip(behind, claimed) if fresh]
+    claimed = claim_repairs(res.redis, [RECONCILED_KEY.format(crm=crm, id=lead_id)
+                                        for lead_id in [*behind, *unknown]], settled)
+    fresh = {lead_id for lead_id, ok in zip([*behind, *unknown], claimed) if ok}
+    behind = [lead_id for lead_id in behind if lead_id in fresh]
+    unknown = {lead_id: entry for lead_id, entry in unknown.items() if lead_id in fresh}
+    connector = res.connector(crm)
+    if unknown and connector is not None:
+        try:
+            behind.extend(settle_unconfirmed(res, crm, connector, unknown))
+        except TransientConnectorError:
+            log.warning("writeback.readback_deferred", extra={"crm": crm})  # the next sweep tries again
+            for lead_id in unknown:
+                res.redis.delete(RECONCILED_KEY.format(crm=crm, id=lead_id))
     if behind:
         res.redis.sadd(DIRTY_KEY.format(crm=crm), *behind)
         log.warning("writeback.reconciled %d leads", len(behind), extra={"crm": crm})
-    return behind
+    return sorted(behind)
 
 
 def _patiently(record: Callable[[], Any], patience: float = REDIS_PATIENCE) -> Any:

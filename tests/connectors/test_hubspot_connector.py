@@ -96,6 +96,21 @@ def test_write_fields_chunks_above_100(sandbox: SandboxCRM, hubspot: HubSpotConn
     assert len(writes) == 230 and all(w["t_ns"] > 0 for w in writes)
 
 
+def test_shows_fields_tells_which_records_already_show_the_values(sandbox: SandboxCRM,
+                                                                   hubspot: HubSpotConnector) -> None:
+    """Reading back a write whose outcome is unknown: scored_at aside, every field must match."""
+    hubspot.provision_fields()
+    ids = _seed_contacts(sandbox, 150, with_company=False)
+    values = {"score": 64, "grade": "B", "reasons": ["+ requested a demo", "- free e-mail domain"], "tier": "warm",
+              "model_version": "rules:v1", "scored_at": datetime(2024, 6, 3, 16, 0, tzinfo=UTC)}
+    hubspot.write_fields({cid: values for cid in ids[:120]})
+    sandbox.store.hs_update("contacts", ids[7], {"leadbridge_reasons": "+ something else"}, source="CRM_UI")
+    later = {**values, "scored_at": datetime(2024, 6, 4, tzinfo=UTC)}  # a later scored_at does not matter
+    shown = hubspot.shows_fields({cid: later for cid in [*ids, "424242"]})
+    assert shown == set(ids[:120]) - {ids[7]}
+    assert len(sandbox.requests.query(path=r"/crm/v3/objects/contacts/batch/read$")) == 2  # 100 a call
+
+
 def test_sandbox_rejects_101_inputs(sandbox: SandboxCRM) -> None:
     api = HubSpot(access_token=DEFAULT_HUBSPOT_TOKEN, host=sandbox.base_url)
     body = BatchInputSimplePublicObjectBatchInput(inputs=[{"id": str(i), "properties": {"firstname": "x"}}

@@ -157,6 +157,18 @@ def test_write_fields_in_collections_of_200(sandbox: SandboxCRM, salesforce: Sal
     assert len(calls) == 3 and all(c["status"] == 200 for c in calls)
 
 
+def test_shows_fields_reads_back_leads_and_contacts(sandbox: SandboxCRM, salesforce: SalesforceConnector) -> None:
+    salesforce.provision_fields(create=True)
+    ids = _leads(sandbox, 3)
+    contact = sandbox.store.sf_create("Contact", {"LastName": "Ng", "Email": "ng@acme.io"}, source="CRM_UI")
+    values = {"score": 71, "grade": "B", "reasons": ["+ requested a demo"], "tier": "warm", "model_version": "v3",
+              "scored_at": datetime(2024, 6, 3, 16, 0, tzinfo=UTC)}
+    salesforce.write_fields({i: values for i in [ids[0], ids[1], contact]})
+    sandbox.store.sf_update("Lead", ids[1], {"Leadbridge_Score__c": 12}, source="CRM_UI")
+    shown = salesforce.shows_fields({i: {**values, "scored_at": None} for i in [*ids, contact]})
+    assert shown == {ids[0], contact}  # ids[1] was changed by someone else, ids[2] never written
+
+
 def test_outcomes_from_conversion_and_opportunities(sandbox: SandboxCRM, salesforce: SalesforceConnector) -> None:
     ids = _leads(sandbox, 4)
     store = sandbox.store

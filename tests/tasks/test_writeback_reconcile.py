@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -18,7 +19,7 @@ from storage.db import Database
 from storage.models import Lead, OutboxItem, ScoreHistory
 from tasks.resources import Resources
 from tasks.score import DIRTY_KEY
-from tasks.writeback import WRITTEN_KEY, flush_once, reconcile_writes
+from tasks.writeback import INFLIGHT_KEY, WRITTEN_KEY, flush_once, reconcile_writes
 
 
 @pytest.fixture()
@@ -59,11 +60,10 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, 
     with res.db.session() as session:
         ids = list(session.scalars(select(Lead.id).where(Lead.hubspot_id.in_(contacts)).order_by(Lead.id)))
 
-    # Never written: the reconciler leaves them alone (a flush killed before recording its write may have
-    # written them already); the normal dirty mark writes them.
+    # Never written and no fingerprint (their dirty marks lost): the reconciler reads the CRM back, sees
+    # nothing of ours there, and re-marks them; one flush writes them.
     window, settled = timedelta(minutes=15), timedelta(seconds=30)
-    assert reconcile_writes(res, "hubspot", settled=settled, window=window) == []
-    res.redis.sadd(DIRTY_KEY.format(crm="hubspot"), *ids)
+    assert reconcile_writes(res, "hubspot", settled=settled, window=window) == ids
     assert flush_once(res, "hubspot") == 3
     assert [shown_score(crm, c) for c in contacts] == ["20", "21", "22"]
 
@@ -88,3 +88,37 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, 
         session.execute(update(Lead).where(Lead.id == ids[2]).values(score=50, scored_at=utcnow() - timedelta(hours=1)))
     assert reconcile_writes(res, "hubspot", settled=settled, window=window) == []
     assert res.redis.hget(WRITTEN_KEY.format(crm="hubspot"), ids[0]) is not None
+
+
+def test_a_write_the_crm_took_but_nobody_recorded_is_read_back_not_repeated(crm: SandboxCRM, res: Resources) -> None:
+    """Drill a's case: a flush killed between the CRM's answer and recording it leaves in-flight entries."""
+    res.connector("hubspot").provision_fields()
+    contacts = [crm.store.hs_create("contacts", {"email": f"k{i}@acme.io"}, source="CRM_UI")["id"] for i in range(3)]
+    with res.db.session(write=True) as session:
+        for i, contact_id in enumerate(contacts):
+            session.add(Lead(email=f"k{i}@acme.io", hubspot_id=contact_id, score=60 + i, grade="B",
+                             reasons=["+ requested a demo"], model_version="rules:v1", scored_at=utcnow()))
+    with res.db.session() as session:
+        ids = list(session.scalars(select(Lead.id).where(Lead.hubspot_id.in_(contacts)).order_by(Lead.id)))
+    res.redis.sadd(DIRTY_KEY.format(crm="hubspot"), *ids)
+    assert flush_once(res, "hubspot") == 3
+    fingerprints = res.redis.hgetall(WRITTEN_KEY.format(crm="hubspot"))
+    assert not res.redis.exists(INFLIGHT_KEY.format(crm="hubspot"))  # a recorded batch leaves nothing in flight
+
+    # Rewind to the instant after the CRM took the batch: in-flight entries, no fingerprints. Contact 2 is
+    # then changed by someone else, so the CRM no longer shows what we sent there.
+    inflight = {lead_id: orjson.dumps({"crm_id": contact_id, "fp": fingerprints[str(lead_id).encode()].decode(),
+                                       "values": {"score": 60 + i, "grade": "B", "reasons": ["+ requested a demo"],
+                                                  "tier": "warm", "model_version": "rules:v1"}})
+                for i, (lead_id, contact_id) in enumerate(zip(ids, contacts))}
+    res.redis.delete(WRITTEN_KEY.format(crm="hubspot"))
+    res.redis.hset(INFLIGHT_KEY.format(crm="hubspot"), mapping=inflight)
+    crm.store.hs_update("contacts", contacts[2], {"leadbridge_score": "1"}, source="CRM_UI")
+    writes_before = len(crm.requests.query(family="hubspot", path="batch/update"))
+
+    assert flush_once(res, "hubspot") == 1  # the next flush settles them first: two landed, one written again
+    assert [shown_score(crm, c) for c in contacts] == ["60", "61", "62"]
+    assert len(crm.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
+    assert not res.redis.exists(INFLIGHT_KEY.format(crm="hubspot"))
+    assert set(res.redis.hgetall(WRITTEN_KEY.format(crm="hubspot"))) == {str(i).encode() for i in ids}
+    assert not res.redis.scard(DIRTY_KEY.format(crm="hubspot"))
