@@ -417,6 +417,28 @@ def pending_count(stack: Stack) -> int:
         database.dispose()
 
 
+def wait_enriched(stack: Stack, timeout: float) -> int:
+    """Wait until every lead with a HubSpot id has been enriched from the CRM; returns how many still are not."""
+    from sqlalchemy import func, select
+
+    from core.runtime import sqlite_url
+    from storage.db import Database
+    from storage.models import Lead
+
+    database = Database(stack.env.get("DATABASE_URL") or sqlite_url(Path(stack.env["LEADBRIDGE_DATA_DIR"])))
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with database.session() as session:
+                left = int(session.scalar(select(func.count()).select_from(Lead).where(
+                    Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None))) or 0)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(1.0)
+    finally:
+        database.dispose()
+
+
 def wait_drained(stack: Stack, timeout: float) -> dict[str, Any]:
     """Wait until no inbox row is pending (or time runs out); then the full counts."""
     # Counting every row by status scans the whole inbox: polled twice a second under a million-row
@@ -495,6 +517,7 @@ class Result:
     duplicate_writes: int = 0
     latencies: list[float] = field(default_factory=list)
     by_kind: dict[str, list[float]] = field(default_factory=dict)  # probe kind -> its latencies
+    slowest: list[dict[str, Any]] = field(default_factory=list)  # the tail: when it was sent, what, how long
     rate: float = 0.0
     memory: dict[str, float] = field(default_factory=dict)
 
@@ -521,6 +544,9 @@ def sustained_phase(stack: Stack, backend: str, rate: float, seconds: float, pro
         chunk = (known + quiet)[start : start + 100]
         traffic.post(session, "hubspot", traffic.hubspot_batch(chunk, "creation"), len(chunk))
     wait_drained(stack, 120)
+    # Enrichment reads are rate-limited (190 calls / 10 s): for thousands of warm-up contacts they outlast the
+    # inbox, and a quiet spell in the writes. Left running, they spilled into the measured phase.
+    wait_enriched(stack, 300)
     wait_writes_settled(stack, t0)
     traffic.acknowledged = traffic.repeats = traffic.sent = 0
     t1 = time.time()
@@ -546,10 +572,13 @@ def sustained_phase(stack: Stack, backend: str, rate: float, seconds: float, pro
     for cid, latency in found.items():
         by_kind[traffic.probe_kind[cid]].append(latency)
     missing = len(traffic.probe_sent) - len(found)
+    tail = sorted(found.items(), key=lambda kv: -kv[1])[:20]
+    slowest = [{"sent_s": round(traffic.probe_sent[cid] - t1, 2), "kind": traffic.probe_kind[cid],
+                "ms": round(latency * 1000, 1)} for cid, latency in tail]
     pending = state["counts"].get("pending", 0)
     return Result(backend, "sustained", offered=rate, sent=traffic.sent, written=len(found), lost=missing + pending,
                   refused=traffic.sent - traffic.acknowledged - traffic.repeats, duplicate_writes=dups,
-                  latencies=list(found.values()), by_kind=dict(by_kind), rate=traffic.sent / elapsed,
+                  latencies=list(found.values()), by_kind=dict(by_kind), slowest=slowest, rate=traffic.sent / elapsed,
                   memory=stack.memory_mb())
 
 
@@ -679,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                   "by_kind": {kind: {"events": len(v), **{f"p{q}_ms": round(percentile(v, q) * 1000, 1)
                                                           for q in (50, 95, 99)}}
                               for kind, v in r.by_kind.items()},
-                  "memory_mb": r.memory} for r in results],
+                  "memory_mb": r.memory, "slowest_probes": r.slowest} for r in results],
     }
     if naive_run and max_run and naive_run.rate:
         console.print(f"leadbridge / naive throughput: {max_run.rate / naive_run.rate:.1f}x")

@@ -7,6 +7,7 @@ marks it done; the feature store ignores an event it has already counted.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ def process_events(ids: list[int]) -> int:
     from tasks.score import queue_actions, score_and_store, score_leads
 
     res = resources()
+    started = time.monotonic()
     with res.db.session(write=True) as session:
         # Under a backlog, take the pending rows queued behind this batch too (their own tasks then find
         # nothing to do): a lead in several waiting batches is resolved, scored and written once, not once
@@ -85,6 +87,9 @@ def process_events(ids: list[int]) -> int:
             score_leads.delay(leads)
         else:
             queue_actions(res, changes)
+    if time.monotonic() - started > 1.0:
+        log.warning("ingest.slow_batch %.2fs, %d rows, %d leads", time.monotonic() - started, result.processed,
+                    len(result.leads))
     return result.processed
 
 

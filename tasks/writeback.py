@@ -51,11 +51,15 @@ def flush(self: Any, crm: str) -> int:
     # One flush per CRM at a time (found by bench/e2e: two flushes, one writing a lead's first score and
     # one its enrichment re-score with the same values, each saw no fingerprint yet and both wrote it).
     # The holder re-queues itself while leads are dirty, so a flush that finds the lock taken just ends.
+    started = time.monotonic()
     with lease(res.redis, FLUSH_LOCK.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
         if not held:
             return 0
         try:
             written = flush_once(res, crm)
+            if time.monotonic() - started > 1.0:
+                log.warning("writeback.slow_flush %.2fs, %d written", time.monotonic() - started, written,
+                            extra={"crm": crm})
         except TransientConnectorError as exc:
             # The leads went back to the dirty set; come back when the vendor says we may.
             raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
