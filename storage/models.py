@@ -65,11 +65,35 @@ class InboxEvent(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
     received_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|done|ignored|failed
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|done|ignored|failed|dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     enqueued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DeadLetter(Base):
+    """Work a pipeline stage set aside after it failed too often: an inbox row (ingest) or a lead (score, writeback).
+
+    Open dead letters block nothing: the stage moves on without them. An admin retries or discards each one
+    (audited); `payload` holds what the stage was given (feature values, CRM field values), and goes with the
+    lead or the inbox row when a person is forgotten.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_status_stage", "status", "stage"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(String(20))  # ingest | score | writeback
+    crm: Mapped[str | None] = mapped_column(String(20))  # writeback: the CRM that refused
+    inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open | retried | discarded
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    resolved_by: Mapped[str | None] = mapped_column(String(320))
 
 
 class Account(Base):
