@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
+from core.logging_setup import configure_logging as setup_logging
 from core.redis_server import EmbeddedRedis
 from core.runtime import ServiceUrls, embedded_redis, service_urls
 from core.settings import Settings, SettingsError, load_settings
@@ -29,13 +29,40 @@ def settings_or_exit() -> Settings:
         fail(str(exc))
 
 
-def configure_logging(settings: Settings) -> None:
-    """Plain, single-line log records on stderr at the configured level."""
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
-    # Alembic narrates every plugin it loads at INFO; only its warnings matter to an operator.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+def configure_logging(settings: Settings) -> str:
+    """Every process's logging: one masked stderr handler, JSON off a terminal (core.logging_setup); the format."""
+    return setup_logging(settings.log_level, settings.log_format)
+
+
+def keep_celery_off_logging() -> None:
+    """Stop Celery (worker and beat) from configuring logging itself: ours is already in place.
+
+    Celery leaves logging alone when anything listens to its `setup_logging` signal.
+    """
+    from celery.signals import setup_logging as celery_setup_logging
+
+    celery_setup_logging.connect(_logging_configured, weak=False)
+
+
+def _logging_configured(**_: Any) -> None:
+    return None
+
+
+def gunicorn_log_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn options that send its error log through our handler (and leave its access log off)."""
+    from gunicorn import glogging
+
+    class PropagatingLogger(glogging.Logger):  # type: ignore[misc]
+        """gunicorn's logger without its own handlers: records propagate to the root handler."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
+                    log.removeHandler(handler)
+                log.propagate = True
+
+    return {"logger_class": PropagatingLogger, "loglevel": settings.log_level.lower(), "accesslog": None}
 
 
 @contextlib.contextmanager

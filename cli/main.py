@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.context import configure_logging, embedded_services, fail, settings_or_exit
+from cli.context import configure_logging, embedded_services, fail, keep_celery_off_logging, settings_or_exit
 from cli.doctor import doctor
 from cli.sources_commands import sources
 from cli.supervisor import Child, Supervisor, cli_argv, wait_until_ready
@@ -165,6 +165,7 @@ def worker(queues: str, concurrency: int | None) -> None:
 
     settings = settings_or_exit()
     configure_logging(settings)
+    keep_celery_off_logging()
     unknown = sorted(set(q.strip() for q in queues.split(",")) - set(QUEUES))
     if unknown:
         fail(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
@@ -175,6 +176,7 @@ def worker(queues: str, concurrency: int | None) -> None:
         code = watchdog.run_worker(
             app,
             [
+                "--quiet",  # no banner: it is not a log record (and would break a JSON log stream)
                 "worker",
                 f"--queues={queues}",
                 f"--concurrency={concurrency or settings.worker_concurrency}",
@@ -194,11 +196,12 @@ def beat() -> None:
 
     settings = settings_or_exit()
     configure_logging(settings)
+    keep_celery_off_logging()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with embedded_services(settings) as urls:
         os.environ.update(urls.as_env())
         app = create_celery(settings, urls)
-        app.start(["beat", f"--loglevel={settings.log_level}"])
+        app.start(["--quiet", "beat", f"--loglevel={settings.log_level}"])
 
 
 cli.add_command(doctor)

@@ -33,6 +33,9 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             "child_exit": _child_exit,
             "post_worker_init": _post_worker_init,
         }
+        from cli.context import gunicorn_log_options
+
+        options.update(gunicorn_log_options(self.settings))  # its error log through our handler, no access log
         for key, value in options.items():
             self.cfg.set(key, value)
 

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     encryption_key: SecretStr | None = None  # Fernet key(s), comma-separated: the first encrypts, all decrypt
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log lines: auto = readable text on a terminal, one JSON object per line otherwise")
 
     # Web
     host: str = "127.0.0.1"
@@ -88,6 +90,8 @@ class Settings(BaseSettings):
     # Sandbox mode (`leadbridge run` without CRM credentials)
     sandbox_port: int = Field(8765, ge=1, le=65535, description="port of the sandbox CRM started by `run`")
     simulator_rate: float = Field(5.0, ge=0, description="behavioural events per second the simulator sends; 0 = off")
+    run_summary_seconds: float = Field(
+        10.0, ge=0, description="`leadbridge run` prints a one-line summary this often; 0 = off")
 
     # CRMs and Slack (all optional: without them leadbridge runs against the sandbox CRM)
     hubspot_access_token: SecretStr | None = Field(
