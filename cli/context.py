@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -29,9 +30,14 @@ def settings_or_exit() -> Settings:
         fail(str(exc))
 
 
+# Set by `leadbridge run` for its children: their servers' startup narration (gunicorn's "Booting worker",
+# Celery's "Connected to", "ready.") is left out at INFO, since `run` prints one line per part itself.
+RUN_CHILD_ENV = "LEADBRIDGE_RUN_CHILD"
+
+
 def configure_logging(settings: Settings) -> str:
     """Every process's logging: one masked stderr handler, JSON off a terminal (core.logging_setup); the format."""
-    return setup_logging(settings.log_level, settings.log_format)
+    return setup_logging(settings.log_level, settings.log_format, quiet_servers=os.environ.get(RUN_CHILD_ENV) == "1")
 
 
 def keep_celery_off_logging() -> None:
@@ -62,7 +68,10 @@ def gunicorn_log_options(settings: Settings) -> dict[str, Any]:
                     log.removeHandler(handler)
                 log.propagate = True
 
-    return {"logger_class": PropagatingLogger, "loglevel": settings.log_level.lower(), "accesslog": None}
+    level = settings.log_level.lower()
+    if level == "info" and os.environ.get(RUN_CHILD_ENV) == "1":
+        level = "warning"  # gunicorn sets its logger's level itself: the same quiet as configure_logging's
+    return {"logger_class": PropagatingLogger, "loglevel": level, "accesslog": None}
 
 
 @contextlib.contextmanager

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from cli.context import configure_logging, embedded_services, fail, keep_celery_off_logging, settings_or_exit
+from cli.context import (
+    RUN_CHILD_ENV,
+    configure_logging,
+    embedded_services,
+    fail,
+    keep_celery_off_logging,
+    settings_or_exit,
+)
 from cli.doctor import doctor
 from cli.sources_commands import sources
 from cli.supervisor import Child, Supervisor, cli_argv, wait_until_ready
@@ -90,7 +97,8 @@ def run() -> None:
             upgrade(urls.database_url)
         except Exception as exc:
             fail(f"migration failed: {type(exc).__name__}: {exc}")
-        env = {**os.environ, **urls.as_env(), "LEADBRIDGE_DATA_DIR": str(settings.data_dir.resolve())}
+        env = {**os.environ, **urls.as_env(), "LEADBRIDGE_DATA_DIR": str(settings.data_dir.resolve()),
+               RUN_CHILD_ENV: "1"}
         from tasks.watchdog import WATCHDOG_EXIT_CODE
 
         children = [Child("web", cli_argv("web")),
@@ -102,10 +110,12 @@ def run() -> None:
 
             sandbox = plan_sandbox(settings)
             env.update(sandbox.env)
+            sandbox.sandbox_child.quiet = True  # its banner repeats what the part line says
             children.insert(0, sandbox.sandbox_child)
         supervisor = Supervisor(children=children, env=env)
         supervisor.start()
         code = 0
+        summary: Any = None
         try:
             base = f"http://{settings.host}:{settings.port}"
             alive = lambda: all(c.process is not None and c.process.poll() is None for c in supervisor.children)  # noqa: E731
@@ -113,20 +123,50 @@ def run() -> None:
             if feed == ():
                 code = 1
             elif wait_until_ready(f"{base}/readyz", timeout=60, alive=alive):
-                if sandbox is not None:
-                    click.echo(f"sandbox CRM: {sandbox.url}")
-                    if feed and settings.simulator_rate > 0:
-                        supervisor.add(sandbox.simulator_child(*feed, settings.simulator_rate), env)
+                if sandbox is not None and feed and settings.simulator_rate > 0:
+                    simulator = sandbox.simulator_child(*feed, settings.simulator_rate)
+                    simulator.quiet = True  # a progress bar would fight the summary lines
+                    supervisor.add(simulator, env)
+                for line in _part_lines(settings, supervisor, base, sandbox.url if sandbox is not None else ""):
+                    click.echo(line)
                 click.echo(f"leadbridge is running at {base}  (Ctrl-C to stop)")
                 sys.stdout.flush()
+                if settings.run_summary_seconds > 0:
+                    from cli.run_summary import RunSummary
+
+                    summary = RunSummary(urls.database_url, settings.run_summary_seconds)
+                    summary.start()
                 code = supervisor.wait()
             else:
                 click.echo("leadbridge: the web process did not become ready; stopping", err=True)
                 code = 1
         finally:
+            if summary is not None:
+                summary.stop()
             supervisor.stop()
             click.echo("leadbridge stopped")
     sys.exit(code)
+
+
+def _part_lines(settings: Any, supervisor: Supervisor, base: str, sandbox_url: str) -> list[str]:
+    """One line per running part of `run`: where it listens or how it is set up, and its pid."""
+    lines = []
+    for child in supervisor.children:
+        pid = child.process.pid if child.process is not None else "?"
+        if child.name == "sandbox":
+            lines.append(f"sandbox CRM: {sandbox_url}  (pid {pid})")
+        elif child.name == "web":
+            processes = f"{settings.web_workers} server process" + ("es" if settings.web_workers != 1 else "")
+            lines.append(f"web: {base}  (pid {pid}, {processes})")
+        elif child.name == "worker":
+            lines.append(f"worker: pid {pid}, concurrency {settings.worker_concurrency}, queues {','.join(QUEUES)}")
+        elif child.name == "beat":
+            lines.append(f"beat: pid {pid}")
+        elif child.name == "simulator":
+            lines.append(f"simulator: pid {pid}, {settings.simulator_rate:g} events/s into the sandbox CRM and web")
+        else:
+            lines.append(f"{child.name}: pid {pid}")
+    return lines
 
 
 def _wire_sandbox(settings: Any, database_url: str, sandbox: Any) -> tuple[str, ...]:

@@ -28,10 +28,12 @@ class Child:
     optional: bool = False  # an optional child may exit (code 0) without stopping the others
     restart_codes: tuple[int, ...] = ()  # exit codes that ask to be started again (the worker's watchdog)
     restarts: list[float] = field(default_factory=list)  # when it was restarted (monotonic)
+    quiet: bool = False  # its stdout is dropped (a banner or progress bar that would cut into `run`'s console)
 
     def start(self, env: dict[str, str]) -> None:
         """Spawn the process in a new session, so a terminal's Ctrl-C reaches only the supervisor."""
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        stdout = subprocess.DEVNULL if self.quiet else None  # its logs (stderr) always reach the console
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True, stdout=stdout)
 
     def signal_group(self, sig: int) -> None:
         """Send `sig` to the child's whole process group (ignoring a group that is already gone)."""

@@ -177,6 +177,7 @@ class TextLogFormatter(logging.Formatter):
 # Celery's per-task lines: routine at thousands a minute, so DEBUG. Their warnings and errors stay.
 PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
 QUIET_LOGGERS = {"alembic": logging.WARNING}  # Alembic narrates every plugin it loads at INFO
+SERVER_LOGGERS = ("gunicorn.error", "celery")  # their INFO lines narrate start-up and shutdown
 
 
 def resolve_format(log_format: LogFormat, stream: IO[str]) -> Literal["json", "text"]:
@@ -189,10 +190,13 @@ def resolve_format(log_format: LogFormat, stream: IO[str]) -> Literal["json", "t
         return "json"
 
 
-def configure_logging(level: str | int = "INFO", log_format: LogFormat = "auto", stream: IO[str] | None = None) -> str:
+def configure_logging(level: str | int = "INFO", log_format: LogFormat = "auto", stream: IO[str] | None = None, *,
+                      quiet_servers: bool = False, capture_warnings: bool = True) -> str:
     """Send every record through one masked, structured stderr handler; return the format chosen ("json"/"text").
 
-    Safe to call again (the previous leadbridge handler is replaced; handlers others added are left alone).
+    `quiet_servers` keeps gunicorn's and Celery's own INFO narration out (their warnings and errors stay);
+    `capture_warnings` sends Python warnings through the same handler. Safe to call again (the previous
+    leadbridge handler is replaced; handlers others added are left alone).
     """
     stream = stream or sys.stderr
     chosen = resolve_format(log_format, stream)
@@ -209,6 +213,10 @@ def configure_logging(level: str | int = "INFO", log_format: LogFormat = "auto",
     root.setLevel(numeric)
     for name, floor in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, numeric))
+    for name in SERVER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet_servers and numeric == logging.INFO else logging.NOTSET)
+    if capture_warnings:
+        logging.captureWarnings(True)  # a warning is one record too, not lines of raw text in a JSON stream
     _demote(PER_TASK_LOGGERS, numeric)
     _demote(["celery.beat"], None, lambda record: str(record.msg).startswith("Scheduler: Sending due task"))
     return chosen

@@ -26,7 +26,7 @@ def captured() -> Iterator[tuple[io.StringIO, logging.Logger]]:
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
     buffer = io.StringIO()
-    configure_logging("INFO", "json", stream=buffer)
+    configure_logging("INFO", "json", stream=buffer, capture_warnings=False)
     yield buffer, logging.getLogger("tests.logging")
     for handler in list(root.handlers):
         if handler not in saved_handlers:
@@ -88,7 +88,7 @@ def test_text_format_is_one_line_with_key_values() -> None:
     root = logging.getLogger()
     saved = list(root.handlers), root.level
     try:
-        configure_logging("INFO", "text", stream=buffer)
+        configure_logging("INFO", "text", stream=buffer, capture_warnings=False)
         logging.getLogger("bridge.webhooks").info(
             "webhook.%s.rejected", "hubspot", extra={"reason": "bad_signature", "source": "crm one", "token": "t"})
     finally:
@@ -116,13 +116,13 @@ def test_per_task_lines_show_at_debug_as_debug() -> None:
     root = logging.getLogger()
     saved = list(root.handlers), root.level
     try:
-        configure_logging("DEBUG", "json", stream=buffer)
+        configure_logging("DEBUG", "json", stream=buffer, capture_warnings=False)
         logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "tasks.x", "1")
     finally:
         for handler in [h for h in root.handlers if h not in saved[0]]:
             root.removeHandler(handler)
         root.setLevel(saved[1])
-        configure_logging("INFO", "json", stream=io.StringIO())  # loggers' levels back to what INFO sets
+        configure_logging("INFO", "json", stream=io.StringIO(), capture_warnings=False)  # loggers' levels back to what INFO sets
         for handler in [h for h in root.handlers if h not in saved[0]]:
             root.removeHandler(handler)
         root.setLevel(saved[1])
