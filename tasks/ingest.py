@@ -188,18 +188,29 @@ def _is_echo(lead: Lead, event: Event) -> bool:
 
 
 def forget_by_event(session: Session, event: Event, res: Resources | None) -> int | None:
-    """Purge the person a privacy-deletion (or deletion) event names, database and Redis; return its lead id."""
+    """Purge the person a privacy-deletion (or deletion) event names, database and Redis; return its lead id.
+
+    The purge `leadbridge forget` does (storage.privacy), for the one record the CRM deleted: its lead, and its
+    events even when no lead exists yet (a pending row must not bring the person back). The CRM record is gone,
+    so there are no CRM fields to clear.
+    """
     from storage.leads import LEAD_ID_COLUMNS
+    from storage.privacy import find_person, forget_person, stored_events
 
     column = LEAD_ID_COLUMNS.get((event.crm, event.object_type))
     if column is None:
         return None
+    redis = res.redis if res else None
     lead = session.scalars(select(Lead).where(getattr(Lead, column) == event.object_id)).first()
-    if lead is None:
-        return None
-    lead_id = lead.id
-    forget_lead(session, lead, redis=res.redis if res else None, actor=f"webhook:{event.crm}")
-    return lead_id
+    if lead is not None:
+        lead_id = lead.id
+        forget_lead(session, lead, redis=redis, actor=f"webhook:{event.crm}")
+        return lead_id
+    # No lead yet: the record's events may still wait in the inbox, or sit there as dead letters.
+    person = find_person(session, records=[(event.crm, event.object_type, event.object_id)], other_leads=False)
+    if stored_events(session, person, besides=event.dedupe_key):
+        forget_person(session, person, redis=redis, actor=f"webhook:{event.crm}")
+    return None
 
 
 def enrich_new_leads(res: Resources, lead_ids: Sequence[int], attempt: int = 1) -> int:

@@ -22,8 +22,11 @@ from storage.db import Database
 from storage.inbox import pending_ids
 from storage.models import (
     Account,
+    AlertRule,
     AuditEntry,
     Base,
+    DeadLetter,
+    FieldMapping,
     InboxEvent,
     Lead,
     OutboxItem,
@@ -123,7 +126,8 @@ class World:
 
 def wipe(db: Database, client: Any) -> None:
     with db.session() as session:
-        for model in (Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, Source, AuditEntry):
+        for model in (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, Source, AuditEntry,
+                      AlertRule, FieldMapping):
             session.execute(delete(model))
     keys = list(client.scan_iter("lb:*"))
     if keys:
