@@ -40,4 +40,21 @@ def readyz() -> ResponseReturnValue:
     if failing:
         log.warning("readyz.failing", extra={"failing": failing})
         return jsonify(status="unavailable", failing=failing, checks=checks), 503
-    return jsonify(status="ok", checks=checks)
+    # The pipeline's state is reported, never answered with 503: a stalled worker must not take the web tier
+    # out of a load balancer and turn into refused webhooks (the inbox keeps everything meanwhile).
+    pipeline, stalled = _pipeline()
+    return jsonify(status="ok", checks=checks, pipeline=pipeline, stalled=stalled)
+
+
+def _pipeline() -> tuple[dict[str, str], list[str]]:
+    from bridge.admin.ops.pipeline import pipeline_health
+    from bridge.metrics import configured_crms
+
+    svc = services()
+    try:
+        with svc.db.session() as session:
+            health = pipeline_health(session, svc.redis, stall_after=svc.settings.stall_after_seconds,
+                                     crms=configured_crms(svc.settings))
+    except Exception as exc:  # noqa: BLE001 - reported in the body; readiness is about Redis and the database
+        return {"pipeline": f"unknown: {type(exc).__name__}"}, []
+    return health.summary(), health.stalled

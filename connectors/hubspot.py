@@ -38,6 +38,7 @@ from connectors.base import (
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import call_with_retries
 from core.records import Account, Lead, Outcome
+from core.values import clean_account, clean_lead
 
 T = TypeVar("T")
 
@@ -141,13 +142,6 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _to_int(value: Any) -> int | None:
-    try:
-        return int(float(value)) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _to_datetime(value: Any) -> datetime | None:
@@ -299,7 +293,8 @@ class HubSpotConnector:
                 continue
             company_id = company_of.get(cid)
             account = companies.get(company_id) if company_id else None
-            out.append(LeadWithAccount(_lead_of(cid, props, account), account))
+            # Values a CRM holds are checked where they become our records, as webhook values are (core.values).
+            out.append(LeadWithAccount(clean_lead(_lead_of(cid, props, account)), account))
         return out
 
     def _primary_companies(self, contact_ids: list[str]) -> dict[str, str]:
@@ -326,9 +321,9 @@ class HubSpotConnector:
                 _preload_content=False))
             for obj in body.get("results") or []:
                 cid, p = str(obj.get("id")), obj.get("properties") or {}
-                out[cid] = Account(id=cid, name=p.get("name"), domain=p.get("domain"), industry=p.get("industry"),
-                                   employees=_to_int(p.get("numberofemployees")), country=p.get("country"),
-                                   crm_ids={"hubspot": cid})
+                out[cid] = clean_account(Account(
+                    id=cid, name=p.get("name"), domain=p.get("domain"), industry=p.get("industry"),
+                    employees=p.get("numberofemployees"), country=p.get("country"), crm_ids={"hubspot": cid}))
         return out
 
     def _call_json(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from connectors.base import (
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import call_with_retries
 from core.records import Account, Lead, Outcome
+from core.values import clean_account, clean_lead
 
 T = TypeVar("T")
 
@@ -331,7 +332,8 @@ class SalesforceConnector:
         lead = Lead(id=rec["Id"], email=rec.get("Email"), first_name=rec.get("FirstName"), last_name=rec.get("LastName"),
                     title=rec.get("Title"), country=rec.get("Country"), account_id=account.id if account else None,
                     crm_ids={"salesforce": rec["Id"]}, properties=props)
-        return LeadWithAccount(lead, account)
+        # Values a CRM holds are checked where they become our records, as webhook values are (core.values).
+        return LeadWithAccount(clean_lead(lead), clean_account(account) if account else None)
 
     def _from_contact(self, rec: Mapping[str, Any]) -> LeadWithAccount:
         acc = rec.get("Account") or None
@@ -344,7 +346,8 @@ class SalesforceConnector:
         lead = Lead(id=rec["Id"], email=rec.get("Email"), first_name=rec.get("FirstName"), last_name=rec.get("LastName"),
                     title=rec.get("Title"), country=rec.get("MailingCountry"),
                     account_id=account.id if account else None, crm_ids={"salesforce": rec["Id"]}, properties=props)
-        return LeadWithAccount(lead, account)
+        # Values a CRM holds are checked where they become our records, as webhook values are (core.values).
+        return LeadWithAccount(clean_lead(lead), clean_account(account) if account else None)
 
     def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
         """Converted Leads with their Opportunity's IsWon/IsClosed, plus closed Opportunities of Contacts."""

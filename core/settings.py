@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     hubspot_rate_limit: int = Field(190, ge=1, description="HubSpot requests allowed per window, shared by all workers")
     hubspot_rate_window: float = Field(10.0, gt=0, description="HubSpot rate-limit window in seconds")
     alert_channel_interval: float = Field(1.0, ge=0, description="minimum seconds between Slack messages per channel")
+    max_attempts: int = Field(
+        5, ge=1, le=100, description="failures before an inbox row or a lead is set aside as a dead letter")
+    stall_after_seconds: float = Field(
+        120.0, gt=0, description="a pipeline stage with work this old and no progress is reported stalled")
 
     # Continuous learning
     learning_maturity_days: float = Field(90, gt=0, description="days without conversion before a lead counts as lost")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from connectors.field_names import account_fields, lead_fields
 from core.records import Event, utcnow
+from core.values import clean_count
 from storage.models import Account, Lead
 
 # (crm, object_type) -> the Lead column holding that CRM's id
@@ -159,6 +160,10 @@ def resolve_account(session: Session, event: Event) -> Account:
     return account
 
 
+# Lead text columns and their lengths: a longer value is cut to fit (PostgreSQL refuses what SQLite would keep).
+LEAD_TEXT_LENGTHS = {"first_name": 100, "last_name": 100, "title": 200, "country": 100}
+
+
 def apply_enrichment(lead: Lead, *, email: str | None, first_name: str | None, last_name: str | None,
                      title: str | None, country: str | None) -> None:
     """Fill what the CRM knows about a lead into attributes we do not have yet."""
@@ -166,16 +171,16 @@ def apply_enrichment(lead: Lead, *, email: str | None, first_name: str | None, l
         lead.email = _clean_email(email)
     for name, value in (("first_name", first_name), ("last_name", last_name), ("title", title), ("country", country)):
         if value and not getattr(lead, name):
-            setattr(lead, name, str(value)[:200])
+            setattr(lead, name, str(value)[:LEAD_TEXT_LENGTHS[name]])
 
 
 def _apply_lead_fields(lead: Lead, fields: dict[str, Any], email: str | None) -> None:
     if email and lead.email != email:
         lead.email = email
-    for name in ("first_name", "last_name", "title", "country"):
+    for name, length in LEAD_TEXT_LENGTHS.items():
         value = fields.get(name)
-        if value and getattr(lead, name) != str(value)[:200]:
-            setattr(lead, name, str(value)[:200])
+        if value and getattr(lead, name) != str(value)[:length]:
+            setattr(lead, name, str(value)[:length])
     extra = {k: v for k, v in fields.items() if k not in LEAD_ATTRIBUTES}
     if extra and any((lead.properties or {}).get(k) != v for k, v in extra.items()):
         lead.properties = {**(lead.properties or {}), **extra}
@@ -188,7 +193,7 @@ def _apply_account_fields(account: Account, fields: dict[str, Any]) -> None:
         account.industry = str(fields["industry"])[:100]
     if fields.get("country") and account.country != str(fields["country"])[:100]:
         account.country = str(fields["country"])[:100]
-    employees = _int(fields.get("employees"))
+    employees = clean_count(fields.get("employees"))  # None for what the column cannot hold (1e30, inf)
     if employees is not None and account.employees != employees:
         account.employees = employees
 
@@ -204,10 +209,3 @@ def _domain(value: Any) -> str | None:
         return None
     text = value.strip().lower().removeprefix("https://").removeprefix("http://").removeprefix("www.")
     return text.split("/", 1)[0][:255] or None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None

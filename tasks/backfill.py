@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from connectors.base import CrmRecord
 from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
+from core.values import EntryRefused, clean_event
 from storage.inbox import store_events
 from storage.models import InboxEvent, Lead
 from storage.outcomes import record_outcomes
@@ -273,14 +274,23 @@ def history_events(session: Session, history: History) -> list[Event]:
         if snap.key in seen_keys:
             continue
         first = snap.prefix not in seen_prefixes
-        events.append(Event(
+        event = Event(
             source="backfill", crm=snap.crm, object_type=snap.object_type,  # type: ignore[arg-type]
             object_id=snap.object_id,
             event_type=snap.first_type if first else snap.later_type,
             occurred_at=snap.first_at if first else snap.later_at, received_at=now, properties=snap.properties,
             dedupe_key=snap.key, email=snap.email,
-        ))
+        )
         seen_keys.add(snap.key)
+        try:
+            # CRM history is vendor data like any webhook: the same boundary checks its values (core.values).
+            event, dropped = clean_event(event)
+        except EntryRefused as exc:
+            log.warning("backfill.record_refused", extra={"crm": snap.crm, "reason": exc.reason})
+            continue
+        if dropped:
+            log.info("backfill.values_dropped", extra={"crm": snap.crm, "fields": [d.field for d in dropped][:10]})
+        events.append(event)
     events.sort(key=lambda e: (e.occurred_at, e.dedupe_key))
     return events
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bridge.parsers.errors import MalformedPayload, TooManyEvents
-from bridge.parsers.results import IgnoredEvent, InvalidEvent, ParseResult
+from bridge.parsers.results import DroppedValue, IgnoredEvent, InvalidEvent, ParseResult
 from core import fastjson
 from core.records import Event
+from core.values import EntryRefused, clean_event
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def check_batch_size(count: int, limit: int) -> None:
 
 def stable_hash(*parts: Any) -> str:
     """Return a hex SHA-256 over JSON-encoded parts: the same values always give the same key."""
-    return hashlib.sha256(fastjson.dumps(list(parts), sort_keys=True).encode()).hexdigest()
+    # surrogatepass: a lone surrogate in a hashed value must not fail the entry; core.values drops the value.
+    return hashlib.sha256(fastjson.dumps(list(parts), sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def time_ordered_key(occurred_at: datetime, digest: str) -> str:
@@ -197,10 +199,19 @@ class BatchBuilder:
         self.result.events.append(event)
 
     def run(self, index: int, parse_one: Callable[[], list[Event]]) -> None:
-        """Parse one entry, turning EventInvalid/EventIgnored (and any bug) into a reported rejection."""
+        """Parse one entry, turning EventInvalid/EventIgnored (and any bug) into a reported rejection.
+
+        Every event passes core.values.clean_event here, the one boundary where values are checked: an entry
+        it refuses is invalid, a value it drops is listed in `dropped` and the rest of the entry is kept.
+        """
+        dropped: list[DroppedValue] = []
         try:
-            events = parse_one()
-        except EventInvalid as exc:
+            events = []
+            for parsed in parse_one():
+                event, left_out = clean_event(parsed)
+                dropped.extend(DroppedValue(index, d.field, d.reason) for d in left_out)
+                events.append(event)
+        except (EventInvalid, EntryRefused) as exc:
             self.result.invalid.append(InvalidEvent(index, exc.reason))
             return
         except EventIgnored as exc:
@@ -217,5 +228,6 @@ class BatchBuilder:
             )
             self.result.invalid.append(InvalidEvent(index, f"could not be parsed ({type(exc).__name__})"))
             return
+        self.result.dropped.extend(dropped)
         for event in events:
             self.add(index, event)

@@ -46,6 +46,7 @@ from bridge.parsers.common import (
 from bridge.parsers.errors import MalformedPayload
 from bridge.parsers.results import ParseResult
 from core.records import Event
+from core.values import MAX_OBJECT_ID
 
 MAX_EVENTS = 500  # Segment caps a batch at 500 KB; 500 events is well above what fits in that
 
@@ -223,8 +224,8 @@ def _identity(item: dict[str, Any], field: str) -> str | None:
         return str(value)  # some libraries send numeric user ids
     if not isinstance(value, str):
         raise EventInvalid(f"{field} must be a string")
-    if len(value) > 255:
-        raise EventInvalid(f"{field} is longer than 255 characters")
+    if len(value) > MAX_OBJECT_ID:
+        raise EventInvalid(f"{field} is longer than {MAX_OBJECT_ID} characters")
     return value
 
 

@@ -15,6 +15,14 @@ class InvalidEvent(NamedTuple):
     reason: str
 
 
+class DroppedValue(NamedTuple):
+    """A value left out of an accepted entry (the entry itself was kept): where it was and why."""
+
+    index: int
+    field: str
+    reason: str
+
+
 class IgnoredEvent(NamedTuple):
     """A well-formed entry we deliberately do not use (object type or event name we do not score)."""
 
@@ -27,12 +35,14 @@ class ParseResult:
     """Canonical events from one request body, with per-entry rejections reported by batch index.
 
     `index` is the entry's position in the vendor batch (the JSON array, the `batch` list, or the n-th
-    `Notification` element), counting from 0.
+    `Notification` element), counting from 0. `dropped` lists values left out of accepted entries
+    (core.values: NUL, lone surrogates, non-finite or out-of-range numbers, over-long text, deep nesting).
     """
 
     events: list[Event] = field(default_factory=list)
     invalid: list[InvalidEvent] = field(default_factory=list)
     ignored: list[IgnoredEvent] = field(default_factory=list)
+    dropped: list[DroppedValue] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-ready summary for the webhook response body (no payload data in it)."""
@@ -40,4 +50,5 @@ class ParseResult:
             "accepted": len(self.events),
             "invalid": [{"index": i, "reason": r} for i, r in self.invalid],
             "ignored": [{"index": i, "reason": r} for i, r in self.ignored],
+            "dropped": [{"index": i, "field": f, "reason": r} for i, f, r in self.dropped],
         }

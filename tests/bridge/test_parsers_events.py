@@ -255,7 +255,7 @@ def test_duplicate_in_batch_is_ignored():
         ({"userId": None}, "userId or anonymousId is required"),
         ({"userId": ""}, "userId or anonymousId is required"),
         ({"userId": ["x"]}, "userId must be a string"),
-        ({"userId": "u" * 256}, "userId is longer than 255 characters"),
+        ({"userId": "u" * 65}, "userId is longer than 64 characters"),
         ({"event": None}, "track event has no 'event' name"),
         ({"event": "   "}, "track event has no 'event' name"),
         ({"timestamp": "yesterday"}, "timestamp is not an ISO-8601 date-time"),

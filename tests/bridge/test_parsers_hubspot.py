@@ -364,6 +364,7 @@ def test_summary_is_json_ready():
         "accepted": 1,
         "invalid": [{"index": 1, "reason": "portalId does not match the portal configured for this source"}],
         "ignored": [{"index": 2, "reason": "subscription type 'ticket.creation' is not one we use"}],
+        "dropped": [],
     }
     json.dumps(summary)
 
