@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
@@ -19,12 +20,15 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
 from connectors.echo import is_own_echo
+from core.progress import record_progress
 from core.records import Event, utcnow
+from storage.dead_letters import count_inbox_failure, describe_error, error_kind
 from storage.inbox import to_event
 from storage.leads import apply_enrichment, is_account_event, is_lead_event, resolve_account, resolve_leads
 from storage.models import InboxEvent, Lead
 from storage.outcomes import record_outcome_rows
 from storage.privacy import forget_lead
+from tasks.isolation import is_transient, isolate, retry_delay
 from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
@@ -50,30 +54,20 @@ BACKLOG_BATCH = 2000  # rows one ingest task may take when deliveries queue up
 
 @shared_task(name="tasks.ingest.process_events", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=60, retry_jitter=True, max_retries=10, acks_late=True)
-def process_events(ids: list[int]) -> int:
+def process_events(ids: list[int], retry: bool = False) -> int:
     """Process the still-pending inbox rows among `ids` (one task per delivered batch), then score their leads.
 
     The score stage runs here, in the same process, for the leads this batch touched: a hop through the
     score queue cost a broker round trip and a wait behind other tasks on every event's way to the CRM.
     Re-scores from elsewhere (enrichment, decay, the sweeper) still go through tasks.score.score_leads.
+    A row that makes the batch fail is found and set apart (tasks.isolation); `retry` marks the task that
+    tries such a row again.
     """
-    from tasks.score import queue_actions, score_and_store, score_leads
+    from tasks.score import queue_actions, score_isolated, score_leads
 
     res = resources()
     started = time.monotonic()
-    with res.db.session(write=True) as session:
-        # Under a backlog, take the pending rows queued behind this batch too (their own tasks then find
-        # nothing to do): a lead in several waiting batches is resolved, scored and written once, not once
-        # per batch. With no backlog there is nothing to take and the task handles its own batch only.
-        # Read in the order of the (status, received_at) index, so a deep backlog costs a short index walk, not a
-        # sort of every pending row; on PostgreSQL rows another worker has taken are skipped, so two workers
-        # under one backlog take different rows instead of both taking the first 2,000.
-        extra = session.scalars(
-            select(InboxEvent.id).where(InboxEvent.status == "pending", InboxEvent.id.not_in(list(ids)))
-            .order_by(InboxEvent.received_at).limit(max(0, BACKLOG_BATCH - len(ids)))
-            .with_for_update(skip_locked=True)
-        ).all()
-        result = ingest_rows(session, [*ids, *extra], res)
+    result = ingest_isolated(res, ids, take_backlog=not retry)
     if result.new_leads and res.connector("hubspot") is not None:
         # Enrichment costs CRM round trips (100-300 ms against the real APIs): score with what we know now,
         # so the first write does not wait on them, and refine once the CRM has answered.
@@ -81,16 +75,83 @@ def process_events(ids: list[int]) -> int:
     if result.leads:
         leads = sorted(result.leads)
         try:
-            changes = score_and_store(res, leads, "event", mark_writes=True)
-        except Exception:  # noqa: BLE001 - the events are ingested: let the score stage try on its own
+            changes = score_isolated(res, leads, "event", mark_writes=True)
+        except Exception:  # noqa: BLE001 - transient (the rest is isolated): the events are in, score on its own
             log.warning("ingest.inline_score_failed", exc_info=True)
             score_leads.delay(leads)
         else:
             queue_actions(res, changes)
+    record_progress(res.redis, "ingest", result.processed)
     if time.monotonic() - started > 1.0:
         log.warning("ingest.slow_batch %.2fs, %d rows, %d leads", time.monotonic() - started, result.processed,
                     len(result.leads))
     return result.processed
+
+
+def ingest_isolated(res: Resources, ids: Sequence[int], *, take_backlog: bool = True) -> IngestResult:
+    """Ingest `ids` (and, under a backlog, the rows queued behind them) so that a bad row stops nothing.
+
+    The batch runs in one transaction. If it fails for a reason that is not transient, it is split until
+    the failing rows stand alone (tasks.isolation): every other row is processed, and each failing row's
+    attempt is counted in a transaction of its own, after the rollback. A row is tried again with backoff
+    and becomes a dead letter after `max_attempts` failures.
+    """
+    taken: list[int] = list(ids)
+    try:
+        with res.db.session(write=True) as session:
+            if take_backlog:
+                # Under a backlog, take the pending rows queued behind this batch too (their own tasks then find
+                # nothing to do): a lead in several waiting batches is resolved, scored and written once, not once
+                # per batch. Read in the order of the (status, received_at) index, so a deep backlog costs a short
+                # index walk; on PostgreSQL rows another worker has taken are skipped. Rows that failed before wait
+                # for their own retry (with backoff), so one bad row is not re-run by every task.
+                taken.extend(session.scalars(
+                    select(InboxEvent.id)
+                    .where(InboxEvent.status == "pending", InboxEvent.id.not_in(list(ids)), InboxEvent.error.is_(None))
+                    .order_by(InboxEvent.received_at).limit(max(0, BACKLOG_BATCH - len(ids)))
+                    .with_for_update(skip_locked=True)
+                ).all())
+            return ingest_rows(session, taken, res)
+    except Exception as exc:  # noqa: BLE001 - anything but a transient error may be one row's fault
+        if is_transient(exc):
+            raise
+        log.warning("ingest.batch_failed", extra={"rows": len(taken), "error": error_kind(exc)})
+        whole = exc
+
+    def run(part: Sequence[int]) -> IngestResult:
+        with res.db.session(write=True) as session:
+            return ingest_rows(session, part, res)
+
+    results, failed = isolate(sorted(taken), run, whole_failed=whole)
+    for row_id, exc in failed:
+        count_row_failure(res, row_id, exc)
+    merged = IngestResult()
+    for part in results:
+        merged.processed += part.processed
+        merged.ignored += part.ignored
+        merged.forgotten += part.forgotten
+        merged.leads |= part.leads
+        merged.new_leads.extend(part.new_leads)
+    merged.new_leads = sorted(set(merged.new_leads))
+    return merged
+
+
+def count_row_failure(res: Resources, row_id: int, exc: BaseException) -> None:
+    """Count one failed attempt of an inbox row (its own transaction) and schedule the next, or dead-letter it."""
+    max_attempts = res.settings.max_attempts
+    with res.db.session(write=True) as session:
+        attempts = session.scalar(select(InboxEvent.attempts).where(InboxEvent.id == row_id)) or 0
+        delay = retry_delay(attempts + 1)
+        failure = count_inbox_failure(session, row_id, describe_error(exc), max_attempts=max_attempts,
+                                      retry_at=utcnow() + timedelta(seconds=delay))
+    if failure is None:
+        return
+    if failure.dead:
+        log.error("ingest.dead_letter", extra={"row": row_id, "attempts": failure.attempts, "error": error_kind(exc)})
+        return
+    log.warning("ingest.row_failed", extra={"row": row_id, "attempts": failure.attempts, "error": error_kind(exc),
+                                            "retry_in": delay})
+    process_events.apply_async(kwargs={"ids": [row_id], "retry": True}, countdown=delay)
 
 
 @shared_task(name="tasks.ingest.enrich_leads", autoretry_for=(OperationalError,), retry_backoff=1,
@@ -126,6 +187,8 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
         row.attempts += 1
         row.processed_at = now
         row.status = "done"
+        if row.error is not None:  # an earlier attempt failed; this one went through
+            row.error = None
     result.processed = len(rows)
     person_rows = [i for i, e in enumerate(events) if is_lead_event(e) and not _purges(e)]
     leads = dict(zip(person_rows, resolve_leads(session, [events[i] for i in person_rows])))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,31 +14,103 @@ from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from core.progress import record_progress
 from core.records import Score, utcnow
 from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
+from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
 from storage.models import Lead
 from storage.scores import ScoreChange, apply_scores
+from tasks.isolation import isolate, retry_delay
 from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
 
 DIRTY_KEY = "lb:dirty:{crm}"  # leads whose CRM fields need writing; drained by tasks.writeback.flush
+SCORE_ASIDE_KEY = "lb:aside:score"  # leads whose scoring is a dead letter: skipped until an admin acts
 CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
 
 
 @shared_task(name="tasks.score.score_leads", autoretry_for=(OperationalError,), retry_backoff=1,
              retry_backoff_max=30, retry_jitter=True, max_retries=10, acks_late=True)
-def score_leads(lead_ids: list[int], trigger: str = "event", write_all: bool = False) -> int:
+def score_leads(lead_ids: list[int], trigger: str = "event", write_all: bool = False, retry: bool = False) -> int:
     """Score these leads now, store what changed, and queue writebacks and alerts; return how many changed.
 
     `write_all` also writes leads whose score did not change (enrichment has just linked them to a CRM
-    record); the writeback stage still skips values the CRM already shows.
+    record); the writeback stage still skips values the CRM already shows. `retry` marks the task that
+    tries again a lead whose scoring failed.
     """
     res = resources()
     also = lead_ids if write_all else ()
-    changes = score_and_store(res, lead_ids, trigger, mark_writes=True, also_write=also)
+    changes = score_isolated(res, lead_ids, trigger, mark_writes=True, also_write=also, retry=retry)
     queue_actions(res, changes, kick=bool(also))
     return len(changes)
+
+
+def score_isolated(res: Resources, lead_ids: Sequence[int], trigger: str, *, mark_writes: bool = False,
+                   also_write: Sequence[int] = (), retry: bool = False) -> list[ScoreChange]:
+    """score_and_store, so that a lead whose values break scoring stops no other lead.
+
+    Leads set aside (dead letters of this stage) are skipped. A failing batch is split until the failing
+    leads stand alone (tasks.isolation); each is counted, tried again with backoff, and set aside after
+    `max_attempts` failures. Transient errors propagate.
+    """
+    ids = sorted({int(i) for i in lead_ids})
+    if not ids:
+        return []
+    aside = res.redis.smismember(SCORE_ASIDE_KEY, ids)
+    ids = [lead_id for lead_id, skip in zip(ids, aside) if not skip]
+    also = {int(i) for i in also_write}
+
+    def run(part: Sequence[int]) -> list[ScoreChange]:
+        return score_and_store(res, part, trigger, mark_writes=mark_writes, also_write=[i for i in part if i in also])
+
+    results, failed = isolate(ids, run)
+    for lead_id, exc in failed:
+        count_score_failure(res, lead_id, exc, trigger)
+    if retry and len(failed) < len(ids):
+        with res.db.session(write=True) as session:
+            clear_lead_failures(session, "score", [i for i in ids if i not in {f for f, _ in failed}])
+    changes = [change for part in results for change in part]
+    record_progress(res.redis, "score", len(ids) - len(failed))
+    return changes
+
+
+def count_score_failure(res: Resources, lead_id: int, exc: BaseException, trigger: str) -> None:
+    """Count a lead's failed scoring (its own transaction); retry it with backoff, or set it aside."""
+    features: Any = None
+    try:
+        # What the scorer was given, for the admin: the vector if it can be read, else the raw traits.
+        features = res.features.get_online([str(lead_id)])[0]
+    except Exception:  # noqa: BLE001 - the vector may be exactly what is broken
+        with contextlib.suppress(Exception):
+            features = {"raw_traits": {k.decode(errors="replace"): v.decode(errors="replace")
+                                       for k, v in res.redis.hgetall(f"lb:fs:t:{lead_id}").items()}}
+    payload = {"trigger": trigger, "features": features}
+    with res.db.session(write=True) as session:
+        letter = count_lead_failure(session, "score", lead_id, describe_error(exc),
+                                    max_attempts=res.settings.max_attempts, payload=_json_safe(payload))
+        status, attempts = letter.status, letter.attempts
+    if status == "open":
+        res.redis.sadd(SCORE_ASIDE_KEY, lead_id)
+        log.error("score.dead_letter", extra={"lead": lead_id, "attempts": attempts, "error": error_kind(exc)})
+        return
+    delay = retry_delay(attempts)
+    log.warning("score.lead_failed", extra={"lead": lead_id, "attempts": attempts, "error": error_kind(exc),
+                                            "retry_in": delay})
+    score_leads.apply_async(args=[[lead_id]], kwargs={"trigger": trigger, "retry": True}, countdown=delay)
+
+
+def _json_safe(value: Any) -> Any:
+    """A copy a JSON column can hold: non-finite floats and odd types become text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value if not isinstance(value, str) else value.encode("utf-8", "replace").decode().replace("\x00", "")
+    return str(value)
 
 
 def compute_scores(res: Resources, lead_ids: Sequence[int], as_of: datetime | None = None) -> dict[int, Score]:
@@ -60,7 +134,7 @@ def compute_scores(res: Resources, lead_ids: Sequence[int], as_of: datetime | No
 def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
                     mark_writes: bool = False, also_write: Sequence[int] = ()) -> list[ScoreChange]:
     """Compute and persist scores (marking those worth writing for writeback); returns the changes stored."""
-    ids = sorted(set(int(i) for i in lead_ids))
+    ids = sorted({int(i) for i in lead_ids})
     scores = compute_scores(res, ids)
     marks: dict[str, list[int]] = {}
     with res.db.session(write=True) as session:

@@ -19,8 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError, comparable_values
+from core.progress import record_progress
 from core.records import utcnow
+from core.values import text_problem
+from storage.dead_letters import count_lead_failure, describe_error
 from storage.models import Lead, OutboxItem
+from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
 from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY
 
@@ -34,6 +38,8 @@ WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last wr
 # written" wrote the same values twice; guessing "written" could leave a record stale).
 INFLIGHT_KEY = "lb:inflight:{crm}"
 PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
+# lead id -> fingerprint of values the CRM refused (a dead letter): not sent again until they change
+WRITEBACK_ASIDE_KEY = "lb:aside:writeback:{crm}"
 RECONCILED_KEY = "lb:reconciled:{crm}:{id}"  # set while a lead re-marked by reconcile_writes waits for its write
 PAUSE_SECONDS = 300
 FLUSH_LOCK = "lb:flushing:{crm}"  # held by the one running flush
@@ -124,27 +130,42 @@ def flush_once(res: Resources, crm: str) -> int:
         return 0
     column = getattr(Lead, CRM_ID_COLUMNS[crm])
     written_key = WRITTEN_KEY.format(crm=crm)
+    aside_key = WRITEBACK_ASIDE_KEY.format(crm=crm)
     try:
         with res.db.session() as session:
             rows = session.execute(
                 select(Lead.id, column, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
                 .where(Lead.id.in_(lead_ids), Lead.score.is_not(None), column.is_not(None))
             ).all()
-        previous = dict(zip(lead_ids, res.redis.hmget(written_key, lead_ids))) if lead_ids else {}
+        pipe = res.redis.pipeline(transaction=False)
+        pipe.hmget(written_key, lead_ids)
+        pipe.hmget(aside_key, lead_ids)
+        written_before, set_aside = pipe.execute()
     except BaseException:
         # Found by drill (d): leads popped and then lost to a dropped database connection were never written.
         _patiently(lambda: res.redis.sadd(dirty, *lead_ids))
         raise
+    previous = dict(zip(lead_ids, written_before))
+    refused_before = dict(zip(lead_ids, set_aside))
     updates: dict[str, dict[str, Any]] = {}
     prints: dict[str, tuple[int, str]] = {}
+    unusable: dict[str, str] = {}
     for lead_id, crm_id, score, grade, reasons, model_version, scored_at in rows:
         values = shown_values(score, grade, reasons, model_version, scored_at)
         fp = fingerprint(values)
         old = previous.get(lead_id)
         if old is not None and old.decode() == fp:
             continue  # the CRM already shows exactly this
+        refused = refused_before.get(lead_id)
+        if refused is not None and refused.decode() == fp:
+            continue  # these very values are a dead letter: set aside until they change or an admin retries
         updates[str(crm_id)] = values
         prints[str(crm_id)] = (lead_id, fp)
+        problem = shown_values_problem(values)
+        if problem:
+            unusable[str(crm_id)] = f"values cannot be sent: {problem}"
+    # Handled, whether or not anything needed writing: what stall detection watches (bridge.admin.ops.pipeline).
+    record_progress(res.redis, "writeback", len(lead_ids))
     if not updates:
         return 0
     sending = [lead_id for lead_id, _ in prints.values()]
@@ -152,8 +173,9 @@ def flush_once(res: Resources, crm: str) -> int:
         lead_id: orjson.dumps({"crm_id": crm_id, "fp": fp, "values": comparable_values(updates[crm_id])},
                               default=str)
         for crm_id, (lead_id, fp) in prints.items()}))
+    sendable = {crm_id: values for crm_id, values in updates.items() if crm_id not in unusable}
     try:
-        result = connector.write_fields(updates)
+        written, failed = write_isolated(connector, sendable) if sendable else ([], {})
     except TransientConnectorError:
         _settle(res, crm, dirty=sending, sent=sending)
         raise
@@ -163,22 +185,87 @@ def flush_once(res: Resources, crm: str) -> int:
         _record(res, crm, prints, written=(), failed={}, error=f"paused: {exc.vendor_message}", status="failed")
         log.error("writeback.paused", extra={"crm": crm})
         return 0
-    except ConnectorError as exc:
-        _settle(res, crm, sent=sending)
-        _record(res, crm, prints, written=(), failed={k: exc.vendor_message for k in prints}, error=None, status="dead")
-        return 0
     # Any other failure leaves the in-flight entries: whether the CRM took the batch is then unknown.
-    _settle(res, crm, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in result.written}, sent=sending)
-    _record(res, crm, prints, written=result.written, failed=dict(result.failed), error=None, status="sent")
-    return len(result.written)
+    failed = {**unusable, **failed}
+    _settle(res, crm, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in written}, sent=sending,
+            refused={prints[crm_id][0]: prints[crm_id][1] for crm_id in failed})
+    _record(res, crm, prints, written=tuple(written), failed=failed, error=None, status="sent")
+    if failed:
+        set_aside_writes(res, crm, {prints[crm_id][0]: (failed[crm_id], updates[crm_id]) for crm_id in failed})
+    record_progress(res.redis, "written", len(written))
+    return len(written)
+
+
+def write_isolated(connector: Any, updates: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """Write a batch; when the CRM refuses it as a whole, write halves until the refused records stand alone.
+
+    HubSpot fails a whole batch update for one invalid value (400); a write can also fail on our side for
+    one record's values. Either must not cost every other record in the batch its write. Returns the ids
+    written and {id: reason} for those refused. Transient and auth errors propagate (nothing was written).
+    """
+    try:
+        result = connector.write_fields(updates)
+        return list(result.written), dict(result.failed)
+    except (TransientConnectorError, AuthConnectorError):
+        raise
+    except ConnectorError as exc:
+        error = exc.vendor_message or str(exc)
+    except Exception as exc:  # noqa: BLE001 - one record's values may break the call itself
+        if is_transient(exc):
+            raise
+        error = describe_error(exc)
+    ids = list(updates)
+    if len(ids) == 1:
+        return [], {ids[0]: error}
+    middle = len(ids) // 2
+    written: list[str] = []
+    failed: dict[str, str] = {}
+    for half in (ids[:middle], ids[middle:]):
+        done, refused = write_isolated(connector, {i: updates[i] for i in half})
+        written.extend(done)
+        failed.update(refused)
+    return written, failed
+
+
+def set_aside_writes(res: Resources, crm: str, refused: Mapping[int, tuple[str, Mapping[str, Any]]]) -> None:
+    """Dead letters for records the CRM refused (or whose values cannot be sent): retrying them cannot help.
+
+    They stay aside (tasks.writeback skips them) until their values change or an admin retries them.
+    """
+    with res.db.session(write=True) as session:
+        for lead_id, (error, values) in refused.items():
+            count_lead_failure(session, "writeback", lead_id, error[:2000], crm=crm, at_once=True,
+                               max_attempts=res.settings.max_attempts,
+                               payload={"values": {k: (v if isinstance(v, (int, float, bool)) or v is None else str(v))
+                                                   for k, v in values.items()}})
+    log.error("writeback.dead_letter", extra={"crm": crm, "leads": sorted(refused)[:20], "count": len(refused)})
+
+
+def shown_values_problem(values: Mapping[str, Any]) -> str | None:
+    """Why these values cannot go to a CRM (a score out of 0-100, text that is not storable), or None."""
+    score = values.get("score")
+    if not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= 100:
+        return "score is not a whole number from 0 to 100"
+    for name in ("grade", "tier", "model_version"):
+        value = values.get(name)
+        if value is not None and (not isinstance(value, str) or text_problem(value, 200)):
+            return f"{name} is not valid text"
+    reasons = values.get("reasons") or []
+    if not isinstance(reasons, list) or any(not isinstance(r, str) or text_problem(r, 1000) for r in reasons):
+        return "reasons are not valid text"
+    return None
 
 
 def _settle(res: Resources, crm: str, *, sent: Sequence[int], written: Mapping[int, str] | None = None,
-            dirty: Sequence[int] = ()) -> None:
-    """Record a batch's outcome in one step: fingerprints of what landed, dirty marks, in-flight entries cleared."""
+            dirty: Sequence[int] = (), refused: Mapping[int, str] | None = None) -> None:
+    """Record a batch's outcome in one step: fingerprints of what landed or was refused, dirty marks, in-flight
+    entries cleared."""
     pipe = res.redis.pipeline(transaction=True)
     if written:
         pipe.hset(WRITTEN_KEY.format(crm=crm), mapping=dict(written))
+        pipe.hdel(WRITEBACK_ASIDE_KEY.format(crm=crm), *written)
+    if refused:
+        pipe.hset(WRITEBACK_ASIDE_KEY.format(crm=crm), mapping=dict(refused))
     if dirty:
         pipe.sadd(DIRTY_KEY.format(crm=crm), *dirty)
     if sent:
