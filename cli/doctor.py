@@ -82,6 +82,26 @@ def check_beat(urls: ServiceUrls) -> Check:
     return Check("beat", OK, f"last heartbeat {time.time() - float(raw):.0f}s ago")
 
 
+def check_pipeline(settings: Settings, urls: ServiceUrls) -> list[Check]:
+    """Is every stage moving? Stalls and new dead letters (bridge.admin.ops.pipeline), a row per part."""
+    from bridge.admin.ops import pipeline
+    from bridge.metrics import configured_crms
+    from storage.db import Database
+
+    database = Database(urls.database_url)
+    try:
+        with database.session() as session:
+            health = pipeline.pipeline_health(session, redis_client(urls.redis_url),
+                                              stall_after=settings.stall_after_seconds, crms=configured_crms(settings))
+    except Exception as exc:  # noqa: BLE001 - the database and Redis rows already name the cause
+        return [Check("pipeline", FAIL, f"could not be read: {type(exc).__name__}")]
+    finally:
+        database.dispose()
+    states = {pipeline.STALLED: FAIL, pipeline.BEHIND: WARN, pipeline.WARN: WARN}
+    return [Check(name, states.get(part.state, OK), part.line() if part.state != "ok" else part.detail)
+            for name, part in health.parts.items()]
+
+
 def check_hubspot(settings: Settings) -> Check:
     """The HubSpot token is accepted by the properties API."""
     if settings.hubspot_access_token is None:
@@ -158,6 +178,7 @@ def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
         check_database(urls),
         check_workers(settings, urls),
         check_beat(urls),
+        *check_pipeline(settings, urls),
         check_hubspot(settings),
         check_salesforce(settings),
         check_slack(settings),

@@ -29,6 +29,7 @@ NAV = (
     ("admin.mappings", "Field mapping", False),
     ("admin.alerts", "Alert rules", False),
     ("admin.deliveries", "Deliveries", False),
+    ("admin.dead_letters", "Dead letters", False),
     ("admin.leads", "Leads", False),
     ("admin.models", "Model", False),
     ("admin.audit", "Audit log", True),

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from bridge import security
 from bridge.admin.ops import Conflict, NotFound
 from bridge.admin.ops import alerts as alert_ops
+from bridge.admin.ops import dead_letters as dead_letter_ops
 from bridge.admin.ops import deliveries as delivery_ops
 from bridge.admin.ops import leads as lead_ops
 from bridge.admin.ops import mappings as mapping_ops
@@ -17,6 +18,7 @@ from bridge.admin.ops import sources as source_ops
 from bridge.admin.ops import users as user_ops
 from bridge.admin.ops.overview import build_overview
 from bridge.api import endpoint
+from bridge.metrics import configured_crms
 from bridge.api import schemas as s
 from bridge.extensions import services
 from storage.audit import list_entries
@@ -158,6 +160,56 @@ def replay_outbox(body: s.Replay) -> ResponseReturnValue:
         leads = delivery_ops.replay_outbox(session, svc.redis, _actor(), body.ids)
     queued = delivery_ops.enqueue_writeback(svc.celery, list(leads))
     return s.OutboxReplayResult(leads=leads, queued=queued), 202
+
+
+# --- dead letters -----------------------------------------------------------------------------------
+
+
+@endpoint("/dead-letters", "GET", summary="Dead letters: work a stage set aside", tag="dead letters",
+          query=s.DeadLetterQuery, responses={200: (s.DeadLetterPage, "newest first"), **READ})
+def list_dead_letters(query: s.DeadLetterQuery) -> ResponseReturnValue:
+    """Inbox rows and leads that failed `max_attempts` times (or were refused by the CRM), with their errors."""
+    with _db() as session:
+        page = dead_letter_ops.list_dead_letters(session, stage=query.stage, status=query.status, limit=query.limit,
+                                                 offset=query.offset)
+        items = [s.DeadLetterOut.model_validate(row) for row in page.rows]
+        counts = dead_letter_ops.counts(session)
+    return s.DeadLetterPage(items=items, total=page.total, limit=page.limit, offset=page.offset, counts=counts), 200
+
+
+@endpoint("/dead-letters/<int:letter_id>", "GET", summary="One dead letter with its payload", tag="dead letters",
+          responses={200: (s.DeadLetterDetail, "the dead letter"), **READ, **_errors(404)})
+def get_dead_letter(letter_id: int) -> ResponseReturnValue:
+    """Payload, error and attempts (e-mail addresses masked for viewers)."""
+    principal = security.current()
+    with _db() as session:
+        view = dead_letter_ops.get_dead_letter(session, letter_id,
+                                               mask_personal=not (principal and principal.is_admin))
+    return s.DeadLetterDetail.model_validate(view), 200
+
+
+@endpoint("/dead-letters/retry", "POST", summary="Retry dead letters", tag="dead letters", role="admin",
+          body=s.DeadLetterIds, responses={202: (s.DeadLetterRetryResult, "handed back to their stages"), **WRITE,
+                                           **_errors(404, 409)})
+def retry_dead_letters(body: s.DeadLetterIds) -> ResponseReturnValue:
+    """Hand open dead letters back to their stages (audited)."""
+    svc = services()
+    with _db(write=True) as session:
+        plan = dead_letter_ops.retry_dead_letters(session, svc.redis, _actor(), body.ids)
+    queued = dead_letter_ops.enqueue_retry(svc.celery, plan)
+    return s.DeadLetterRetryResult(retried=sorted(set(body.ids)), inbox_rows=plan.inbox_ids,
+                                   leads_scored=plan.score_leads, crms_written=plan.write_crms, queued=queued), 202
+
+
+@endpoint("/dead-letters/discard", "POST", summary="Discard dead letters", tag="dead letters", role="admin",
+          body=s.DeadLetterIds, responses={200: (s.DeadLetterDiscardResult, "closed without doing the work"),
+                                           **WRITE, **_errors(404, 409)})
+def discard_dead_letters(body: s.DeadLetterIds) -> ResponseReturnValue:
+    """Close open dead letters without doing their work (audited)."""
+    svc = services()
+    with _db(write=True) as session:
+        discarded = dead_letter_ops.discard_dead_letters(session, svc.redis, _actor(), body.ids)
+    return s.DeadLetterDiscardResult(discarded=discarded), 200
 
 
 # --- field mappings ---------------------------------------------------------------------------------
@@ -352,7 +404,8 @@ def overview() -> ResponseReturnValue:
     """The same numbers as the overview page."""
     svc = services()
     with _db() as session:
-        view = build_overview(session, svc.redis, svc.celery, QUEUES)
+        view = build_overview(session, svc.redis, svc.celery, QUEUES, stall_after=svc.settings.stall_after_seconds,
+                              crms=configured_crms(svc.settings))
     return s.OverviewOut(
         generated_at=view.generated_at,
         events_per_minute=[s.MinuteCount(minute=m, count=c) for m, c in view.events_per_minute],

@@ -164,7 +164,7 @@ class OutboxPage(Out):
 class InboxQuery(Body):
     """Inbox filters."""
 
-    status: Literal["pending", "done", "ignored", "failed"] | None = None
+    status: Literal["pending", "done", "ignored", "failed", "dead"] | None = None
     source_id: int | None = Field(None, ge=1, le=2_147_483_647)
     q: Annotated[str, StringConstraints(max_length=320, pattern=LINE)] | None = Field(
         None, description="CRM object id, or the start of an e-mail")
@@ -200,6 +200,72 @@ class OutboxReplayResult(Out):
 
     leads: dict[str, list[int]]
     queued: bool = Field(description="false when the broker was unreachable (beat's periodic flush writes them)")
+
+
+# --- dead letters -----------------------------------------------------------------------------------
+
+
+class DeadLetterQuery(Body):
+    """Dead-letter filters (default: the open ones)."""
+
+    stage: Literal["ingest", "score", "writeback"] | None = None
+    status: Literal["retrying", "open", "retried", "discarded"] | None = "open"
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+
+class DeadLetterOut(Out):
+    """Work a stage set aside: an inbox row (ingest) or a lead (score, writeback), with its error."""
+
+    id: int
+    stage: str
+    status: str = Field(description="retrying (still being tried), open (set aside), retried, discarded")
+    crm: str | None
+    inbox_id: int | None
+    lead_id: int | None
+    error: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    resolved_by: str | None
+
+
+class DeadLetterDetail(DeadLetterOut):
+    """A dead letter with its payload (the inbox event, or what the stage was given; e-mails masked for viewers)."""
+
+    payload: dict[str, Any]
+
+
+class DeadLetterPage(Out):
+    """A page of dead letters and the counts per status and stage."""
+
+    items: list[DeadLetterOut]
+    total: int
+    limit: int
+    offset: int
+    counts: dict[str, dict[str, int]]
+
+
+class DeadLetterIds(Body):
+    """Dead letters to retry or discard."""
+
+    ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(min_length=1, max_length=1000)
+
+
+class DeadLetterRetryResult(Out):
+    """What went back to the stages."""
+
+    retried: list[int]
+    inbox_rows: list[int]
+    leads_scored: list[int]
+    crms_written: list[str]
+    queued: bool = Field(description="false when the broker was unreachable (the sweepers re-send)")
+
+
+class DeadLetterDiscardResult(Out):
+    """What was closed."""
+
+    discarded: list[int]
 
 
 # --- field mappings ---------------------------------------------------------------------------------

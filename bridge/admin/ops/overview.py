@@ -19,6 +19,7 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bridge.admin.ops.pipeline import pipeline_health
 from core.records import utcnow
 from storage.models import InboxEvent, OutboxItem, ScoreHistory
 from tasks.system import (
@@ -190,7 +191,8 @@ def drift_state(session: Session) -> str:
 
 
 def build_overview(session: Session, redis: redis_lib.Redis, celery: Celery, queues: tuple[str, ...],
-                   now: datetime | None = None) -> Overview:
+                   now: datetime | None = None, *, stall_after: float = 120.0,
+                   crms: tuple[str, ...] = ("hubspot", "salesforce")) -> Overview:
     """Collect every overview figure; a part that cannot be read is reported as failing, not raised."""
     moment = now or utcnow()
     view = Overview(generated_at=moment)
@@ -228,11 +230,14 @@ def build_overview(session: Session, redis: redis_lib.Redis, celery: Celery, que
         view.checks["redis"] = f"unavailable: {type(exc).__name__}"
     view.queues = queue_lengths(celery, queues)
     view.checks["broker"] = "ok" if all(v is not None for v in view.queues.values()) else "unreachable"
-    if view.backlog.get("dead_letter"):
-        view.checks["writeback"] = f"{view.backlog['dead_letter']} write(s) in the dead letter"
-    if view.backlog.get("inbox_failed"):
-        view.checks["ingest"] = f"{view.backlog['inbox_failed']} event(s) failed"
+    try:
+        # Stalls and dead letters, the same report /readyz, /metrics and `leadbridge doctor` give.
+        health = pipeline_health(session, redis, stall_after=stall_after, crms=crms,
+                                 score_queue_length=view.queues.get("score"), now=moment)
+        view.backlog["dead_letters"] = sum(health.dead_letters.values())
+        view.backlog["oldest_pending_seconds"] = round(health.oldest_pending_seconds or 0.0)
+        view.checks.update(health.summary())
+    except Exception as exc:  # noqa: BLE001 - a failing part is reported, not raised
+        view.checks["pipeline"] = f"unknown: {type(exc).__name__}"
     view.checks["model drift"] = drift_state(session)
-    view.checks.setdefault("writeback", "ok")
-    view.checks.setdefault("ingest", "ok")
     return view

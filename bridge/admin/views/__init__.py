@@ -15,6 +15,7 @@ def register(bp: Blueprint) -> None:
         alerts,
         audit,
         auth,
+        dead_letters,
         deliveries,
         leads,
         mappings,

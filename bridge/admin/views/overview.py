@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from bridge.admin import bp, db
 from bridge.admin.ops.overview import build_overview
 from bridge.extensions import services
+from bridge.metrics import configured_crms
 from tasks.config import QUEUES
 
 
@@ -16,6 +17,7 @@ def overview() -> ResponseReturnValue:
     """Events per minute, latency percentiles, backlog, CRM API budget and failing parts."""
     svc = services()
     with db() as session:
-        view = build_overview(session, svc.redis, svc.celery, QUEUES)
+        view = build_overview(session, svc.redis, svc.celery, QUEUES, stall_after=svc.settings.stall_after_seconds,
+                              crms=configured_crms(svc.settings))
     peak = max([count for _, count in view.events_per_minute] or [0])
     return render_template("admin/overview.html", view=view, peak=max(peak, 1))
