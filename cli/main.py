@@ -102,7 +102,8 @@ def run() -> None:
         from tasks.watchdog import WATCHDOG_EXIT_CODE
 
         children = [Child("web", cli_argv("web")),
-                    Child("worker", cli_argv("worker"), restart_codes=(WATCHDOG_EXIT_CODE,)),
+                    # quiet: Celery says "worker: Warm shutdown" on stdout; its logs go to stderr
+                    Child("worker", cli_argv("worker"), restart_codes=(WATCHDOG_EXIT_CODE,), quiet=True),
                     Child("beat", cli_argv("beat"))]
         sandbox = None
         if settings.sandbox_mode:
