@@ -46,6 +46,8 @@ _TEXT_SECRETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"), "/services/" + MASK),
     # HubSpot private-app tokens
     (re.compile(r"\bpat-[a-z0-9]+-[A-Za-z0-9\-]+"), "pat-" + MASK),
+    # SQLAlchemy quotes a failed statement's parameters in its errors: webhook payload values, names, e-mails
+    (re.compile(r"\[parameters: [^\n]*\]"), "[parameters: " + MASK + "]"),
 )
 
 

@@ -122,7 +122,8 @@ def test_per_task_lines_show_at_debug_as_debug() -> None:
         for handler in [h for h in root.handlers if h not in saved[0]]:
             root.removeHandler(handler)
         root.setLevel(saved[1])
-        configure_logging("INFO", "json", stream=io.StringIO(), capture_warnings=False)  # loggers' levels back to what INFO sets
+        # The loggers' levels back to what INFO sets.
+        configure_logging("INFO", "json", stream=io.StringIO(), capture_warnings=False)
         for handler in [h for h in root.handlers if h not in saved[0]]:
             root.removeHandler(handler)
         root.setLevel(saved[1])
@@ -135,6 +136,24 @@ def test_mask_text_leaves_ordinary_text_alone() -> None:
     assert mask_text(plain) == plain
     assert mask_text("written to https://hooks.slack.com/services/TABC/BDEF/secretpart") == (
         f"written to https://hooks.slack.com/services/{MASK}")
+
+
+def test_sql_parameters_in_database_errors_are_masked(captured: tuple[io.StringIO, logging.Logger]) -> None:
+    from sqlalchemy import create_engine, text
+
+    buffer, log = captured
+    engine = create_engine("sqlite://")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("INSERT INTO missing (name, city) VALUES (:name, :city)"),
+                               {"name": "Dana Lopez", "city": "Springfield"})
+    except Exception:
+        log.exception("http.unhandled_exception")
+    finally:
+        engine.dispose()
+    (line,) = records(buffer)
+    assert line["exc_type"] == "OperationalError" and f"[parameters: {MASK}]" in str(line["traceback"])
+    assert "Dana Lopez" not in buffer.getvalue() and "Springfield" not in buffer.getvalue()
 
 
 def test_auto_format_is_text_on_a_terminal_and_json_otherwise() -> None:
