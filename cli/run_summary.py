@@ -19,19 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.db import Database
+from storage.dead_letters import open_counts
 from storage.inbox import backlog
-from storage.models import DeadLetter, InboxEvent, OutboxItem
+from storage.models import InboxEvent, OutboxItem
 
 
 def dead_letter_count(session: Session) -> int:
-    """Unresolved dead letters: open rows of the dead_letters table plus CRM writes the vendor refused.
-
-    Writeback still records a refused record as an outbox row with status "dead" (tasks/writeback.py
-    `_record`); once it files those as DeadLetter rows, drop the second count.
-    """
-    open_letters = session.scalar(select(func.count()).select_from(DeadLetter).where(DeadLetter.status == "open"))
-    refused = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "dead"))
-    return int(open_letters or 0) + int(refused or 0)
+    """Dead letters set aside and not yet retried or discarded, every stage (status "open", an indexed column)."""
+    return sum(open_counts(session).values())
 
 
 @dataclass

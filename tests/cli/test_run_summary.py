@@ -36,7 +36,7 @@ def test_a_reading_counts_what_happened_since_the_previous_one(db: Database) -> 
                 outbox_row("fields", "sent", {"records": 5, "written": 4}),
                 outbox_row("fields", "partial", {"records": 3, "written": 2}),
                 outbox_row("alert", "sent", {"written": 99}, object_type="contact"),  # a Slack message, not a lead
-                outbox_row("fields", "dead", {}, object_type="contact"),  # a record the CRM refused
+                outbox_row("fields", "dead", {}, object_type="contact"),  # a refused record: its dead letter counts
             ])
             session.add_all([DeadLetter(stage="score", error="boom", attempts=5, payload={}, status="open"),
                              DeadLetter(stage="score", error="boom", attempts=5, payload={}, status="discarded")])
@@ -45,7 +45,7 @@ def test_a_reading_counts_what_happened_since_the_previous_one(db: Database) -> 
         assert after.received == 4
         assert after.written == 6
         assert after.backlog - before.backlog == 3
-        assert after.dead_letters - base_dead == 2  # the open dead letter and the refused record
+        assert after.dead_letters - base_dead == 1  # the open one (the discarded one is resolved)
         line = summary_line(after, after.at - before.at, clock=datetime(2026, 1, 2, 3, 4, 5))
         assert line == (f"[03:04:05] 0.4 events/s received, backlog {after.backlog:,}, 6 leads written in 10s, "
                         f"{after.dead_letters:,} dead letters")
