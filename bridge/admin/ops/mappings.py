@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge.admin.ops import Conflict, OperationError
@@ -29,6 +29,7 @@ _SALESFORCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 _HUBSPOT_ID = re.compile(r"^[0-9]{1,20}$")
 _SALESFORCE_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
 _SALESFORCE_TYPES = {"00Q": "Lead", "003": "Contact", "001": "Account"}
+_CRM_LABELS = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 
 
 def default_names(crm: str) -> dict[str, str]:
@@ -138,20 +139,37 @@ class TrialWriteResult:
 
 
 def _values_for(session: Session, crm: str, object_type: str, record_id: str) -> tuple[dict[str, Any], str]:
+    """The values leadbridge holds for one CRM record, as the writeback shows them; Conflict when it holds none.
+
+    A test write must never change what a live record shows: it writes exactly what leadbridge would write
+    there anyway (tasks.writeback.shown_values, the tier included), and nothing to a record it has no score for.
+    """
+    from tasks.writeback import shown_values, tier_of
+
     id_column = "hubspot_id" if crm == "hubspot" else "salesforce_id"
     model: Any = Account if object_type in ("companies", "Account") else Lead
-    row = session.scalars(select(model).where(getattr(model, id_column) == record_id)).first()
-    if row is None:
-        # Unknown to leadbridge: the fields are written empty, which proves access without inventing a score.
-        return {o: None for o in OUTPUTS}, "not known to leadbridge yet: fields written empty"
-    scored_at: datetime | None = row.scored_at
-    values = {
-        "score": row.score, "grade": row.grade, "reasons": list(row.reasons or []), "tier": None,
-        "model_version": getattr(row, "model_version", None), "scored_at": scored_at,
-    }
     label = "lead" if model is Lead else "account"
-    origin = f"the {label}'s stored values" if row.score is not None else f"the {label} is not scored yet: fields written empty"
-    return values, origin
+    column = getattr(model, id_column)
+    row = session.scalars(select(model).where(column == record_id)).first()
+    if row is None and crm == "salesforce" and len(record_id) == 15:
+        # Salesforce shows 15-character ids; leadbridge may hold the 18-character form of the same record.
+        row = session.scalars(select(model).where(func.substr(column, 1, 15) == record_id)).first()
+    where = f"{_CRM_LABELS[crm]} {object_type} {record_id}"
+    if row is None:
+        raise Conflict(f"leadbridge holds no values for {where}: it is not one of leadbridge's {label}s. Nothing was "
+                       f"written. A test write writes the values leadbridge already holds, so it never changes a "
+                       f"live record; pick a record leadbridge has scored.", code="no_values")
+    if row.score is None:
+        raise Conflict(f"leadbridge holds no values for {where}: the {label} is not scored yet. Nothing was written. "
+                       f"A test write writes the values leadbridge already holds, so it never changes a live record; "
+                       f"pick a record leadbridge has scored.", code="no_values")
+    scored_at: datetime | None = row.scored_at
+    if model is Lead:
+        return (shown_values(row.score, row.grade, list(row.reasons or []), row.model_version, scored_at),
+                "the lead's stored values (what the writeback writes)")
+    # Accounts keep no model version of their own (the account writer derives one): leave the CRM's value alone.
+    return ({"score": row.score, "grade": row.grade, "reasons": list(row.reasons or []), "tier": tier_of(row.score),
+             "scored_at": scored_at}, "the account's stored values (model version left as the CRM shows it)")
 
 
 def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> Any:
@@ -194,7 +212,14 @@ def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> An
 def trial_write(
     session: Session, settings: Settings, actor: str, *, crm: str, record_id: str, object_type: str | None = None
 ) -> TrialWriteResult:
-    """Write leadbridge's fields to one CRM record through the real connector, with the mapping in force."""
+    """Write leadbridge's fields to one CRM record through the real connector, with the mapping in force.
+
+    The values are the ones leadbridge holds for that record, so the record shows what it showed before.
+
+    Raises:
+        Conflict: the CRM is not configured, or leadbridge holds no values for the record (unknown or not
+            scored); nothing is written then.
+    """
     from connectors.base import ConnectorError
 
     record_id = (record_id or "").strip()
@@ -211,11 +236,11 @@ def trial_write(
     else:
         raise OperationError(f"crm must be hubspot or salesforce, not {crm!r}")
     names = effective_names(session, crm, object_type)
+    connector = _mapped_connector(crm, settings, names)  # first: "not configured" says more than "no values"
     values, origin = _values_for(session, crm, object_type, record_id)
     values = {o: v for o, v in values.items() if names.get(o)}
     if not values:
         raise OperationError(f"no output is mapped to a {crm} {object_type} field")
-    connector = _mapped_connector(crm, settings, names)
     sent: dict[str, Any] = {}
     try:
         sent = connector.to_properties(values) if crm == "hubspot" else connector.to_fields(values)
