@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -20,6 +21,8 @@ from cli.doctor import doctor
 from cli.sources_commands import sources
 from cli.supervisor import Child, Supervisor, cli_argv, wait_until_ready
 from tasks.config import QUEUES
+
+log = logging.getLogger("cli.run")
 
 
 class LazyGroup(click.Group):
@@ -139,7 +142,7 @@ def run() -> None:
                     summary.start()
                 code = supervisor.wait()
             else:
-                click.echo("leadbridge: the web process did not become ready; stopping", err=True)
+                log.error("run.web_not_ready", extra={"url": f"{base}/readyz", "then": "stopping"})
                 code = 1
         finally:
             if summary is not None:
@@ -178,7 +181,7 @@ def _wire_sandbox(settings: Any, database_url: str, sandbox: Any) -> tuple[str, 
         wait_for_sandbox(sandbox.url)
         return wire_sandbox(settings, database_url, sandbox)
     except Exception as exc:  # the sandbox is a convenience: say what failed instead of a traceback
-        click.echo(f"leadbridge: sandbox mode could not start: {type(exc).__name__}: {exc}", err=True)
+        log.error("run.sandbox_failed", extra={"error": f"{type(exc).__name__}: {exc}", "then": "stopping"})
         return ()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -12,8 +13,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import click
 import psutil
+
+log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -83,7 +85,7 @@ class Supervisor:
                 if code is not None and code in child.restart_codes and self._restart(child, code):
                     continue
                 if code is not None:
-                    click.echo(f"leadbridge: {child.name} exited with code {code}; stopping the rest", err=True)
+                    log.error("run.part_exited", extra={"part": child.name, "code": code, "then": "stopping the rest"})
                     return 1
             time.sleep(poll)
         return 0
@@ -93,10 +95,11 @@ class Supervisor:
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < self.restart_window]
         if len(child.restarts) >= self.max_restarts:
-            click.echo(f"leadbridge: {child.name} asked for a restart {len(child.restarts) + 1} times in "
-                       f"{self.restart_window:.0f}s; stopping the rest", err=True)
+            log.error("run.part_restarts_exhausted", extra={
+                "part": child.name, "restarts": len(child.restarts) + 1, "window_s": round(self.restart_window),
+                "then": "stopping the rest"})
             return False
-        click.echo(f"leadbridge: {child.name} exited with code {code} (it stopped consuming); restarting it", err=True)
+        log.warning("run.part_restarted", extra={"part": child.name, "code": code, "reason": "it stopped consuming"})
         child.signal_group(signal.SIGKILL)  # what is left of its process group (pool children)
         child.restarts.append(now)
         child.start(self.env)
@@ -118,7 +121,7 @@ class Supervisor:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                click.echo(f"leadbridge: {child.name} did not stop in time; killing it", err=True)
+                log.warning("run.part_killed", extra={"part": child.name, "reason": "did not stop in time"})
             child.signal_group(signal.SIGKILL)
             child.process.wait()
         # Grandchildren that left their group (rare) are still tracked by pid.
