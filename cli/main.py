@@ -58,8 +58,11 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """leadbridge: real-time predictive lead scoring for HubSpot and Salesforce."""
+    if ctx.invoked_subcommand in ("sandbox", "simulate") and os.environ.get(RUN_CHILD_ENV) == "1":
+        configure_logging(settings_or_exit())  # as parts of `run`, they log like the others
 
 
 @cli.group()
