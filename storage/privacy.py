@@ -60,6 +60,7 @@ class Person:
     lead_ids: set[int] = field(default_factory=set)
     emails: set[str] = field(default_factory=set)
     records: set[tuple[str, str, str]] = field(default_factory=set)
+    other_leads: bool = True  # how it was found (find_person): forget_person looks again the same way
 
     def __bool__(self) -> bool:
         return bool(self.lead_ids or self.emails or self.records)
@@ -95,7 +96,7 @@ def find_person(session: Session, *, lead_ids: Iterable[int] = (), emails: Itera
     lead with the same e-mail stays; its rows that carry the e-mail go, as the e-mail is the person's).
     """
     person = Person({int(i) for i in lead_ids}, {e.strip().lower() for e in emails if e and e.strip()},
-                    set(records))
+                    set(records), other_leads)
     for _ in range(4):  # a few rounds: e-mail -> record -> the other e-mail it had -> ...
         size = (len(person.lead_ids), len(person.emails), len(person.records))
         for lead in _leads_of(session, person, by_email=other_leads):
@@ -194,29 +195,24 @@ def forget_person(session: Session, person: Person, *, redis: Any | None, actor:
     payload mentions the e-mail), dead letters, outbox rows, the leads (score history and outcomes go with
     them: ON DELETE CASCADE). The audit entry it adds holds our own lead ids and counts only; its id is
     returned as "audit_id" so a caller can add the CRM outcome to it.
+
+    A worker may be turning one of the person's pending rows into a lead right now (PostgreSQL): deleting
+    that row waits for the worker's commit, so the person is looked up once more afterwards and whatever it
+    committed goes too.
     """
-    lead_ids = sorted(person.lead_ids)
-    row_ids = list(session.scalars(select(InboxEvent.id).where(_row_match(person))))
-
-    letters = [DeadLetter.lead_id.in_(lead_ids)] if lead_ids else []
-    letters += [DeadLetter.inbox_id.in_(chunk) for chunk in _chunks(row_ids)]
-    if person.emails:
-        letters += [_mentions(DeadLetter.payload, person.emails), _mentions(DeadLetter.error, person.emails)]
-    outbox = [OutboxItem.lead_id.in_(lead_ids)] if lead_ids else []
-    for crm, record_id in person.crm_records():
-        outbox.append(and_(OutboxItem.target == crm, OutboxItem.object_id == record_id))
-    if person.emails:
-        outbox.append(_mentions(OutboxItem.payload, person.emails))
-
-    purged: dict[str, Any] = {
-        "leads": len(lead_ids),
-        "dead_letters": _delete(session, DeadLetter, letters),
-        "outbox": _delete(session, OutboxItem, outbox),
-        "events": sum(_delete(session, InboxEvent, [InboxEvent.id.in_(chunk)]) for chunk in _chunks(row_ids)),
-    }
-    for lead in session.scalars(select(Lead).where(Lead.id.in_(lead_ids))):
-        session.delete(lead)  # score history and outcomes go with it (ON DELETE CASCADE)
-    session.flush()
+    purged: dict[str, Any] = {"leads": 0, "dead_letters": 0, "outbox": 0, "events": 0}
+    gone: set[int] = set()
+    for _ in range(3):
+        for name, count in _purge_rows(session, person).items():
+            purged[name] += count
+        gone |= person.lead_ids
+        again = find_person(session, emails=person.emails, records=person.records, other_leads=person.other_leads)
+        again.lead_ids -= gone
+        if not again.lead_ids and not stored_events(session, again):
+            break
+        person = Person(again.lead_ids, person.emails | again.emails, person.records | again.records,
+                        person.other_leads)
+    lead_ids = sorted(gone)
     if redis is not None:
         purged["redis_keys"] = forget_in_redis(redis, lead_ids, person.refs())
     # The audit entry names our own lead ids and counts only: no e-mail, no name, no CRM id or payload.
@@ -226,6 +222,32 @@ def forget_person(session: Session, person: Person, *, redis: Any | None, actor:
     session.add(entry)
     session.flush()
     purged["audit_id"] = entry.id
+    return purged
+
+
+def _purge_rows(session: Session, person: Person) -> dict[str, int]:
+    """One pass of forget_person over the database: rows first, then the leads."""
+    lead_ids = sorted(person.lead_ids)
+    row_ids = list(session.scalars(select(InboxEvent.id).where(_row_match(person))))
+    letters = [DeadLetter.lead_id.in_(lead_ids)] if lead_ids else []
+    letters += [DeadLetter.inbox_id.in_(chunk) for chunk in _chunks(row_ids)]
+    if person.emails:
+        letters += [_mentions(DeadLetter.payload, person.emails), _mentions(DeadLetter.error, person.emails)]
+    outbox = [OutboxItem.lead_id.in_(lead_ids)] if lead_ids else []
+    for crm, record_id in person.crm_records():
+        outbox.append(and_(OutboxItem.target == crm, OutboxItem.object_id == record_id))
+    if person.emails:
+        outbox.append(_mentions(OutboxItem.payload, person.emails))
+    purged = {
+        "dead_letters": _delete(session, DeadLetter, letters),
+        "outbox": _delete(session, OutboxItem, outbox),
+        "events": sum(_delete(session, InboxEvent, [InboxEvent.id.in_(chunk)]) for chunk in _chunks(row_ids)),
+        "leads": 0,
+    }
+    for lead in session.scalars(select(Lead).where(Lead.id.in_(lead_ids))):
+        session.delete(lead)  # score history and outcomes go with it (ON DELETE CASCADE)
+        purged["leads"] += 1
+    session.flush()
     return purged
 
 

@@ -284,3 +284,42 @@ def test_ambiguous_id_needs_a_prefix_and_spares_the_other_person(world: World, d
     assert f"HubSpot contact {dana_id} is no longer in the CRM" in done.stdout
     with db.session() as session:
         assert session.get(Lead, carol.id) is None
+
+
+def test_salesforce_leads_and_contacts_are_cleared_with_their_mappings(
+        db: Database, redis_client: Any, settings_overrides: dict[str, Any], service_urls: ServiceUrls,
+        crm: SandboxCRM) -> None:
+    """clear_crm_fields through the real simple-salesforce connector: a Lead and a Contact whose admin mapped the
+    Contact tier to a field of their own; every leadbridge field empty afterwards, the records' own data kept."""
+    from cli.privacy_commands import clear_crm_fields
+    from core.settings import load_settings
+    from tasks.resources import Resources
+    from tests.connectors.conftest import salesforce_for
+
+    connector = salesforce_for(crm)
+    connector.provision_fields(create=True)
+    crm.store.sf_add_field("Contact", "Contact_Tier__c", "string", "Contact tier", length=20)
+    values = {"Leadbridge_Score__c": 88.0, "Leadbridge_Grade__c": "A", "Leadbridge_Tier__c": "hot",
+              "Leadbridge_Reasons__c": "+ requested a demo", "Leadbridge_Model_Version__c": "rules:v1",
+              "Leadbridge_Scored_At__c": "2026-01-01T00:00:00.000Z"}
+    lead = crm.store.sf_create("Lead", {"LastName": "Lopez", "Company": "Initech", "Email": DANA, **values},
+                               source="CRM_UI")
+    contact = crm.store.sf_create("Contact", {"LastName": "Lopez", "Email": DANA, "Contact_Tier__c": "hot", **values},
+                                  source="CRM_UI")
+    with db.session() as session:
+        session.query(FieldMapping).delete()
+        session.add(FieldMapping(crm="salesforce", object_type="Contact", output="tier", field_name="Contact_Tier__c"))
+    res = Resources(load_settings(settings_overrides, env_file=None), service_urls, db, redis_client)
+    res._connectors["salesforce"] = connector  # the sandbox needs its routing session; mappings are read as usual
+    try:
+        done = clear_crm_fields(res, [("salesforce", lead), ("salesforce", contact), ("salesforce", "00Q000000000999AAA")])
+    finally:
+        with db.session() as session:
+            session.query(FieldMapping).delete()
+    assert {(c.record_id, c.outcome) for c in done} == {(lead, "cleared"), (contact, "cleared"),
+                                                        ("00Q000000000999AAA", "gone")}
+    for sobject, rid in (("Lead", lead), ("Contact", contact)):
+        record = crm.store.sf_get(sobject, rid)
+        assert {name: record.get(name) for name in values} == {name: None for name in values}, sobject
+        assert record["Email"] == DANA and record["LastName"] == "Lopez"
+    assert crm.store.sf_get("Contact", contact)["Contact_Tier__c"] is None

@@ -1,0 +1,69 @@
+"""forget_person against a worker that is turning the person's pending events into a lead at that very moment."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.runtime import ServiceUrls
+from storage.db import Database
+from storage.models import InboxEvent, Lead
+from storage.privacy import find_person, forget_person
+from tasks.ingest import ingest_rows
+from tests.pii import World, make_world, redis_containing, rows_containing, segment
+
+ERIN = "erin.park@hooli.example"
+
+
+@pytest.fixture()
+def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
+          service_urls: ServiceUrls) -> Iterator[World]:
+    yield from make_world(db, redis_url, settings_overrides, service_urls)
+
+
+def test_a_lead_a_worker_commits_meanwhile_is_forgotten_too(world: World, db: Database) -> None:
+    world.deliver_events([segment("identify", "u_erin", ERIN, traits={"email": ERIN, "firstName": "Erin"}),
+                          segment("page", "u_erin", ERIN, properties={"url": "https://example.com/pricing"})])
+    with db.session() as session:
+        pending = list(session.scalars(select(InboxEvent.id).where(InboxEvent.status == "pending")))
+    working, commit = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with db.session(write=True) as session:
+                assert ingest_rows(session, pending, world.res).processed == 2  # Erin's lead, rows locked
+                working.set()
+                commit.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            working.set()
+
+    def forget() -> None:
+        try:
+            with db.session(write=True) as session:
+                # PostgreSQL: the lead is not committed yet, so not seen here; deleting the rows waits for the
+                # worker. SQLite: this transaction waits for the worker's (one writer).
+                forget_person(session, find_person(session, emails=[ERIN]), redis=world.res.redis, actor="test")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    first = threading.Thread(target=worker)
+    first.start()
+    assert working.wait(10)
+    second = threading.Thread(target=forget)
+    second.start()
+    time.sleep(0.5)  # the purge is under way and waiting on the worker
+    commit.set()
+    first.join(20)
+    second.join(20)
+    assert errors == []
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 0
+    assert rows_containing(db, ERIN) == [] and rows_containing(db, "u_erin") == []
+    assert redis_containing(world.res.redis, ERIN) == []
