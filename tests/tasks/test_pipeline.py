@@ -18,7 +18,6 @@ import requests
 from sqlalchemy import delete, func, select
 from standardwebhooks import Webhook
 
-from connectors.hubspot import HubSpotConnector
 from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
@@ -27,15 +26,6 @@ from storage.sources import create_source
 from tests.processes import free_port, http_ok, start_cli, stop, wait_for
 
 BROKER_DB = 7
-
-
-@pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    crm = SandboxCRM()
-    crm.start(port=0)
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=crm.base_url).provision_fields()
-    yield crm
-    crm.stop()
 
 
 @pytest.fixture()
