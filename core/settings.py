@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -49,7 +50,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = None
     web_workers: int = Field(2, ge=1, le=64)
-    web_threads: int = Field(4, ge=1, le=256)
+    web_threads: int = Field(
+        4, ge=1, le=256, description="threads per web process that run requests (only once their whole body arrived)")
+    web_read_timeout: float = Field(
+        10.0, gt=0, le=3600,
+        description="seconds a client has to send a whole request (headers and body); slower ones get 408 and are closed")
 
     # Webhook ingest
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="larger webhook bodies get 413")
@@ -163,10 +168,19 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process (a second gunicorn worker) created it first: use theirs
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        for _ in range(50):  # the creator may not have written it yet
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise SettingsError(f"{path} is empty: delete it, or set LEADBRIDGE_SECRET_KEY")
 
 
 def env_name(field: str) -> str:

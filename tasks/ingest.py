@@ -191,12 +191,20 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
             row.error = None
     result.processed = len(rows)
     person_rows = [i for i, e in enumerate(events) if is_lead_event(e) and not _purges(e)]
+    # A HubSpot echo is recognised from the event alone: dropped before a lead is resolved (or created) for it,
+    # so our own write to a record leadbridge no longer knows (after `forget`) cannot bring the person back.
+    echoes = {i for i in person_rows if events[i].crm != "salesforce" and is_own_echo(events[i])}
+    person_rows = [i for i in person_rows if i not in echoes]
     leads = dict(zip(person_rows, resolve_leads(session, [events[i] for i in person_rows])))
     feature_events: list[Event] = []
     feature_leads: list[str] = []
     gone: set[int] = set()  # leads purged by a deletion in this batch
     for i, (row, event) in enumerate(zip(rows, events)):
-        if _purges(event):
+        if i in echoes:
+            row.status = "ignored"
+            row.error = "our own write echoed back"
+            result.ignored += 1
+        elif _purges(event):
             forgotten = forget_by_event(session, event, res)
             if forgotten is not None:
                 result.forgotten += 1
