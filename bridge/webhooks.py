@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, make_response, request
 from flask.typing import ResponseReturnValue
-from standardwebhooks import Webhook, WebhookVerificationError
 
 from bridge import metrics
 from bridge.extensions import services
@@ -29,7 +28,7 @@ from bridge.parsers import (
     parse_salesforce_outbound,
 )
 from core.records import utcnow
-from core.signatures import SignatureError, verify_hmac_header, verify_hubspot
+from core.signatures import SignatureError, verify_hmac_header, verify_hubspot, verify_standard_webhook
 from storage.inbox import store_events
 from storage.sources import ReceivingSource, receiving_source
 
@@ -127,7 +126,12 @@ def _handle(
     except Rejection as rejection:
         log.info("webhook.%s.rejected", kind, extra={"reason": rejection.error, "source": source_label})
         metrics.record_rejection(kind, source_label, rejection.error)
-        return error_reply(rejection)
+        response = make_response(error_reply(rejection))
+        if not _body_consumed():
+            # Answered before the body was read: the unread bytes would be taken for the next request on
+            # a kept-alive connection, so say honestly that this one closes.
+            response.headers["Connection"] = "close"
+        return response
     finally:
         metrics.ACK_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
 
@@ -136,14 +140,28 @@ def _content_type() -> str:
     return (request.mimetype or "").lower()
 
 
+# Set in the WSGI environ by a server that read the whole body before calling the app (`leadbridge web`
+# does, see cli/web.py): an answer given before the app read the body then leaves nothing unread.
+BUFFERED_BODY_KEY = "leadbridge.body_buffered"
+_BODY_READ_KEY = "leadbridge.body_read"
+
+
 def _read_body(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise Rejection(413, "payload_too_large", f"body is {length} bytes; the limit is {limit}")
     body = request.stream.read(limit + 1)
+    request.environ[_BODY_READ_KEY] = len(body) <= limit  # True: every byte of it was read
     if len(body) > limit:
         raise Rejection(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
     return body
+
+
+def _body_consumed() -> bool:
+    environ = request.environ
+    if environ.get(BUFFERED_BODY_KEY) or environ.get(_BODY_READ_KEY):
+        return True
+    return not request.content_length and not request.headers.get("Transfer-Encoding")  # there was no body
 
 
 def _signed_uri() -> str:
@@ -185,20 +203,16 @@ def _verify_outbound(delivery: Delivery) -> None:
 
 
 def _verify_standard(delivery: Delivery) -> None:
-    headers = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("webhook-")}
-    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
-        if name not in headers:
-            raise Rejection(401, "invalid_signature", f"missing {name} header")
-    last_error = "signature does not match"
-    for secret in delivery.source.valid_secrets():
-        try:
-            Webhook(secret).verify(delivery.body, headers)
-            return
-        except WebhookVerificationError as exc:
-            last_error = str(exc)
-        except Exception as exc:  # malformed header values make the library raise other errors
-            last_error = f"malformed signature headers ({type(exc).__name__})"
-    raise Rejection(401, "invalid_signature", last_error)
+    # Verified over the raw bytes, never parsed here (standardwebhooks' own verify parses the body as
+    # JSON): a correctly signed but malformed body reaches the parser and gets its 400.
+    try:
+        verify_standard_webhook(
+            delivery.source.valid_secrets(), msg_id=request.headers.get("webhook-id"),
+            timestamp=request.headers.get("webhook-timestamp"), signature=request.headers.get("webhook-signature"),
+            body=delivery.body,
+        )
+    except SignatureError as exc:
+        raise Rejection(401, "invalid_signature", str(exc)) from None
 
 
 # --- parsers bound to sources ---------------------------------------------------------------------

@@ -104,6 +104,58 @@ def verify_hmac_header(secrets: Iterable[str], header: str | None, body: bytes, 
     _compare_any(f"t={ts},v1={parts['v1']}", [hmac_signature_header(s, body, ts) for s in secrets])
 
 
+def standard_webhook_signature(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """Return a Standard Webhooks signature, `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}." + body)>`.
+
+    The key is the base64 after the `whsec_` prefix. The HMAC covers the raw body bytes, so a body
+    that is not UTF-8 (or not JSON) can still be verified and then refused by the parser as malformed.
+    """
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    message = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def verify_standard_webhook(
+    secrets: Iterable[str],
+    *,
+    msg_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    clock: Clock = time.time,
+) -> None:
+    """Verify Standard Webhooks headers over the raw body against any of the source's valid secrets.
+
+    The signature header holds space-separated `<version>,<base64>` entries; any `v1` entry may match.
+    """
+    for name, value in (("webhook-id", msg_id), ("webhook-timestamp", timestamp), ("webhook-signature", signature)):
+        if not value:
+            raise SignatureError(f"missing {name} header")
+    assert msg_id is not None and timestamp is not None and signature is not None
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        raise SignatureError("webhook-timestamp is not an integer") from None
+    check_timestamp(ts, clock)
+    given = []
+    for entry in signature.split():
+        version, _, encoded = entry.partition(",")
+        if version == "v1":
+            try:
+                given.append(base64.b64decode(encoded, validate=True))
+            except ValueError:
+                continue  # a malformed entry matches nothing
+    if not given:
+        raise SignatureError("webhook-signature has no valid v1 signature")
+    expected = [base64.b64decode(standard_webhook_signature(s, msg_id, ts, body)[len("v1,"):]) for s in secrets]
+    ok = False
+    for candidate in given:  # every pair compared, no early exit
+        for digest in expected:
+            ok |= hmac.compare_digest(candidate, digest)
+    if not ok:
+        raise SignatureError("signature does not match")
+
+
 def _compare_any(given: str, expected: list[str]) -> None:
     # Compare against every candidate (no early exit) so timing says nothing about which secret matched.
     ok = False
