@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import psutil
@@ -29,7 +33,7 @@ from core.settings import Settings
 from core.signatures import hubspot_v3_signature
 from storage.db import Database
 from storage.sources import SourceView, create_source
-from tests.processes import free_port, http_ok, start_cli, stop, wait_for
+from tests.processes import REPO, free_port, http_ok, start_cli, stop, wait_for
 
 DEFAULT_WORKERS = Settings.model_fields["web_workers"].default
 DEFAULT_THREADS = Settings.model_fields["web_threads"].default
@@ -50,12 +54,18 @@ class Web:
 
     def connections(self) -> int:
         """Open TCP connections the web processes hold on their port (the listening socket excluded)."""
-        count = 0
-        for proc in [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                count += sum(1 for c in proc.net_connections(kind="tcp")
-                             if c.laddr and c.laddr.port == self.port and c.status != psutil.CONN_LISTEN)
-        return count
+        return held_connections(self.proc.pid, self.port)
+
+
+def held_connections(pid: int, port: int) -> int:
+    """Open TCP connections that process `pid` and its children hold on local port `port`."""
+    count = 0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            count += sum(1 for c in proc.net_connections(kind="tcp")
+                         if c.laddr and c.laddr.port == port and c.status != psutil.CONN_LISTEN)
+    return count
 
 
 @contextlib.contextmanager
@@ -367,4 +377,79 @@ def test_an_answer_after_the_body_keeps_the_connection(quick_web: Web) -> None:
     first, second = data.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"404") and b"connection: close" not in first.lower()
     assert second.startswith(b"200")
+
+
+
+# --- the buffering proxy in deploy/ ---------------------------------------------------------------------
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+NGINX_TEMPLATE = REPO / "deploy" / "nginx.conf.template"
+
+
+def render_template(template: str, **values: str) -> str:
+    """What the nginx image's envsubst does with the template: replace the named variables, nothing else."""
+    for name, value in values.items():
+        template = template.replace("${" + name + "}", value)
+    assert "${" not in template, "deploy/nginx.conf.template uses a variable this test does not set"
+    return template
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path: Path, upstream_port: int) -> Iterator[int]:
+    """nginx with deploy/nginx.conf.template (as compose renders it) in front of 127.0.0.1:`upstream_port`."""
+    assert NGINX
+    port = free_port()
+    site = render_template(NGINX_TEMPLATE.read_text(), LEADBRIDGE_UPSTREAM=f"127.0.0.1:{upstream_port}",
+                           PROXY_PORT=f"127.0.0.1:{port}", LEADBRIDGE_MAX_BODY_BYTES=str(DEFAULT_MAX_BODY))
+    (tmp_path / "leadbridge.conf").write_text(site)
+    # The image's nginx.conf around it: the template goes inside http {}, like /etc/nginx/conf.d/*.conf.
+    temp_paths = "".join(f"{kind}_temp_path {tmp_path / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
+                                                                               "uwsgi", "scgi"))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"daemon off;\nworker_processes 1;\npid {tmp_path / 'nginx.pid'};\n"
+                    f"error_log {tmp_path / 'error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
+                    f"http {{\naccess_log off;\n{temp_paths}include {tmp_path / 'leadbridge.conf'};\n}}\n")
+    check = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True,
+                           check=False)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], start_new_session=True,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "nginx answering through to leadbridge")
+        yield port
+    finally:
+        stop(proc)
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light): "
+                                          "deploy/nginx.conf.template cannot be tried")
+def test_the_deploy_proxy_keeps_slow_clients_away_from_web(  # type: ignore[no-untyped-def]
+    service_env: dict[str, str], broker: str, hubspot_source: SourceView, tmp_path: Path
+) -> None:
+    assert hubspot_source.secret
+    with running_web(service_env, broker) as web, running_nginx(tmp_path, web.port) as proxy_port:
+        # HubSpot signs the URL it called: the proxy's, host and port passed on to leadbridge.
+        sender = Sender(f"http://127.0.0.1:{proxy_port}{hubspot_source.webhook_path()}", hubspot_source.secret)
+        sender.run(0.5)
+        upstream_before = web.connections()
+        sockets = [slow_request(proxy_port, hubspot_source.webhook_path()) for _ in range(SLOW_CONNECTIONS)]
+        nginx_pid = int((tmp_path / "nginx.pid").read_text())
+        try:
+            with Dribbler(sockets) as dribbler:
+                wait_for(lambda: held_connections(nginx_pid, proxy_port) >= SLOW_CONNECTIONS, 30, "nginx to hold every slow connection")
+                assert web.connections() <= upstream_before  # not one slow body was passed on to leadbridge
+                sender.run(1.0)
+                assert dribbler.unanswered() == SLOW_CONNECTIONS
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert sender.statuses and all(status == 202 for status in sender.statuses)
+        # Past the limit, the proxy answers 413 itself, in leadbridge's JSON shape, without reading the body.
+        sock = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+        sock.sendall((f"POST {hubspot_source.webhook_path()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                      f"\r\nContent-Length: {DEFAULT_MAX_BODY + 1}\r\n\r\n").encode())
+        answer = read_answer(sock)
+        sock.close()
+        assert answer.status == 413
+        assert json.loads(answer.body)["error"] == "payload_too_large"
 
