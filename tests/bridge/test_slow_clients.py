@@ -453,3 +453,23 @@ def test_the_deploy_proxy_keeps_slow_clients_away_from_web(  # type: ignore[no-u
         assert answer.status == 413
         assert json.loads(answer.body)["error"] == "payload_too_large"
 
+
+
+def test_a_chunked_signed_batch_is_read_whole_and_accepted(quick_web: Web, hubspot_source: SourceView) -> None:
+    assert hubspot_source.secret
+    path = hubspot_source.webhook_path()
+    body = hubspot_batch(5)
+    ts = str(int(time.time() * 1000))
+    signature = hubspot_v3_signature(hubspot_source.secret, "POST", f"http://127.0.0.1:{quick_web.port}{path}", body, ts)
+    sock = socket.create_connection(("127.0.0.1", quick_web.port), timeout=30)
+    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{quick_web.port}\r\nContent-Type: application/json\r\n"
+                  f"X-HubSpot-Request-Timestamp: {ts}\r\nX-HubSpot-Signature-v3: {signature}\r\n"
+                  "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode())
+    for start in range(0, len(body), 100):
+        piece = body[start:start + 100]
+        sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+    sock.sendall(b"0\r\n\r\n")
+    answer = read_answer(sock)
+    sock.close()
+    assert answer.status == 202, answer.body
+    assert json.loads(answer.body)["accepted"] == 5
