@@ -21,13 +21,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/leadbridge run
 
-# The admin UI tests drive Debian's Chromium (Playwright's own browser download does not work offline).
+# The admin UI tests drive Debian's Chromium (Playwright's own browser download does not work offline);
+# the slow-client test runs deploy/'s nginx proxy config in front of `leadbridge web`.
 CHROMIUM ?= /usr/bin/chromium
+NGINX ?= /usr/sbin/nginx
 browser:
-	@test -x $(CHROMIUM) || { \
+	@test -x $(CHROMIUM) -a -x $(NGINX) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "the admin UI tests need Chromium: sudo apt-get install chromium chromium-driver"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver nginx-light >/dev/null; \
+	  else echo "the tests need Chromium and nginx: sudo apt-get install chromium chromium-driver nginx-light"; exit 1; fi; }
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
