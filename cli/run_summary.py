@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import Database
 from storage.dead_letters import open_counts
-from storage.inbox import backlog
+from storage.inbox import BACKLOG_CAP, backlog
 from storage.models import InboxEvent, OutboxItem
 
 
@@ -68,7 +68,8 @@ def summary_line(reading: Reading, seconds: float, clock: datetime | None = None
     """The one line printed: rate over the interval, backlog, leads written in it, open dead letters."""
     stamp = (clock or datetime.now()).strftime("%H:%M:%S")
     rate = reading.received / seconds if seconds > 0 else 0.0
-    return (f"[{stamp}] {rate:,.1f} events/s received, backlog {reading.backlog:,}, "
+    shown = f"over {BACKLOG_CAP:,}" if reading.backlog > BACKLOG_CAP else f"{reading.backlog:,}"
+    return (f"[{stamp}] {rate:,.1f} events/s received, backlog {shown}, "
             f"{reading.written:,} leads written in {seconds:.0f}s, {reading.dead_letters:,} dead letters")
 
 

@@ -124,9 +124,19 @@ def stale_pending(session: Session, older_than: timedelta, limit: int, now: date
     return list(session.scalars(query))
 
 
-def backlog(session: Session) -> int:
-    """How many inbox rows wait to be processed."""
-    return int(session.scalar(select(func.count()).select_from(InboxEvent).where(InboxEvent.status == "pending")) or 0)
+BACKLOG_CAP = 100_000  # counted exactly up to here; beyond it "more than" is all a summary needs
+
+
+def backlog(session: Session, cap: int | None = BACKLOG_CAP) -> int:
+    """How many inbox rows wait to be processed, counted up to `cap` (None: all of them).
+
+    A summary polled every few seconds must not walk a million-row backlog each time: on PostgreSQL that
+    count visits every pending row's heap tuple and took a worker's share of a core while a backlog drained.
+    """
+    pending = select(InboxEvent.id).where(InboxEvent.status == "pending")
+    if cap is not None:
+        pending = pending.limit(cap + 1)
+    return int(session.scalar(select(func.count()).select_from(pending.subquery())) or 0)
 
 
 def to_event(row: InboxEvent, source_name: str = "") -> Event:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from core.progress import progress_since
 from core.records import utcnow
 from storage.dead_letters import open_counts, opened_since
+from storage.inbox import backlog
 from storage.models import InboxEvent
 
 OK, BEHIND, STALLED, WARN = "ok", "behind", "stalled", "warn"
@@ -74,8 +75,7 @@ def pipeline_health(session: Session, redis: Any, *, stall_after: float, crms: t
     # not as a stall of everything else.
     oldest = session.scalar(select(func.min(InboxEvent.received_at))
                             .where(InboxEvent.status == "pending", InboxEvent.error.is_(None)))
-    pending = int(session.scalar(select(func.count()).select_from(InboxEvent)
-                                 .where(InboxEvent.status == "pending")) or 0)
+    pending = backlog(session)  # capped: this is polled, and a backlog can be a million rows
     health.waiting["inbox"] = pending
     for stage in ("ingest", "score", "writeback"):
         health.processed[stage] = progress_since(redis, stage, PROGRESS_WINDOW)
