@@ -2,9 +2,9 @@
 
     python -m bench.drift --json bench/out/drift.json [--accounts 1500] [--days 180] [--drift-day 60]
 
-The traffic simulator (connectors.simulator) generates a funnel in simulated time (no waiting) in
+The traffic simulator (sandbox.simulator) generates a funnel in simulated time (no waiting) in
 which, from `--drift-day` on, pricing-page views stop predicting conversion and webinar attendance
-starts to. Its Segment-style events go through the webhook parser (bridge.parsers.events) and the
+starts to. Its Segment-style events go through the webhook parser (connectors.events) and the
 same feature code as the live pipeline (scoring.features.build_offline via scoring.training_set);
 the simulator's CRM records stand in for the enrichment the pipeline reads on first sight.
 
@@ -43,8 +43,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench._table import console, fmt, write_json
-from bridge.parsers.events import parse_events
-from connectors.simulator import FunnelSimulation, SimulatorConfig, simulate
+from connectors.events import parse_events
+from sandbox.simulator import FunnelSimulation, SimulatorConfig, simulate
 from core.records import Event, Outcome
 from scoring.champion import train_challenger
 from scoring.drift import DEFAULT_THRESHOLD, Profile, drift_report, prequential_adwin

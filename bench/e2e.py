@@ -156,7 +156,7 @@ def start_naive(data_dir: Path) -> Stack:
     env.update({"REDIS_URL": f"unix://{redis_socket}", "CELERY_BROKER_URL": f"redis+socket://{redis_socket}"})
     stack.processes.append(spawn(sys.executable, "-m", "celery", "-A", "bench.naive:app", "worker", "-Q",
                                  "ingest,naive", "-c", "2", "--without-gossip", "--without-mingle", "-l", "WARNING"))
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
 
     HubSpotConnector(TOKEN, base_url=sandbox).provision_fields()
     return stack

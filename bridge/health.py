@@ -47,7 +47,7 @@ def readyz() -> ResponseReturnValue:
 
 
 def _pipeline() -> tuple[dict[str, str], list[str]]:
-    from bridge.admin.ops.pipeline import pipeline_health
+    from services.pipeline import pipeline_health
     from bridge.metrics import configured_crms
 
     svc = services()

@@ -74,10 +74,10 @@ class BacklogCollector(Collector):
 
 
 class PipelineCollector(Collector):
-    """Stall detection and dead letters (bridge.admin.ops.pipeline), read at scrape time."""
+    """Stall detection and dead letters (services.pipeline), read at scrape time."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from bridge.admin.ops.pipeline import pipeline_health
+        from services.pipeline import pipeline_health
 
         svc = services()
         try:

@@ -17,13 +17,12 @@ from flask.typing import ResponseReturnValue
 
 from bridge import metrics
 from bridge.extensions import services
-from bridge.parsers import (
-    MalformedPayload,
-    ParseResult,
+from connectors.events import parse_events
+from connectors.hubspot.webhook import parse_hubspot
+from connectors.parsing import MalformedPayload, ParseResult
+from connectors.salesforce.webhook import (
     ack_response,
     fault_response,
-    parse_events,
-    parse_hubspot,
     parse_salesforce_json,
     parse_salesforce_outbound,
 )

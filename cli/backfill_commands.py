@@ -47,7 +47,7 @@ class RichStages:
 
 def hubspot_connector(settings: Settings, redis: Any) -> Any:
     """The HubSpot connector from settings, sharing the workers' rate-limit bucket."""
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
     from connectors.ratelimit import RedisTokenBucket
 
     if settings.hubspot_access_token is None:
@@ -62,8 +62,8 @@ def hubspot_connector(settings: Settings, redis: Any) -> Any:
 
 def salesforce_connector(settings: Settings, sandbox_url: str | None) -> Any:
     """The Salesforce connector from settings (routed to the sandbox CRM when `sandbox_url` is given)."""
-    from connectors.salesforce import SalesforceConnector
-    from connectors.sandbox import sandbox_instance, sandbox_requests_session
+    from connectors.salesforce.client import SalesforceConnector
+    from sandbox import sandbox_instance, sandbox_requests_session
 
     secret = lambda s: s.get_secret_value() if s is not None else None
     session_id = secret(settings.salesforce_session_id)

@@ -36,7 +36,7 @@ def setup() -> None:
 @click.option("--check-only", is_flag=True, help="Report what is missing without creating anything.")
 def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> None:
     """Create the `leadbridge` property group and contact/company properties (idempotent)."""
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
 
     try:
         report = HubSpotConnector(access_token, base_url=base_url, retry_attempts=3).provision_fields(
@@ -64,8 +64,8 @@ def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> 
 def setup_salesforce(username: str | None, password: str | None, security_token: str | None, domain: str,
                      instance_url: str | None, session_id: str | None, sandbox_url: str | None, create: bool) -> None:
     """Check Leadbridge_*__c fields on Lead, Contact and Account; report exactly what is missing."""
-    from connectors.salesforce import SalesforceConnector
-    from connectors.sandbox import sandbox_instance, sandbox_requests_session
+    from connectors.salesforce.client import SalesforceConnector
+    from sandbox import sandbox_instance, sandbox_requests_session
 
     session = None
     if sandbox_url:

@@ -83,8 +83,8 @@ def check_beat(urls: ServiceUrls) -> Check:
 
 
 def check_pipeline(settings: Settings, urls: ServiceUrls) -> list[Check]:
-    """Is every stage moving? Stalls and new dead letters (bridge.admin.ops.pipeline), a row per part."""
-    from bridge.admin.ops import pipeline
+    """Is every stage moving? Stalls and new dead letters (services.pipeline), a row per part."""
+    from services import pipeline
     from bridge.metrics import configured_crms
     from storage.db import Database
 

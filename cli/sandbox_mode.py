@@ -70,7 +70,7 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
 
     Returns (events webhook URL, events secret) for the simulator.
     """
-    from connectors.hubspot import HubSpotConnector
+    from connectors.hubspot.client import HubSpotConnector
 
     HubSpotConnector(SANDBOX_TOKEN, base_url=plan.url).provision_fields()
     database = Database(database_url)

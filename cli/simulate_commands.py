@@ -9,9 +9,9 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from standardwebhooks import Webhook
 
-from connectors import simulator as funnel
-from connectors.sandbox.__main__ import sandbox_command
-from connectors.simulator import EventSender, SandboxCrmFeed, SimulatorConfig, run
+from sandbox import simulator as funnel
+from sandbox.__main__ import sandbox_command
+from sandbox.simulator import EventSender, SandboxCrmFeed, SimulatorConfig, run
 
 sandbox = sandbox_command
 

@@ -28,7 +28,7 @@ def cli_actor() -> str:
 
 def add_user(settings: Settings, *, email: str, role: str, password: str, actor: str | None = None) -> tuple[int, str]:
     """Create a user in the configured database (audited); returns (id, normalised e-mail)."""
-    from bridge.admin.ops import users as ops
+    from services import users as ops
 
     database = Database(service_urls(settings).database_url)
     try:
@@ -62,7 +62,7 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 def add(email: str, role: str, password_stdin: bool) -> None:
     """Create a user; prompts for the password (at least 12 characters) unless --password-stdin."""
-    from bridge.admin.ops import OperationError
+    from services import OperationError
 
     settings = settings_or_exit()
     password = _read_password(password_stdin)

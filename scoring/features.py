@@ -87,7 +87,7 @@ STREAMS: dict[str, Stream] = {
 }
 
 # URL path segments and sub-domains naming a page class; the first path segment that names a class
-# wins, so /blog/pricing-strategies is blog. (bridge.parsers.events uses the same scheme when it
+# wins, so /blog/pricing-strategies is blog. (connectors.events uses the same scheme when it
 # fills page_class at the edge; scoring keeps its own copy because it must not import bridge.)
 _PAGE_SEGMENTS = {
     "pricing": "pricing", "plans": "pricing", "docs": "docs", "documentation": "docs", "developers": "docs",

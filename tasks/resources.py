@@ -105,7 +105,7 @@ class Resources:
     def _make_connector(self, crm: str) -> Any:
         settings = self.settings
         if crm == "hubspot" and settings.hubspot_access_token is not None:
-            from connectors.hubspot import HubSpotConnector
+            from connectors.hubspot.client import HubSpotConnector
             from connectors.ratelimit import RedisTokenBucket
 
             token = settings.hubspot_access_token.get_secret_value()
@@ -117,7 +117,7 @@ class Resources:
             )
             return connector
         if crm == "salesforce" and (settings.salesforce_username or settings.salesforce_session_id):
-            from connectors.salesforce import SalesforceConnector
+            from connectors.salesforce.client import SalesforceConnector
 
             secret = lambda s: s.get_secret_value() if s is not None else None  # noqa: E731
             return SalesforceConnector(

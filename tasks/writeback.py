@@ -164,7 +164,7 @@ def flush_once(res: Resources, crm: str) -> int:
         problem = shown_values_problem(values)
         if problem:
             unusable[str(crm_id)] = f"values cannot be sent: {problem}"
-    # Handled, whether or not anything needed writing: what stall detection watches (bridge.admin.ops.pipeline).
+    # Handled, whether or not anything needed writing: what stall detection watches (services.pipeline).
     record_progress(res.redis, "writeback", len(lead_ids))
     if not updates:
         return 0

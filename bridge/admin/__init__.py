@@ -1,7 +1,7 @@
 """The admin UI: server-rendered pages (Jinja and plain forms) under /admin.
 
 Every page needs a logged-in user; every change needs the admin role and the session's CSRF token.
-The pages call the same operations (bridge.admin.ops) as the JSON API.
+The pages call the same operations (services) as the JSON API.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from bridge import security
-from bridge.admin.ops import OperationError
+from services import OperationError
 from bridge.extensions import services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

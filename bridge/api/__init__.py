@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from bridge import security
-from bridge.admin.ops import OperationError
+from services import OperationError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

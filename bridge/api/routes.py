@@ -1,4 +1,4 @@
-"""The API's routes: the same operations as the admin pages (bridge.admin.ops), as JSON."""
+"""The API's routes: the same operations as the admin pages (services), as JSON."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin.ops import Conflict, NotFound
-from bridge.admin.ops import alerts as alert_ops
-from bridge.admin.ops import dead_letters as dead_letter_ops
-from bridge.admin.ops import deliveries as delivery_ops
-from bridge.admin.ops import leads as lead_ops
-from bridge.admin.ops import mappings as mapping_ops
-from bridge.admin.ops import models as model_ops
-from bridge.admin.ops import sources as source_ops
-from bridge.admin.ops import users as user_ops
-from bridge.admin.ops.overview import build_overview
+from services import Conflict, NotFound
+from services import alerts as alert_ops
+from services import dead_letters as dead_letter_ops
+from services import deliveries as delivery_ops
+from services import leads as lead_ops
+from services import mappings as mapping_ops
+from services import models as model_ops
+from services import sources as source_ops
+from services import users as user_ops
+from services.overview import build_overview
 from bridge.api import endpoint
 from bridge.metrics import configured_crms
 from bridge.api import schemas as s

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from core.signatures import hubspot_v3_signature

@@ -1,4 +1,4 @@
-"""Unit tests for the helpers every parser shares (bridge.parsers.common)."""
+"""Unit tests for the helpers every parser shares (connectors.parsing.common)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.parsers.common import (
+from connectors.parsing.common import (
     BatchBuilder,
     EventIgnored,
     EventInvalid,
@@ -18,7 +18,7 @@ from bridge.parsers.common import (
     normalize_email,
     stable_hash,
 )
-from bridge.parsers.errors import MalformedPayload
+from connectors.parsing.errors import MalformedPayload
 from core.records import Event
 
 RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
@@ -153,7 +153,7 @@ def test_batch_builder_contains_a_parser_bug_without_logging_payload(caplog: pyt
         {"email": "ana@acme.io"}["missing-key-ana@acme.io"]
 
     batch = BatchBuilder("hubspot-main")
-    with caplog.at_level(logging.ERROR, logger="bridge.parsers.common"):
+    with caplog.at_level(logging.ERROR, logger="connectors.parsing.common"):
         batch.run(4, buggy)
     assert batch.result.invalid == [(4, "could not be parsed (KeyError)")]
     (record,) = caplog.records

@@ -1,4 +1,4 @@
-"""Unit tests for the behavioural (Segment-style) event parser (bridge.parsers.events)."""
+"""Unit tests for the behavioural (Segment-style) event parser (connectors.events)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bridge.parsers import MalformedPayload, TooManyEvents, classify_page, parse_events
+from connectors.events import classify_page, parse_events
+from connectors.parsing import MalformedPayload, TooManyEvents
 from core.records import EVENT_TYPES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"

@@ -1,4 +1,4 @@
-"""Unit tests for the HubSpot webhook parser (bridge.parsers.hubspot)."""
+"""Unit tests for the HubSpot webhook parser (connectors.hubspot.webhook)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bridge.parsers import MalformedPayload, TooManyEvents, parse_hubspot
+from connectors.hubspot.webhook import parse_hubspot
+from connectors.parsing import MalformedPayload, TooManyEvents
 from core.records import EVENT_TYPES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hubspot"

@@ -20,12 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.parsers import (
-    MalformedPayload,
-    ParseResult,
+from connectors.events import parse_events
+from connectors.hubspot.webhook import parse_hubspot
+from connectors.parsing import MalformedPayload, ParseResult
+from connectors.salesforce.webhook import (
     fault_response,
-    parse_events,
-    parse_hubspot,
     parse_salesforce_json,
     parse_salesforce_outbound,
 )

@@ -11,16 +11,14 @@ from typing import Any
 
 import pytest
 
-from bridge.parsers import (
-    MalformedPayload,
-    OrganizationMismatch,
-    TooManyEvents,
+from connectors.parsing import MalformedPayload, OrganizationMismatch, TooManyEvents
+from connectors.salesforce.webhook import (
     ack_response,
     fault_response,
     parse_salesforce_json,
     parse_salesforce_outbound,
 )
-from bridge.parsers.salesforce import same_salesforce_id
+from connectors.salesforce.webhook import same_salesforce_id
 from core.records import EVENT_TYPES
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce"

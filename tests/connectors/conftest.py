@@ -17,9 +17,9 @@ import requests
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-from connectors.hubspot import HubSpotConnector
-from connectors.salesforce import SalesforceConnector
-from connectors.sandbox import (
+from connectors.hubspot.client import HubSpotConnector
+from connectors.salesforce.client import SalesforceConnector
+from sandbox import (
     DEFAULT_HUBSPOT_TOKEN,
     DEFAULT_SF_SESSION,
     SandboxCRM,

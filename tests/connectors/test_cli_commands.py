@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from cli.crm_commands import crm
 from cli.simulate_commands import simulate
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
 
 
 def test_crm_setup_hubspot_twice(sandbox: SandboxCRM) -> None:

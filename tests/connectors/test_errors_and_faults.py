@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from connectors.base import AuthConnectorError, PermanentConnectorError, TransientConnectorError
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 
 from .conftest import admin, salesforce_for
 

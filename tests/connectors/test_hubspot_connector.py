@@ -11,8 +11,8 @@ from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 
 from connectors.base import AuthConnectorError, CrmConnector, PermanentConnectorError
-from connectors.hubspot import HubSpotConnector, property_specs
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector, property_specs
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 
 from .conftest import admin
 

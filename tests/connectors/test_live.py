@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from connectors.hubspot import HubSpotConnector
-from connectors.salesforce import SalesforceConnector
+from connectors.hubspot.client import HubSpotConnector
+from connectors.salesforce.client import SalesforceConnector
 
 pytestmark = pytest.mark.live
 

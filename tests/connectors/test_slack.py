@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from connectors.base import AuthConnectorError, PermanentConnectorError, TransientConnectorError
-from connectors.sandbox import SLACK_WEBHOOK_PATH, SandboxCRM
+from sandbox import SLACK_WEBHOOK_PATH, SandboxCRM
 from connectors.slack import HotLeadAlert, SlackNotifier, build_hot_lead_message
 
 from .conftest import admin

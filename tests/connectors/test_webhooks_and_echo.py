@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import defusedxml.ElementTree as SafeET
 
-from bridge.parsers.hubspot import parse_hubspot
-from bridge.parsers.salesforce import ack_response, parse_salesforce_outbound
+from connectors.hubspot.webhook import parse_hubspot
+from connectors.salesforce.webhook import ack_response, parse_salesforce_outbound
 from connectors.echo import is_own_echo, is_own_hubspot_event
-from connectors.hubspot import HubSpotConnector
-from connectors.salesforce import SalesforceConnector
-from connectors.sandbox import DEFAULT_SF_ORG_ID, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from connectors.salesforce.client import SalesforceConnector
+from sandbox import DEFAULT_SF_ORG_ID, SandboxCRM
 from core.records import Event
 from core.signatures import hmac_signature_header, verify_hmac_header, verify_hubspot
 

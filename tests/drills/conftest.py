@@ -26,9 +26,9 @@ import pytest
 import requests
 from sqlalchemy import and_, delete, func, or_, select
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
-from connectors.simulator import EventSender, FunnelSimulation, SandboxCrmFeed, SimulatorConfig, simulate
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox.simulator import EventSender, FunnelSimulation, SandboxCrmFeed, SimulatorConfig, simulate
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings

@@ -37,7 +37,7 @@ def test_crm_429_then_500(make_stack: Callable[..., Stack]) -> None:
     requests.post(admin, timeout=5, json={"route": "^/crm/", "kind": "status", "status": 500,
                                           "seconds": FAULT_SECONDS}).raise_for_status()
     feed_rest = stack.sim.contacts[half:]
-    from connectors.simulator import SandboxCrmFeed
+    from sandbox.simulator import SandboxCrmFeed
 
     feed = SandboxCrmFeed(stack.sandbox.base_url, crms=("hubspot",))
     for contact in feed_rest:  # new people arrive during the trouble (created by CRM users, not through the API)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import Event
 from scoring.features import build_offline
 from scoring.labels import LabelPolicy

@@ -9,8 +9,8 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from scoring.features import RedisFeatureStore
 from storage.db import Database
 from storage.model_registry import CHAMPION_KEY

@@ -11,8 +11,8 @@ import pytest
 import requests
 from sqlalchemy import delete, func, select
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.models import (

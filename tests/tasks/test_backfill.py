@@ -14,9 +14,9 @@ import pytest
 import requests
 from sqlalchemy import delete, func, select
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
-from connectors.simulator import FunnelSimulation, SandboxCrmFeed, SimulatorConfig, run, simulate
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
+from sandbox.simulator import FunnelSimulation, SandboxCrmFeed, SimulatorConfig, run, simulate
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings

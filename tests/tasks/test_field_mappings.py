@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete
 
-from connectors.hubspot import HubSpotConnector
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from connectors.hubspot.client import HubSpotConnector
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.field_mappings import mapping_overrides
 from storage.models import FieldMapping

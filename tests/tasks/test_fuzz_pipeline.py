@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from bridge.admin.ops.pipeline import pipeline_health
+from services.pipeline import pipeline_health
 from storage.models import DeadLetter
 from tests.hostile import (
     HOSTILE_VALUES,

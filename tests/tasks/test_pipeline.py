@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import delete, func, select
 from standardwebhooks import Webhook
 
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.models import Account, AlertRule, InboxEvent, Lead, OutboxItem, ScoreHistory, Source

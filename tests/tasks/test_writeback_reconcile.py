@@ -10,7 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import delete, select, update
 
-from connectors.sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client

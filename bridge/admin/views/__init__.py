@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from bridge.admin.ops import OperationError
+from services import OperationError
 
 PAGE_SIZE = 50
 

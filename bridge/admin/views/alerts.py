@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import alerts as ops
+from services import alerts as ops
 from bridge.admin.views import form_int
 from bridge.extensions import services
 

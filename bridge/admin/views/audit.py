@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import clean_text
+from services import clean_text
 from bridge.admin.views import PAGE_SIZE, page_args
 from storage.audit import list_entries
 

@@ -9,8 +9,8 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import OperationError
-from bridge.admin.ops import dead_letters as ops
+from services import OperationError
+from services import dead_letters as ops
 from bridge.admin.views import PAGE_SIZE, page_args
 from bridge.extensions import services
 from storage.dead_letters import STAGES, STATUSES

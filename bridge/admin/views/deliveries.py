@@ -7,8 +7,8 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import OperationError
-from bridge.admin.ops import deliveries as ops
+from services import OperationError
+from services import deliveries as ops
 from bridge.admin.views import PAGE_SIZE, page_args, query_int
 from bridge.extensions import services
 

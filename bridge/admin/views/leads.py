@@ -6,7 +6,7 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge.admin import bp, db
-from bridge.admin.ops import leads as ops
+from services import leads as ops
 from bridge.admin.views import PAGE_SIZE, page_args
 
 

@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import mappings as ops
+from services import mappings as ops
 from bridge.extensions import services
 
 

@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import models as ops
+from services import models as ops
 from bridge.extensions import services
 from storage.models import ModelVersion
 

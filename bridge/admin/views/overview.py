@@ -6,7 +6,7 @@ from flask import render_template
 from flask.typing import ResponseReturnValue
 
 from bridge.admin import bp, db
-from bridge.admin.ops.overview import build_overview
+from services.overview import build_overview
 from bridge.extensions import services
 from bridge.metrics import configured_crms
 from tasks.config import QUEUES

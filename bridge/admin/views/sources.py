@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import sources as ops
+from services import sources as ops
 from bridge.admin.views import form_float
 from bridge.extensions import services
 from storage.sources import KINDS, SIGNATURE_VERSIONS

@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin import bp, db
-from bridge.admin.ops import users as ops
+from services import users as ops
 from storage.users import ROLES, list_tokens, list_users
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bridge.parsers.common import (
+from connectors.parsing.common import (
     META_KEY,
     BatchBuilder,
     EventIgnored,
@@ -39,8 +39,8 @@ from bridge.parsers.common import (
     stable_hash,
     time_ordered_key,
 )
-from bridge.parsers.errors import MalformedPayload
-from bridge.parsers.results import ParseResult
+from connectors.parsing.errors import MalformedPayload
+from connectors.parsing.results import ParseResult
 from core.records import Event
 
 MAX_EVENTS = 100  # HubSpot sends at most 100 events per request

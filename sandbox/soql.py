@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connectors.sandbox.store import SandboxStore
+from sandbox.store import SandboxStore
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -332,7 +332,7 @@ def _cmp_key(value: Any) -> Any:
         fixed = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00"))
         return datetime.fromisoformat(fixed).timestamp()
     if len(text) == 15 and text.isalnum() and text[:3].isalnum():
-        from connectors.sandbox.ids import sf_id18
+        from sandbox.ids import sf_id18
 
         try:
             return sf_id18(text).lower()

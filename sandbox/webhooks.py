@@ -22,9 +22,9 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as SafeET
 import requests
 
-from connectors.sandbox import schema
-from connectors.sandbox.ids import base62, iso_ms, sf_id18
-from connectors.sandbox.store import Change, SandboxStore
+from sandbox import schema
+from sandbox.ids import base62, iso_ms, sf_id18
+from sandbox.store import Change, SandboxStore
 from core.signatures import hmac_signature_header, hubspot_v1_signature, hubspot_v3_signature
 
 log = logging.getLogger(__name__)

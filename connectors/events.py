@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.parsers.common import (
+from connectors.parsing.common import (
     META_KEY,
     BatchBuilder,
     EventIgnored,
@@ -43,8 +43,8 @@ from bridge.parsers.common import (
     normalize_email,
     stable_hash,
 )
-from bridge.parsers.errors import MalformedPayload
-from bridge.parsers.results import ParseResult
+from connectors.parsing.errors import MalformedPayload
+from connectors.parsing.results import ParseResult
 from core.records import Event
 from core.values import MAX_OBJECT_ID
 

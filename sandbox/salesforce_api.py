@@ -14,12 +14,12 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as SafeET
 from flask import Blueprint, Response, current_app, g, request
 
-from connectors.sandbox import soql
-from connectors.sandbox.ids import sf_id18
-from connectors.sandbox.store import SalesforceRecordError
+from sandbox import soql
+from sandbox.ids import sf_id18
+from sandbox.store import SalesforceRecordError
 
 if TYPE_CHECKING:
-    from connectors.sandbox.server import SandboxCRM
+    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_salesforce", __name__)
 

@@ -11,7 +11,7 @@ from redis import Redis
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import OperationError, clean_text
+from services import OperationError, clean_text
 from bridge.extensions import INGEST_TASK
 from core.records import utcnow
 from storage.audit import record

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import Conflict, NotFound, OperationError, check_id, clean_text
+from services import Conflict, NotFound, OperationError, check_id, clean_text
 from core.records import utcnow
 from core.settings import Settings
 from storage import sources as store

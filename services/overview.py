@@ -19,7 +19,7 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops.pipeline import pipeline_health
+from services.pipeline import pipeline_health
 from core.records import utcnow
 from storage.models import InboxEvent, OutboxItem, ScoreHistory
 from tasks.system import (

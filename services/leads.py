@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import NotFound, check_id, clean_text
-from bridge.admin.ops.deliveries import Page
+from services import NotFound, check_id, clean_text
+from services.deliveries import Page
 from storage.models import Account, InboxEvent, Lead, ScoreHistory
 
 MAX_HISTORY = 500

@@ -4,8 +4,8 @@ It is a product feature (sandbox mode runs the whole bridge without CRM accounts
 vendor SDKs talk to it over real HTTP, and it sends real signed webhooks when its records change.
 """
 
-from connectors.sandbox.client import sandbox_instance, sandbox_requests_session
-from connectors.sandbox.server import (
+from sandbox.client import sandbox_instance, sandbox_requests_session
+from sandbox.server import (
     DEFAULT_HUBSPOT_TOKEN,
     DEFAULT_SF_ORG_ID,
     DEFAULT_SF_PASSWORD,

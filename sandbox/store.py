@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.sandbox import schema
-from connectors.sandbox.ids import SF_KEY_PREFIXES, iso_ms, sf_datetime, sf_id18, sf_new_id
+from sandbox import schema
+from sandbox.ids import SF_KEY_PREFIXES, iso_ms, sf_datetime, sf_id18, sf_new_id
 
 
 class HubSpotValidationError(ValueError):

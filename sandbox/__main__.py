@@ -1,4 +1,4 @@
-"""`python -m connectors.sandbox`: run the sandbox CRM in the foreground."""
+"""`python -m sandbox`: run the sandbox CRM in the foreground."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from connectors.sandbox.server import SLACK_WEBHOOK_PATH, SandboxCRM
+from sandbox.server import SLACK_WEBHOOK_PATH, SandboxCRM
 
 
 @click.command(name="sandbox")

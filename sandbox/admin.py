@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from connectors.sandbox.control import FaultSpecError
-from connectors.sandbox.slack_sink import WEBHOOK_ERRORS
-from connectors.sandbox.store import HubSpotValidationError, SalesforceRecordError
-from connectors.sandbox.webhooks import TargetSpecError
+from sandbox.control import FaultSpecError
+from sandbox.slack_sink import WEBHOOK_ERRORS
+from sandbox.store import HubSpotValidationError, SalesforceRecordError
+from sandbox.webhooks import TargetSpecError
 
 if TYPE_CHECKING:
-    from connectors.sandbox.server import SandboxCRM
+    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
 
@@ -294,7 +294,7 @@ def hs_associate() -> Response:
     ftype, ttype = store.hs_type(str(data.get("from_type", ""))), store.hs_type(str(data.get("to_type", "")))
     if ftype is None or ttype is None:
         return _bad("from_type and to_type must be HubSpot object types")
-    from connectors.sandbox.schema import HS_ASSOC_TYPE_IDS
+    from sandbox.schema import HS_ASSOC_TYPE_IDS
 
     default, primary = HS_ASSOC_TYPE_IDS.get((ftype, ttype), (0, None))
     types = [default] + ([primary] if data.get("primary") and primary is not None else [])

@@ -18,8 +18,8 @@ from redis import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import NotFound, OperationError, check_id
-from bridge.admin.ops.deliveries import Page
+from services import NotFound, OperationError, check_id
+from services.deliveries import Page
 from core.records import utcnow
 from storage.audit import record, scrub
 from storage.dead_letters import STAGES, STATUSES

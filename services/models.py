@@ -17,7 +17,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import Conflict, NotFound, OperationError
+from services import Conflict, NotFound, OperationError
 from storage import model_registry as registry
 from storage.models import ModelVersion
 

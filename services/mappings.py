@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import Conflict, OperationError
+from services import Conflict, OperationError
 from connectors.base import SCORE_FIELDS
 from core.settings import Settings
 from storage.audit import record
@@ -35,10 +35,10 @@ _CRM_LABELS = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 def default_names(crm: str) -> dict[str, str]:
     """The connector's built-in field names for `crm`."""
     if crm == "hubspot":
-        from connectors.hubspot import PROPERTY_NAMES
+        from connectors.hubspot.client import PROPERTY_NAMES
 
         return dict(PROPERTY_NAMES)
-    from connectors.salesforce import FIELD_NAMES
+    from connectors.salesforce.client import FIELD_NAMES
 
     return dict(FIELD_NAMES)
 
@@ -175,7 +175,7 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
 def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> Any:
     """The real connector for `crm`, writing to the mapped field names instead of its built-in ones."""
     if crm == "hubspot":
-        from connectors.hubspot import PROPERTY_NAMES, HubSpotConnector
+        from connectors.hubspot.client import PROPERTY_NAMES, HubSpotConnector
 
         if settings.hubspot_access_token is None:
             raise Conflict("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the "
@@ -189,7 +189,7 @@ def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> An
 
         return MappedHubSpot(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
                              retry_attempts=1, retry_max_elapsed=10.0)
-    from connectors.salesforce import FIELD_NAMES, SalesforceConnector
+    from connectors.salesforce.client import FIELD_NAMES, SalesforceConnector
 
     if not (settings.salesforce_username or settings.salesforce_session_id):
         raise Conflict("Salesforce is not configured: set SALESFORCE_USERNAME/SALESFORCE_PASSWORD (or "

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bridge.parsers.errors import MalformedPayload, TooManyEvents
-from bridge.parsers.results import DroppedValue, IgnoredEvent, InvalidEvent, ParseResult
+from connectors.parsing.errors import MalformedPayload, TooManyEvents
+from connectors.parsing.results import DroppedValue, IgnoredEvent, InvalidEvent, ParseResult
 from core import fastjson
 from core.records import Event
 from core.values import EntryRefused, clean_event

@@ -54,7 +54,7 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
-from bridge.parsers.common import (
+from connectors.parsing.common import (
     META_KEY,
     BatchBuilder,
     EventIgnored,
@@ -72,8 +72,8 @@ from bridge.parsers.common import (
     reject_json_constant,
     stable_hash,
 )
-from bridge.parsers.errors import MalformedPayload, OrganizationMismatch
-from bridge.parsers.results import ParseResult
+from connectors.parsing.errors import MalformedPayload, OrganizationMismatch
+from connectors.parsing.results import ParseResult
 from core.records import Event
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"

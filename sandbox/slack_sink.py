@@ -10,10 +10,10 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, current_app, request
 
-from connectors.sandbox.control import retry_after_header
+from sandbox.control import retry_after_header
 
 if TYPE_CHECKING:
-    from connectors.sandbox.server import SandboxCRM
+    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_slack", __name__)
 

@@ -16,17 +16,17 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from connectors.sandbox import admin, hubspot_api, salesforce_api, slack_sink
-from connectors.sandbox.control import (
+from sandbox import admin, hubspot_api, salesforce_api, slack_sink
+from sandbox.control import (
     FaultInjector,
     RequestLog,
     SlidingWindowLimiter,
     TokenBucket,
     retry_after_header,
 )
-from connectors.sandbox.ids import correlation_id, sf_id18
-from connectors.sandbox.store import SandboxStore
-from connectors.sandbox.webhooks import WebhookDispatcher
+from sandbox.ids import correlation_id, sf_id18
+from sandbox.store import SandboxStore
+from sandbox.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 

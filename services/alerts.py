@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import Conflict, NotFound, OperationError, check_id, clean_text
+from services import Conflict, NotFound, OperationError, check_id, clean_text
 from core.records import utcnow
 from core.settings import Settings
 from storage.audit import record

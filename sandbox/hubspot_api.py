@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, g, request
 
-from connectors.sandbox import schema
-from connectors.sandbox.control import retry_after_header
-from connectors.sandbox.ids import correlation_id, iso_ms
-from connectors.sandbox.store import HubSpotValidationError
+from sandbox import schema
+from sandbox.control import retry_after_header
+from sandbox.ids import correlation_id, iso_ms
+from sandbox.store import HubSpotValidationError
 
 if TYPE_CHECKING:
-    from connectors.sandbox.server import SandboxCRM
+    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_hubspot", __name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from bridge.admin.ops import Conflict, NotFound, OperationError, check_id
+from services import Conflict, NotFound, OperationError, check_id
 from storage import users as store
 from storage.audit import record
 from storage.models import ApiToken, User
