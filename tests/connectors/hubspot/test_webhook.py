@@ -14,7 +14,7 @@ from connectors.hubspot.webhook import parse_hubspot
 from connectors.parsing import MalformedPayload, TooManyEvents
 from core.records import EVENT_TYPES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hubspot"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hubspot"
 RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
 PORTAL = 62515
 

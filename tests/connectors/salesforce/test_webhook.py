@@ -21,7 +21,7 @@ from connectors.salesforce.webhook import (
 from connectors.salesforce.webhook import same_salesforce_id
 from core.records import EVENT_TYPES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "salesforce"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salesforce"
 RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
 ORG_18 = "00D5g000004ABCDEA2"
 ORG_15 = "00D5g000004ABCD"

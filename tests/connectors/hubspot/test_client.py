@@ -14,7 +14,7 @@ from connectors.base import AuthConnectorError, CrmConnector, PermanentConnector
 from connectors.hubspot.client import HubSpotConnector, property_specs
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 
-from .conftest import admin
+from ..conftest import admin
 
 
 def _seed_contacts(crm: SandboxCRM, n: int, with_company: bool = True) -> list[str]:

@@ -20,7 +20,7 @@ from sandbox import (
     sandbox_requests_session,
 )
 
-from .conftest import salesforce_for
+from ..conftest import salesforce_for
 
 
 def _sdk(crm: SandboxCRM) -> Salesforce:
