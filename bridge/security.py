@@ -23,6 +23,7 @@ from flask import Flask, abort, g, request, session
 from werkzeug.exceptions import HTTPException
 
 from bridge.extensions import services
+from core.keys import LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY
 from storage.models import User
 from storage.users import authenticate, get_user, token_user
 
@@ -32,11 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_IDLE = timedelta(hours=8)  # a session unused this long ends
 SESSION_MAX = timedelta(hours=24)  # and none lives longer than this
-SESSION_PREFIX = "leadbridge:session:"
 LOGIN_WINDOW = 15 * 60  # seconds over which failed log-ins are counted
 LOGIN_MAX_PER_ACCOUNT = 5
 LOGIN_MAX_PER_ADDRESS = 20
-LOGIN_PREFIX = "leadbridge:login-failures:"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -91,7 +90,7 @@ def init_app(app: Flask) -> None:
 
 
 def _session_key(sid: str) -> str:
-    return SESSION_PREFIX + hashlib.sha256(sid.encode()).hexdigest()
+    return SESSION_KEY.format(digest=hashlib.sha256(sid.encode()).hexdigest())
 
 
 def login(user: User) -> None:
@@ -224,7 +223,8 @@ def check_csrf() -> None:
 def _failure_keys(email: str) -> tuple[str, str]:
     # Hash the e-mail: a Redis key listing must not show who tried to log in.
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    return LOGIN_PREFIX + "account:" + account, LOGIN_PREFIX + "address:" + (request.remote_addr or "unknown")
+    return (LOGIN_FAILURES_ACCOUNT_KEY.format(digest=account),
+            LOGIN_FAILURES_ADDRESS_KEY.format(address=request.remote_addr or "unknown"))
 
 
 def check_login_allowed(email: str) -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.context import embedded_services, settings_or_exit
+from core.keys import HEARTBEAT_KEY
 from core.runtime import ServiceUrls, redis_client
 from core.settings import Settings
 
@@ -71,8 +72,6 @@ def check_workers(settings: Settings, urls: ServiceUrls) -> Check:
 
 def check_beat(urls: ServiceUrls) -> Check:
     """Beat's heartbeat task ran recently."""
-    from tasks.system import HEARTBEAT_KEY
-
     try:
         raw = redis_client(urls.redis_url).get(HEARTBEAT_KEY)
     except Exception as exc:

@@ -67,24 +67,35 @@ def cli(ctx: click.Context) -> None:
 
 @cli.group()
 def db() -> None:
-    """Database schema migrations."""
+    """Database schema migrations (and Redis key names)."""
 
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def db_upgrade(revision: str) -> None:
-    """Apply migrations up to REVISION (the same ones on SQLite and PostgreSQL)."""
-    from core.runtime import service_urls
+    """Apply migrations up to REVISION (the same ones on SQLite and PostgreSQL), and rename old Redis keys."""
+    settings = settings_or_exit()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_services(settings) as urls:
+        prepare_stores(urls.database_url, urls.redis_url, revision)
+    click.echo(f"database at {revision}")
+
+
+def prepare_stores(database_url: str, redis_url: str, revision: str = "head") -> None:
+    """Migrate the database to `revision` and give live Redis keys their current names (both idempotent)."""
+    from core.keys import upgrade_key_names
+    from core.runtime import redis_client
     from storage.migrate import upgrade
 
-    settings = settings_or_exit()
-    url = service_urls(settings).database_url
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        upgrade(url, revision)
+        upgrade(database_url, revision)
     except Exception as exc:  # report the database's own complaint, without a traceback
         fail(f"migration failed: {type(exc).__name__}: {exc}")
-    click.echo(f"database at {revision}")
+    try:
+        # Before any process reads them: an admin session under its old name would log the admin out.
+        upgrade_key_names(redis_client(redis_url))
+    except Exception as exc:  # report Redis's complaint, without a traceback
+        fail(f"renaming Redis keys failed: {type(exc).__name__}: {exc}")
 
 
 @cli.command()
@@ -93,16 +104,11 @@ def run() -> None:
 
     With no CRM credentials it runs in sandbox mode: a sandbox CRM and the traffic simulator feed it.
     """
-    from storage.migrate import upgrade
-
     settings = settings_or_exit()
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with embedded_services(settings) as urls:
-        try:
-            upgrade(urls.database_url)
-        except Exception as exc:
-            fail(f"migration failed: {type(exc).__name__}: {exc}")
+        prepare_stores(urls.database_url, urls.redis_url)
         env = {**os.environ, **urls.as_env(), "LEADBRIDGE_DATA_DIR": str(settings.data_dir.resolve()),
                RUN_CHILD_ENV: "1"}
         from tasks.watchdog import WATCHDOG_EXIT_CODE

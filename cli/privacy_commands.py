@@ -19,6 +19,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from cli.context import configure_logging, embedded_services, fail, settings_or_exit
+from core.keys import FLUSH_LOCK_KEY
 from core.records import utcnow
 from storage.models import AuditEntry, InboxEvent, Lead
 from storage.privacy import PERSON_TYPES, Person, find_person, stored_events
@@ -202,9 +203,7 @@ def wait_for_flush(client: Any, crm: str, timeout: float = FLUSH_WAIT) -> None:
     Such a flush read the person's values before they were deleted; clearing the fields before it lands
     would let it write them back. A flush that starts later finds nothing of the person to write.
     """
-    from tasks.writeback import FLUSH_LOCK
-
-    key = FLUSH_LOCK.format(crm=crm)
+    key = FLUSH_LOCK_KEY.format(crm=crm)
     holder = client.get(key)
     deadline = time.monotonic() + timeout
     while holder is not None and client.get(key) == holder and time.monotonic() < deadline:

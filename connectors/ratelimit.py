@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import redis
 
+from core.keys import RATELIMIT_KEY
+
 # KEYS[1] bucket key. ARGV: capacity, refill per second, tokens requested, key TTL in ms.
 # Returns {allowed (0/1), milliseconds to wait until the request would fit}. The Redis server's clock is used
 # so that workers on different machines agree on time.
@@ -60,7 +62,7 @@ class RedisTokenBucket:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("limit must be >= 1 and window_seconds > 0")
         self.client = client
-        self.key = f"leadbridge:ratelimit:{key}"
+        self.key = RATELIMIT_KEY.format(bucket=key)
         self.limit = limit
         self.window = window_seconds
         self.burst = max(1, min(limit - 1, burst if burst is not None else max(1, limit // 10))) if limit > 1 else 1

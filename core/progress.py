@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-PROGRESS_KEY = "lb:progress:{stage}:{bucket}"
+from core.keys import PROGRESS_KEY
+
 BUCKET_SECONDS = 10
 KEEP_SECONDS = 600
 STAGES = ("ingest", "score", "writeback", "written")  # writeback: leads handled; written: records written

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from core.keys import FEATURES_PREFIX
 from core.records import Event, Outcome
 from scoring.freemail import is_free_email_domain
 
@@ -590,13 +591,14 @@ return cjson.encode(out)
 class RedisFeatureStore:
     """Online features in Redis, updated per event and read in one pipeline round trip.
 
-    Keys (prefix `lb:fs` by default): `s:{lead}:{stream}` and `a:{lead}` are sorted sets of event ids
-    scored by occurred_at ms (trimmed to the 30-day horizon, expiring after it), `t:{lead}` is a hash
-    of traits with their write order, `acct:{account}` a sorted set of leads by last activity.
+    Keys (prefix `lb:fs` by default, core.keys.FEATURE_*_KEY): `s:{lead}:{stream}` and `a:{lead}` are sorted
+    sets of event ids scored by occurred_at ms (trimmed to the 30-day horizon, expiring after it), `t:{lead}`
+    is a hash of traits with their write order, `acct:{account}` a sorted set of leads by last activity.
     The scripts touch keys they build themselves, so this layout needs a single Redis (not Cluster).
     """
 
-    def __init__(self, client: Any, *, prefix: str = "lb:fs", clock: Callable[[], datetime] | None = None,
+    def __init__(self, client: Any, *, prefix: str = FEATURES_PREFIX,
+                 clock: Callable[[], datetime] | None = None,
                  lead_of: Callable[[Event], str] = default_lead_of, trait_ttl_days: int = 400) -> None:
         self.client = client
         self.prefix = prefix

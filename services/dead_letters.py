@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from services import NotFound, OperationError, check_id
 from services.deliveries import Page
+from core.keys import DIRTY_KEY, SCORE_ASIDE_KEY, WRITEBACK_ASIDE_KEY, WRITTEN_KEY
 from core.records import utcnow
 from storage.audit import record, scrub
 from storage.dead_letters import STAGES, STATUSES
@@ -29,11 +30,6 @@ from storage.models import DeadLetter, InboxEvent
 INGEST_TASK = "tasks.ingest.process_events"
 SCORE_TASK = "tasks.score.score_leads"
 WRITEBACK_TASK = "tasks.writeback.flush"
-# Redis keys owned by the pipeline (tasks.score / tasks.writeback); bridge may only enqueue, not import them.
-SCORE_ASIDE_KEY = "lb:aside:score"
-WRITEBACK_ASIDE_KEY = "lb:aside:writeback:{crm}"
-WRITTEN_KEY = "lb:written:{crm}"
-DIRTY_KEY = "lb:dirty:{crm}"
 MAX_AT_ONCE = 1000
 _EMAIL = re.compile(r"[^\s@\"'<>]{1,64}@[^\s@\"'<>]{1,255}")
 

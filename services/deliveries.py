@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from services import OperationError, clean_text
 from bridge.extensions import INGEST_TASK
+from core.keys import DIRTY_KEY, WRITTEN_KEY
 from core.records import utcnow
 from storage.audit import record
 from storage.inbox import mark_enqueued
@@ -144,9 +145,6 @@ def replay_outbox(session: Session, redis: Redis, actor: str, ids: Sequence[int]
     written fingerprint is forgotten so the write is not skipped as "unchanged". The dead-letter row stays as
     the record of the failure, marked with when it was replayed.
     """
-    from tasks.score import DIRTY_KEY
-    from tasks.writeback import WRITTEN_KEY
-
     wanted = _ids(ids)
     rows = list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(wanted)).order_by(OutboxItem.id)))
     if not rows:

@@ -20,14 +20,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.pipeline import pipeline_health
+from core.keys import HEARTBEAT_KEY, RATELIMIT_PREFIX
 from core.records import utcnow
 from storage.models import InboxEvent, OutboxItem, ScoreHistory
-from tasks.system import (
-    HEARTBEAT_KEY,  # written by the heartbeat task every 30 s (beat sends, a worker runs it)
-)
 
 HEARTBEAT_STALE = 120  # seconds
-RATELIMIT_PATTERN = "leadbridge:ratelimit:*"
 LATENCY_SAMPLE = 5000
 
 
@@ -160,10 +157,10 @@ def queue_lengths(celery: Celery, names: tuple[str, ...]) -> dict[str, int | Non
 def crm_budget(redis: redis_lib.Redis, session: Session, now: datetime) -> list[dict[str, Any]]:
     """Rate-limit bucket levels shared by the workers, and CRM calls made through the outbox in 24 hours."""
     rows: list[dict[str, Any]] = []
-    for key in sorted(redis.scan_iter(match=RATELIMIT_PATTERN, count=100))[:20]:
+    for key in sorted(redis.scan_iter(match=RATELIMIT_PREFIX + "*", count=100))[:20]:
         tokens = redis.hget(key, "tokens")
         name = key.decode() if isinstance(key, bytes) else str(key)
-        rows.append({"bucket": name.removeprefix("leadbridge:ratelimit:"),
+        rows.append({"bucket": name.removeprefix(RATELIMIT_PREFIX),
                      "tokens_left": round(float(tokens), 1) if tokens is not None else None})
     since = now - timedelta(hours=24)
     for target, attempts, sent in session.execute(

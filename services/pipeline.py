@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.keys import DIRTY_KEY, PAUSED_KEY
 from core.progress import progress_since
 from core.records import utcnow
 from storage.dead_letters import open_counts, opened_since
@@ -27,8 +28,6 @@ from storage.models import InboxEvent
 OK, BEHIND, STALLED, WARN = "ok", "behind", "stalled", "warn"
 PROGRESS_WINDOW = 60.0  # seconds of progress reported beside a stall
 CRMS = ("hubspot", "salesforce")
-DIRTY_KEY = "lb:dirty:{crm}"  # tasks.score.DIRTY_KEY (bridge may not import the pipeline's modules)
-PAUSED_KEY = "lb:paused:{crm}"  # tasks.writeback.PAUSED_KEY
 SCORE_QUEUE = "score"
 
 

@@ -24,13 +24,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.keys import CHAMPION_KEY
 from core.records import utcnow
 from storage.audit import record
 from storage.db import Database
 from storage.models import ModelVersion
 
-# Must equal tasks.resources.CHAMPION_KEY (storage may not import tasks; a test checks they agree).
-CHAMPION_KEY = "lb:model:champion"
 SERVABLE_KINDS = frozenset({"lead"})
 METADATA_FILE = "metadata.json"
 

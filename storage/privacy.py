@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from core import keys
 from core.records import utcnow
 from storage.leads import LEAD_ID_COLUMNS
 from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead, OutboxItem
@@ -30,27 +31,13 @@ for _crm, _type in LEAD_ID_COLUMNS:
 UNPROCESSED = ("pending", "failed", "dead")  # inbox rows no worker has turned into lead data (yet)
 CHUNK = 500  # ids per IN (...) clause
 
-# Redis keys that hold something about one person. Every key of today's code that names a lead id or a person
-# reference is listed here; tests/storage/test_privacy_redis.py fails when a new one in the code is not.
-LEAD_KEYS = (
-    "lb:fs:s:{lead}:*",  # online features: event streams (scoring.features.RedisFeatureStore)
-    "lb:fs:a:{lead}",  # online features: all activity
-    "lb:fs:t:{lead}",  # online features: traits (name, title, company, e-mail domain ...)
-    "lb:alert:cool:*:{lead}",  # tasks.alerts cooldown per rule
-    "lb:rescored:{lead}",  # tasks.maintenance repair claims
-    "lb:reenriched:{lead}",
-    "lb:reconciled:*:{lead}",  # tasks.writeback.reconcile_writes claim
-)
-REF_KEYS = ("lb:enriched:*:{ref}",)  # tasks.ingest's enrichment cache, keyed by HubSpot id or e-mail
-# Keys (by prefix) that hold lead ids among other leads' (set members, hash fields, sorted-set members): the ids are
-# removed from them, the key stays.
-MEMBER_KEYS = (
-    "lb:dirty:",  # leads waiting for writeback, per CRM (set)
-    "lb:written:",  # lead id -> fingerprint of the values last written, per CRM (hash)
-    "lb:inflight:",  # lead id -> a write under way, per CRM: its values are no one's business now (hash)
-    "lb:aside:",  # leads set aside as dead letters, per stage (set or hash)
-    "lb:fs:acct:",  # leads engaged at an account (sorted set)
-)
+# Redis keys that hold something about one person, derived from core.keys so a renamed or added key is purged
+# too: every template naming a lead id ({lead}) or a person reference ({ref}: a CRM id or an e-mail).
+LEAD_KEYS = tuple(t for t in keys.templates().values() if "{lead}" in t)
+REF_KEYS = tuple(t for t in keys.templates().values() if "{ref}" in t)
+# Keys (by their fixed prefix) that hold lead ids among other leads' (set members, hash fields, sorted-set
+# members, writes in flight): the ids are removed from them, the key stays.
+MEMBER_KEYS = tuple(keys.prefix_of(t) for t in keys.LEAD_MEMBER_KEYS)
 
 
 @dataclass
@@ -268,13 +255,13 @@ def _chunks(ids: Sequence[int]) -> list[list[int]]:
 
 
 def _key_pattern(template: str, names: str) -> str:
-    parts = re.split(r"(\*|\{lead\}|\{ref\})", template)
+    # The person's placeholder matches their names; any other (a CRM, a stream, a rule id) one key segment.
     out = []
-    for part in parts:
-        if part == "*":
-            out.append(r"[^:]*")
-        elif part in ("{lead}", "{ref}"):
+    for part in re.split(r"(\{\w+\})", template):
+        if part in ("{lead}", "{ref}"):
             out.append(names)
+        elif part.startswith("{") and part.endswith("}"):
+            out.append(r"[^:]*")
         else:
             out.append(re.escape(part))
     return "".join(out)
@@ -302,7 +289,7 @@ def forget_in_redis(redis: Any, lead_ids: Iterable[int], refs: Iterable[str] = (
     own = re.compile("^(?:" + "|".join(patterns) + ")$")
     doomed: list[str] = []
     holders: list[str] = []
-    for raw in redis.scan_iter(match="lb:*", count=1000):
+    for raw in redis.scan_iter(match=keys.PREFIX + "*", count=1000):
         key = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         if own.match(key):
             doomed.append(key)

@@ -10,14 +10,12 @@ from celery import shared_task
 from sqlalchemy import select
 
 from connectors.base import ConnectorError, TransientConnectorError
+from core.keys import ALERT_CHANNEL_KEY, ALERT_COOLDOWN_KEY
 from storage.models import Account, AlertRule, Lead
 from storage.scores import ScoreChange
 from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
-
-COOLDOWN_KEY = "lb:alert:cool:{rule}:{lead}"
-CHANNEL_KEY = "lb:alert:chan:{channel}"
 
 
 def crossed(rule: AlertRule, change: ScoreChange) -> bool:
@@ -63,7 +61,7 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
         for rule in rules:
             if not crossed(rule, change) or not matches_routing(rule, lead, accounts.get(lead.account_id or -1)):
                 continue
-            key = COOLDOWN_KEY.format(rule=rule.id, lead=lead.id)
+            key = ALERT_COOLDOWN_KEY.format(rule=rule.id, lead=lead.id)
             if not res.redis.set(key, "1", nx=True, ex=max(1, rule.cooldown_minutes * 60)):
                 continue  # alerted recently for this rule
             send_alert.delay(lead.id, rule.id, change.previous, change.current)
@@ -90,7 +88,7 @@ def reserve_channel_slot(client: Any, channel: str, interval: float) -> float:
     waiting alert every second (found by bench/e2e: hot leads at 500 events/s made alert retries a third
     of the workers' time).
     """
-    return float(client.eval(_RESERVE_LUA, 1, CHANNEL_KEY.format(channel=channel), interval))
+    return float(client.eval(_RESERVE_LUA, 1, ALERT_CHANNEL_KEY.format(channel=channel), interval))
 
 
 @shared_task(name="tasks.alerts.send_alert", bind=True, max_retries=8, acks_late=True, ignore_result=True)

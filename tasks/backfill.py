@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import CrmRecord
+from core.keys import DIRTY_KEY
 from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
 from core.values import EntryRefused, clean_event
@@ -41,7 +42,7 @@ from storage.models import InboxEvent, Lead
 from storage.outcomes import record_outcomes
 from tasks.ingest import ingest_rows
 from tasks.resources import Resources
-from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY, score_and_store
+from tasks.score import CRM_ID_COLUMNS, score_and_store
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
 from connectors.echo import is_own_echo
+from core.keys import ENRICHED_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow
 from storage.dead_letters import count_inbox_failure, describe_error, error_kind
@@ -33,7 +34,6 @@ from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
 
-ENRICHED_KEY = "lb:enriched:{crm}:{id}"
 ENRICH_ATTEMPTS = 12  # first-sight enrichment tries while the CRM answers 429/5xx (backing off up to 5 min)
 SF_SEEN_KEY = "_sf_seen"  # the Salesforce record's last seen field values, to recognise our own echoes
 
@@ -323,7 +323,7 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
         """The refs this call may enrich: not enriched (or being enriched) within the TTL; one round trip."""
         if not ttl or not refs:
             return refs
-        keys = [ENRICHED_KEY.format(crm="hubspot", id=ref) for ref in refs]
+        keys = [ENRICHED_KEY.format(crm="hubspot", ref=ref) for ref in refs]
         pipe = res.redis.pipeline(transaction=False)
         for key in keys:
             pipe.set(key, 1, nx=True, ex=ttl)

@@ -28,15 +28,13 @@ from typing import Any, ClassVar
 from celery import shared_task
 from sqlalchemy import select
 
+from core.keys import DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY, RETRAIN_LOCK_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
 
-OUTCOMES_SINCE_KEY = "lb:learning:outcomes_since:{crm}"
-RETRAIN_LOCK_KEY = "lb:learning:retrain_lock"
-DRIFT_RETRAIN_KEY = "lb:learning:drift_retrain"
 OUTCOME_OVERLAP = timedelta(hours=1)  # re-read a little: CRM clocks and indexing lag
 LIVE_WINDOW_LIMIT = 5000
 MIN_DRIFT_ROWS = 100  # PSI over ten bins is noise below this

@@ -9,6 +9,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import delete
 
+from core.keys import DIRTY_KEY, ENRICHED_KEY, REENRICHED_KEY, RESCORED_KEY
 from core.records import utcnow
 from storage.inbox import mark_enqueued, stale_pending
 from storage.models import InboxEvent
@@ -22,8 +23,6 @@ SWEEP_LIMIT = 20_000
 DECAY_BATCH = 200
 DECAY_LIMIT = 20_000
 RESCORE_WINDOW = timedelta(minutes=15)  # how far back the sweeper looks for leads a lost score task left behind
-RESCORED_KEY = "lb:rescored:{id}"
-REENRICHED_KEY = "lb:reenriched:{id}"
 
 
 @shared_task(name="tasks.maintenance.sweep_inbox", ignore_result=True)
@@ -73,7 +72,7 @@ def rescore_lost(res: Any) -> int:
     if not ids:
         return 0
     # One re-score per lead per while: under a backlog the normal score task may simply not have run yet.
-    claimed = claim_repairs(res.redis, [RESCORED_KEY.format(id=lead_id) for lead_id in ids], wait)
+    claimed = claim_repairs(res.redis, [RESCORED_KEY.format(lead=lead_id) for lead_id in ids], wait)
     ids = [lead_id for lead_id, fresh in zip(ids, claimed) if fresh]
     for start in range(0, len(ids), DECAY_BATCH):
         score_leads.apply_async(args=[ids[start : start + DECAY_BATCH]], kwargs={"trigger": "sweep"})
@@ -87,7 +86,7 @@ def reenrich_lost(res: Any) -> int:
     from sqlalchemy import select
 
     from storage.models import Lead
-    from tasks.ingest import ENRICHED_KEY, enrich_leads
+    from tasks.ingest import enrich_leads
 
     if res.connector("hubspot") is None:
         return 0
@@ -99,12 +98,12 @@ def reenrich_lost(res: Any) -> int:
             Lead.created_at >= now - RESCORE_WINDOW).limit(SWEEP_LIMIT)).all()
     if not rows:
         return 0
-    claimed = claim_repairs(res.redis, [REENRICHED_KEY.format(id=lead_id) for lead_id, _ in rows], wait)
+    claimed = claim_repairs(res.redis, [REENRICHED_KEY.format(lead=lead_id) for lead_id, _ in rows], wait)
     fresh = [(lead_id, hubspot_id) for (lead_id, hubspot_id), ok in zip(rows, claimed) if ok]
     if not fresh:
         return 0
     # A claim left by an enrichment that died half-way would make the retry skip the lead.
-    res.redis.delete(*[ENRICHED_KEY.format(crm="hubspot", id=hubspot_id) for _, hubspot_id in fresh])
+    res.redis.delete(*[ENRICHED_KEY.format(crm="hubspot", ref=hubspot_id) for _, hubspot_id in fresh])
     ids = [lead_id for lead_id, _ in fresh]
     for start in range(0, len(ids), DECAY_BATCH):
         enrich_leads.apply_async(args=[ids[start : start + DECAY_BATCH]])
@@ -141,7 +140,6 @@ def purge_old_events() -> int:
 @shared_task(name="tasks.maintenance.flush_writebacks", ignore_result=True)
 def flush_writebacks() -> int:
     """Kick writeback for CRMs with dirty leads (after a pause or a lost message)."""
-    from tasks.score import DIRTY_KEY
     from tasks.writeback import flush
 
     res = resources()

@@ -20,6 +20,7 @@ from celery.signals import worker_process_init
 from sqlalchemy import select
 
 from core.gc_tuning import settle_heap
+from core.keys import CHAMPION_KEY
 from core.runtime import ServiceUrls, redis_client, service_urls
 from core.settings import Settings, load_settings
 from storage.db import Database
@@ -27,7 +28,6 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 MAPPINGS_TTL = 60.0  # seconds between re-reads of the admin's field mappings
-CHAMPION_KEY = "lb:model:champion"  # the champion's version; promote/rollback set it
 
 
 @dataclass

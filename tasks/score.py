@@ -14,6 +14,7 @@ from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from core.keys import DIRTY_KEY, FEATURE_TRAITS_KEY, SCORE_ASIDE_KEY
 from core.progress import record_progress
 from core.records import Score, utcnow
 from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
@@ -25,8 +26,6 @@ from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
 
-DIRTY_KEY = "lb:dirty:{crm}"  # leads whose CRM fields need writing; drained by tasks.writeback.flush
-SCORE_ASIDE_KEY = "lb:aside:score"  # leads whose scoring is a dead letter: skipped until an admin acts
 CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
 
 
@@ -83,8 +82,9 @@ def count_score_failure(res: Resources, lead_id: int, exc: BaseException, trigge
         features = res.features.get_online([str(lead_id)])[0]
     except Exception:  # noqa: BLE001 - the vector may be exactly what is broken
         with contextlib.suppress(Exception):
+            traits = res.redis.hgetall(FEATURE_TRAITS_KEY.format(lead=lead_id))
             features = {"raw_traits": {k.decode(errors="replace"): v.decode(errors="replace")
-                                       for k, v in res.redis.hgetall(f"lb:fs:t:{lead_id}").items()}}
+                                       for k, v in traits.items()}}
     payload = {"trigger": trigger, "features": features}
     with res.db.session(write=True) as session:
         letter = count_lead_failure(session, "score", lead_id, describe_error(exc),

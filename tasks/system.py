@@ -8,9 +8,8 @@ import time
 
 from celery import shared_task
 
+from core.keys import HEARTBEAT_KEY
 from tasks.resources import resources
-
-HEARTBEAT_KEY = "leadbridge:beat:heartbeat"
 
 
 @shared_task(name="tasks.system.ping", ignore_result=False)

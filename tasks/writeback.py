@@ -19,6 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError, comparable_values
+from core.keys import (
+    DIRTY_KEY,
+    FLUSH_LOCK_KEY,
+    INFLIGHT_KEY,
+    PAUSED_KEY,
+    RECONCILED_KEY,
+    WRITEBACK_ASIDE_KEY,
+    WRITTEN_KEY,
+)
 from core.progress import record_progress
 from core.records import utcnow
 from core.values import text_problem
@@ -26,23 +35,15 @@ from storage.dead_letters import count_lead_failure, describe_error
 from storage.models import Lead, OutboxItem
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
-from tasks.score import CRM_ID_COLUMNS, DIRTY_KEY
+from tasks.score import CRM_ID_COLUMNS
 
 log = logging.getLogger(__name__)
 
 BATCH = {"hubspot": 100, "salesforce": 200}  # records per vendor call
-WRITTEN_KEY = "lb:written:{crm}"  # lead id -> fingerprint of the values last written
-# lead id -> {"crm_id", "fp", "values"} of a write sent to the CRM whose outcome is not recorded yet. A flush
-# killed between its CRM call and recording the outcome leaves its entries here; the next flush (which holds
-# the lease, so that one is gone) reads those records back instead of guessing (drill a: guessing "not
-# written" wrote the same values twice; guessing "written" could leave a record stale).
-INFLIGHT_KEY = "lb:inflight:{crm}"
-PAUSED_KEY = "lb:paused:{crm}"  # set while the CRM refuses our credentials
-# lead id -> fingerprint of values the CRM refused (a dead letter): not sent again until they change
-WRITEBACK_ASIDE_KEY = "lb:aside:writeback:{crm}"
-RECONCILED_KEY = "lb:reconciled:{crm}:{id}"  # set while a lead re-marked by reconcile_writes waits for its write
+# A flush killed between its CRM call and recording the outcome leaves its entries in INFLIGHT_KEY; the next
+# flush (which holds the lease, so that one is gone) reads those records back instead of guessing (drill a:
+# guessing "not written" wrote the same values twice; guessing "written" could leave a record stale).
 PAUSE_SECONDS = 300
-FLUSH_LOCK = "lb:flushing:{crm}"  # held by the one running flush
 # The lock is a lease, renewed every third of this while the flush runs: a flush killed holding it keeps the
 # others out this long at most (drill a: a fixed 30 s lock meant 30 s without writes after a kill -9; the
 # task time limit, 300 s, had meant five minutes).
@@ -58,7 +59,7 @@ def flush(self: Any, crm: str) -> int:
     # one its enrichment re-score with the same values, each saw no fingerprint yet and both wrote it).
     # The holder re-queues itself while leads are dirty, so a flush that finds the lock taken just ends.
     started = time.monotonic()
-    with lease(res.redis, FLUSH_LOCK.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
+    with lease(res.redis, FLUSH_LOCK_KEY.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
         if not held:
             return 0
         try:
@@ -334,7 +335,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
         elif old is None and flying is None:  # in flight: the flush that sent it settles it
             unknown[row[0]] = {"crm_id": row[1], "fp": fingerprint(values), "values": comparable_values(values)}
     # Once per lead per while: a record the vendor refuses (dead letter) must not be retried on every sweep.
-    claimed = claim_repairs(res.redis, [RECONCILED_KEY.format(crm=crm, id=lead_id)
+    claimed = claim_repairs(res.redis, [RECONCILED_KEY.format(crm=crm, lead=lead_id)
                                         for lead_id in [*behind, *unknown]], settled)
     fresh = {lead_id for lead_id, ok in zip([*behind, *unknown], claimed) if ok}
     behind = [lead_id for lead_id in behind if lead_id in fresh]
@@ -346,7 +347,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
         except TransientConnectorError:
             log.warning("writeback.readback_deferred", extra={"crm": crm})  # the next sweep tries again
             for lead_id in unknown:
-                res.redis.delete(RECONCILED_KEY.format(crm=crm, id=lead_id))
+                res.redis.delete(RECONCILED_KEY.format(crm=crm, lead=lead_id))
     if behind:
         res.redis.sadd(DIRTY_KEY.format(crm=crm), *behind)
         log.warning("writeback.reconciled %d leads", len(behind), extra={"crm": crm})

@@ -14,6 +14,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 
+from core.keys import (
+    CHAMPION_KEY,
+    LOGIN_FAILURES_ACCOUNT_KEY,
+    LOGIN_FAILURES_ADDRESS_KEY,
+    SESSION_KEY,
+    prefix_of,
+)
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
@@ -63,9 +70,9 @@ def clean_db(db: Database, redis_url: str) -> Iterator[Database]:
 
 def _forget_login_state(redis_url: str) -> None:
     client = make_redis_client(redis_url)
-    client.delete("lb:model:champion")  # promote/rollback tests set what workers would follow
-    for pattern in ("leadbridge:login-failures:*", "leadbridge:session:*"):
-        for key in client.scan_iter(match=pattern):
+    client.delete(CHAMPION_KEY)  # promote/rollback tests set what workers would follow
+    for template in (LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY):
+        for key in client.scan_iter(match=prefix_of(template) + "*"):
             client.delete(key)
 
 

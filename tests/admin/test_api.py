@@ -137,8 +137,7 @@ def test_replay_sets_rows_pending_and_queues_them_for_ingest(api: Any, broker: t
 
 def test_outbox_replay_queues_the_leads_for_writeback(api: Any, broker: tuple[str, str], clean_db: Database,
                                                       redis_client: Any) -> None:
-    from tasks.score import DIRTY_KEY
-    from tasks.writeback import WRITTEN_KEY
+    from core.keys import DIRTY_KEY, WRITTEN_KEY
 
     now = utcnow()
     with clean_db.session() as session:
@@ -248,7 +247,7 @@ def test_alert_rules_and_test_alert_through_the_slack_connector(api: Any, clean_
 
 
 def test_models_promote_and_roll_back(api: Any, clean_db: Database, tmp_path: Path, redis_client: Any) -> None:
-    from tasks.resources import CHAMPION_KEY
+    from core.keys import CHAMPION_KEY
 
     now = utcnow()
     with clean_db.session() as session:

@@ -122,7 +122,7 @@ def test_cli_errors_are_clear(service_env: dict[str, str], clean: Database) -> N
 @pytest.mark.parametrize("worker", ["learning"], indirect=True)
 def test_beat_tasks_run_in_a_worker(worker: dict[str, Any], clean: Database, redis_client: Any) -> None:
     """The learning queue's tasks as beat sends them: retrain (forced, as on drift), then the key sync."""
-    from storage.model_registry import CHAMPION_KEY
+    from core.keys import CHAMPION_KEY
     from storage.models import ModelVersion
     from tests.learning.conftest import store_world, world_events
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.keys import CHAMPION_KEY
 from storage.db import Database
 from storage.model_registry import (
-    CHAMPION_KEY,
     NotServable,
     UnknownModel,
     champion,
@@ -32,12 +32,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 def key(redis_client: Any) -> str | None:
     raw = redis_client.get(CHAMPION_KEY)
     return raw.decode() if raw else None
-
-
-def test_key_is_the_one_workers_read() -> None:
-    from tasks.resources import CHAMPION_KEY as WORKER_KEY
-
-    assert CHAMPION_KEY == WORKER_KEY
 
 
 def test_promote_and_roll_back(clean: Database, redis_client: Any, bundles: list[dict[str, Any]]) -> None:

@@ -10,10 +10,10 @@ import requests
 from sqlalchemy import select
 
 from connectors.hubspot.client import HubSpotConnector
+from core.keys import CHAMPION_KEY
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from scoring.features import RedisFeatureStore
 from storage.db import Database
-from storage.model_registry import CHAMPION_KEY
 from storage.models import Account, AuditEntry, Lead, ModelVersion
 from storage.outcomes import load_events
 from tasks.learning import LearningConfig, check_drift_now, retrain_from_events, score_accounts_now

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from core.keys import DIRTY_KEY, INFLIGHT_KEY, WRITTEN_KEY
 from core.records import utcnow
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
@@ -18,8 +19,7 @@ from core.settings import load_settings
 from storage.db import Database
 from storage.models import Lead, OutboxItem, ScoreHistory
 from tasks.resources import Resources
-from tasks.score import DIRTY_KEY
-from tasks.writeback import INFLIGHT_KEY, WRITTEN_KEY, flush_once, reconcile_writes
+from tasks.writeback import flush_once, reconcile_writes
 
 
 @pytest.fixture()
