@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from bridge.api import OPERATIONS
+from core.keys import SESSION_KEY, prefix_of
 from storage.db import Database
 from storage.models import AlertRule, ApiToken, AuditEntry, Source, User
 from tests.admin.conftest import PASSWORD, csrf_of, log_in, page_csrf
+from tests.conftest import REPO
 
 
 def _admin_post_rules(app: Any) -> list[str]:
@@ -136,6 +140,25 @@ def test_session_cookie_flags_and_logout_ends_the_session(admin_app: Any, make_u
     replay = admin_app.test_client()
     replay.set_cookie("leadbridge_session", stolen)
     assert replay.get("/admin/").status_code == 302
+
+
+def test_a_session_from_before_the_one_prefix_survives_the_upgrade(admin_app: Any, make_user: Callable[..., User],
+                                                                   redis_client: Any,
+                                                                   service_env: dict[str, str]) -> None:
+    """An upgrade does not log admins out: `leadbridge db upgrade` renames the old session key, TTL and all."""
+    client = admin_app.test_client()
+    assert log_in(client, make_user("admin").email).status_code == 302
+    [key] = [k.decode() for k in redis_client.scan_iter(match=prefix_of(SESSION_KEY) + "*")]
+    old = "leadbridge:session:" + key.removeprefix(prefix_of(SESSION_KEY))  # where the last release kept it
+    redis_client.rename(key, old)
+    ttl = redis_client.ttl(old)
+    assert client.get("/admin/").status_code == 302  # the new code alone does not find it
+
+    done = subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], env=service_env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not redis_client.exists(old) and 0 < redis_client.ttl(key) <= ttl
+    assert client.get("/admin/").status_code == 200
 
 
 def test_secure_cookie_when_served_over_https(settings_overrides: dict[str, Any], make_user: Callable[..., User],
