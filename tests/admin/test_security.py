@@ -152,13 +152,13 @@ def test_a_session_from_before_the_one_prefix_survives_the_upgrade(admin_app: An
     old = "leadbridge:session:" + key.removeprefix(prefix_of(SESSION_KEY))  # where the last release kept it
     redis_client.rename(key, old)
     ttl = redis_client.ttl(old)
-    assert client.get("/admin/").status_code == 302  # the new code alone does not find it
+    assert client.get("/admin/sources").status_code == 302  # the new code alone does not find it
 
     done = subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], env=service_env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert not redis_client.exists(old) and 0 < redis_client.ttl(key) <= ttl
-    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/sources").status_code == 200
 
 
 def test_secure_cookie_when_served_over_https(settings_overrides: dict[str, Any], make_user: Callable[..., User],
