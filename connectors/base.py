@@ -6,15 +6,21 @@ records onto core.records types, so nothing outside connectors/ ever sees a vend
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from core.records import Account, Lead, Outcome, Score
+from connectors.parsing.common import META_KEY
+from core.records import Account, Event, Lead, Outcome, Score
 
 # Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
 SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at")
+OWN_PREFIX = "leadbridge_"  # matches HubSpot leadbridge_* and Salesforce Leadbridge_*__c (case-insensitive)
+# Fields the platform changes on every write; they say nothing about who changed what.
+AUDIT_FIELDS = frozenset({"id", "lastmodifieddate", "systemmodstamp", "lastmodifiedbyid", "createddate",
+                          "hs_lastmodifieddate", "lastmodified", "hs_object_id", "hs_updated_by_user_id",
+                          "lastvieweddate", "lastreferenceddate"})
 
 
 class ConnectorError(Exception):
@@ -68,6 +74,48 @@ class CrmRecord:
     created_at: datetime | None
     updated_at: datetime | None
     links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class Progress(Protocol):
+    """Where a backfill reports how far it got (the CLI draws rich progress bars)."""
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        """A stage starts; `total` units when known."""
+
+    def advance(self, name: str, units: int = 1) -> None:
+        """`units` more of a stage are done."""
+
+
+class SilentProgress:
+    """A Progress that reports nothing."""
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        """Ignore a stage start."""
+
+    def advance(self, name: str, units: int = 1) -> None:
+        """Ignore progress."""
+
+
+@dataclass
+class History:
+    """What the CRM holds: its records (all kinds) and its won/lost outcomes keyed by CRM lead id."""
+
+    crm: str
+    records: list[CrmRecord] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, object_type: str) -> int:
+        """How many records of one canonical object type were fetched."""
+        return sum(1 for r in self.records if r.object_type == object_type)
+
+    def drain(self, pages: Iterator[list[CrmRecord]], stage: str, progress: Progress) -> list[CrmRecord]:
+        """Add every page of records to the history, reporting each page; returns the records read."""
+        out: list[CrmRecord] = []
+        for page in pages:
+            out.extend(page)
+            progress.advance(stage, len(page))
+        self.records.extend(out)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +232,39 @@ def comparable_values(values: Mapping[str, Any]) -> dict[str, Any]:
 def unknown_fields(values: Mapping[str, Any]) -> list[str]:
     """Return keys that are not canonical score fields."""
     return [k for k in values if k not in SCORE_FIELDS]
+
+
+def canonical_fields(properties: Mapping[str, Any], names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    """Pick the canonical attributes present in `properties` (vendor names), given one CRM's field table."""
+    found: dict[str, Any] = {}
+    for attribute, candidates in names.items():
+        for name in candidates:
+            value = properties.get(name)
+            if value not in (None, ""):
+                found[attribute] = value
+                break
+    return found
+
+
+def is_own_field(name: str, prefix: str = OWN_PREFIX) -> bool:
+    """True for a field leadbridge writes (leadbridge_score, Leadbridge_Score__c ...)."""
+    return name.lower().startswith(prefix.lower())
+
+
+def changed_fields_are_ours(changed: Iterable[str], prefix: str = OWN_PREFIX) -> bool:
+    """True when every changed field that matters is one of ours (an empty change counts as ours)."""
+    relevant = [n for n in changed if n != META_KEY and n.lower() not in AUDIT_FIELDS]
+    return all(is_own_field(n, prefix) for n in relevant)
+
+
+def names_only_own_fields(event: Event, prefix: str = OWN_PREFIX) -> bool:
+    """True for a property change whose fields (audit fields aside) are all ours: the echo test from the event alone.
+
+    Creations, deletions and merges are never echoes; an event naming no field tells us nothing.
+    """
+    if event.event_type != "property_change":
+        return False
+    props = {k: v for k, v in event.properties.items() if k != META_KEY}
+    if not any(k.lower() not in AUDIT_FIELDS for k in props):
+        return False  # let ingest look at it
+    return changed_fields_are_ours(props, prefix)

@@ -95,6 +95,17 @@ PAGE_CLASS_HOSTS = {
 }
 PAGE_FIELDS = ("url", "title", "path", "referrer", "name")
 IGNORED_CALLS = {"screen", "group", "alias"}
+# Segment trait names -> canonical lead attributes (first name listed wins); web events carry no account
+LEAD_FIELDS: dict[str, tuple[str, ...]] = {
+    "email": ("email",),
+    "first_name": ("firstName", "first_name"),
+    "last_name": ("lastName", "last_name"),
+    "title": ("title", "jobTitle", "job_title"),
+    "country": ("country",),
+    "company": ("company", "company_name"),
+    "industry": ("industry",),
+    "employees": ("employees", "company_size"),
+}
 
 
 def parse_events(body: bytes, *, source: str, received_at: datetime) -> ParseResult:

@@ -36,8 +36,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # before this: a unit mix-up or jun
 MAX_FUTURE_SKEW = timedelta(days=1)  # vendor clocks drift; a day ahead of receipt is a broken event
 
 # Property names (lower-cased) whose value becomes an integer column or a numeric feature, with the range
-# that column holds. Vendor and Segment names for a company's head count: connectors/field_names.py and
-# scoring/features.py TRAIT_ALIASES read these (a test keeps the lists in step).
+# that column holds. Vendor and Segment names for a company's head count: connectors/<crm>/fields.py,
+# connectors/events.py and scoring/features.py TRAIT_ALIASES read these (a test keeps the lists in step).
 INTEGER_ATTRIBUTES: dict[str, tuple[int, int]] = {
     name: (0, INT32_MAX)
     for name in ("employees", "numemployees", "numberofemployees", "number_of_employees", "company_size",

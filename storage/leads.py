@@ -1,19 +1,21 @@
 """Resolve events to leads and accounts: by CRM id first, then by e-mail; create what is new.
 
+Callers pass each event's canonical attributes (connectors.providers.lead_fields / account_fields), so
+vendor field names stay in connectors/.
+
 Resolution is batched: one query finds every lead a batch of events mentions, new leads are created
 together, and attribute changes are flushed once, so a 100-event delivery costs a handful of queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.field_names import account_fields, lead_fields
 from core.records import Event, utcnow
 from core.values import clean_count
 from storage.models import Account, Lead
@@ -39,15 +41,19 @@ def is_account_event(event: Event) -> bool:
     return (event.crm, event.object_type) in ACCOUNT_ID_COLUMNS
 
 
-def resolve_lead(session: Session, event: Event) -> Lead:
+def resolve_lead(session: Session, event: Event, fields: Mapping[str, Any]) -> Lead:
     """Find or create the lead one event is about (see resolve_leads)."""
-    return resolve_leads(session, [event])[0]
+    return resolve_leads(session, [event], [fields])[0]
 
 
-def resolve_leads(session: Session, events: Sequence[Event], *, _attempt: int = 1) -> list[Lead]:
-    """The lead each event is about, in order: matched by CRM id, then e-mail, else created; attributes applied."""
+def resolve_leads(session: Session, events: Sequence[Event], lead_fields: Sequence[Mapping[str, Any]], *,
+                  _attempt: int = 1) -> list[Lead]:
+    """The lead each event is about, in order: matched by CRM id, then e-mail, else created; attributes applied.
+
+    `lead_fields` holds each event's canonical lead attributes, in the same order.
+    """
     keys = [(LEAD_ID_COLUMNS[(e.crm, e.object_type)], e.object_id) for e in events]
-    fields = [lead_fields(e.crm, e.properties) for e in events]
+    fields = [dict(f) for f in lead_fields]
     emails = [_clean_email(e.email or f.get("email")) for e, f in zip(events, fields)]
     index = _LeadIndex(session, keys, [m for m in emails if m])
     leads: list[Lead] = []
@@ -74,7 +80,7 @@ def resolve_leads(session: Session, events: Sequence[Event], *, _attempt: int = 
         # new rows back with it; resolve again against theirs.
         if _attempt >= 3:
             raise
-        return resolve_leads(session, events, _attempt=_attempt + 1)
+        return resolve_leads(session, events, lead_fields, _attempt=_attempt + 1)
     accounts = _AccountIndex(session)
     for lead, found, email in zip(leads, fields, emails):
         if found.get("company") and lead.account_id is None:
@@ -143,11 +149,11 @@ class _AccountIndex:
         return account
 
 
-def resolve_account(session: Session, event: Event) -> Account:
-    """Find or create the account a company event is about and apply its firmographics."""
+def resolve_account(session: Session, event: Event, account_fields: Mapping[str, Any]) -> Account:
+    """Find or create the account a company event is about and apply its firmographics (canonical attributes)."""
     column = ACCOUNT_ID_COLUMNS[(event.crm, event.object_type)]
     account = session.scalars(select(Account).where(getattr(Account, column) == event.object_id)).first()
-    fields = account_fields(event.crm, event.properties)
+    fields = dict(account_fields)
     domain = _domain(fields.get("domain"))
     if account is None and domain:
         account = session.scalars(select(Account).where(Account.domain == domain)).first()

@@ -10,7 +10,8 @@ import defusedxml.ElementTree as SafeET
 
 from connectors.hubspot.webhook import parse_hubspot
 from connectors.salesforce.webhook import ack_response, parse_salesforce_outbound
-from connectors.echo import is_own_echo, is_own_hubspot_event
+from connectors.hubspot.echo import is_own_webhook_event
+from connectors.providers import is_own_echo
 from connectors.hubspot.client import HubSpotConnector
 from connectors.salesforce.client import SalesforceConnector
 from sandbox import DEFAULT_SF_ORG_ID, SandboxCRM
@@ -79,7 +80,7 @@ def test_our_own_hubspot_write_comes_back_as_an_echo(sandbox: SandboxCRM, hubspo
     raw = [e for x in got for e in json.loads(x.body)]
     own = {next(k for k in e.properties if k != "_meta"): is_own_echo(e) for e in events}
     assert own == {"leadbridge_score": True, "leadbridge_grade": True, "lifecyclestage": False}
-    assert [is_own_hubspot_event(e) for e in raw] == [e["propertyName"].startswith("leadbridge_") for e in raw]
+    assert [is_own_webhook_event(e) for e in raw] == [e["propertyName"].startswith("leadbridge_") for e in raw]
     assert all(e["changeSource"] == "API" for e in raw if e["propertyName"].startswith("leadbridge_"))
 
 

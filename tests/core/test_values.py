@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.field_names import ACCOUNT_FIELDS, LEAD_FIELDS
+from connectors.providers import LEAD_FIELD_TABLES, PROVIDERS
 from core.records import Account, Event, Lead
 from core.values import (
     INT32_MAX,
@@ -76,9 +76,10 @@ def test_a_good_head_count_is_kept(value: Any) -> None:
 
 
 def test_every_head_count_name_the_code_reads_is_checked() -> None:
-    # connectors/field_names.py and scoring/features.py name head-count properties; each must be range-checked here.
-    names = {n.lower() for table in (LEAD_FIELDS, ACCOUNT_FIELDS) for fields in table.values()
-             for n in fields.get("employees", ())}
+    # connectors/<crm>/fields.py, connectors/events.py and scoring/features.py name head-count properties;
+    # each must be range-checked here.
+    tables = [*LEAD_FIELD_TABLES.values(), *(p.fields.ACCOUNT_FIELDS for p in PROVIDERS.values())]
+    names = {n.lower() for table in tables for n in table.get("employees", ())}
     names |= {alias for alias, trait in TRAIT_ALIASES.items() if trait == "employees"}
     assert names <= set(INTEGER_ATTRIBUTES)
 

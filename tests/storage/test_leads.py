@@ -10,10 +10,16 @@ import pytest
 from sqlalchemy import func, insert, select
 
 import storage.leads as leads_module
+from connectors.providers import lead_fields
 from core.records import Event
 from storage.db import Database
-from storage.leads import resolve_leads
+from storage.leads import resolve_leads as resolve_with_fields
 from storage.models import Lead
+
+
+def resolve_leads(session: Any, events: list[Event]) -> list[Lead]:
+    """Resolve as ingest does: with each event's canonical attributes from its CRM's field table."""
+    return resolve_with_fields(session, events, [lead_fields(e.crm, e.properties) for e in events])
 
 
 def contact_event(object_id: str, email: str | None = None, **props: Any) -> Event:
