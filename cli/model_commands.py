@@ -250,8 +250,7 @@ def drift_command(threshold: float | None, window_days: float | None, as_json: b
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the report here.")
 def prequential_command(window_days: int, step_days: int, maturity_days: float | None, json_path: Path | None) -> None:
     """Rolling ROC AUC and calibration of live scores: each outcome tested by the model live at its decision time."""
-    from storage.outcomes import prequential_report
-    from tasks.learning import LearningConfig
+    from tasks.learning import LearningConfig, prequential_report
 
     with services(need_redis=False) as (settings, database, _redis):
         config = LearningConfig.from_settings(settings, maturity_days=maturity_days)

@@ -106,3 +106,17 @@ class Outcome:
     occurred_at: datetime
     source: str = ""
     detail: str = ""
+
+
+@dataclass
+class StoredEvents:
+    """Stored events about leads, in time order, with the lead each belongs to (for labels and training)."""
+
+    events: list[Event]
+    lead_ids: dict[str, str]  # event uid (dedupe key) -> lead id (as text, the feature store's entity id)
+    first_seen: dict[str, datetime]
+    activity: dict[str, list[datetime]]
+
+    def lead_of(self, event: Event) -> str:
+        """The lead an event belongs to (for scoring.features' `lead_of`)."""
+        return self.lead_ids.get(event.dedupe_key, event.object_id)

@@ -2,8 +2,8 @@
 
 Plain functions that `leadbridge backfill` drives; no worker is needed:
 
-1. fetch: page through the CRM with its connector (HubSpot contacts, companies and deals; Salesforce
-   Leads, Contacts, Accounts and Opportunities over SOQL) and read the outcomes;
+1. fetch: page through the CRM with its connector (connectors/<crm>/history.py: HubSpot contacts,
+   companies and deals; Salesforce Leads, Contacts, Accounts and Opportunities over SOQL) and read the outcomes;
 2. import: turn records into canonical events with stable dedupe keys (a re-run stores nothing twice;
    a record that changed since is stored once more, as a change at its last-modified time), commit
    them to the inbox and ingest them in occurred_at order through the same code as live webhooks, so
@@ -24,15 +24,16 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import CrmRecord
+from connectors.base import History, Progress, SilentProgress
+from connectors.providers import PROVIDERS, provider
 from core.keys import DIRTY_KEY
 from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
@@ -48,61 +49,12 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500  # events per transaction, leads per scoring call
 KEY_PREFIX = "bf"  # backfill dedupe keys: bf:<hs|sf>:<kind>:<id>:<content hash>
-# Fields that change on every write (ours included) and say nothing about the record.
-VOLATILE = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id", "CreatedDate",
-                      "LastModifiedDate", "SystemModstamp", "Id"})
-
-HUBSPOT_CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
-                              "hs_analytics_source", "createdate", "lastmodifieddate"]
-HUBSPOT_COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue",
-                              "createdate", "hs_lastmodifieddate"]
-HUBSPOT_DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "closedate", "createdate",
-                           "hs_lastmodifieddate"]
-# Fields that describe where a record stands now, not what it was when created: on a first import they
-# enter as a change at the record's last-modified time, so nothing later (a customer stage, a conversion,
-# a closed deal) is backdated to the creation.
-STATE_FIELDS = frozenset({"lifecyclestage", "dealstage", "closedate", "amount", "Status", "IsConverted",
-                          "ConvertedDate", "ConvertedAccountId", "ConvertedContactId", "ConvertedOpportunityId",
-                          "StageName", "IsClosed", "IsWon", "CloseDate", "Amount"})
-SALESFORCE_FIELDS = {
-    "Lead": ["FirstName", "LastName", "Email", "Title", "Company", "Industry", "NumberOfEmployees", "Country",
-             "Website", "LeadSource", "Status", "IsConverted", "ConvertedDate", "ConvertedAccountId",
-             "ConvertedContactId", "ConvertedOpportunityId"],
-    "Contact": ["FirstName", "LastName", "Email", "Title", "MailingCountry", "LeadSource", "AccountId"],
-    "Account": ["Name", "Website", "Industry", "NumberOfEmployees", "BillingCountry"],
-    "Opportunity": ["Name", "StageName", "IsClosed", "IsWon", "CloseDate", "Amount", "AccountId", "ContactId"],
-}
-
-
-class Progress(Protocol):
-    """Where a backfill reports how far it got (the CLI draws rich progress bars)."""
-
-    def stage(self, name: str, total: int | None = None) -> None:
-        """A stage starts; `total` units when known."""
-
-    def advance(self, name: str, units: int = 1) -> None:
-        """`units` more of a stage are done."""
-
-
-class _Silent:
-    def stage(self, name: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, name: str, units: int = 1) -> None:
-        pass
-
-
-@dataclass
-class History:
-    """What the CRM holds: its records (all kinds) and its won/lost outcomes keyed by CRM lead id."""
-
-    crm: str
-    records: list[CrmRecord] = field(default_factory=list)
-    outcomes: list[OutcomeRecord] = field(default_factory=list)
-
-    def count(self, object_type: str) -> int:
-        """How many records of one canonical object type were fetched."""
-        return sum(1 for r in self.records if r.object_type == object_type)
+# Fields that change on every write (ours included) and say nothing about the record, and fields that
+# describe where a record stands now, not what it was when created: on a first import the latter enter as
+# a change at the record's last-modified time, so nothing later (a customer stage, a conversion, a closed
+# deal) is backdated to the creation. Each CRM names its own (connectors/<crm>/history.py).
+VOLATILE = frozenset().union(*(p.history.VOLATILE_FIELDS for p in PROVIDERS.values()))
+STATE_FIELDS = frozenset().union(*(p.history.STATE_FIELDS for p in PROVIDERS.values()))
 
 
 @dataclass
@@ -122,46 +74,6 @@ class BackfillReport:
     seconds: float = 0.0
 
 
-# ---- fetch ------------------------------------------------------------------------------------------
-
-
-def _drain(pages: Iterator[list[CrmRecord]], history: History, stage: str, progress: Progress) -> list[CrmRecord]:
-    out: list[CrmRecord] = []
-    for page in pages:
-        out.extend(page)
-        progress.advance(stage, len(page))
-    history.records.extend(out)
-    return out
-
-
-def fetch_hubspot(connector: Any, progress: Progress | None = None) -> History:
-    """Page through every contact, company and deal (100 a call) and derive each contact's outcome."""
-    progress = progress or _Silent()
-    history = History("hubspot")
-    progress.stage("companies")
-    _drain(connector.iter_records("companies", HUBSPOT_COMPANY_PROPERTIES), history, "companies", progress)
-    progress.stage("contacts")
-    contacts = _drain(connector.iter_records("contacts", HUBSPOT_CONTACT_PROPERTIES, associations=["companies"]),
-                      history, "contacts", progress)
-    progress.stage("deals")
-    deals = _drain(connector.iter_records("deals", HUBSPOT_DEAL_PROPERTIES, associations=["contacts"]),
-                   history, "deals", progress)
-    history.outcomes = connector.outcomes_from_records(deals, contacts)
-    return history
-
-
-def fetch_salesforce(connector: Any, progress: Progress | None = None) -> History:
-    """SOQL through every Account, Lead, Contact and Opportunity, and read converted/closed outcomes."""
-    progress = progress or _Silent()
-    history = History("salesforce")
-    for sobject in ("Account", "Lead", "Contact", "Opportunity"):
-        stage = sobject.lower() + "s"
-        progress.stage(stage)
-        _drain(connector.iter_records(sobject, SALESFORCE_FIELDS[sobject]), history, stage, progress)
-    history.outcomes = connector.read_outcomes()
-    return history
-
-
 # ---- history -> canonical events ----------------------------------------------------------------------
 
 
@@ -169,7 +81,6 @@ def _digest(values: Any) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-CRM_CODES = {"hubspot": "hs", "salesforce": "sf"}  # keeps the longest key within the 64 characters of dedupe_key
 
 
 @dataclass(frozen=True)
@@ -191,7 +102,7 @@ class _Snapshot:
     @property
     def prefix(self) -> str:
         """The key without the content hash: the same for every state of one thing."""
-        return f"{KEY_PREFIX}:{CRM_CODES[self.crm]}:{self.kind}:{self.key_id or self.object_id}"
+        return f"{KEY_PREFIX}:{provider(self.crm).history.KEY_CODE}:{self.kind}:{self.key_id or self.object_id}"
 
     @property
     def key(self) -> str:
@@ -201,6 +112,7 @@ class _Snapshot:
 
 def _snapshots(history: History) -> list[_Snapshot]:
     now = utcnow()
+    rules = provider(history.crm).history
     by_id = {(r.object_type, r.id): r for r in history.records}
     out: list[_Snapshot] = []
     for record in history.records:
@@ -216,37 +128,15 @@ def _snapshots(history: History) -> list[_Snapshot]:
         if state:
             out.append(_Snapshot(history.crm, "state", record.object_type, record.id, state, email, updated, updated,
                                  "property_change", "property_change", f"{record.object_type[:3]}:{record.id}"))
-        company = _company_of(record, by_id)
+        company = rules.company_of(record, by_id)
         if company is not None:
             # What live enrichment adds when it first sees a person: their company's firmographics as traits.
-            traits = _company_traits(history.crm, company)
+            traits = rules.company_traits(company)
             if traits:
                 later = max(updated, company.updated_at or updated)
                 out.append(_Snapshot(history.crm, "fit", record.object_type, record.id, {"traits": traits}, email,
                                      created, later, "identify", "identify"))
     return out
-
-
-def _company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
-    if record.crm == "hubspot" and record.object_type == "contact":
-        ids = record.links.get("company", ())
-        return by_id.get(("company", ids[0])) if ids else None
-    if record.crm == "salesforce" and record.object_type == "contact":
-        ids = record.links.get("account", ())
-        return by_id.get(("account", ids[0])) if ids else None
-    return None  # a Salesforce Lead carries its company's fields itself
-
-
-def _company_traits(crm: str, company: CrmRecord) -> dict[str, Any]:
-    p = company.properties
-    if crm == "hubspot":
-        traits = {"company": p.get("name"), "domain": p.get("domain"), "industry": p.get("industry"),
-                  "numberofemployees": p.get("numberofemployees")}
-    else:
-        traits = {"company": p.get("Name"), "website": p.get("Website"), "industry": p.get("Industry"),
-                  "numberofemployees": p.get("NumberOfEmployees"), "country": p.get("BillingCountry"),
-                  "accountid": company.id}
-    return {k: v for k, v in traits.items() if v not in (None, "")}
 
 
 def _email(value: Any) -> str | None:
@@ -265,7 +155,7 @@ def history_events(session: Session, history: History) -> list[Event]:
     snapshots = _snapshots(history)
     seen_prefixes: set[str] = set()
     seen_keys: set[str] = set()
-    like = f"{KEY_PREFIX}:{CRM_CODES[history.crm]}:%"
+    like = f"{KEY_PREFIX}:{provider(history.crm).history.KEY_CODE}:%"
     for key in session.scalars(select(InboxEvent.dedupe_key).where(InboxEvent.dedupe_key.like(like))):
         seen_keys.add(key)
         seen_prefixes.add(key.rsplit(":", 1)[0])
@@ -305,7 +195,7 @@ def import_events(res: Resources, events: Sequence[Event], progress: Progress | 
     Returns (rows stored now, leads touched). Each chunk's rows are inserted and processed in one
     transaction, so the sweeper never sees them pending and hands them to a worker out of order.
     """
-    progress = progress or _Silent()
+    progress = progress or SilentProgress()
     progress.stage("import", len(events))
     stored = 0
     leads: set[int] = set()
@@ -349,7 +239,7 @@ def score_leads_now(res: Resources, lead_ids: Sequence[int], *, writeback: bool 
 
     Returns (scores that changed, leads queued for a CRM write). No alerts fire: history is not news.
     """
-    progress = progress or _Silent()
+    progress = progress or SilentProgress()
     progress.stage("score", len(lead_ids))
     changed = queued = 0
     for start in range(0, len(lead_ids), CHUNK):
@@ -375,9 +265,9 @@ def backfill(res: Resources, crm: str, connector: Any, *, writeback: bool = True
     if crm not in CRM_ID_COLUMNS:
         raise ValueError(f"crm must be hubspot or salesforce, not {crm!r}")
     started = time.monotonic()
-    progress = progress or _Silent()
+    progress = progress or SilentProgress()
     calls_before = getattr(connector, "calls", 0)
-    history = fetch_hubspot(connector, progress) if crm == "hubspot" else fetch_salesforce(connector, progress)
+    history = provider(crm).history.fetch(connector, progress)
     report = BackfillReport(crm=crm, outcomes_read=len(history.outcomes),
                             api_calls=getattr(connector, "calls", 0) - calls_before)
     for record in history.records:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
-from connectors.echo import is_own_echo
+from connectors.providers import account_fields, is_own_echo, lead_fields, outcomes_of_events, seen_key
 from core.keys import ENRICHED_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow
@@ -27,7 +27,7 @@ from storage.dead_letters import count_inbox_failure, describe_error, error_kind
 from storage.inbox import to_event
 from storage.leads import apply_enrichment, is_account_event, is_lead_event, resolve_account, resolve_leads
 from storage.models import InboxEvent, Lead
-from storage.outcomes import record_outcome_rows
+from storage.outcomes import RecordResult, association_events, record_outcomes
 from storage.privacy import forget_lead
 from tasks.isolation import is_transient, isolate, retry_delay
 from tasks.resources import Resources, resources
@@ -35,7 +35,6 @@ from tasks.resources import Resources, resources
 log = logging.getLogger(__name__)
 
 ENRICH_ATTEMPTS = 12  # first-sight enrichment tries while the CRM answers 429/5xx (backing off up to 5 min)
-SF_SEEN_KEY = "_sf_seen"  # the Salesforce record's last seen field values, to recognise our own echoes
 
 
 @dataclass
@@ -191,11 +190,12 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
             row.error = None
     result.processed = len(rows)
     person_rows = [i for i, e in enumerate(events) if is_lead_event(e) and not _purges(e)]
-    # A HubSpot echo is recognised from the event alone: dropped before a lead is resolved (or created) for it,
+    # An echo the event alone reveals (HubSpot) is dropped before a lead is resolved (or created) for it,
     # so our own write to a record leadbridge no longer knows (after `forget`) cannot bring the person back.
-    echoes = {i for i in person_rows if events[i].crm != "salesforce" and is_own_echo(events[i])}
+    echoes = {i for i in person_rows if seen_key(events[i].crm) is None and is_own_echo(events[i])}
     person_rows = [i for i in person_rows if i not in echoes]
-    leads = dict(zip(person_rows, resolve_leads(session, [events[i] for i in person_rows])))
+    people = [events[i] for i in person_rows]
+    leads = dict(zip(person_rows, resolve_leads(session, people, [lead_fields(e.crm, e.properties) for e in people])))
     feature_events: list[Event] = []
     feature_leads: list[str] = []
     gone: set[int] = set()  # leads purged by a deletion in this batch
@@ -216,20 +216,21 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
                 row.error = "our own write echoed back"
                 result.ignored += 1
                 continue
-            if event.crm == "salesforce" and event.event_type in ("created", "property_change"):
+            key = seen_key(event.crm)
+            if key is not None and event.event_type in ("created", "property_change"):
                 seen = {k: v for k, v in event.properties.items() if k != "_meta"}
-                lead.properties = {**(lead.properties or {}), SF_SEEN_KEY: seen}
+                lead.properties = {**(lead.properties or {}), key: seen}
             if lead.enriched_at is None:
                 result.new_leads.append(lead.id)
             result.leads.add(lead.id)
             feature_events.append(event)
             feature_leads.append(str(lead.id))
         elif is_account_event(event):
-            resolve_account(session, event)
+            resolve_account(session, event, account_fields(event.crm, event.properties))
     result.new_leads = sorted(set(result.new_leads))
     session.flush()
     # Won/lost signals among these events (deal stage, lifecycle stage, conversions) become outcome rows.
-    record_outcome_rows(session, [row for row in rows if not _removed(row)])
+    record_outcome_events(session, [to_event(row) for row in rows if not _removed(row) and row.status == "done"])
     if gone:
         # Events in the same batch must not bring a purged person's features (and e-mail) back into Redis.
         kept = [(e, lead) for e, lead in zip(feature_events, feature_leads) if int(lead) not in gone]
@@ -254,8 +255,22 @@ def _purges(event: Event) -> bool:
 
 
 def _is_echo(lead: Lead, event: Event) -> bool:
-    previous = (lead.properties or {}).get(SF_SEEN_KEY) if event.crm == "salesforce" else None
+    key = seen_key(event.crm)
+    previous = (lead.properties or {}).get(key) if key is not None else None
     return is_own_echo(event, previous)
+
+
+def record_outcome_events(session: Session, events: Sequence[Event]) -> RecordResult:
+    """Store the outcomes processed webhook events report (each CRM's rules in connectors/<crm>/outcomes.py)."""
+    by_crm, unresolved = outcomes_of_events(
+        events, lambda crm, object_type, ids: association_events(session, crm, object_type, ids))
+    result = RecordResult(unresolved_deals=unresolved)
+    for crm, outcomes in by_crm.items():
+        recorded = record_outcomes(session, crm, outcomes)
+        result.recorded += recorded.recorded
+        result.duplicates += recorded.duplicates
+        result.unknown_leads += recorded.unknown_leads
+    return result
 
 
 def forget_by_event(session: Session, event: Event, res: Resources | None) -> int | None:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from celery import shared_task
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.keys import DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY, RETRAIN_LOCK_KEY
 from core.records import utcnow
@@ -153,6 +154,37 @@ class RetrainResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+# ---- datasets from the stored history ------------------------------------------------------------
+
+
+def training_data(session: Session, now: datetime, policy: Any,
+                  progress: Callable[[str, int, int | None], None] | None = None) -> Any:
+    """scoring.dataset.TrainingData from the inbox and outcomes tables, as of `now`."""
+    from scoring.dataset import training_frame
+    from scoring.features import ACTIVITY_TYPES
+    from storage.outcomes import count_outcomes, load_events, oldest_lead_created, stored_outcomes
+
+    step = progress or (lambda _what, _n, _total=None: None)
+    stored = load_events(session, ACTIVITY_TYPES, until=now, progress=lambda n: step("reading events", n, None))
+    return training_frame(stored, stored_outcomes(session, until=now), now, policy,
+                          outcomes_total=count_outcomes(session), oldest_lead=oldest_lead_created(session),
+                          progress=progress)
+
+
+def prequential_report(session: Session, *, now: datetime | None = None, policy: Any = None, window_days: int = 28,
+                       step_days: int = 7) -> dict[str, Any]:
+    """scoring.dataset.prequential_report over the stored events, outcomes and score history."""
+    from scoring import dataset
+    from scoring.features import ACTIVITY_TYPES
+    from storage.outcomes import load_events, score_history, stored_outcomes
+
+    now = now or utcnow()
+    stored = load_events(session, ACTIVITY_TYPES, until=now)
+    return dataset.prequential_report(stored, stored_outcomes(session, until=now),
+                                      lambda ids: score_history(session, ids), now=now, policy=policy,
+                                      window_days=window_days, step_days=step_days)
+
+
 def unique_version(registry: Any, bundle: Any) -> str:
     """The bundle's version, with a -2, -3 ... suffix when that name is taken (two runs in one second)."""
     base = bundle.version
@@ -178,18 +210,18 @@ def retrain_from_events(
 ) -> RetrainResult:
     """Train a challenger from stored events and outcomes, record it, and promote it if it wins."""
     from scoring.champion import train_challenger
+    from scoring.dataset import label_counts
     from scoring.model import BundleError, ModelBundle
     from scoring.registry import ModelRegistry
     from scoring.rules import use_trained_model
     from scoring.training import TrainingError
     from scoring.training_set import train_options
     from storage.model_registry import champion, promote_in_session, record_model, set_champion_key
-    from storage.outcomes import label_counts, training_frame
 
     now = now or utcnow()
     step = progress or (lambda _what, _n, _total=None: None)
     with db.session() as session:
-        data = training_frame(session, now, config.policy, progress=step)
+        data = training_data(session, now, config.policy, progress=step)
         current = champion(session, "lead")
         champion_path = current.path if current is not None else None
         champion_version = current.version if current is not None else None

@@ -12,14 +12,15 @@ from sqlalchemy import select
 from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import Event
-from scoring.features import build_offline
 from scoring.labels import LabelPolicy
 from storage.db import Database
 from storage.inbox import store_events
 from storage.models import Lead, Outcome, ScoreHistory
-from storage.outcomes import load_events, prequential_records, record_outcome_events, training_frame
-from tasks.ingest import ingest_rows
-from tasks.learning import collect_outcomes_from
+from scoring.dataset import prequential_records
+from scoring.features import ACTIVITY_TYPES, build_offline
+from storage.outcomes import load_events, score_history
+from tasks.ingest import ingest_rows, record_outcome_events
+from tasks.learning import collect_outcomes_from, training_data
 from tests.learning.conftest import DAY, T0, store_world, world_events
 
 
@@ -93,11 +94,11 @@ def test_training_rows_from_the_inbox_match_the_feature_code_and_respect_maturit
     policy = LabelPolicy(maturity=timedelta(days=90), gap=DAY)
     early = T0 + 70 * DAY  # nobody has been around for 90 days yet: only wins are labelled
     with clean.session() as session:
-        data = training_frame(session, early, policy)
+        data = training_data(session, early, policy)
     assert len(data.frame) and data.frame["won"].eq(1).all()
     late = T0 + 200 * DAY
     with clean.session() as session:
-        data = training_frame(session, late, policy)
+        data = training_data(session, late, policy)
     labelled_users = {u for u, (won, _) in outcomes.items() if won}
     assert data.frame["won"].sum() == len(labelled_users)
     assert len(data.frame) == len(leads)  # every lead is labelled by day 200: won, or lost after 90 days
@@ -129,7 +130,7 @@ def test_prequential_uses_the_score_live_at_decision_time(clean: Database) -> No
     labels = [LabelledLead(lead_id, True, T0 + 6 * DAY, T0 + 7 * DAY, "test"),
               LabelledLead(lead_id, False, T0 + 0.5 * DAY, T0 + 90 * DAY, "test")]
     with clean.session() as session:
-        records, untested = prequential_records(session, labels)
+        records, untested = prequential_records(labels, score_history(session, [int(lead_id)]))
     assert [(r.probability, r.model_version) for r in records] == [(0.6, "m1")]  # not the later 0.9
     assert untested == 1
 
@@ -143,7 +144,7 @@ def test_only_processed_events_train(clean: Database, status: str) -> None:
     with clean.session(write=True) as session:
         session.execute(InboxEvent.__table__.update().values(status=status))
     with clean.session() as session:
-        assert load_events(session).events == []
+        assert load_events(session, ACTIVITY_TYPES).events == []
 
 
 def test_labels_whose_history_was_purged_stay_out(clean: Database) -> None:
@@ -156,13 +157,13 @@ def test_labels_whose_history_was_purged_stay_out(clean: Database) -> None:
     policy = LabelPolicy(maturity=timedelta(days=30), gap=DAY)
     now = T0 + 200 * DAY
     with clean.session() as session:
-        full = training_frame(session, now, policy)
+        full = training_data(session, now, policy)
     assert full.dropped_for_retention == 0
     with clean.session(write=True) as session:  # retention purged the first 20 days of raw events
         session.execute(delete(InboxEvent).where(InboxEvent.occurred_at < T0 + 20 * DAY))
         session.execute(Lead.__table__.update().values(created_at=T0))
     with clean.session() as session:
-        purged = training_frame(session, now, policy)
+        purged = training_data(session, now, policy)
     assert purged.dropped_for_retention > 0
     assert len(purged.frame) + purged.dropped_for_retention == len(full.frame)
     first_kept = min(datetime.fromisoformat(t) for t in purged.frame["as_of"])

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from connectors.hubspot.client import HubSpotConnector
 from core.keys import CHAMPION_KEY
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
-from scoring.features import RedisFeatureStore
+from scoring.features import ACTIVITY_TYPES, RedisFeatureStore
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead, ModelVersion
 from storage.outcomes import load_events
@@ -72,7 +72,7 @@ def test_drift_report_and_alert(clean: Database, redis_client: Any, tmp_path: Pa
     for key in redis_client.scan_iter("lb:fs:test-drift:*"):
         redis_client.delete(key)
     with clean.session() as session:
-        stored = load_events(session)
+        stored = load_events(session, ACTIVITY_TYPES)
     store.apply_many(stored.events, [stored.lead_of(e) for e in stored.events])
     live_at = trained_at + DAY
     # Every lead suddenly hammers the pricing page: the live week no longer looks like training.

@@ -1,0 +1,50 @@
+"""HubSpot history for a backfill: every contact, company and deal, and each contact's company traits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import CrmRecord, History, Progress, SilentProgress
+
+KEY_CODE = "hs"  # in backfill dedupe keys (bf:hs:...): short, so the longest key fits in 64 characters
+CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
+                      "hs_analytics_source", "createdate", "lastmodifieddate"]
+COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue",
+                      "createdate", "hs_lastmodifieddate"]
+DEAL_PROPERTIES = ["dealname", "dealstage", "pipeline", "amount", "closedate", "createdate", "hs_lastmodifieddate"]
+# Fields that describe where a record stands now, not what it was when created (see tasks.backfill).
+STATE_FIELDS = frozenset({"lifecyclestage", "dealstage", "closedate", "amount"})
+# Fields that change on every write (ours included) and say nothing about the record.
+VOLATILE_FIELDS = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id"})
+
+
+def fetch(connector: Any, progress: Progress | None = None) -> History:
+    """Page through every contact, company and deal (100 a call) and derive each contact's outcome."""
+    progress = progress or SilentProgress()
+    history = History("hubspot")
+    progress.stage("companies")
+    history.drain(connector.iter_records("companies", COMPANY_PROPERTIES), "companies", progress)
+    progress.stage("contacts")
+    contacts = history.drain(connector.iter_records("contacts", CONTACT_PROPERTIES, associations=["companies"]),
+                             "contacts", progress)
+    progress.stage("deals")
+    deals = history.drain(connector.iter_records("deals", DEAL_PROPERTIES, associations=["contacts"]), "deals",
+                          progress)
+    history.outcomes = connector.outcomes_from_records(deals, contacts)
+    return history
+
+
+def company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
+    """The company a contact is associated with (its primary link), if fetched."""
+    if record.object_type != "contact":
+        return None
+    ids = record.links.get("company", ())
+    return by_id.get(("company", ids[0])) if ids else None
+
+
+def company_traits(company: CrmRecord) -> dict[str, Any]:
+    """The firmographics live enrichment gives a person, from their company record."""
+    p = company.properties
+    traits = {"company": p.get("name"), "domain": p.get("domain"), "industry": p.get("industry"),
+              "numberofemployees": p.get("numberofemployees")}
+    return {k: v for k, v in traits.items() if v not in (None, "")}

@@ -1,0 +1,51 @@
+"""Salesforce history for a backfill: every Account, Lead, Contact and Opportunity, and each Contact's Account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import CrmRecord, History, Progress, SilentProgress
+
+KEY_CODE = "sf"  # in backfill dedupe keys (bf:sf:...): short, so the longest key fits in 64 characters
+FIELDS = {
+    "Lead": ["FirstName", "LastName", "Email", "Title", "Company", "Industry", "NumberOfEmployees", "Country",
+             "Website", "LeadSource", "Status", "IsConverted", "ConvertedDate", "ConvertedAccountId",
+             "ConvertedContactId", "ConvertedOpportunityId"],
+    "Contact": ["FirstName", "LastName", "Email", "Title", "MailingCountry", "LeadSource", "AccountId"],
+    "Account": ["Name", "Website", "Industry", "NumberOfEmployees", "BillingCountry"],
+    "Opportunity": ["Name", "StageName", "IsClosed", "IsWon", "CloseDate", "Amount", "AccountId", "ContactId"],
+}
+# Fields that describe where a record stands now, not what it was when created (see tasks.backfill).
+STATE_FIELDS = frozenset({"Status", "IsConverted", "ConvertedDate", "ConvertedAccountId", "ConvertedContactId",
+                          "ConvertedOpportunityId", "StageName", "IsClosed", "IsWon", "CloseDate", "Amount"})
+# Fields that change on every write (ours included) and say nothing about the record.
+VOLATILE_FIELDS = frozenset({"CreatedDate", "LastModifiedDate", "SystemModstamp", "Id"})
+
+
+def fetch(connector: Any, progress: Progress | None = None) -> History:
+    """SOQL through every Account, Lead, Contact and Opportunity, and read converted/closed outcomes."""
+    progress = progress or SilentProgress()
+    history = History("salesforce")
+    for sobject in ("Account", "Lead", "Contact", "Opportunity"):
+        stage = sobject.lower() + "s"
+        progress.stage(stage)
+        history.drain(connector.iter_records(sobject, FIELDS[sobject]), stage, progress)
+    history.outcomes = connector.read_outcomes()
+    return history
+
+
+def company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
+    """The Account a Contact belongs to, if fetched (a Lead carries its company's fields itself)."""
+    if record.object_type != "contact":
+        return None
+    ids = record.links.get("account", ())
+    return by_id.get(("account", ids[0])) if ids else None
+
+
+def company_traits(company: CrmRecord) -> dict[str, Any]:
+    """The firmographics a Contact gets from its Account, as identify traits."""
+    p = company.properties
+    traits = {"company": p.get("Name"), "website": p.get("Website"), "industry": p.get("Industry"),
+              "numberofemployees": p.get("NumberOfEmployees"), "country": p.get("BillingCountry"),
+              "accountid": company.id}
+    return {k: v for k, v in traits.items() if v not in (None, "")}
