@@ -163,6 +163,7 @@ class CrmConnector(Protocol):
     """What the pipeline needs from a CRM."""
 
     crm: str
+    write_batch: int  # records the writeback hands one write_fields call
 
     def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
         """Read leads by CRM id, each with its account; unknown ids are left out."""

@@ -7,7 +7,6 @@ apply (HubSpot `leadbridge_*` properties, Salesforce `Leadbridge_*__c` fields).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,29 +17,18 @@ from sqlalchemy.orm import Session
 
 from services import Conflict, OperationError
 from connectors.base import SCORE_FIELDS
+from connectors.providers import PROVIDERS, provider
 from core.settings import Settings
 from storage.audit import record
 from storage.models import Account, FieldMapping, Lead
 
-OBJECT_TYPES = {"hubspot": ("contacts", "companies"), "salesforce": ("Lead", "Contact", "Account")}
+OBJECT_TYPES = {name: p.fields.MAPPED_OBJECTS for name, p in PROVIDERS.items()}  # connectors/<crm>/fields.py
 OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
-_HUBSPOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
-_SALESFORCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
-_HUBSPOT_ID = re.compile(r"^[0-9]{1,20}$")
-_SALESFORCE_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
-_SALESFORCE_TYPES = {"00Q": "Lead", "003": "Contact", "001": "Account"}
-_CRM_LABELS = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 
 
 def default_names(crm: str) -> dict[str, str]:
     """The connector's built-in field names for `crm`."""
-    if crm == "hubspot":
-        from connectors.hubspot.client import PROPERTY_NAMES
-
-        return dict(PROPERTY_NAMES)
-    from connectors.salesforce.client import FIELD_NAMES
-
-    return dict(FIELD_NAMES)
+    return dict(provider(crm).fields.SCORE_FIELD_NAMES)
 
 
 def check_target(crm: str, object_type: str) -> None:
@@ -77,10 +65,9 @@ def all_mappings(session: Session) -> list[dict[str, Any]]:
 
 
 def _check_field_name(crm: str, name: str) -> None:
-    if crm == "hubspot" and not _HUBSPOT_NAME.match(name):
-        raise OperationError(f"{name!r} is not a HubSpot property name (lower-case letters, digits and _)")
-    if crm == "salesforce" and not _SALESFORCE_NAME.match(name):
-        raise OperationError(f"{name!r} is not a Salesforce field API name (letters, digits and _, e.g. Score__c)")
+    fields = provider(crm).fields
+    if not fields.FIELD_NAME.match(name):
+        raise OperationError(f"{name!r} {fields.FIELD_NAME_RULE}")
 
 
 def save_mappings(
@@ -154,7 +141,7 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
     if row is None and crm == "salesforce" and len(record_id) == 15:
         # Salesforce shows 15-character ids; leadbridge may hold the 18-character form of the same record.
         row = session.scalars(select(model).where(func.substr(column, 1, 15) == record_id)).first()
-    where = f"{_CRM_LABELS[crm]} {object_type} {record_id}"
+    where = f"{provider(crm).label} {object_type} {record_id}"
     if row is None:
         raise Conflict(f"leadbridge holds no values for {where}: it is not one of leadbridge's {label}s. Nothing was "
                        f"written. A test write writes the values leadbridge already holds, so it never changes a "
@@ -174,8 +161,9 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
 
 def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> Any:
     """The real connector for `crm`, writing to the mapped field names instead of its built-in ones."""
+    default = default_names(crm)
     if crm == "hubspot":
-        from connectors.hubspot.client import PROPERTY_NAMES, HubSpotConnector
+        from connectors.hubspot.client import HubSpotConnector
 
         if settings.hubspot_access_token is None:
             raise Conflict("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the "
@@ -184,12 +172,12 @@ def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> An
         class MappedHubSpot(HubSpotConnector):
             def to_properties(self, values: Any) -> dict[str, str]:
                 converted = super().to_properties(values)
-                renamed = {names[o]: converted[PROPERTY_NAMES[o]] for o in values if names.get(o)}
+                renamed = {names[o]: converted[default[o]] for o in values if names.get(o)}
                 return renamed
 
         return MappedHubSpot(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
                              retry_attempts=1, retry_max_elapsed=10.0)
-    from connectors.salesforce.client import FIELD_NAMES, SalesforceConnector
+    from connectors.salesforce.client import SalesforceConnector
 
     if not (settings.salesforce_username or settings.salesforce_session_id):
         raise Conflict("Salesforce is not configured: set SALESFORCE_USERNAME/SALESFORCE_PASSWORD (or "
@@ -198,7 +186,7 @@ def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> An
     class MappedSalesforce(SalesforceConnector):
         def to_fields(self, values: Any) -> dict[str, Any]:
             converted = super().to_fields(values)
-            return {names[o]: converted[FIELD_NAMES[o]] for o in values if names.get(o)}
+            return {names[o]: converted[default[o]] for o in values if names.get(o)}
 
     secret = lambda value: value.get_secret_value() if value is not None else None
     return MappedSalesforce(
@@ -223,18 +211,13 @@ def trial_write(
     from connectors.base import ConnectorError
 
     record_id = (record_id or "").strip()
-    if crm == "hubspot":
-        object_type = object_type or "contacts"
-        check_target(crm, object_type)
-        if not _HUBSPOT_ID.match(record_id):
-            raise OperationError("a HubSpot record id is a number, e.g. 51")
-    elif crm == "salesforce":
-        if not _SALESFORCE_ID.match(record_id):
-            raise OperationError("a Salesforce record id is a 15- or 18-character Lead (00Q), Contact (003) or "
-                                 "Account (001) id")
-        object_type = _SALESFORCE_TYPES[record_id[:3]]
-    else:
+    if crm not in PROVIDERS:
         raise OperationError(f"crm must be hubspot or salesforce, not {crm!r}")
+    try:
+        object_type = provider(crm).fields.record_object_type(record_id, object_type)
+    except ValueError as exc:
+        raise OperationError(str(exc)) from None
+    check_target(crm, object_type)
     names = effective_names(session, crm, object_type)
     connector = _mapped_connector(crm, settings, names)  # first: "not configured" says more than "no values"
     values, origin = _values_for(session, crm, object_type, record_id)

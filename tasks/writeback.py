@@ -39,7 +39,6 @@ from tasks.score import CRM_ID_COLUMNS
 
 log = logging.getLogger(__name__)
 
-BATCH = {"hubspot": 100, "salesforce": 200}  # records per vendor call
 # A flush killed between its CRM call and recording the outcome leaves its entries in INFLIGHT_KEY; the next
 # flush (which holds the lease, so that one is gone) reads those records back instead of guessing (drill a:
 # guessing "not written" wrote the same values twice; guessing "written" could leave a record stale).
@@ -125,7 +124,7 @@ def flush_once(res: Resources, crm: str) -> int:
     left = res.redis.hgetall(inflight_key)
     if left:
         settle_unconfirmed(res, crm, connector, {int(k): orjson.loads(v) for k, v in left.items()})
-    raw_ids = res.redis.spop(dirty, BATCH[crm]) or []
+    raw_ids = res.redis.spop(dirty, connector.write_batch) or []
     lead_ids = [int(i) for i in raw_ids]
     if not lead_ids:
         return 0

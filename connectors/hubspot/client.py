@@ -35,6 +35,7 @@ from connectors.base import (
     same_field_value,
     unknown_fields,
 )
+from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import call_with_retries
 from core.records import Account, Lead, Outcome
@@ -44,16 +45,8 @@ T = TypeVar("T")
 
 BATCH_LIMIT = 100  # HubSpot batch endpoints take at most 100 inputs
 GROUP_NAME = "leadbridge"
-PROPERTY_NAMES = {
-    "score": "leadbridge_score",
-    "grade": "leadbridge_grade",
-    "reasons": "leadbridge_reasons",
-    "tier": "leadbridge_tier",
-    "model_version": "leadbridge_model_version",
-    "scored_at": "leadbridge_scored_at",
-}
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
-                      "hs_analytics_source", "createdate", "lastmodifieddate"] + list(PROPERTY_NAMES.values())
+                      "hs_analytics_source", "createdate", "lastmodifieddate"] + list(SCORE_FIELD_NAMES.values())
 COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue"]
 _API_EXCEPTIONS: tuple[type[Exception], ...] = (
     contacts_exc.ApiException, companies_exc.ApiException, properties_exc.ApiException, assoc_exc.ApiException,
@@ -78,13 +71,13 @@ def property_specs() -> list[FieldSpec]:
     specs = []
     for object_type in ("contacts", "companies"):
         for key, label, type_, field_type, description, options in defs:
-            payload: dict[str, Any] = {"name": PROPERTY_NAMES[key], "label": label, "type": type_,
+            payload: dict[str, Any] = {"name": SCORE_FIELD_NAMES[key], "label": label, "type": type_,
                                        "fieldType": field_type, "groupName": GROUP_NAME, "description": description,
                                        "formField": False, "hidden": False}
             if options:
                 payload["options"] = [{"label": o, "value": o, "hidden": False, "displayOrder": i}
                                       for i, o in enumerate(options)]
-            specs.append(FieldSpec(object_type, PROPERTY_NAMES[key], label, type_, payload))
+            specs.append(FieldSpec(object_type, SCORE_FIELD_NAMES[key], label, type_, payload))
     return specs
 
 
@@ -163,6 +156,7 @@ class HubSpotConnector:
     """leadbridge's view of one HubSpot account (a private-app token)."""
 
     crm = "hubspot"
+    write_batch = BATCH_LIMIT  # records one write_fields call sends together
 
     def __init__(self, access_token: str, *, base_url: str | None = None, limiter: RedisTokenBucket | None = None,
                  portal_id: str | None = None, retry_attempts: int = 5, retry_max_elapsed: float = 120.0,
@@ -497,7 +491,7 @@ class HubSpotConnector:
         out: dict[str, str] = {}
         for key, value in values.items():
             # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
-            name = self.field_names.get(key, PROPERTY_NAMES[key])
+            name = self.field_names.get(key, SCORE_FIELD_NAMES[key])
             if not name:
                 continue
             if value is None:

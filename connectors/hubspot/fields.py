@@ -1,6 +1,33 @@
-"""HubSpot property names -> canonical lead and account attributes (first name listed wins)."""
+"""HubSpot property names: the score fields leadbridge writes, and those read as lead/account attributes."""
 
 from __future__ import annotations
+
+import re
+
+# canonical score field -> the custom contact/company property it is written to (admins can map others)
+SCORE_FIELD_NAMES = {
+    "score": "leadbridge_score",
+    "grade": "leadbridge_grade",
+    "reasons": "leadbridge_reasons",
+    "tier": "leadbridge_tier",
+    "model_version": "leadbridge_model_version",
+    "scored_at": "leadbridge_scored_at",
+}
+MAPPED_OBJECTS = ("contacts", "companies")  # the objects whose score fields an admin can map
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+FIELD_NAME_RULE = "is not a HubSpot property name (lower-case letters, digits and _)"
+RECORD_ID = re.compile(r"^[0-9]{1,20}$")
+
+
+def record_object_type(record_id: str, object_type: str | None) -> str:
+    """The object a record id names for a test write (contacts unless told); ValueError for a malformed id."""
+    object_type = object_type or "contacts"
+    if object_type in MAPPED_OBJECTS and not RECORD_ID.match(record_id):
+        raise ValueError("a HubSpot record id is a number, e.g. 51")
+    return object_type
+
+
+# canonical attribute -> property names that carry it (first match wins)
 
 LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "email": ("email",),
@@ -14,6 +41,7 @@ LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "lifecycle_stage": ("lifecyclestage",),
 }
 
+# canonical account attribute -> company property names that carry it
 ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("name",),
     "domain": ("domain",),

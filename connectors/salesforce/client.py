@@ -36,6 +36,7 @@ from connectors.base import (
 )
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import call_with_retries
+from connectors.salesforce.fields import SCORE_FIELD_NAMES
 from core.records import Account, Lead, Outcome
 from core.values import clean_account, clean_lead
 
@@ -43,14 +44,6 @@ T = TypeVar("T")
 
 COLLECTION_LIMIT = 200  # sObject Collections take at most 200 records a call
 SOQL_ID_CHUNK = 200  # ids per IN (...) clause, far below SOQL's 100,000-character limit
-FIELD_NAMES = {
-    "score": "Leadbridge_Score__c",
-    "grade": "Leadbridge_Grade__c",
-    "reasons": "Leadbridge_Reasons__c",
-    "tier": "Leadbridge_Tier__c",
-    "model_version": "Leadbridge_Model_Version__c",
-    "scored_at": "Leadbridge_Scored_At__c",
-}
 SCORED_OBJECTS = ("Lead", "Contact", "Account")
 REASONS_MAX = 32768
 _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
@@ -73,7 +66,7 @@ def field_specs() -> list[FieldSpec]:
     """The custom fields leadbridge writes on Lead, Contact and Account, with Tooling API create payloads."""
     specs = []
     for sobject in SCORED_OBJECTS:
-        for key, name in FIELD_NAMES.items():
+        for key, name in SCORE_FIELD_NAMES.items():
             meta = dict(_FIELD_META[key])
             specs.append(FieldSpec(sobject, name, meta["label"], meta["type"],
                                    {"FullName": f"{sobject}.{name}", "Metadata": meta}))
@@ -144,6 +137,7 @@ class SalesforceConnector:
     """leadbridge's view of one Salesforce org."""
 
     crm = "salesforce"
+    write_batch = COLLECTION_LIMIT  # records one write_fields call sends together
 
     def __init__(self, *, username: str | None = None, password: str | None = None, security_token: str | None = None,
                  domain: str = "login", instance_url: str | None = None, session_id: str | None = None,
@@ -394,7 +388,7 @@ class SalesforceConnector:
         out: dict[str, Any] = {}
         for key, value in values.items():
             # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
-            name = self.field_names.get(key, FIELD_NAMES[key])
+            name = self.field_names.get(key, SCORE_FIELD_NAMES[key])
             if not name:
                 continue
             if value is None:

@@ -1,6 +1,34 @@
-"""Salesforce field names (Lead, Contact, Account) -> canonical lead and account attributes (first name listed wins)."""
+"""Salesforce field names: the score fields leadbridge writes, and those read as lead/account attributes."""
 
 from __future__ import annotations
+
+import re
+
+# canonical score field -> the custom Lead/Contact/Account field it is written to (admins can map others)
+SCORE_FIELD_NAMES = {
+    "score": "Leadbridge_Score__c",
+    "grade": "Leadbridge_Grade__c",
+    "reasons": "Leadbridge_Reasons__c",
+    "tier": "Leadbridge_Tier__c",
+    "model_version": "Leadbridge_Model_Version__c",
+    "scored_at": "Leadbridge_Scored_At__c",
+}
+MAPPED_OBJECTS = ("Lead", "Contact", "Account")  # the objects whose score fields an admin can map
+FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+FIELD_NAME_RULE = "is not a Salesforce field API name (letters, digits and _, e.g. Score__c)"
+RECORD_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+ID_PREFIXES = {"00Q": "Lead", "003": "Contact", "001": "Account"}  # key prefix -> object
+
+
+def record_object_type(record_id: str, object_type: str | None) -> str:
+    """The object a record id names, read from its key prefix; ValueError for a malformed id."""
+    if not RECORD_ID.match(record_id):
+        raise ValueError("a Salesforce record id is a 15- or 18-character Lead (00Q), Contact (003) or "
+                         "Account (001) id")
+    return ID_PREFIXES[record_id[:3]]
+
+
+# canonical attribute -> field names that carry it (first match wins)
 
 LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "email": ("Email",),
@@ -14,6 +42,7 @@ LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "lifecycle_stage": ("Status",),
 }
 
+# canonical account attribute -> Account field names that carry it
 ACCOUNT_FIELDS: dict[str, tuple[str, ...]] = {
     "name": ("Name",),
     "domain": ("Website",),

@@ -9,7 +9,8 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connectors.base import AuthConnectorError, CrmConnector, PermanentConnectorError, TransientConnectorError
-from connectors.salesforce.client import FIELD_NAMES, SalesforceConnector, field_specs
+from connectors.salesforce.client import SalesforceConnector, field_specs
+from connectors.salesforce.fields import SCORE_FIELD_NAMES
 from sandbox import (
     DEFAULT_SF_PASSWORD,
     DEFAULT_SF_SESSION,
@@ -120,20 +121,20 @@ def test_collections_partial_failure_and_all_or_none(sandbox: SandboxCRM, salesf
     ids = _leads(sandbox, 3)
     sf = _sdk(sandbox)
     body = {"allOrNone": False, "records": [
-        {"attributes": {"type": "Lead"}, "id": ids[0], FIELD_NAMES["score"]: 55},
-        {"attributes": {"type": "Lead"}, "id": "001Sb0000000002IAA", FIELD_NAMES["score"]: 1},
-        {"attributes": {"type": "Lead"}, "id": ids[1], FIELD_NAMES["grade"]: "TOO LONG"},
+        {"attributes": {"type": "Lead"}, "id": ids[0], SCORE_FIELD_NAMES["score"]: 55},
+        {"attributes": {"type": "Lead"}, "id": "001Sb0000000002IAA", SCORE_FIELD_NAMES["score"]: 1},
+        {"attributes": {"type": "Lead"}, "id": ids[1], SCORE_FIELD_NAMES["grade"]: "TOO LONG"},
     ]}
     results = sf.restful("composite/sobjects", method="PATCH", json=body)
     assert [r["success"] for r in results] == [True, False, False]
     assert results[1]["errors"][0]["statusCode"] == "MALFORMED_ID"
     assert results[2]["errors"][0]["statusCode"] == "STRING_TOO_LONG"
-    assert sandbox.store.sf_get("Lead", ids[0])[FIELD_NAMES["score"]] == 55.0
+    assert sandbox.store.sf_get("Lead", ids[0])[SCORE_FIELD_NAMES["score"]] == 55.0
     body["allOrNone"] = True
-    body["records"][0][FIELD_NAMES["score"]] = 66
+    body["records"][0][SCORE_FIELD_NAMES["score"]] = 66
     results = sf.restful("composite/sobjects", method="PATCH", json=body)
     assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
-    assert sandbox.store.sf_get("Lead", ids[0])[FIELD_NAMES["score"]] == 55.0  # nothing committed
+    assert sandbox.store.sf_get("Lead", ids[0])[SCORE_FIELD_NAMES["score"]] == 55.0  # nothing committed
     too_many = {"records": [{"attributes": {"type": "Lead"}, "id": ids[0]}] * 201}
     with pytest.raises(SalesforceMalformedRequest) as info:
         sf.restful("composite/sobjects", method="PATCH", json=too_many)
