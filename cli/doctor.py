@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.context import embedded_services, settings_or_exit
+from connectors.providers import PROVIDERS, client_module
 from core.keys import HEARTBEAT_KEY
 from core.runtime import ServiceUrls, redis_client
 from core.settings import Settings
@@ -83,8 +83,8 @@ def check_beat(urls: ServiceUrls) -> Check:
 
 def check_pipeline(settings: Settings, urls: ServiceUrls) -> list[Check]:
     """Is every stage moving? Stalls and new dead letters (services.pipeline), a row per part."""
-    from services import pipeline
     from bridge.metrics import configured_crms
+    from services import pipeline
     from storage.db import Database
 
     database = Database(urls.database_url)
@@ -101,48 +101,10 @@ def check_pipeline(settings: Settings, urls: ServiceUrls) -> list[Check]:
             for name, part in health.parts.items()]
 
 
-def check_hubspot(settings: Settings) -> Check:
-    """The HubSpot token is accepted by the properties API."""
-    if settings.hubspot_access_token is None:
-        return Check("hubspot", SKIP, "HUBSPOT_ACCESS_TOKEN not set (sandbox mode)")
-    token = settings.hubspot_access_token.get_secret_value()
-    return _http_check(
-        "hubspot",
-        lambda: requests.get(
-            f"{settings.hubspot_base_url}/crm/v3/properties/contacts",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        ),
-    )
-
-
-def check_salesforce(settings: Settings) -> Check:
-    """Salesforce accepts the configured login or session."""
-    if settings.salesforce_username is None and settings.salesforce_session_id is None:
-        return Check("salesforce", SKIP, "SALESFORCE_USERNAME / SALESFORCE_SESSION_ID not set")
-    from simple_salesforce import Salesforce
-    from simple_salesforce.exceptions import SalesforceError
-
-    try:
-        if settings.salesforce_session_id is not None:
-            sf = Salesforce(
-                instance_url=settings.salesforce_instance_url,
-                session_id=settings.salesforce_session_id.get_secret_value(),
-            )
-        else:
-            sf = Salesforce(
-                username=settings.salesforce_username,
-                password=settings.salesforce_password.get_secret_value() if settings.salesforce_password else "",
-                security_token=(
-                    settings.salesforce_security_token.get_secret_value() if settings.salesforce_security_token else ""
-                ),
-                domain=settings.salesforce_domain,
-            )
-        limits = sf.limits()
-        daily = limits.get("DailyApiRequests", {})
-        return Check("salesforce", OK, f"API budget {daily.get('Remaining')}/{daily.get('Max')} left today")
-    except (SalesforceError, requests.RequestException, Exception) as exc:
-        return Check("salesforce", FAIL, f"{type(exc).__name__}: {str(exc)[:200]}")
+def check_crm(crm: str, settings: Settings) -> Check:
+    """The CRM accepts the configured credentials (its client's check_credentials)."""
+    accepted, detail = client_module(crm).check_credentials(settings)
+    return Check(crm, SKIP if accepted is None else OK if accepted else FAIL, detail)
 
 
 def check_slack(settings: Settings) -> Check:
@@ -159,16 +121,6 @@ def check_slack(settings: Settings) -> Check:
     return Check("slack", FAIL, f"HTTP {response.status_code}: {response.text[:100]}")
 
 
-def _http_check(part: str, call: Callable[[], requests.Response]) -> Check:
-    try:
-        response = call()
-    except requests.RequestException as exc:
-        return Check(part, FAIL, f"{type(exc).__name__}")
-    if response.status_code == 200:
-        return Check(part, OK, "credentials accepted")
-    return Check(part, FAIL, f"HTTP {response.status_code}: {response.text[:120]}")
-
-
 def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
     """Run every check in order."""
     return [
@@ -178,8 +130,7 @@ def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
         check_workers(settings, urls),
         check_beat(urls),
         *check_pipeline(settings, urls),
-        check_hubspot(settings),
-        check_salesforce(settings),
+        *(check_crm(crm, settings) for crm in PROVIDERS),
         check_slack(settings),
     ]
 

@@ -1,12 +1,13 @@
 """The CRM providers by name, and the generic calls that go through each one's own modules.
 
 Each provider is a folder with the same module names (client, webhook, fields, outcomes, history, echo);
-code outside connectors/ asks here instead of branching on the CRM's name. Clients are not imported here:
-building a connector is the registry's job.
+code outside connectors/ asks here instead of branching on the CRM's name. A client module (it loads the
+vendor SDK) is imported only when asked for; building a connector is the registry's job.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -53,6 +54,11 @@ def provider(crm: str) -> Provider:
         return PROVIDERS[crm]
     except KeyError:
         raise ValueError(f"crm must be one of {', '.join(PROVIDERS)}, not {crm!r}") from None
+
+
+def client_module(crm: str) -> ModuleType:
+    """connectors/<crm>/client.py, imported when first asked for (it loads the vendor SDK)."""
+    return importlib.import_module(f"connectors.{provider(crm).name}.client")
 
 
 def lead_fields(crm: str, properties: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
+import requests
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm.associations.v4 import exceptions as assoc_exc
@@ -39,6 +40,7 @@ from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import call_with_retries
 from core.records import Account, Lead, Outcome
+from core.settings import Settings
 from core.values import clean_account, clean_lead
 
 T = TypeVar("T")
@@ -552,3 +554,18 @@ def _lead_of(contact_id: str, p: Mapping[str, Any], account: Account | None) -> 
                 last_name=p.get("lastname"), title=p.get("jobtitle"), country=p.get("country"),
                 account_id=account.id if account else None, crm_ids={"hubspot": contact_id},
                 properties={k: v for k, v in p.items() if v is not None})
+
+
+def check_credentials(settings: Settings) -> tuple[bool | None, str]:
+    """Whether HubSpot's properties API accepts the configured token (None: no token set), and what was seen."""
+    if settings.hubspot_access_token is None:
+        return None, "HUBSPOT_ACCESS_TOKEN not set (sandbox mode)"
+    token = settings.hubspot_access_token.get_secret_value()
+    try:
+        response = requests.get(f"{settings.hubspot_base_url}/crm/v3/properties/contacts",
+                                headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    except requests.RequestException as exc:
+        return False, f"{type(exc).__name__}"
+    if response.status_code == 200:
+        return True, "credentials accepted"
+    return False, f"HTTP {response.status_code}: {response.text[:120]}"

@@ -38,6 +38,7 @@ from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
 from core.records import Account, Lead, Outcome
+from core.settings import Settings
 from core.values import clean_account, clean_lead
 
 T = TypeVar("T")
@@ -450,3 +451,29 @@ class SalesforceConnector:
                     errs = res.get("errors") or [{}]
                     failed[rec["id"]] = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errs)
         return WriteResult(tuple(written), failed, calls)
+
+
+def check_credentials(settings: Settings) -> tuple[bool | None, str]:
+    """Whether Salesforce accepts the configured login or session (None: neither set), and the API budget left."""
+    if settings.salesforce_username is None and settings.salesforce_session_id is None:
+        return None, "SALESFORCE_USERNAME / SALESFORCE_SESSION_ID not set"
+    try:
+        if settings.salesforce_session_id is not None:
+            sf = Salesforce(
+                instance_url=settings.salesforce_instance_url,
+                session_id=settings.salesforce_session_id.get_secret_value(),
+            )
+        else:
+            sf = Salesforce(
+                username=settings.salesforce_username,
+                password=settings.salesforce_password.get_secret_value() if settings.salesforce_password else "",
+                security_token=(
+                    settings.salesforce_security_token.get_secret_value() if settings.salesforce_security_token else ""
+                ),
+                domain=settings.salesforce_domain,
+            )
+        limits = sf.limits()
+        daily = limits.get("DailyApiRequests", {})
+        return True, f"API budget {daily.get('Remaining')}/{daily.get('Max')} left today"
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure (login, network, SDK), never crashes
+        return False, f"{type(exc).__name__}: {str(exc)[:200]}"
