@@ -7,8 +7,6 @@ naive. The worker runs as `celery -A bench.naive:app worker -Q ingest,naive`, co
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 
 from core.runtime import service_urls
@@ -35,11 +33,11 @@ def process_one(inbox_id: int) -> bool:
     """Ingest one event, score its one lead, and write that lead to the CRM in its own call."""
     from sqlalchemy import select
 
+    from connectors.base import shown_values
     from storage.models import Lead
     from tasks.ingest import ingest_rows
     from tasks.resources import resources
     from tasks.score import score_and_store
-    from tasks.writeback import tier_of
 
     res = resources()
     with res.db.session(write=True) as session:
@@ -51,9 +49,7 @@ def process_one(inbox_id: int) -> bool:
     for change in changes:
         with res.db.session() as session:
             lead = session.scalars(select(Lead).where(Lead.id == change.lead_id)).one()
-            values: dict[str, Any] = {"score": lead.score, "grade": lead.grade, "reasons": lead.reasons or [],
-                                      "tier": tier_of(lead.score), "model_version": lead.model_version,
-                                      "scored_at": lead.scored_at}
+            values = shown_values(lead.score, lead.grade, lead.reasons, lead.model_version, lead.scored_at)
             hubspot_id = lead.hubspot_id
         if hubspot_id and connector is not None:
             connector.write_fields({hubspot_id: values})

@@ -10,6 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.context import configure_logging, embedded_services, fail, settings_or_exit
+from connectors.base import CrmConnector
+from connectors.registry import build_connector
+from connectors.retry import BACKFILL_RETRY
 from core.settings import Settings
 
 STAGES = {
@@ -45,43 +48,34 @@ class RichStages:
                 self.progress.update(task_id, total=task.completed)
 
 
-def hubspot_connector(settings: Settings, redis: Any) -> Any:
+def hubspot_connector(settings: Settings, redis: Any) -> CrmConnector:
     """The HubSpot connector from settings, sharing the workers' rate-limit bucket."""
-    from connectors.hubspot.client import HubSpotConnector
-    from connectors.ratelimit import RedisTokenBucket
-
-    if settings.hubspot_access_token is None:
-        fail("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the sandbox CRM)")
     # More patience than a worker's single attempt: a backfill can wait out a 429 or a brief outage.
-    connector = HubSpotConnector(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
-                                 retry_attempts=8, retry_max_elapsed=600.0)
-    connector.limiter = RedisTokenBucket.for_hubspot(redis, connector.account_key, limit=settings.hubspot_rate_limit,
-                                                     window_seconds=settings.hubspot_rate_window)
+    connector = build_connector("hubspot", settings, redis_client=redis, retry=BACKFILL_RETRY)
+    if connector is None:
+        fail("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the sandbox CRM)")
     return connector
 
 
-def salesforce_connector(settings: Settings, sandbox_url: str | None) -> Any:
+def salesforce_connector(settings: Settings, sandbox_url: str | None) -> CrmConnector:
     """The Salesforce connector from settings (routed to the sandbox CRM when `sandbox_url` is given)."""
-    from connectors.salesforce.client import SalesforceConnector
     from sandbox import sandbox_instance, sandbox_requests_session
 
-    secret = lambda s: s.get_secret_value() if s is not None else None
-    session_id = secret(settings.salesforce_session_id)
-    instance_url = settings.salesforce_instance_url
     session = None
     if sandbox_url:
         try:
             session = sandbox_requests_session(sandbox_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
-        instance_url = instance_url or "https://" + sandbox_instance(sandbox_url)
-    if not (settings.salesforce_username or (session_id and instance_url)):
+        instance_url = settings.salesforce_instance_url or "https://" + sandbox_instance(sandbox_url)
+        settings = settings.model_copy(update={"salesforce_instance_url": instance_url})
+    connector = None
+    if settings.salesforce_username or (settings.salesforce_session_id and settings.salesforce_instance_url):
+        connector = build_connector("salesforce", settings, retry=BACKFILL_RETRY, session=session)
+    if connector is None:
         fail("Salesforce is not configured: set SALESFORCE_USERNAME + SALESFORCE_PASSWORD (+ SALESFORCE_SECURITY_TOKEN), "
              "or SALESFORCE_SESSION_ID + SALESFORCE_INSTANCE_URL")
-    return SalesforceConnector(username=settings.salesforce_username, password=secret(settings.salesforce_password),
-                               security_token=secret(settings.salesforce_security_token),
-                               domain=settings.salesforce_domain, instance_url=instance_url, session_id=session_id,
-                               session=session, retry_attempts=8, retry_max_elapsed=600.0)
+    return connector
 
 
 @click.command(name="backfill")

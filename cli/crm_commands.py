@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import click
+from pydantic import SecretStr
 
 from connectors.base import ConnectorError, ProvisionReport
+from connectors.registry import build_connector
+from connectors.retry import SETUP_RETRY
+from core.settings import Settings
 
 
 def _print_report(report: ProvisionReport) -> None:
@@ -36,11 +40,11 @@ def setup() -> None:
 @click.option("--check-only", is_flag=True, help="Report what is missing without creating anything.")
 def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> None:
     """Create the `leadbridge` property group and contact/company properties (idempotent)."""
-    from connectors.hubspot.client import HubSpotConnector
-
+    connector = build_connector("hubspot", Settings.model_construct(
+        hubspot_access_token=SecretStr(access_token), hubspot_base_url=base_url), retry=SETUP_RETRY)
+    assert connector is not None  # a token was given
     try:
-        report = HubSpotConnector(access_token, base_url=base_url, retry_attempts=3).provision_fields(
-            create=not check_only)
+        report = connector.provision_fields(create=not check_only)
     except ConnectorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("HubSpot properties:")
@@ -64,7 +68,6 @@ def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> 
 def setup_salesforce(username: str | None, password: str | None, security_token: str | None, domain: str,
                      instance_url: str | None, session_id: str | None, sandbox_url: str | None, create: bool) -> None:
     """Check Leadbridge_*__c fields on Lead, Contact and Account; report exactly what is missing."""
-    from connectors.salesforce.client import SalesforceConnector
     from sandbox import sandbox_instance, sandbox_requests_session
 
     session = None
@@ -75,12 +78,18 @@ def setup_salesforce(username: str | None, password: str | None, security_token:
             raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
         if session_id and not instance_url:
             instance_url = "https://" + sandbox_instance(sandbox_url)
+    secret = lambda value: SecretStr(value) if value else None
+    settings = Settings.model_construct(
+        salesforce_username=username, salesforce_password=secret(password),
+        salesforce_security_token=secret(security_token), salesforce_domain=domain,
+        salesforce_instance_url=instance_url, salesforce_session_id=secret(session_id))
     try:
-        connector = SalesforceConnector(username=username, password=password, security_token=security_token,
-                                        domain=domain, instance_url=instance_url, session_id=session_id,
-                                        session=session, retry_attempts=3)
+        connector = build_connector("salesforce", settings, retry=SETUP_RETRY, session=session)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if connector is None:
+        raise click.UsageError("Salesforce needs session_id + instance_url, or username + password "
+                               "(+ security token)")
     try:
         report = connector.provision_fields(create=create)
         budget = connector.api_budget()

@@ -70,9 +70,16 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
 
     Returns (events webhook URL, events secret) for the simulator.
     """
-    from connectors.hubspot.client import HubSpotConnector
+    from pydantic import SecretStr
 
-    HubSpotConnector(SANDBOX_TOKEN, base_url=plan.url).provision_fields()
+    from connectors.registry import build_connector
+    from connectors.retry import DEFAULT_RETRY
+
+    sandbox = settings.model_copy(update={"hubspot_access_token": SecretStr(SANDBOX_TOKEN),
+                                          "hubspot_base_url": plan.url})
+    connector = build_connector("hubspot", sandbox, retry=DEFAULT_RETRY)
+    assert connector is not None  # the sandbox token is set
+    connector.provision_fields()
     database = Database(database_url)
     try:
         with database.session(write=True) as session:

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.parsing.common import META_KEY
-from core.records import Account, Event, Lead, Outcome, Score
+from core.records import Account, Event, Lead, Outcome
+from core.settings import Settings
 
 # Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
 SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at")
@@ -164,6 +165,7 @@ class CrmConnector(Protocol):
 
     crm: str
     write_batch: int  # records the writeback hands one write_fields call
+    field_names: dict[str, str]  # output -> CRM field, from the admin's field mappings ('' = not written)
 
     def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
         """Read leads by CRM id, each with its account; unknown ids are left out."""
@@ -177,6 +179,18 @@ class CrmConnector(Protocol):
         """The record ids among `updates` whose CRM fields already show those values (scored_at aside)."""
         ...
 
+    def write_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> WriteResult:
+        """Write canonical score fields for many accounts (HubSpot companies, Salesforce Accounts)."""
+        ...
+
+    def shows_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """The account ids among `updates` whose CRM fields already show those values (scored_at aside)."""
+        ...
+
+    def is_account_id(self, record_id: str) -> bool:
+        """Whether `record_id` can name an account in this CRM (the account rows may hold other ids)."""
+        ...
+
     def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
         """Read won/lost outcomes that changed since `since` (all when None)."""
         ...
@@ -185,17 +199,23 @@ class CrmConnector(Protocol):
         """Check (and, when allowed, create) the custom fields leadbridge writes; idempotent."""
         ...
 
+    def rate_limit(self, settings: Settings) -> tuple[str, int, float] | None:
+        """(bucket, requests, window seconds) every process calling this CRM account shares, or None."""
+        ...
 
-def score_values(score: Score, tier: str | None = None, max_reasons: int = 5) -> dict[str, Any]:
-    """Turn a Score into the canonical field values write_fields takes."""
-    return {
-        "score": score.value,
-        "grade": score.grade,
-        "reasons": list(score.reasons[:max_reasons]),
-        "tier": tier,
-        "model_version": score.model_version,
-        "scored_at": score.feature_time,
-    }
+
+def tier_of(score: int | None) -> str | None:
+    """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
+    if score is None:
+        return None
+    return "hot" if score >= 75 else "warm" if score >= 40 else "cold"
+
+
+def shown_values(score: int, grade: str | None, reasons: Sequence[str] | None, model_version: str | None,
+                 scored_at: Any) -> dict[str, Any]:
+    """The canonical field values a CRM record shows for a lead's or an account's score (for write_fields)."""
+    return {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score),
+            "model_version": model_version, "scored_at": scored_at}
 
 
 def reasons_text(reasons: Any, limit: int) -> str:

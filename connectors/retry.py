@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
@@ -47,3 +48,20 @@ def call_with_retries(fn: Callable[[], T], *, attempts: int = 5, max_elapsed: fl
         reraise=True,
     )
     return retrying(fn)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a connector retries transient failures itself, and how long a call waits for a rate-limit token."""
+
+    attempts: int = 5
+    max_elapsed: float = 120.0
+    rate_wait: float = 60.0  # seconds; beyond it a call counts as transient (the caller's retry decides)
+
+
+DEFAULT_RETRY = RetryPolicy()
+# A worker task tries once and leaves the waiting to Celery's retry, so a worker is not held by one vendor.
+WORKER_RETRY = RetryPolicy(attempts=1, rate_wait=10.0)
+BACKFILL_RETRY = RetryPolicy(attempts=8, max_elapsed=600.0)  # a backfill can wait out a 429 or a brief outage
+SETUP_RETRY = RetryPolicy(attempts=3)
+TRIAL_WRITE_RETRY = RetryPolicy(attempts=1, max_elapsed=10.0)  # an admin is waiting for the answer

@@ -35,6 +35,15 @@ RECONCILED_KEY = PREFIX + "reconciled:{crm}:{lead}"
 SCORE_ASIDE_KEY = PREFIX + "aside:score"
 # Hash lead id -> fingerprint of values the CRM refused (tasks.writeback); held back until an admin acts.
 WRITEBACK_ASIDE_KEY = PREFIX + "aside:writeback:{crm}"
+# Account scores take the same outbox under keys of their own (tasks.writeback.ACCOUNTS): the lead keys above
+# hold lead ids, and a forgotten person's lead id is removed from them, never an account's.
+ACCOUNT_DIRTY_KEY = PREFIX + "accounts:dirty:{crm}"
+ACCOUNT_WRITTEN_KEY = PREFIX + "accounts:written:{crm}"
+ACCOUNT_INFLIGHT_KEY = PREFIX + "accounts:inflight:{crm}"
+ACCOUNT_ASIDE_KEY = PREFIX + "accounts:aside:{crm}"
+ACCOUNT_FLUSH_LOCK_KEY = PREFIX + "accounts:flushing:{crm}"
+# The model version account scores show (tasks.learning sets it when it scores accounts).
+ACCOUNT_VERSION_KEY = PREFIX + "accounts:model_version"
 # Counters of items each stage finished per 10-second bucket (core.progress); what stall detection reads.
 PROGRESS_KEY = PREFIX + "progress:{stage}:{bucket}"
 

@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services import Conflict, OperationError
-from connectors.base import SCORE_FIELDS
+from connectors.base import SCORE_FIELDS, CrmConnector, shown_values
 from connectors.providers import PROVIDERS, provider
+from connectors.registry import build_connector
+from connectors.retry import TRIAL_WRITE_RETRY
 from core.settings import Settings
+from services import Conflict, OperationError
 from storage.audit import record
 from storage.models import Account, FieldMapping, Lead
 
@@ -129,9 +132,8 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
     """The values leadbridge holds for one CRM record, as the writeback shows them; Conflict when it holds none.
 
     A test write must never change what a live record shows: it writes exactly what leadbridge would write
-    there anyway (tasks.writeback.shown_values, the tier included), and nothing to a record it has no score for.
+    there anyway (connectors.base.shown_values, the tier included), and nothing to a record without a score.
     """
-    from tasks.writeback import shown_values, tier_of
 
     id_column = "hubspot_id" if crm == "hubspot" else "salesforce_id"
     model: Any = Account if object_type in ("companies", "Account") else Lead
@@ -152,53 +154,31 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
                        f"pick a record leadbridge has scored.", code="no_values")
     scored_at: datetime | None = row.scored_at
     if model is Lead:
-        return (shown_values(row.score, row.grade, list(row.reasons or []), row.model_version, scored_at),
+        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at),
                 "the lead's stored values (what the writeback writes)")
     # Accounts keep no model version of their own (the account writer derives one): leave the CRM's value alone.
-    return ({"score": row.score, "grade": row.grade, "reasons": list(row.reasons or []), "tier": tier_of(row.score),
-             "scored_at": scored_at}, "the account's stored values (model version left as the CRM shows it)")
+    values = shown_values(row.score, row.grade, row.reasons, None, scored_at)
+    del values["model_version"]
+    return values, "the account's stored values (model version left as the CRM shows it)"
 
 
-def _mapped_connector(crm: str, settings: Settings, names: dict[str, str]) -> Any:
+def _mapped_connector(crm: str, settings: Settings, redis: Redis, names: dict[str, str]) -> CrmConnector:
     """The real connector for `crm`, writing to the mapped field names instead of its built-in ones."""
-    default = default_names(crm)
-    if crm == "hubspot":
-        from connectors.hubspot.client import HubSpotConnector
-
-        if settings.hubspot_access_token is None:
-            raise Conflict("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the "
-                           "sandbox CRM)", code="not_configured")
-
-        class MappedHubSpot(HubSpotConnector):
-            def to_properties(self, values: Any) -> dict[str, str]:
-                converted = super().to_properties(values)
-                renamed = {names[o]: converted[default[o]] for o in values if names.get(o)}
-                return renamed
-
-        return MappedHubSpot(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
-                             retry_attempts=1, retry_max_elapsed=10.0)
-    from connectors.salesforce.client import SalesforceConnector
-
-    if not (settings.salesforce_username or settings.salesforce_session_id):
+    # The workers' rate-limit bucket: a test write spends from the same budget as the writeback.
+    connector = build_connector(crm, settings, redis_client=redis, retry=TRIAL_WRITE_RETRY)
+    if connector is None and crm == "hubspot":
+        raise Conflict("HubSpot is not configured: set HUBSPOT_ACCESS_TOKEN (and HUBSPOT_BASE_URL for the "
+                       "sandbox CRM)", code="not_configured")
+    if connector is None:
         raise Conflict("Salesforce is not configured: set SALESFORCE_USERNAME/SALESFORCE_PASSWORD (or "
                        "SALESFORCE_INSTANCE_URL and SALESFORCE_SESSION_ID)", code="not_configured")
-
-    class MappedSalesforce(SalesforceConnector):
-        def to_fields(self, values: Any) -> dict[str, Any]:
-            converted = super().to_fields(values)
-            return {names[o]: converted[default[o]] for o in values if names.get(o)}
-
-    secret = lambda value: value.get_secret_value() if value is not None else None
-    return MappedSalesforce(
-        username=settings.salesforce_username, password=secret(settings.salesforce_password),
-        security_token=secret(settings.salesforce_security_token), domain=settings.salesforce_domain,
-        instance_url=settings.salesforce_instance_url, session_id=secret(settings.salesforce_session_id),
-        retry_attempts=1, retry_max_elapsed=10.0,
-    )
+    connector.field_names = names
+    return connector
 
 
 def trial_write(
-    session: Session, settings: Settings, actor: str, *, crm: str, record_id: str, object_type: str | None = None
+    session: Session, settings: Settings, redis: Redis, actor: str, *, crm: str, record_id: str,
+    object_type: str | None = None,
 ) -> TrialWriteResult:
     """Write leadbridge's fields to one CRM record through the real connector, with the mapping in force.
 
@@ -219,7 +199,8 @@ def trial_write(
         raise OperationError(str(exc)) from None
     check_target(crm, object_type)
     names = effective_names(session, crm, object_type)
-    connector = _mapped_connector(crm, settings, names)  # first: "not configured" says more than "no values"
+    # First: "not configured" says more than "no values".
+    connector = _mapped_connector(crm, settings, redis, names)
     values, origin = _values_for(session, crm, object_type, record_id)
     values = {o: v for o, v in values.items() if names.get(o)}
     if not values:

@@ -19,7 +19,7 @@ tests call the same code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.keys import DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY, RETRAIN_LOCK_KEY
+from core.keys import ACCOUNT_VERSION_KEY, DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY, RETRAIN_LOCK_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.resources import Resources, resources
@@ -434,29 +434,37 @@ def check_drift() -> dict[str, Any]:
 # ---- accounts -----------------------------------------------------------------------------------
 
 
-def score_accounts_now(db: Database, store: Any, connectors: Mapping[str, Any], *, now: datetime | None = None,
-                       model_version: str | None = None, everything: bool = False) -> dict[str, int]:
-    """Score accounts whose contacts changed since they were last scored; write changed ones to the CRMs."""
+def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str] = ("hubspot", "salesforce"),
+                       now: datetime | None = None, model_version: str | None = None,
+                       everything: bool = False) -> dict[str, int]:
+    """Score accounts whose contacts changed since they were last scored; changed ones go to the outbox.
+
+    `store` is the online feature store (the process's when None). Returns how many accounts were scored and
+    changed, and per CRM how many records the CRM took now.
+    """
+    from connectors.base import TransientConnectorError
     from scoring.accounts import ContactScore, score_account
     from storage.models import Account, Lead
-    from tasks.writeback import tier_of
+    from tasks.score import CRM_ID_COLUMNS
+    from tasks.writeback import ACCOUNTS, FLUSH_LEASE_SECONDS, flush, flush_once, lease
 
     now = now or utcnow()
-    with db.session() as session:
+    with res.db.session() as session:
         contacts = session.execute(
             select(Lead.id, Lead.account_id, Lead.probability, Lead.score, Lead.grade, Lead.reasons, Lead.scored_at)
             .where(Lead.account_id.is_not(None), Lead.score.is_not(None))).all()
-        accounts = {a.id: (a.scored_at, a.score, a.grade, a.reasons, a.hubspot_id, a.salesforce_id)
-                    for a in session.scalars(select(Account))}
+        accounts = {a.id: a for a in session.execute(
+            select(Account.id, Account.scored_at, Account.hubspot_id, Account.salesforce_id)).all()}
     by_account: dict[int, list[Any]] = {}
     for row in contacts:
         by_account.setdefault(row.account_id, []).append(row)
     todo = [aid for aid, rows in by_account.items() if aid in accounts and (
-        everything or accounts[aid][0] is None or any(r.scored_at and r.scored_at > accounts[aid][0] for r in rows))]
+        everything or accounts[aid].scored_at is None
+        or any(r.scored_at and r.scored_at > accounts[aid].scored_at for r in rows))]
     lead_ids = [str(r.id) for aid in todo for r in by_account[aid]]
     activity = {}
     if lead_ids:
-        vectors = store.get_online(lead_ids, ["days_since_last_activity"], as_of=now)
+        vectors = (store or res.features).get_online(lead_ids, ["days_since_last_activity"], as_of=now)
         activity = {lead: v.get("days_since_last_activity") for lead, v in zip(lead_ids, vectors)}
     updates: dict[int, Any] = {}
     for aid in todo:
@@ -465,7 +473,7 @@ def score_accounts_now(db: Database, store: Any, connectors: Mapping[str, Any], 
                                 reasons=tuple(r.reasons or ())) for r in by_account[aid]]
         updates[aid] = score_account(members)
     changed: list[int] = []
-    with db.session(write=True) as session:
+    with res.db.session(write=True) as session:
         for aid, result in updates.items():
             account = session.get(Account, aid)
             if account is None:
@@ -475,28 +483,31 @@ def score_accounts_now(db: Database, store: Any, connectors: Mapping[str, Any], 
                 changed.append(aid)
             account.score, account.grade, account.reasons = result.value, result.grade, list(result.reasons)
             account.scored_at = now
-    version = f"account:{model_version or 'rules'}"[:64]
+    res.redis.set(ACCOUNT_VERSION_KEY, f"account:{model_version or 'rules'}"[:64])
     written = {"hubspot": 0, "salesforce": 0}
-    for crm, column in (("hubspot", 4), ("salesforce", 5)):
-        connector = connectors.get(crm)
+    for crm in crms:
+        connector = res.connector(crm)
         if connector is None:
             continue
-        batch = {}
-        for aid in changed:
-            crm_id = accounts[aid][column]
-            if crm_id and (crm != "salesforce" or str(crm_id).startswith("001")):
-                result = updates[aid]
-                batch[str(crm_id)] = {"score": result.value, "grade": result.grade, "reasons": list(result.reasons),
-                                      "tier": tier_of(result.value), "model_version": version, "scored_at": now}
-        if not batch:
+        crm_ids = {aid: getattr(accounts[aid], CRM_ID_COLUMNS[crm]) for aid in changed}
+        marked = [aid for aid, crm_id in crm_ids.items() if crm_id and connector.is_account_id(str(crm_id))]
+        if not marked:
             continue
-        if crm == "hubspot":
-            outcome = connector.write_fields(batch, object_type="companies")
-        else:
-            outcome = connector.write_fields(batch)
-        written[crm] = len(outcome.written)
-        if outcome.failed:
-            log.warning("learning.accounts.write_failed", extra={"crm": crm, "failed": len(outcome.failed)})
+        dirty = ACCOUNTS.dirty.format(crm=crm)
+        res.redis.sadd(dirty, *marked)
+        # Written now, under the outbox's lease; a flush already holding it (or a vendor asking us to wait)
+        # leaves them to the writeback queue.
+        with lease(res.redis, ACCOUNTS.lock.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
+            try:
+                while held and res.redis.scard(dirty):
+                    done = flush_once(res, crm, ACCOUNTS)
+                    written[crm] += done
+                    if not done:
+                        break
+            except TransientConnectorError:
+                log.warning("learning.accounts.write_deferred", extra={"crm": crm})
+        if res.redis.scard(dirty):
+            flush.delay(crm, ACCOUNTS.kind)
     return {"scored": len(updates), "changed": len(changed), "hubspot": written["hubspot"],
             "salesforce": written["salesforce"]}
 
@@ -509,9 +520,8 @@ def score_accounts() -> dict[str, int]:
     res = resources()
     scorer = res.scorer()
     version = scorer.model.version if scorer.model is not None else None
-    connectors = {crm: res.connector(crm) for crm in ("hubspot", "salesforce")}
     try:
-        return score_accounts_now(res.db, res.features, connectors, model_version=version)
+        return score_accounts_now(res, model_version=version)
     except ConnectorError as exc:
         log.warning("learning.accounts.failed", extra={"error": type(exc).__name__, "vendor": exc.vendor})
         return {}

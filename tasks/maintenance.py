@@ -139,13 +139,16 @@ def purge_old_events() -> int:
 
 @shared_task(name="tasks.maintenance.flush_writebacks", ignore_result=True)
 def flush_writebacks() -> int:
-    """Kick writeback for CRMs with dirty leads (after a pause or a lost message)."""
-    from tasks.writeback import flush
+    """Kick writeback for CRMs with dirty leads or accounts (after a pause or a lost message)."""
+    from tasks.writeback import ACCOUNTS, flush
 
     res = resources()
     kicked = 0
     for crm in ("hubspot", "salesforce"):
         if res.redis.scard(DIRTY_KEY.format(crm=crm)):
             flush.delay(crm)
+            kicked += 1
+        if res.redis.scard(ACCOUNTS.dirty.format(crm=crm)):
+            flush.delay(crm, ACCOUNTS.kind)
             kicked += 1
     return kicked

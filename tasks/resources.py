@@ -19,6 +19,8 @@ import redis
 from celery.signals import worker_process_init
 from sqlalchemy import select
 
+from connectors.base import CrmConnector
+from connectors.registry import build_connector
 from core.gc_tuning import settle_heap
 from core.keys import CHAMPION_KEY
 from core.runtime import ServiceUrls, redis_client, service_urls
@@ -84,7 +86,7 @@ class Resources:
             log.exception("model.load_failed")
             return None
 
-    def connector(self, crm: str) -> Any:
+    def connector(self, crm: str) -> CrmConnector | None:
         """The connector for `crm` ("hubspot" or "salesforce"), or None when that CRM is not configured.
 
         Its field mappings are re-read from the database at most once a minute, so an admin's change
@@ -92,8 +94,8 @@ class Resources:
         """
         with self._lock:
             if crm not in self._connectors:
-                self._connectors[crm] = self._make_connector(crm)
-            connector = self._connectors[crm]
+                self._connectors[crm] = build_connector(crm, self.settings, redis_client=self.redis)
+            connector: CrmConnector | None = self._connectors[crm]
             if connector is not None and time.monotonic() - self._mappings_read.get(crm, -1e9) > MAPPINGS_TTL:
                 from storage.field_mappings import mapping_overrides
 
@@ -101,31 +103,6 @@ class Resources:
                     connector.field_names = mapping_overrides(session, crm)
                 self._mappings_read[crm] = time.monotonic()
             return connector
-
-    def _make_connector(self, crm: str) -> Any:
-        settings = self.settings
-        if crm == "hubspot" and settings.hubspot_access_token is not None:
-            from connectors.hubspot.client import HubSpotConnector
-            from connectors.ratelimit import RedisTokenBucket
-
-            token = settings.hubspot_access_token.get_secret_value()
-            connector = HubSpotConnector(token, base_url=settings.hubspot_base_url, retry_attempts=1)
-            connector.rate_wait = WORKER_RATE_WAIT
-            connector.limiter = RedisTokenBucket.for_hubspot(
-                self.redis, connector.account_key, limit=settings.hubspot_rate_limit,
-                window_seconds=settings.hubspot_rate_window,
-            )
-            return connector
-        if crm == "salesforce" and (settings.salesforce_username or settings.salesforce_session_id):
-            from connectors.salesforce.client import SalesforceConnector
-
-            secret = lambda s: s.get_secret_value() if s is not None else None  # noqa: E731
-            return SalesforceConnector(
-                username=settings.salesforce_username, password=secret(settings.salesforce_password),
-                security_token=secret(settings.salesforce_security_token), domain=settings.salesforce_domain,
-                instance_url=settings.salesforce_instance_url, session_id=secret(settings.salesforce_session_id),
-            )
-        return None
 
     def slack(self) -> Any:
         """The Slack notifier, or None when no webhook URL is configured."""
@@ -138,9 +115,6 @@ class Resources:
                 self._connectors["slack"] = SlackNotifier(self.settings.slack_webhook_url.get_secret_value(),
                                                           retry_attempts=1)
             return self._connectors["slack"]
-
-
-WORKER_RATE_WAIT = 10.0  # seconds a task waits for a CRM rate-limit token before retrying later instead
 
 
 def claim_repairs(client: redis.Redis, keys: Sequence[str], wait: timedelta) -> list[bool]:

@@ -1,4 +1,8 @@
-"""Writeback stage: coalesce dirty leads per CRM and write their fields in batches, within rate limits."""
+"""Writeback stage: coalesce dirty leads and accounts per CRM, write their fields in batches, within limits.
+
+Leads and accounts go through the same outbox (dirty set, one flush at a time under a lease, in-flight
+records, fingerprints of what was written, refused values set aside); each kind has keys of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,9 +22,24 @@ import redis
 from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from connectors.base import AuthConnectorError, ConnectorError, TransientConnectorError, comparable_values
+from connectors.base import (
+    AuthConnectorError,
+    ConnectorError,
+    CrmConnector,
+    TransientConnectorError,
+    WriteResult,
+    comparable_values,
+    shown_values,
+)
 from core.keys import (
+    ACCOUNT_ASIDE_KEY,
+    ACCOUNT_DIRTY_KEY,
+    ACCOUNT_FLUSH_LOCK_KEY,
+    ACCOUNT_INFLIGHT_KEY,
+    ACCOUNT_VERSION_KEY,
+    ACCOUNT_WRITTEN_KEY,
     DIRTY_KEY,
     FLUSH_LOCK_KEY,
     INFLIGHT_KEY,
@@ -32,7 +52,7 @@ from core.progress import record_progress
 from core.records import utcnow
 from core.values import text_problem
 from storage.dead_letters import count_lead_failure, describe_error
-from storage.models import Lead, OutboxItem
+from storage.models import Account, Lead, OutboxItem
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
 from tasks.score import CRM_ID_COLUMNS
@@ -50,19 +70,76 @@ FLUSH_LEASE_SECONDS = 6.0
 REDIS_PATIENCE = 30.0  # seconds a flush waits for Redis to come back before giving up on its bookkeeping
 
 
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """One kind of scored record written to the CRMs: its Redis keys, how its values are read and written."""
+
+    kind: str  # lead | account
+    object_type: str  # outbox_items.object_type of a refused record
+    dirty: str
+    written: str
+    inflight: str
+    aside: str
+    lock: str
+    load: Callable[[Session, str, Sequence[int], Any], list[tuple[int, str, dict[str, Any]]]]
+    write: Callable[[CrmConnector, Mapping[str, Mapping[str, Any]]], WriteResult]
+    shows: Callable[[CrmConnector, Mapping[str, Mapping[str, Any]]], set[str]]
+
+
+def _lead_values(session: Session, crm: str, ids: Sequence[int], redis: Any
+                 ) -> list[tuple[int, str, dict[str, Any]]]:
+    """(lead id, CRM id, values shown) of the scored leads among `ids` that `crm` holds."""
+    column = getattr(Lead, CRM_ID_COLUMNS[crm])
+    rows = session.execute(
+        select(Lead.id, column.label("crm_id"), Lead.score, Lead.grade, Lead.reasons, Lead.model_version,
+               Lead.scored_at)
+        .where(Lead.id.in_(ids), Lead.score.is_not(None), column.is_not(None))
+    ).all()
+    return [(r.id, str(r.crm_id), shown_values(r.score, r.grade, r.reasons, r.model_version, r.scored_at))
+            for r in rows]
+
+
+def _account_values(session: Session, crm: str, ids: Sequence[int], redis: Any
+                    ) -> list[tuple[int, str, dict[str, Any]]]:
+    """(account id, CRM id, values shown) of the scored accounts among `ids` that `crm` holds."""
+    column = getattr(Account, CRM_ID_COLUMNS[crm])
+    rows = session.execute(
+        select(Account.id, column.label("crm_id"), Account.score, Account.grade, Account.reasons,
+               Account.scored_at)
+        .where(Account.id.in_(ids), Account.score.is_not(None), column.is_not(None))
+    ).all()
+    raw = redis.get(ACCOUNT_VERSION_KEY)
+    version = raw.decode() if raw else "account:rules"
+    return [(r.id, str(r.crm_id), shown_values(r.score, r.grade, r.reasons, version, r.scored_at))
+            for r in rows]
+
+
+LEADS = Outbox("lead", "contact", DIRTY_KEY, WRITTEN_KEY, INFLIGHT_KEY, WRITEBACK_ASIDE_KEY, FLUSH_LOCK_KEY,
+               _lead_values, lambda connector, updates: connector.write_fields(updates),
+               lambda connector, updates: connector.shows_fields(updates))
+# Accounts have keys of their own under another prefix: the lead keys hold lead ids, and a forgotten person's
+# lead id is removed from every key that starts like them (storage.privacy.MEMBER_KEYS): never an account's.
+ACCOUNTS = Outbox("account", "account", ACCOUNT_DIRTY_KEY, ACCOUNT_WRITTEN_KEY, ACCOUNT_INFLIGHT_KEY,
+                  ACCOUNT_ASIDE_KEY, ACCOUNT_FLUSH_LOCK_KEY,
+                  _account_values, lambda connector, updates: connector.write_account_fields(updates),
+                  lambda connector, updates: connector.shows_account_fields(updates))
+OUTBOXES = {outbox.kind: outbox for outbox in (LEADS, ACCOUNTS)}
+
+
 @shared_task(name="tasks.writeback.flush", bind=True, max_retries=None, acks_late=True, ignore_result=True)
-def flush(self: Any, crm: str) -> int:
-    """Write up to one vendor batch of dirty leads to `crm`; re-queues itself while more are waiting."""
+def flush(self: Any, crm: str, kind: str = "lead") -> int:
+    """Write up to one vendor batch of dirty leads (or accounts) to `crm`; re-queued while more wait."""
     res = resources()
+    outbox = OUTBOXES[kind]
     # One flush per CRM at a time (found by bench/e2e: two flushes, one writing a lead's first score and
     # one its enrichment re-score with the same values, each saw no fingerprint yet and both wrote it).
     # The holder re-queues itself while leads are dirty, so a flush that finds the lock taken just ends.
     started = time.monotonic()
-    with lease(res.redis, FLUSH_LOCK_KEY.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
+    with lease(res.redis, outbox.lock.format(crm=crm), FLUSH_LEASE_SECONDS) as held:
         if not held:
             return 0
         try:
-            written = flush_once(res, crm)
+            written = flush_once(res, crm, outbox)
             if time.monotonic() - started > 1.0:
                 log.warning("writeback.slow_flush %.2fs, %d written", time.monotonic() - started, written,
                             extra={"crm": crm})
@@ -71,8 +148,11 @@ def flush(self: Any, crm: str) -> int:
             raise self.retry(countdown=min(max(exc.retry_after or 1.0, 0.5), 300), max_retries=50) from None
         except OperationalError:
             raise self.retry(countdown=2, max_retries=50) from None  # the database is back in a moment
-    if res.redis.scard(DIRTY_KEY.format(crm=crm)):
-        flush.delay(crm)
+    if res.redis.scard(outbox.dirty.format(crm=crm)):
+        if outbox is LEADS:
+            flush.delay(crm)  # the message a lead flush always sent
+        else:
+            flush.delay(crm, kind)
     return written
 
 
@@ -111,32 +191,28 @@ def fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def flush_once(res: Resources, crm: str) -> int:
+def flush_once(res: Resources, crm: str, outbox: Outbox = LEADS) -> int:
     """Drain one batch: only the latest values, only if they differ from what was last written."""
-    dirty = DIRTY_KEY.format(crm=crm)
+    dirty = outbox.dirty.format(crm=crm)
     if res.redis.exists(PAUSED_KEY.format(crm=crm)):
         return 0
     connector = res.connector(crm)
     if connector is None:
         res.redis.delete(dirty)  # nothing configured for this CRM: nothing will ever be written
         return 0
-    inflight_key = INFLIGHT_KEY.format(crm=crm)
+    inflight_key = outbox.inflight.format(crm=crm)
     left = res.redis.hgetall(inflight_key)
     if left:
-        settle_unconfirmed(res, crm, connector, {int(k): orjson.loads(v) for k, v in left.items()})
+        settle_unconfirmed(res, crm, connector, {int(k): orjson.loads(v) for k, v in left.items()}, outbox)
     raw_ids = res.redis.spop(dirty, connector.write_batch) or []
-    lead_ids = [int(i) for i in raw_ids]
+    lead_ids = [int(i) for i in raw_ids]  # lead or account ids
     if not lead_ids:
         return 0
-    column = getattr(Lead, CRM_ID_COLUMNS[crm])
-    written_key = WRITTEN_KEY.format(crm=crm)
-    aside_key = WRITEBACK_ASIDE_KEY.format(crm=crm)
+    written_key = outbox.written.format(crm=crm)
+    aside_key = outbox.aside.format(crm=crm)
     try:
         with res.db.session() as session:
-            rows = session.execute(
-                select(Lead.id, column, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
-                .where(Lead.id.in_(lead_ids), Lead.score.is_not(None), column.is_not(None))
-            ).all()
+            rows = outbox.load(session, crm, lead_ids, res.redis)
         pipe = res.redis.pipeline(transaction=False)
         pipe.hmget(written_key, lead_ids)
         pipe.hmget(aside_key, lead_ids)
@@ -150,8 +226,7 @@ def flush_once(res: Resources, crm: str) -> int:
     updates: dict[str, dict[str, Any]] = {}
     prints: dict[str, tuple[int, str]] = {}
     unusable: dict[str, str] = {}
-    for lead_id, crm_id, score, grade, reasons, model_version, scored_at in rows:
-        values = shown_values(score, grade, reasons, model_version, scored_at)
+    for lead_id, crm_id, values in rows:
         fp = fingerprint(values)
         old = previous.get(lead_id)
         if old is not None and old.decode() == fp:
@@ -175,28 +250,33 @@ def flush_once(res: Resources, crm: str) -> int:
         for crm_id, (lead_id, fp) in prints.items()}))
     sendable = {crm_id: values for crm_id, values in updates.items() if crm_id not in unusable}
     try:
-        written, failed = write_isolated(connector, sendable) if sendable else ([], {})
+        written, failed = ([], {})
+        if sendable:
+            written, failed = write_isolated(lambda batch: outbox.write(connector, batch), sendable)
     except TransientConnectorError:
-        _settle(res, crm, dirty=sending, sent=sending)
+        _settle(res, crm, outbox, dirty=sending, sent=sending)
         raise
     except AuthConnectorError as exc:
-        _settle(res, crm, dirty=sending, sent=sending)
+        _settle(res, crm, outbox, dirty=sending, sent=sending)
         res.redis.set(PAUSED_KEY.format(crm=crm), exc.vendor_message[:200], ex=PAUSE_SECONDS)
-        _record(res, crm, prints, written=(), failed={}, error=f"paused: {exc.vendor_message}", status="failed")
+        _record(res, crm, outbox, prints, written=(), failed={}, error=f"paused: {exc.vendor_message}",
+                status="failed")
         log.error("writeback.paused", extra={"crm": crm})
         return 0
     # Any other failure leaves the in-flight entries: whether the CRM took the batch is then unknown.
     failed = {**unusable, **failed}
-    _settle(res, crm, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in written}, sent=sending,
-            refused={prints[crm_id][0]: prints[crm_id][1] for crm_id in failed})
-    _record(res, crm, prints, written=tuple(written), failed=failed, error=None, status="sent")
+    _settle(res, crm, outbox, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in written},
+            sent=sending, refused={prints[crm_id][0]: prints[crm_id][1] for crm_id in failed})
+    _record(res, crm, outbox, prints, written=tuple(written), failed=failed, error=None, status="sent")
     if failed:
-        set_aside_writes(res, crm, {prints[crm_id][0]: (failed[crm_id], updates[crm_id]) for crm_id in failed})
+        refusals = {prints[crm_id][0]: (failed[crm_id], updates[crm_id]) for crm_id in failed}
+        set_aside_writes(res, crm, refusals, outbox)
     record_progress(res.redis, "written", len(written))
     return len(written)
 
 
-def write_isolated(connector: Any, updates: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
+def write_isolated(write: Callable[[Mapping[str, Mapping[str, Any]]], WriteResult],
+                   updates: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], dict[str, str]]:
     """Write a batch; when the CRM refuses it as a whole, write halves until the refused records stand alone.
 
     HubSpot fails a whole batch update for one invalid value (400); a write can also fail on our side for
@@ -204,7 +284,7 @@ def write_isolated(connector: Any, updates: Mapping[str, Mapping[str, Any]]) -> 
     written and {id: reason} for those refused. Transient and auth errors propagate (nothing was written).
     """
     try:
-        result = connector.write_fields(updates)
+        result = write(updates)
         return list(result.written), dict(result.failed)
     except (TransientConnectorError, AuthConnectorError):
         raise
@@ -221,17 +301,23 @@ def write_isolated(connector: Any, updates: Mapping[str, Mapping[str, Any]]) -> 
     written: list[str] = []
     failed: dict[str, str] = {}
     for half in (ids[:middle], ids[middle:]):
-        done, refused = write_isolated(connector, {i: updates[i] for i in half})
+        done, refused = write_isolated(write, {i: updates[i] for i in half})
         written.extend(done)
         failed.update(refused)
     return written, failed
 
 
-def set_aside_writes(res: Resources, crm: str, refused: Mapping[int, tuple[str, Mapping[str, Any]]]) -> None:
+def set_aside_writes(res: Resources, crm: str, refused: Mapping[int, tuple[str, Mapping[str, Any]]],
+                     outbox: Outbox = LEADS) -> None:
     """Dead letters for records the CRM refused (or whose values cannot be sent): retrying them cannot help.
 
-    They stay aside (tasks.writeback skips them) until their values change or an admin retries them.
+    They stay aside (tasks.writeback skips them) until their values change or an admin retries them. An
+    account's refusal is kept by its set-aside fingerprint and its outbox row (dead letters are per lead).
     """
+    if outbox is not LEADS:
+        log.error("writeback.dead_letter", extra={"crm": crm, outbox.kind + "s": sorted(refused)[:20],
+                                                  "count": len(refused)})
+        return
     with res.db.session(write=True) as session:
         for lead_id, (error, values) in refused.items():
             count_lead_failure(session, "writeback", lead_id, error[:2000], crm=crm, at_once=True,
@@ -256,31 +342,33 @@ def shown_values_problem(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _settle(res: Resources, crm: str, *, sent: Sequence[int], written: Mapping[int, str] | None = None,
-            dirty: Sequence[int] = (), refused: Mapping[int, str] | None = None) -> None:
+def _settle(res: Resources, crm: str, outbox: Outbox, *, sent: Sequence[int],
+            written: Mapping[int, str] | None = None, dirty: Sequence[int] = (),
+            refused: Mapping[int, str] | None = None) -> None:
     """Record a batch's outcome in one step: fingerprints of what landed or was refused, dirty marks, in-flight
     entries cleared."""
     pipe = res.redis.pipeline(transaction=True)
     if written:
-        pipe.hset(WRITTEN_KEY.format(crm=crm), mapping=dict(written))
-        pipe.hdel(WRITEBACK_ASIDE_KEY.format(crm=crm), *written)
+        pipe.hset(outbox.written.format(crm=crm), mapping=dict(written))
+        pipe.hdel(outbox.aside.format(crm=crm), *written)
     if refused:
-        pipe.hset(WRITEBACK_ASIDE_KEY.format(crm=crm), mapping=dict(refused))
+        pipe.hset(outbox.aside.format(crm=crm), mapping=dict(refused))
     if dirty:
-        pipe.sadd(DIRTY_KEY.format(crm=crm), *dirty)
+        pipe.sadd(outbox.dirty.format(crm=crm), *dirty)
     if sent:
-        pipe.hdel(INFLIGHT_KEY.format(crm=crm), *sent)
+        pipe.hdel(outbox.inflight.format(crm=crm), *sent)
     _patiently(pipe.execute)
 
 
-def settle_unconfirmed(res: Resources, crm: str, connector: Any, entries: Mapping[int, Mapping[str, Any]]) -> list[int]:
+def settle_unconfirmed(res: Resources, crm: str, connector: CrmConnector,
+                       entries: Mapping[int, Mapping[str, Any]], outbox: Outbox = LEADS) -> list[int]:
     """Read back records whose write may or may not have landed; keep those the CRM shows, re-mark the rest.
 
-    `entries` maps lead ids to {"crm_id", "fp", "values"}. Returns the lead ids marked dirty again.
+    `entries` maps lead (or account) ids to {"crm_id", "fp", "values"}. Returns the ids marked dirty again.
     A transient CRM error propagates (the entries stay for the next try).
     """
     try:
-        shown = connector.shows_fields({str(e["crm_id"]): e["values"] for e in entries.values()})
+        shown = outbox.shows(connector, {str(e["crm_id"]): e["values"] for e in entries.values()})
     except TransientConnectorError:
         raise
     except ConnectorError:
@@ -288,16 +376,9 @@ def settle_unconfirmed(res: Resources, crm: str, connector: Any, entries: Mappin
         shown = set()  # cannot tell: write them again, the write path deals with what the CRM refuses
     landed = {lead_id: str(e["fp"]) for lead_id, e in entries.items() if str(e["crm_id"]) in shown}
     again = [lead_id for lead_id in entries if lead_id not in landed]
-    _settle(res, crm, sent=list(entries), written=landed, dirty=again)
+    _settle(res, crm, outbox, sent=list(entries), written=landed, dirty=again)
     log.warning("writeback.unconfirmed_settled", extra={"crm": crm, "landed": len(landed), "again": len(again)})
     return again
-
-
-def shown_values(score: int, grade: str | None, reasons: list[str] | None, model_version: str | None,
-                 scored_at: Any) -> dict[str, Any]:
-    """The field values a CRM record shows for a lead's current score."""
-    return {"score": score, "grade": grade, "reasons": reasons or [], "tier": tier_of(score),
-            "model_version": model_version, "scored_at": scored_at}
 
 
 def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: timedelta,
@@ -369,15 +450,8 @@ def _patiently(record: Callable[[], Any], patience: float = REDIS_PATIENCE) -> A
             time.sleep(0.5)
 
 
-def tier_of(score: int | None) -> str | None:
-    """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
-    if score is None:
-        return None
-    return "hot" if score >= 75 else "warm" if score >= 40 else "cold"
-
-
-def _record(res: Resources, crm: str, prints: dict[str, tuple[int, str]], *, written: tuple[str, ...] | Any,
-            failed: dict[str, str], error: str | None, status: str) -> None:
+def _record(res: Resources, crm: str, outbox: Outbox, prints: dict[str, tuple[int, str]], *,
+            written: tuple[str, ...] | Any, failed: dict[str, str], error: str | None, status: str) -> None:
     """One outbox row for the batch, plus a dead-letter row per record the vendor refused."""
     now = utcnow()
     rows = [{
@@ -387,8 +461,9 @@ def _record(res: Resources, crm: str, prints: dict[str, tuple[int, str]], *, wri
     }]
     for crm_id, message in failed.items():
         rows.append({
-            "target": crm, "kind": "fields", "object_type": "contact", "object_id": crm_id,
-            "lead_id": prints.get(crm_id, (None, ""))[0], "payload": {}, "status": "dead", "attempts": 1,
+            "target": crm, "kind": "fields", "object_type": outbox.object_type, "object_id": crm_id,
+            "lead_id": prints.get(crm_id, (None, ""))[0] if outbox is LEADS else None, "payload": {},
+            "status": "dead", "attempts": 1,
             "error": message[:2000], "created_at": now, "updated_at": now, "sent_at": None,
         })
     with res.db.session(write=True) as session:

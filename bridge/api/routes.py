@@ -249,8 +249,8 @@ def update_mapping(crm: str, object_type: str, body: s.MappingUpdate) -> Respons
 def test_write(body: s.TrialWrite) -> ResponseReturnValue:
     """Write the record's current leadbridge values through the real connector with the mapping in force."""
     with _db(write=True) as session:
-        result = mapping_ops.trial_write(session, services().settings, _actor(), crm=body.crm,
-                                         record_id=body.record_id, object_type=body.object_type)
+        result = mapping_ops.trial_write(session, services().settings, services().redis, _actor(),
+                                         crm=body.crm, record_id=body.record_id, object_type=body.object_type)
     return s.TrialWriteOut.model_validate(result.__dict__), 200
 
 

@@ -38,7 +38,7 @@ from connectors.base import (
 )
 from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
-from connectors.retry import call_with_retries
+from connectors.retry import RetryPolicy, call_with_retries
 from core.records import Account, Lead, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
@@ -187,6 +187,21 @@ class HubSpotConnector:
         self._assoc = self.api.crm.associations.v4
         self._pipelines = self.api.crm.pipelines
         self.account_key = portal_id or hashlib.sha256(access_token.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, retry: RetryPolicy,
+                      session: Any = None) -> HubSpotConnector | None:
+        """The connector for the HubSpot account `settings` names, or None when they name none."""
+        if settings.hubspot_access_token is None:
+            return None
+        connector = cls(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
+                        retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed)
+        connector.rate_wait = retry.rate_wait
+        return connector
+
+    def rate_limit(self, settings: Settings) -> tuple[str, int, float] | None:
+        """(bucket, requests, window seconds): the budget every process using this HubSpot account shares."""
+        return f"hubspot:{self.account_key}", settings.hubspot_rate_limit, settings.hubspot_rate_window
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, action: str, fn: Callable[[], T]) -> T:
@@ -546,6 +561,18 @@ class HubSpotConnector:
                 if rid in wanted and all(same_field_value(props.get(n), v) for n, v in wanted[rid].items()):
                     shown.add(rid)
         return shown
+
+    def write_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> WriteResult:
+        """Batch-update score fields of companies."""
+        return self.write_fields(updates, object_type="companies")
+
+    def shows_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """Company ids among `updates` whose records already show those score fields (scored_at aside)."""
+        return self.shows_fields(updates, object_type="companies")
+
+    def is_account_id(self, record_id: str) -> bool:
+        """Every HubSpot company id names a company."""
+        return True
 
 
 def _lead_of(contact_id: str, p: Mapping[str, Any], account: Account | None) -> Lead:

@@ -35,7 +35,7 @@ from connectors.base import (
     unknown_fields,
 )
 from connectors.ratelimit import RedisTokenBucket
-from connectors.retry import call_with_retries
+from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
 from core.records import Account, Lead, Outcome
 from core.settings import Settings
@@ -159,6 +159,23 @@ class SalesforceConnector:
         self.calls = 0
         self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
         self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info header
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, retry: RetryPolicy,
+                      session: requests.Session | None = None) -> SalesforceConnector | None:
+        """The connector for the Salesforce org `settings` name, or None when they name none."""
+        if not (settings.salesforce_username or settings.salesforce_session_id):
+            return None
+        secret = lambda s: s.get_secret_value() if s is not None else None
+        return cls(username=settings.salesforce_username, password=secret(settings.salesforce_password),
+                   security_token=secret(settings.salesforce_security_token),
+                   domain=settings.salesforce_domain, instance_url=settings.salesforce_instance_url,
+                   session_id=secret(settings.salesforce_session_id), session=session,
+                   retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed)
+
+    def rate_limit(self, settings: Settings) -> tuple[str, int, float] | None:
+        """No shared bucket: Salesforce counts a daily API budget (api_budget), not a request rate."""
+        return None
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -451,6 +468,18 @@ class SalesforceConnector:
                     errs = res.get("errors") or [{}]
                     failed[rec["id"]] = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errs)
         return WriteResult(tuple(written), failed, calls)
+
+    def write_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> WriteResult:
+        """Update Accounts' score fields (the ids say the sObject)."""
+        return self.write_fields(updates)
+
+    def shows_account_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """Account ids among `updates` whose records already show those score fields (scored_at aside)."""
+        return self.shows_fields(updates)
+
+    def is_account_id(self, record_id: str) -> bool:
+        """Whether `record_id` is an Account's (key prefix 001)."""
+        return str(record_id).startswith("001")
 
 
 def check_credentials(settings: Settings) -> tuple[bool | None, str]:

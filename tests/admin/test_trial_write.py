@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from connectors.base import shown_values
 from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead
-from tasks.writeback import shown_values
 from tests.admin.conftest import csrf_of, log_in
 
 LEADBRIDGE = ("leadbridge_score", "leadbridge_grade", "leadbridge_reasons", "leadbridge_tier",

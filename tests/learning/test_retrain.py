@@ -11,12 +11,15 @@ from sqlalchemy import select
 
 from connectors.hubspot.client import HubSpotConnector
 from core.keys import CHAMPION_KEY
+from core.runtime import ServiceUrls
+from core.settings import load_settings
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from scoring.features import ACTIVITY_TYPES, RedisFeatureStore
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead, ModelVersion
 from storage.outcomes import load_events
 from tasks.learning import LearningConfig, check_drift_now, retrain_from_events, score_accounts_now
+from tasks.resources import Resources
 from tests.connectors.conftest import salesforce_for
 from tests.learning.conftest import DAY, T0, store_world, web_event, world_events
 
@@ -98,7 +101,9 @@ def test_drift_report_and_alert(clean: Database, redis_client: Any, tmp_path: Pa
     assert quiet is not None and not quiet.alert and quiet.live_rows == 20
 
 
-def test_account_scores_reach_hubspot_companies_and_salesforce_accounts(clean: Database, redis_client: Any) -> None:
+def test_account_scores_reach_hubspot_companies_and_salesforce_accounts(
+        clean: Database, redis_client: Any, settings_overrides: dict[str, Any],
+        service_urls: ServiceUrls) -> None:
     crm = SandboxCRM()
     crm.start(port=0)
     try:
@@ -118,14 +123,18 @@ def test_account_scores_reach_hubspot_companies_and_salesforce_accounts(clean: D
                 Lead(external_id="a2", account_id=account.id, score=20, probability=0.2, grade="C", reasons=[],
                      scored_at=T0, properties={}),
             ])
+        for key in redis_client.scan_iter("lb:accounts:*"):
+            redis_client.delete(key)
+        settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
+                                  "hubspot_base_url": crm.base_url}, env_file=None)
+        res = Resources(settings, service_urls, clean, redis_client)
+        res._connectors["salesforce"] = salesforce  # the sandbox needs its routing session
         store = RedisFeatureStore(redis_client, prefix="lb:fs:test-accounts")
         store.apply(web_event("x", "page_view", T0 + 9 * DAY, "acc:pv", {"url": "/pricing"}), lead_id="_")
         with clean.session() as session:
             first_lead = session.scalars(select(Lead).where(Lead.external_id == "a1")).one().id
         store.apply(web_event("a1", "page_view", T0 + 9 * DAY, "acc:pv1", {"url": "/pricing"}), lead_id=str(first_lead))
-        connector = HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=crm.base_url)
-        counts = score_accounts_now(clean, store, {"hubspot": connector, "salesforce": salesforce},
-                                    now=T0 + 10 * DAY, model_version="m1")
+        counts = score_accounts_now(res, store=store, now=T0 + 10 * DAY, model_version="m1")
         assert counts == {"scored": 1, "changed": 1, "hubspot": 1, "salesforce": 1}
         props = crm.store.hs_get("companies", company)["properties"]
         expected = round(100 * (1 - 0.3 * 0.8) * 0.8)  # one engaged contact keeps 80%
@@ -136,7 +145,7 @@ def test_account_scores_reach_hubspot_companies_and_salesforce_accounts(clean: D
         sf = crm.store.sf_get("Account", sf_account)
         assert sf["Leadbridge_Score__c"] == expected and sf["Leadbridge_Grade__c"] == "A"
         # Nothing changed since: nothing is written again.
-        again = score_accounts_now(clean, store, {"hubspot": connector}, now=T0 + 10 * DAY, model_version="m1")
+        again = score_accounts_now(res, store=store, crms=("hubspot",), now=T0 + 10 * DAY, model_version="m1")
         assert again["scored"] == 0 and again["hubspot"] == 0
         writes = requests.get(crm.base_url + "/_sandbox/writes", params={"prefix": "leadbridge_score"}, timeout=5)
         assert writes.ok

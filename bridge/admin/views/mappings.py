@@ -36,8 +36,8 @@ def save_mappings(crm: str, object_type: str) -> ResponseReturnValue:
 def test_write() -> ResponseReturnValue:
     """Write leadbridge's fields to one CRM record now and show what the CRM answered."""
     with db(write=True) as session:
-        result = ops.trial_write(session, services().settings, security.actor(), crm=request.form.get("crm", ""),
-                                 record_id=request.form.get("record_id", ""),
+        result = ops.trial_write(session, services().settings, services().redis, security.actor(),
+                                 crm=request.form.get("crm", ""), record_id=request.form.get("record_id", ""),
                                  object_type=request.form.get("object_type") or None)
         groups = ops.all_mappings(session)
     return render_template("admin/mappings.html", groups=groups, result=result)
