@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.context import embedded_services, settings_or_exit
-from connectors.providers import PROVIDERS, client_module
+from connectors.registry import PROVIDERS, client_module
 from core.keys import HEARTBEAT_KEY
 from core.runtime import ServiceUrls, redis_client
 from core.settings import Settings

@@ -1,46 +1,80 @@
-"""The CRMs leadbridge knows, and the one place a CRM connector is built (with its rate limit and retries).
+"""The CRMs leadbridge knows: the one list of providers, the one place a connector is built, and the generic
+calls that go through each provider's own modules.
 
-Adding a CRM is a folder connectors/<crm>/ whose client.py holds a connector class (the CrmConnector
-methods, `from_settings` and `rate_limit`) and one line in PROVIDERS.
+Each provider is a folder connectors/<name>/ with the same module names (client, webhook, fields,
+outcomes, history, echo); code outside connectors/ asks here instead of branching on the CRM's name. Adding a
+CRM is that folder and one line in PROVIDERS (docs/adding-a-crm.md). A client module (it loads the vendor SDK)
+is imported only when a connector is built.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import redis
 
-from connectors.base import CrmConnector
+import connectors.events
+from connectors.base import CrmConnector, canonical_fields, names_only_own_fields
+from connectors.hubspot import echo as hubspot_echo
+from connectors.hubspot import fields as hubspot_fields
+from connectors.hubspot import history as hubspot_history
+from connectors.hubspot import outcomes as hubspot_outcomes
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import DEFAULT_RETRY, WORKER_RETRY, RetryPolicy
+from connectors.salesforce import echo as salesforce_echo
+from connectors.salesforce import fields as salesforce_fields
+from connectors.salesforce import history as salesforce_history
+from connectors.salesforce import outcomes as salesforce_outcomes
+from core.records import Event, Outcome
 from core.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Provider:
-    """A CRM: where its connector class lives, and how hard a worker's calls retry before Celery does."""
+    """One CRM: its modules under connectors/<name>/, its connector class, how hard a worker's calls retry."""
 
     name: str
-    path: str  # "package.module:Class"
-    worker_retry: RetryPolicy
+    label: str  # how people write it
+    connector: str  # the connector class in connectors/<name>/client.py
+    worker_retry: RetryPolicy  # before Celery's own retry takes over
+    fields: ModuleType
+    outcomes: ModuleType
+    history: ModuleType
+    echo: ModuleType
 
 
 PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
-    Provider("hubspot", "connectors.hubspot.client:HubSpotConnector", WORKER_RETRY),
+    Provider("hubspot", "HubSpot", "HubSpotConnector", WORKER_RETRY,
+             hubspot_fields, hubspot_outcomes, hubspot_history, hubspot_echo),
     # A worker's Salesforce calls keep the connector's own retries: there is no shared rate bucket to wait on.
-    Provider("salesforce", "connectors.salesforce.client:SalesforceConnector", DEFAULT_RETRY),
+    Provider("salesforce", "Salesforce", "SalesforceConnector", DEFAULT_RETRY,
+             salesforce_fields, salesforce_outcomes, salesforce_history, salesforce_echo),
 )}
+# Event sources that name people but are no CRM: their field tables (behavioural events carry no accounts).
+LEAD_FIELD_TABLES: dict[str, Mapping[str, tuple[str, ...]]] = {
+    **{name: p.fields.LEAD_FIELDS for name, p in PROVIDERS.items()}, "web": connectors.events.LEAD_FIELDS}
+
+
+def provider(crm: str) -> Provider:
+    """The provider named `crm`; ValueError for a name that is none."""
+    try:
+        return PROVIDERS[crm]
+    except KeyError:
+        raise ValueError(f"crm must be one of {', '.join(PROVIDERS)}, not {crm!r}") from None
+
+
+def client_module(crm: str) -> ModuleType:
+    """connectors/<crm>/client.py, imported when first asked for (it loads the vendor SDK)."""
+    return importlib.import_module(f"connectors.{provider(crm).name}.client")
 
 
 def connector_class(crm: str) -> Any:
-    """The connector class of `crm` (imported on first use: a process loads only the SDKs it uses)."""
-    try:
-        module, name = PROVIDERS[crm].path.split(":")
-    except KeyError:
-        raise ValueError(f"unknown CRM {crm!r}; known: {', '.join(PROVIDERS)}") from None
-    return getattr(importlib.import_module(module), name)
+    """The connector class of `crm` (a process loads only the SDKs it uses)."""
+    return getattr(client_module(crm), provider(crm).connector)
 
 
 def build_connector(crm: str, settings: Settings, *, redis_client: redis.Redis | None = None,
@@ -59,3 +93,45 @@ def build_connector(crm: str, settings: Settings, *, redis_client: redis.Redis |
             key, limit, window = budget
             connector.limiter = RedisTokenBucket(redis_client, key, limit=limit, window_seconds=window)
     return connector
+
+
+def lead_fields(crm: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical lead attributes (email, names, title, company, ...) found in a vendor payload."""
+    return canonical_fields(properties, LEAD_FIELD_TABLES.get(crm, {}))
+
+
+def account_fields(crm: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical account attributes found in a vendor company/Account payload."""
+    found = PROVIDERS.get(crm)
+    return canonical_fields(properties, found.fields.ACCOUNT_FIELDS) if found else {}
+
+
+def seen_key(crm: str) -> str | None:
+    """Where a lead keeps its record's last seen values for echo checks (None: the event alone tells)."""
+    found = PROVIDERS.get(crm)
+    return found.echo.SEEN_KEY if found else None
+
+
+def is_own_echo(event: Event, previous: Mapping[str, Any] | None = None) -> bool:
+    """Say whether a webhook event is only our own write coming back (see connectors/<crm>/echo.py)."""
+    found = PROVIDERS.get(event.crm)
+    return bool(found.echo.is_own_echo(event, previous)) if found else names_only_own_fields(event)
+
+
+def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, str, Sequence[str]], list[Event]]
+                       ) -> tuple[dict[str, list[Outcome]], list[str]]:
+    """The won/lost outcomes events report, by CRM (lead_id: the CRM's person id), and unresolved deal ids.
+
+    `associations(crm, object_type, ids)` loads stored association events, for rules that need them.
+    """
+    out: dict[str, list[Outcome]] = {}
+    unresolved: list[str] = []
+    for name, found in PROVIDERS.items():
+        mine = [e for e in events if e.crm == name]
+        if not mine:
+            continue
+        people, missing = found.outcomes.outcomes_of_events(
+            mine, lambda object_type, ids, crm=name: associations(crm, object_type, ids))
+        out[name] = people
+        unresolved.extend(missing)
+    return out, unresolved

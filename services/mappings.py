@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connectors.base import SCORE_FIELDS, CrmConnector, shown_values
-from connectors.providers import PROVIDERS, provider
-from connectors.registry import build_connector
+from connectors.registry import PROVIDERS, build_connector, provider
 from connectors.retry import TRIAL_WRITE_RETRY
 from core.settings import Settings
 from services import Conflict, OperationError

@@ -1,6 +1,6 @@
 """Resolve events to leads and accounts: by CRM id first, then by e-mail; create what is new.
 
-Callers pass each event's canonical attributes (connectors.providers.lead_fields / account_fields), so
+Callers pass each event's canonical attributes (connectors.registry.lead_fields / account_fields), so
 vendor field names stay in connectors/.
 
 Resolution is batched: one query finds every lead a batch of events mentions, new leads are created

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import History, Progress, SilentProgress
-from connectors.providers import PROVIDERS, provider
+from connectors.registry import PROVIDERS, provider
 from core.keys import DIRTY_KEY
 from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord

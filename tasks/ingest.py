@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
-from connectors.providers import account_fields, is_own_echo, lead_fields, outcomes_of_events, seen_key
+from connectors.registry import account_fields, is_own_echo, lead_fields, outcomes_of_events, seen_key
 from core.keys import ENRICHED_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import connectors
-from connectors.providers import PROVIDERS
+from connectors.registry import PROVIDERS
 
 MODULES = {"__init__", "client", "webhook", "fields", "outcomes", "history", "echo"}
 ROOT = Path(connectors.__file__).parent

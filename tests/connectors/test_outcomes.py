@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.providers import outcomes_of_events
+from connectors.registry import outcomes_of_events
 from core.records import Event
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

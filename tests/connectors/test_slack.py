@@ -6,8 +6,8 @@ import pytest
 import requests
 
 from connectors.base import AuthConnectorError, PermanentConnectorError, TransientConnectorError
-from sandbox import SLACK_WEBHOOK_PATH, SandboxCRM
 from connectors.slack import HotLeadAlert, SlackNotifier, build_hot_lead_message
+from sandbox import SLACK_WEBHOOK_PATH, SandboxCRM
 
 from .conftest import admin
 

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 import defusedxml.ElementTree as SafeET
 
-from connectors.hubspot.webhook import parse_hubspot
-from connectors.salesforce.webhook import ack_response, parse_salesforce_outbound
-from connectors.hubspot.echo import is_own_webhook_event
-from connectors.providers import is_own_echo
 from connectors.hubspot.client import HubSpotConnector
+from connectors.hubspot.echo import is_own_webhook_event
+from connectors.hubspot.webhook import parse_hubspot
+from connectors.registry import is_own_echo
 from connectors.salesforce.client import SalesforceConnector
-from sandbox import DEFAULT_SF_ORG_ID, SandboxCRM
+from connectors.salesforce.webhook import ack_response, parse_salesforce_outbound
 from core.records import Event
 from core.signatures import hmac_signature_header, verify_hmac_header, verify_hubspot
+from sandbox import DEFAULT_SF_ORG_ID, SandboxCRM
 
 from .conftest import Receiver, admin
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.providers import LEAD_FIELD_TABLES, PROVIDERS
+from connectors.registry import LEAD_FIELD_TABLES, PROVIDERS
 from core.records import Account, Event, Lead
 from core.values import (
     INT32_MAX,

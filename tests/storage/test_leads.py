@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 import storage.leads as leads_module
-from connectors.providers import lead_fields
+from connectors.registry import lead_fields
 from core.records import Event
 from storage.db import Database
 from storage.leads import resolve_leads as resolve_with_fields

@@ -17,8 +17,8 @@ from connectors.salesforce.webhook import (
     fault_response,
     parse_salesforce_json,
     parse_salesforce_outbound,
+    same_salesforce_id,
 )
-from connectors.salesforce.webhook import same_salesforce_id
 from core.records import EVENT_TYPES
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salesforce"
