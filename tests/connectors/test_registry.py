@@ -11,6 +11,7 @@ import connectors
 from connectors.base import CrmConnector
 from connectors.registry import PROVIDERS, build_connector, connector_class
 from connectors.retry import BACKFILL_RETRY
+from core.keys import RATELIMIT_KEY
 from core.settings import load_settings
 from sandbox import (
     DEFAULT_HUBSPOT_TOKEN,
@@ -53,7 +54,7 @@ def test_a_connector_shares_its_accounts_rate_limit_bucket(
     settings = sandbox_settings(sandbox, settings_overrides)
     worker = build_connector("hubspot", settings, redis_client=redis_client)
     backfill = build_connector("hubspot", settings, redis_client=redis_client, retry=BACKFILL_RETRY)
-    assert worker.limiter.key == backfill.limiter.key == f"leadbridge:ratelimit:hubspot:{worker.account_key}"
+    assert worker.limiter.key == backfill.limiter.key == RATELIMIT_KEY.format(bucket=f"hubspot:{worker.account_key}")
     assert (worker.retry_attempts, worker.rate_wait) == (1, 10.0)
     assert (backfill.retry_attempts, backfill.retry_max_elapsed) == (8, 600.0)
     assert build_connector("hubspot", load_settings(settings_overrides, env_file=None)) is None
