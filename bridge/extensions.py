@@ -13,6 +13,7 @@ from core.runtime import ServiceUrls, redis_client
 from core.settings import Settings
 from storage.db import Database
 from tasks.celery_app import create_celery
+from tasks.names import INGEST_TASK
 
 
 @dataclass
@@ -25,9 +26,6 @@ class Services:
     redis: redis.Redis
     celery: Celery
     handoff: Handoff
-
-
-INGEST_TASK = "tasks.ingest.process_events"
 
 
 def init_app(app: Flask, settings: Settings, urls: ServiceUrls) -> None:

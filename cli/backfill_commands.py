@@ -14,6 +14,7 @@ from connectors.base import CrmConnector
 from connectors.registry import build_connector
 from connectors.retry import BACKFILL_RETRY
 from core.settings import Settings
+from tasks.names import WRITEBACK_TASK
 
 STAGES = {
     "companies": "fetch companies", "contacts": "fetch contacts", "deals": "fetch deals",
@@ -127,7 +128,7 @@ def _kick_writeback(settings: Settings, urls: Any, crm: str) -> bool:
     from tasks.celery_app import create_celery
 
     try:
-        create_celery(settings, urls).send_task("tasks.writeback.flush", args=[crm], retry=False, ignore_result=True)
+        create_celery(settings, urls).send_task(WRITEBACK_TASK, args=[crm], retry=False, ignore_result=True)
         return True
     except Exception:  # noqa: BLE001 - no broker is not an error here: beat kicks writeback when it runs
         return False

@@ -26,10 +26,8 @@ from storage.audit import record, scrub
 from storage.dead_letters import STAGES, STATUSES
 from storage.inbox import mark_enqueued
 from storage.models import DeadLetter, InboxEvent
+from tasks.names import INGEST_TASK, SCORE_TASK, WRITEBACK_TASK
 
-INGEST_TASK = "tasks.ingest.process_events"
-SCORE_TASK = "tasks.score.score_leads"
-WRITEBACK_TASK = "tasks.writeback.flush"
 MAX_AT_ONCE = 1000
 _EMAIL = re.compile(r"[^\s@\"'<>]{1,64}@[^\s@\"'<>]{1,255}")
 

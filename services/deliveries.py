@@ -12,17 +12,16 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services import OperationError, clean_text
-from bridge.extensions import INGEST_TASK
 from core.keys import DIRTY_KEY, WRITTEN_KEY
 from core.records import utcnow
 from storage.audit import record
 from storage.inbox import mark_enqueued
 from storage.models import InboxEvent, OutboxItem, Source
+from tasks.names import INGEST_TASK, WRITEBACK_TASK
 
 INBOX_STATUSES = ("pending", "done", "ignored", "failed")
 OUTBOX_STATUSES = ("pending", "sent", "partial", "skipped", "failed", "dead")
 
-WRITEBACK_TASK = "tasks.writeback.flush"
 CRMS = ("hubspot", "salesforce")
 REPLAY_BATCH = 100  # a webhook batch's size, so a replayed task costs what a delivered one does
 MAX_REPLAY = 1000
