@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -89,3 +90,14 @@ def embedded_services(settings: Settings) -> Iterator[ServiceUrls]:
     finally:
         if started and redis_server is not None:
             redis_server.stop()
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with non-finite floats as None, so a JSON report is valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

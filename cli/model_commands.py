@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.context import embedded_services, fail, settings_or_exit
+from cli.context import embedded_services, fail, json_safe, settings_or_exit
 
 
 @contextmanager
@@ -56,10 +56,9 @@ def _no_redis(settings: Any) -> Iterator[Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write a report as indented JSON (NaN and infinities as null), creating the folder."""
-    from cli.scoring_commands import _json_safe
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(data), indent=2, default=str) + "\n")
+    path.write_text(json.dumps(json_safe(data), indent=2, default=str) + "\n")
 
 
 def actor() -> str:

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.context import json_safe, settings_or_exit
+
 TRAIN_STEPS = ("split", "preprocess", "boosters", "evaluate")
 
 
@@ -28,7 +30,6 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _models_dir(given: Path | None) -> Path:
     if given is not None:
         return given
-    from cli.context import settings_or_exit  # settings only when no directory was given
 
     return settings_or_exit().data_dir / "models"
 
@@ -149,7 +150,7 @@ def train(
     if report_path is not None:
         try:
             report_path.parent.mkdir(parents=True, exist_ok=True)
-            report_path.write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+            report_path.write_text(json.dumps(json_safe(report), indent=2) + "\n")
         except OSError as exc:
             _fail(f"cannot write the report: {exc}")
         out.print(f"report written to {report_path}")
@@ -164,7 +165,6 @@ def _record_csv_model(registered: dict[str, Any]) -> str:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cli.context import settings_or_exit
     from core.runtime import service_urls
     from storage.db import Database
     from storage.model_registry import record_model
@@ -196,16 +196,6 @@ def _train_from_events(report_path: Path | None, models_dir: Path | None, seed: 
                              maturity_days=maturity_days, gap_hours=None, margin=None, seed=seed,
                              models_dir=models_dir)
     print_retrain(result, report_path)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], list[tuple[int, str]]]:

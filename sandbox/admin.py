@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from sandbox.control import FaultSpecError
+from sandbox.current import current_sandbox
 from sandbox.slack_sink import WEBHOOK_ERRORS
 from sandbox.store import HubSpotValidationError, SalesforceRecordError
 from sandbox.webhooks import TargetSpecError
 
-if TYPE_CHECKING:
-    from sandbox.server import SandboxCRM
-
 bp = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
 
-
-def _sandbox() -> SandboxCRM:
-    return current_app.extensions["sandbox"]
 
 
 def _ok(body: Any, status: int = 200) -> Response:
@@ -50,7 +45,7 @@ def _float_arg(name: str, default: float = 0.0) -> float | Response:
 @bp.before_request
 def check_admin_token() -> Response | None:
     """When the sandbox has an admin token, every admin call must carry it."""
-    token = _sandbox().config.admin_token
+    token = current_sandbox().config.admin_token
     if token and request.headers.get("X-Sandbox-Admin-Token") != token:
         return _bad("missing or wrong X-Sandbox-Admin-Token", 401)
     return None
@@ -59,7 +54,7 @@ def check_admin_token() -> Response | None:
 @bp.route("/health", methods=["GET"])
 def health() -> Response:
     """Liveness plus a summary of what the sandbox holds."""
-    sandbox = _sandbox()
+    sandbox = current_sandbox()
     store = sandbox.store
     with store.lock:
         counts = {f"hubspot.{t}": len(v) for t, v in store.hs_objects.items()}
@@ -70,7 +65,7 @@ def health() -> Response:
 @bp.route("/info", methods=["GET"])
 def info() -> Response:
     """Sandbox-only credentials and URLs a client needs (these never work anywhere else)."""
-    sandbox = _sandbox()
+    sandbox = current_sandbox()
     cfg = sandbox.config
     return _ok({"base_url": sandbox.base_url, "hubspot_tokens": sorted(cfg.hubspot_tokens),
                 "hubspot_portal_id": cfg.hubspot_portal_id, "salesforce_session_id": cfg.salesforce_session_id,
@@ -90,7 +85,7 @@ def add_fault() -> Response:
     if isinstance(data, Response):
         return data
     try:
-        fault = _sandbox().faults.add(data)
+        fault = current_sandbox().faults.add(data)
     except FaultSpecError as exc:
         return _bad(str(exc))
     return _ok(fault.describe(), 201)
@@ -99,13 +94,13 @@ def add_fault() -> Response:
 @bp.route("/faults", methods=["GET"])
 def list_faults() -> Response:
     """Active faults."""
-    return _ok({"faults": _sandbox().faults.list()})
+    return _ok({"faults": current_sandbox().faults.list()})
 
 
 @bp.route("/faults", methods=["DELETE"])
 def clear_faults() -> Response:
     """Remove every fault."""
-    _sandbox().faults.clear()
+    current_sandbox().faults.clear()
     return Response(status=204)
 
 
@@ -117,7 +112,7 @@ def list_requests() -> Response:
     if isinstance(since, Response):
         return since
     try:
-        items = _sandbox().requests.query(since, request.args.get("path"), request.args.get("family"))
+        items = current_sandbox().requests.query(since, request.args.get("path"), request.args.get("family"))
     except Exception as exc:  # noqa: BLE001 - a bad regex is the caller's input error
         return _bad(f"path is not a valid regular expression: {exc}")
     return _ok({"requests": items})
@@ -126,7 +121,7 @@ def list_requests() -> Response:
 @bp.route("/requests", methods=["DELETE"])
 def clear_requests() -> Response:
     """Forget the request log."""
-    _sandbox().requests.clear()
+    current_sandbox().requests.clear()
     return Response(status=204)
 
 
@@ -136,7 +131,7 @@ def list_writes() -> Response:
     since = _float_arg("since")
     if isinstance(since, Response):
         return since
-    return _ok({"writes": _sandbox().store.writes_since(since, request.args.get("prefix", ""), request.args.get("crm"),
+    return _ok({"writes": current_sandbox().store.writes_since(since, request.args.get("prefix", ""), request.args.get("crm"),
                                                         request.args.get("object_id"))})
 
 
@@ -148,7 +143,7 @@ def add_webhook_target() -> Response:
     if isinstance(data, Response):
         return data
     try:
-        target = _sandbox().webhooks.add_target(data)
+        target = current_sandbox().webhooks.add_target(data)
     except TargetSpecError as exc:
         return _bad(str(exc))
     return _ok(target.public(), 201)
@@ -157,14 +152,14 @@ def add_webhook_target() -> Response:
 @bp.route("/webhooks", methods=["GET"])
 def list_webhook_targets() -> Response:
     """Registered targets and the number of undelivered items."""
-    hooks = _sandbox().webhooks
+    hooks = current_sandbox().webhooks
     return _ok({"targets": hooks.targets(), "pending": hooks.pending()})
 
 
 @bp.route("/webhooks/<target_id>", methods=["DELETE"])
 def remove_webhook_target(target_id: str) -> Response:
     """Remove a target."""
-    if not _sandbox().webhooks.remove_target(target_id):
+    if not current_sandbox().webhooks.remove_target(target_id):
         return _bad(f"no webhook target {target_id}", 404)
     return Response(status=204)
 
@@ -175,7 +170,7 @@ def list_deliveries() -> Response:
     since = _float_arg("since")
     if isinstance(since, Response):
         return since
-    return _ok({"deliveries": [d for d in list(_sandbox().webhooks.deliveries) if d["t"] >= since]})
+    return _ok({"deliveries": [d for d in list(current_sandbox().webhooks.deliveries) if d["t"] >= since]})
 
 
 @bp.route("/webhooks/flush", methods=["POST"])
@@ -184,8 +179,8 @@ def flush_webhooks() -> Response:
     timeout = _float_arg("timeout", 10.0)
     if isinstance(timeout, Response):
         return timeout
-    drained = _sandbox().webhooks.flush(min(timeout, 120.0))
-    return _ok({"drained": drained, "pending": _sandbox().webhooks.pending()})
+    drained = current_sandbox().webhooks.flush(min(timeout, 120.0))
+    return _ok({"drained": drained, "pending": current_sandbox().webhooks.pending()})
 
 
 # ---------------------------------------------------------------------------------------------- slack
@@ -195,14 +190,14 @@ def slack_messages() -> Response:
     since = _float_arg("since")
     if isinstance(since, Response):
         return since
-    return _ok({"messages": _sandbox().slack.list(request.args.get("path"), since)})
+    return _ok({"messages": current_sandbox().slack.list(request.args.get("path"), since)})
 
 
 @bp.route("/slack/messages", methods=["DELETE"])
 def clear_slack() -> Response:
     """Forget Slack messages and forced errors."""
-    _sandbox().slack.clear()
-    _sandbox().slack_limiter.reset()
+    current_sandbox().slack.clear()
+    current_sandbox().slack_limiter.reset()
     return Response(status=204)
 
 
@@ -218,9 +213,9 @@ def slack_state() -> Response:
     if error is not None and error not in WEBHOOK_ERRORS:
         return _bad(f"error must be one of {sorted(WEBHOOK_ERRORS)} or null")
     if error is None:
-        _sandbox().slack.forced.pop(path, None)
+        current_sandbox().slack.forced.pop(path, None)
     else:
-        _sandbox().slack.forced[path] = error
+        current_sandbox().slack.forced[path] = error
     return _ok({"path": path, "error": error})
 
 
@@ -228,14 +223,14 @@ def slack_state() -> Response:
 @bp.route("/reset", methods=["POST"])
 def reset() -> Response:
     """Drop every record, fault, log, message and limiter state (webhook targets stay)."""
-    _sandbox().reset()
+    current_sandbox().reset()
     return Response(status=204)
 
 
 @bp.route("/save", methods=["POST"])
 def save() -> Response:
     """Write the records to the data directory's JSON file."""
-    path = _sandbox().save()
+    path = current_sandbox().save()
     if path is None:
         return _bad("the sandbox was started without a data directory", 409)
     return _ok({"saved": str(path)})
@@ -244,14 +239,14 @@ def save() -> Response:
 @bp.route("/salesforce/sessions", methods=["POST"])
 def new_session() -> Response:
     """Mint a new Salesforce session id (what an OAuth or SOAP login hands out)."""
-    return _ok({"session_id": _sandbox().new_sf_session()}, 201)
+    return _ok({"session_id": current_sandbox().new_sf_session()}, 201)
 
 
 # ---------------------------------------------------------------------------------------------- seeding (as a CRM user)
 @bp.route("/hubspot/<object_type>", methods=["POST"])
 def hs_create(object_type: str) -> Response:
     """Create a HubSpot record as a CRM user would ({properties, source}); fires webhooks, skips limits."""
-    store = _sandbox().store
+    store = current_sandbox().store
     otype = store.hs_type(object_type)
     data = _body()
     if isinstance(data, Response):
@@ -268,7 +263,7 @@ def hs_create(object_type: str) -> Response:
 @bp.route("/hubspot/<object_type>/<object_id>", methods=["PATCH"])
 def hs_update(object_type: str, object_id: str) -> Response:
     """Change a HubSpot record as a CRM user would."""
-    store = _sandbox().store
+    store = current_sandbox().store
     otype = store.hs_type(object_type)
     data = _body()
     if isinstance(data, Response):
@@ -287,7 +282,7 @@ def hs_update(object_type: str, object_id: str) -> Response:
 @bp.route("/hubspot/associations", methods=["PUT"])
 def hs_associate() -> Response:
     """Associate two HubSpot records: {from_type, from_id, to_type, to_id, primary}."""
-    store = _sandbox().store
+    store = current_sandbox().store
     data = _body()
     if isinstance(data, Response):
         return data
@@ -309,7 +304,7 @@ def hs_associate() -> Response:
 @bp.route("/salesforce/<sobject>", methods=["POST"])
 def sf_create(sobject: str) -> Response:
     """Create a Salesforce record as a CRM user would ({fields, source})."""
-    store = _sandbox().store
+    store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
     if isinstance(data, Response):
@@ -326,7 +321,7 @@ def sf_create(sobject: str) -> Response:
 @bp.route("/salesforce/<sobject>/<rid>", methods=["PATCH"])
 def sf_update(sobject: str, rid: str) -> Response:
     """Change a Salesforce record as a CRM user would."""
-    store = _sandbox().store
+    store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
     if isinstance(data, Response):
@@ -343,7 +338,7 @@ def sf_update(sobject: str, rid: str) -> Response:
 @bp.route("/salesforce/Lead/<rid>/convert", methods=["POST"])
 def sf_convert(rid: str) -> Response:
     """Convert a Lead; {won: true|false|null} also creates a closed Opportunity."""
-    store = _sandbox().store
+    store = current_sandbox().store
     data = _body()
     if isinstance(data, Response):
         return data
@@ -358,7 +353,7 @@ def sf_convert(rid: str) -> Response:
 @bp.route("/salesforce/<sobject>/fields", methods=["POST"])
 def sf_add_field(sobject: str) -> Response:
     """Add a custom field: {name, type (double|string|textarea|datetime|boolean|date), label, length, precision, scale}."""
-    store = _sandbox().store
+    store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
     if isinstance(data, Response):

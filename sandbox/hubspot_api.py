@@ -5,17 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 from sandbox import schema
 from sandbox.control import retry_after_header
+from sandbox.current import current_sandbox
 from sandbox.ids import correlation_id, iso_ms
 from sandbox.store import HubSpotValidationError
-
-if TYPE_CHECKING:
-    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_hubspot", __name__)
 
@@ -23,9 +21,6 @@ BATCH_LIMIT = 100
 SEARCH_OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
                     "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 
-
-def _sandbox() -> SandboxCRM:
-    return current_app.extensions["sandbox"]
 
 
 def hs_error(status: int, message: str, category: str, **extra: Any) -> Response:
@@ -57,7 +52,7 @@ def _body() -> dict[str, Any] | Response:
 
 
 def _otype(name: str) -> str | Response:
-    otype = _sandbox().store.hs_type(name)
+    otype = current_sandbox().store.hs_type(name)
     if otype is None:
         return hs_error(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR")
     return otype
@@ -92,7 +87,7 @@ def _shape(otype: str, obj: dict[str, Any], props: list[str] | None, with_histor
 
 
 def _with_associations(otype: str, obj: dict[str, Any], assoc_types: list[str]) -> dict[str, Any]:
-    store = _sandbox().store
+    store = current_sandbox().store
     out: dict[str, Any] = {}
     for name in assoc_types:
         ttype = store.hs_type(name)
@@ -114,7 +109,7 @@ def _with_associations(otype: str, obj: dict[str, Any], assoc_types: list[str]) 
 @bp.before_request
 def authenticate_and_limit() -> Response | None:
     """401 without a known private-app token; 429 past the rolling 10 s (and search per-second) limits."""
-    sandbox = _sandbox()
+    sandbox = current_sandbox()
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not token or token not in sandbox.config.hubspot_tokens:
@@ -148,7 +143,7 @@ def add_rate_limit_headers(resp: Response) -> Response:
     """HubSpot sends its rate-limit headers on every response, not only on 429."""
     limit = getattr(g, "hs_limit", None)
     if limit is not None:
-        sandbox = _sandbox()
+        sandbox = current_sandbox()
         resp.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(sandbox.hs_limiter.window * 1000))
         resp.headers["X-HubSpot-RateLimit-Max"] = str(limit[0])
         resp.headers["X-HubSpot-RateLimit-Remaining"] = str(limit[1] if resp.status_code != 429 else 0)
@@ -174,7 +169,7 @@ def list_objects(object_type: str) -> Response:
     after = request.args.get("after") or None
     if after is not None and not after.isdigit():
         return hs_error(400, f"Invalid paging cursor: {after}", "VALIDATION_ERROR")
-    objs, nxt = _sandbox().store.hs_list(otype, after, limit, archived=_flag("archived"))
+    objs, nxt = current_sandbox().store.hs_list(otype, after, limit, archived=_flag("archived"))
     props, assocs = _multi("properties"), _multi("associations")
     results = []
     for obj in objs:
@@ -203,15 +198,15 @@ def create_object(object_type: str) -> Response:
     if not isinstance(props, dict):
         return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
     try:
-        obj = _sandbox().store.hs_create(otype, props, source="API")
+        obj = current_sandbox().store.hs_create(otype, props, source="API")
     except HubSpotValidationError as exc:
         return _validation_response(exc)
     for assoc in data.get("associations") or []:
         to_id = str((assoc.get("to") or {}).get("id", ""))
         types = [t.get("associationTypeId") for t in assoc.get("types") or [] if t.get("associationTypeId")]
         for ttype in schema.HS_OBJECT_TYPES:
-            if ttype != otype and _sandbox().store.hs_get(ttype, to_id) is not None:
-                _sandbox().store.hs_associate(otype, obj["id"], ttype, to_id, types or None)
+            if ttype != otype and current_sandbox().store.hs_get(ttype, to_id) is not None:
+                current_sandbox().store.hs_associate(otype, obj["id"], ttype, to_id, types or None)
                 break
     return _json(_shape(otype, obj, list(props)), 201)
 
@@ -222,7 +217,7 @@ def get_object(object_type: str, object_id: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    store = _sandbox().store
+    store = current_sandbox().store
     rid = store.hs_resolve_id(otype, object_id, request.args.get("idProperty"))
     obj = store.hs_get(otype, rid) if rid else None
     if obj is None:
@@ -248,7 +243,7 @@ def update_object(object_type: str, object_id: str) -> Response:
     props = data.get("properties")
     if not isinstance(props, dict):
         return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
-    store = _sandbox().store
+    store = current_sandbox().store
     rid = store.hs_resolve_id(otype, object_id, request.args.get("idProperty"))
     if rid is None:
         return hs_error(404, "resource not found", "OBJECT_NOT_FOUND")
@@ -265,7 +260,7 @@ def archive_object(object_type: str, object_id: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    _sandbox().store.hs_archive(otype, object_id)
+    current_sandbox().store.hs_archive(otype, object_id)
     return Response(status=204)
 
 
@@ -312,7 +307,7 @@ def batch_read(object_type: str) -> Response:
     inputs = _batch_inputs(data)
     if isinstance(inputs, Response):
         return inputs
-    store = _sandbox().store
+    store = current_sandbox().store
     props = data.get("properties") or []
     id_prop = data.get("idProperty")
     results, missing = [], []
@@ -342,7 +337,7 @@ def batch_update(object_type: str) -> Response:
     inputs = _batch_inputs(data)
     if isinstance(inputs, Response):
         return inputs
-    store = _sandbox().store
+    store = current_sandbox().store
     ids = [str(i.get("id", "")) for i in inputs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -383,7 +378,7 @@ def batch_create(object_type: str) -> Response:
     inputs = _batch_inputs(data)
     if isinstance(inputs, Response):
         return inputs
-    store = _sandbox().store
+    store = current_sandbox().store
     results = []
     with store.lock:
         try:
@@ -414,7 +409,7 @@ def batch_archive(object_type: str) -> Response:
     if isinstance(inputs, Response):
         return inputs
     for item in inputs:
-        _sandbox().store.hs_archive(otype, str(item.get("id", "")))
+        current_sandbox().store.hs_archive(otype, str(item.get("id", "")))
     return Response(status=204)
 
 
@@ -432,7 +427,7 @@ def search(object_type: str) -> Response:
         return hs_error(400, "There was a problem with the request. Up to 5 filterGroups are allowed.",
                         "VALIDATION_ERROR")
     total_filters = 0
-    defs = _sandbox().store.hs_prop_defs(otype)
+    defs = current_sandbox().store.hs_prop_defs(otype)
     for group in groups:
         filters = group.get("filters") if isinstance(group, dict) else None
         if not isinstance(filters, list):
@@ -464,7 +459,7 @@ def search(object_type: str) -> Response:
         return hs_error(400, "limit must be between 1 and 200", "VALIDATION_ERROR")
     if after + limit > 10000:
         return hs_error(400, "Search results are limited to 10,000 rows; narrow the filters.", "VALIDATION_ERROR")
-    total, page, nxt = _sandbox().store.hs_search(otype, groups, data.get("sorts") or [], data.get("query"), after, limit)
+    total, page, nxt = current_sandbox().store.hs_search(otype, groups, data.get("sorts") or [], data.get("query"), after, limit)
     body: dict[str, Any] = {"total": total, "results": [_shape(otype, o, data.get("properties") or []) for o in page]}
     if nxt is not None:
         body["paging"] = {"next": {"after": str(nxt)}}
@@ -478,8 +473,8 @@ def list_properties(object_type: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    with _sandbox().store.lock:
-        results = [dict(p) for p in _sandbox().store.hs_properties[otype].values()]
+    with current_sandbox().store.lock:
+        results = [dict(p) for p in current_sandbox().store.hs_properties[otype].values()]
     return _json({"results": results})
 
 
@@ -493,7 +488,7 @@ def create_property(object_type: str) -> Response:
     if isinstance(data, Response):
         return data
     try:
-        return _json(_sandbox().store.hs_create_property(otype, data), 201)
+        return _json(current_sandbox().store.hs_create_property(otype, data), 201)
     except HubSpotValidationError as exc:
         return _validation_response(exc)
 
@@ -504,7 +499,7 @@ def get_property(object_type: str, name: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    prop = _sandbox().store.hs_properties[otype].get(name)
+    prop = current_sandbox().store.hs_properties[otype].get(name)
     if prop is None:
         return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
     return _json(prop)
@@ -520,7 +515,7 @@ def update_property(object_type: str, name: str) -> Response:
     if isinstance(data, Response):
         return data
     try:
-        return _json(_sandbox().store.hs_update_property(otype, name, data))
+        return _json(current_sandbox().store.hs_update_property(otype, name, data))
     except KeyError:
         return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
     except HubSpotValidationError as exc:
@@ -533,7 +528,7 @@ def archive_property(object_type: str, name: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    store = _sandbox().store
+    store = current_sandbox().store
     with store.lock:
         prop = store.hs_properties[otype].get(name)
         if prop is None:
@@ -554,7 +549,7 @@ def batch_read_properties(object_type: str) -> Response:
     if isinstance(data, Response):
         return data
     names = [str(i.get("name", "")) for i in data.get("inputs") or []]
-    defs = _sandbox().store.hs_properties[otype]
+    defs = current_sandbox().store.hs_properties[otype]
     started = time.time()
     body: dict[str, Any] = {"status": "COMPLETE", "results": [defs[n] for n in names if n in defs],
                             "startedAt": iso_ms(started), "completedAt": iso_ms()}
@@ -580,7 +575,7 @@ def batch_create_properties(object_type: str) -> Response:
     results, errors = [], []
     for item in data.get("inputs") or []:
         try:
-            results.append(_sandbox().store.hs_create_property(otype, item))
+            results.append(current_sandbox().store.hs_create_property(otype, item))
         except HubSpotValidationError as exc:
             errors.append({"status": "error", "category": exc.category, "message": exc.message,
                            "context": exc.context, "errors": [], "links": {}})
@@ -598,7 +593,7 @@ def list_groups(object_type: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    return _json({"results": list(_sandbox().store.hs_groups[otype].values())})
+    return _json({"results": list(current_sandbox().store.hs_groups[otype].values())})
 
 
 @bp.route("/crm/v3/properties/<object_type>/groups", methods=["POST"])
@@ -611,7 +606,7 @@ def create_group(object_type: str) -> Response:
     if isinstance(data, Response):
         return data
     try:
-        return _json(_sandbox().store.hs_create_group(otype, data), 201)
+        return _json(current_sandbox().store.hs_create_group(otype, data), 201)
     except HubSpotValidationError as exc:
         return _validation_response(exc)
 
@@ -622,7 +617,7 @@ def get_group(object_type: str, name: str) -> Response:
     otype = _otype(object_type)
     if isinstance(otype, Response):
         return otype
-    group = _sandbox().store.hs_groups[otype].get(name)
+    group = current_sandbox().store.hs_groups[otype].get(name)
     if group is None:
         return hs_error(404, f"Unable to find property group with name: {name}", "OBJECT_NOT_FOUND")
     return _json(group)
@@ -642,7 +637,7 @@ def _pipeline() -> dict[str, Any]:
 @bp.route("/crm/v3/pipelines/<object_type>", methods=["GET"])
 def list_pipelines(object_type: str) -> Response:
     """Deal pipelines with their stages (closed / probability metadata)."""
-    if _sandbox().store.hs_type(object_type) != "deals":
+    if current_sandbox().store.hs_type(object_type) != "deals":
         return hs_error(400, f"Object type {object_type} has no pipelines in the sandbox", "VALIDATION_ERROR")
     return _json({"results": [_pipeline()]})
 
@@ -650,14 +645,14 @@ def list_pipelines(object_type: str) -> Response:
 @bp.route("/crm/v3/pipelines/<object_type>/<pipeline_id>", methods=["GET"])
 def get_pipeline(object_type: str, pipeline_id: str) -> Response:
     """One pipeline by id."""
-    if _sandbox().store.hs_type(object_type) != "deals" or pipeline_id != "default":
+    if current_sandbox().store.hs_type(object_type) != "deals" or pipeline_id != "default":
         return hs_error(404, f"Unable to find pipeline {pipeline_id}", "OBJECT_NOT_FOUND")
     return _json(_pipeline())
 
 
 # ---------------------------------------------------------------------------------------------- associations v4
 def _assoc_pair(from_type: str, to_type: str) -> tuple[str, str] | Response:
-    store = _sandbox().store
+    store = current_sandbox().store
     ftype, ttype = store.hs_type(from_type), store.hs_type(to_type)
     if ftype is None or ttype is None:
         return hs_error(400, f"Unknown object type: {from_type if ftype is None else to_type}", "VALIDATION_ERROR")
@@ -678,7 +673,7 @@ def assoc_create_default(from_type: str, from_id: str, to_type: str, to_id: str)
         return pair
     started = time.time()
     try:
-        _sandbox().store.hs_associate(pair[0], from_id, pair[1], to_id)
+        current_sandbox().store.hs_associate(pair[0], from_id, pair[1], to_id)
     except KeyError as exc:
         return hs_error(404, f"No {pair[0] if exc.args[0] == from_id else pair[1]} with id {exc.args[0]}",
                         "OBJECT_NOT_FOUND")
@@ -702,7 +697,7 @@ def assoc_create_labelled(from_type: str, from_id: str, to_type: str, to_id: str
     except (ValueError, TypeError, KeyError):
         return hs_error(400, "Invalid input JSON: expected [{associationCategory, associationTypeId}]", "VALIDATION_ERROR")
     try:
-        ids = _sandbox().store.hs_associate(pair[0], from_id, pair[1], to_id, type_ids)
+        ids = current_sandbox().store.hs_associate(pair[0], from_id, pair[1], to_id, type_ids)
     except KeyError as exc:
         return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
     return _json({"fromObjectTypeId": schema.HS_TYPE_IDS[pair[0]], "fromObjectId": int(from_id),
@@ -721,7 +716,7 @@ def assoc_get_page(from_type: str, from_id: str, to_type: str) -> Response:
         after = int(request.args.get("after") or 0)
     except ValueError:
         return hs_error(400, "limit and after must be integers", "VALIDATION_ERROR")
-    links = _sandbox().store.hs_associations(pair[0], from_id, pair[1])
+    links = current_sandbox().store.hs_associations(pair[0], from_id, pair[1])
     page = links[after : after + limit]
     body: dict[str, Any] = {"results": [{"toObjectId": int(tid), "associationTypes": _assoc_types(*pair, ids)}
                                         for tid, ids in page]}
@@ -736,7 +731,7 @@ def assoc_archive(from_type: str, from_id: str, to_type: str, to_id: str) -> Res
     pair = _assoc_pair(from_type, to_type)
     if isinstance(pair, Response):
         return pair
-    _sandbox().store.hs_unassociate(pair[0], from_id, pair[1], to_id)
+    current_sandbox().store.hs_unassociate(pair[0], from_id, pair[1], to_id)
     return Response(status=204)
 
 
@@ -758,7 +753,7 @@ def assoc_batch_default(from_type: str, to_type: str) -> Response:
     for item in inputs:
         fid, tid = str(item["from"]["id"]), str(item["to"]["id"])
         try:
-            _sandbox().store.hs_associate(pair[0], fid, pair[1], tid)
+            current_sandbox().store.hs_associate(pair[0], fid, pair[1], tid)
         except KeyError as exc:
             return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
         results.append({"associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": default},
@@ -781,7 +776,7 @@ def assoc_batch_read(from_type: str, to_type: str) -> Response:
     if len(inputs) > 1000:
         return hs_error(400, "Batch input must contain no more than 1000 inputs.", "VALIDATION_ERROR")
     started = time.time()
-    store = _sandbox().store
+    store = current_sandbox().store
     results, missing = [], []
     for item in inputs:
         fid = str(item.get("id", ""))
@@ -820,7 +815,7 @@ def assoc_batch_create(from_type: str, to_type: str) -> Response:
         fid, tid = str(item["from"]["id"]), str(item["to"]["id"])
         type_ids = [int(t["associationTypeId"]) for t in item.get("types") or []]
         try:
-            store_ids = _sandbox().store.hs_associate(pair[0], fid, pair[1], tid, type_ids or None)
+            store_ids = current_sandbox().store.hs_associate(pair[0], fid, pair[1], tid, type_ids or None)
         except KeyError as exc:
             return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
         results.append({"fromObjectTypeId": schema.HS_TYPE_IDS[pair[0]], "fromObjectId": int(fid),

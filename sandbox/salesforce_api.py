@@ -8,18 +8,16 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 
 from sandbox import soql
+from sandbox.current import current_sandbox
 from sandbox.ids import sf_id18
 from sandbox.store import SalesforceRecordError
-
-if TYPE_CHECKING:
-    from sandbox.server import SandboxCRM
 
 bp = Blueprint("sandbox_salesforce", __name__)
 
@@ -27,9 +25,6 @@ COLLECTION_LIMIT = 200
 COLLECTION_CHUNK_LIMIT = 10
 _VERSION = re.compile(r"^v(\d{2,3}\.\d)$")
 
-
-def _sandbox() -> SandboxCRM:
-    return current_app.extensions["sandbox"]
 
 
 def sf_error(status: int, error_code: str, message: str, fields: list[str] | None = None) -> Response:
@@ -50,7 +45,7 @@ def _version(ver: str) -> str | None:
 
 
 def _sobject(name: str) -> str | Response:
-    sobject = _sandbox().store.sf_sobject(name)
+    sobject = current_sandbox().store.sf_sobject(name)
     if sobject is None:
         return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
     return sobject
@@ -71,7 +66,7 @@ def authenticate_and_count() -> Response | None:
     path = request.path
     if not path.startswith("/services/data/") or path.rstrip("/") == "/services/data":
         return None
-    sandbox = _sandbox()
+    sandbox = current_sandbox()
     header = request.headers.get("Authorization", "")
     token = header.split(" ", 1)[1].strip() if header.lower().startswith(("bearer ", "oauth ")) else ""
     if not token or token not in sandbox.sf_sessions:
@@ -114,7 +109,7 @@ def resources(ver: str) -> Response:
 @bp.route("/services/data/<ver>/limits", methods=["GET"], strict_slashes=False)
 def limits(ver: str) -> Response:
     """Org limits; DailyApiRequests tracks the sandbox's rolling daily counter."""
-    store = _sandbox().store
+    store = current_sandbox().store
     used, limit = getattr(g, "sf_usage", (store.sf_api_used, store.sf_daily_api_max))
     return _json({"DailyApiRequests": {"Max": limit, "Remaining": max(0, limit - used)},
                   "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
@@ -124,7 +119,7 @@ def limits(ver: str) -> Response:
 @bp.route("/services/data/<ver>/sobjects", methods=["GET"], strict_slashes=False)
 def global_describe(ver: str) -> Response:
     """The list of sObjects."""
-    store = _sandbox().store
+    store = current_sandbox().store
     v = _version(ver) or "59.0"
     with store.lock:
         names = list(store.sf_fields)
@@ -141,7 +136,7 @@ def describe(ver: str, name: str) -> Response:
     sobject = _sobject(name)
     if isinstance(sobject, Response):
         return sobject
-    return _json(_sandbox().store.sf_describe(sobject, _version(ver) or "59.0"))
+    return _json(current_sandbox().store.sf_describe(sobject, _version(ver) or "59.0"))
 
 
 @bp.route("/services/data/<ver>/sobjects/<name>", methods=["GET"], strict_slashes=False)
@@ -150,7 +145,7 @@ def sobject_info(ver: str, name: str) -> Response:
     sobject = _sobject(name)
     if isinstance(sobject, Response):
         return sobject
-    full = _sandbox().store.sf_describe(sobject, _version(ver) or "59.0")
+    full = current_sandbox().store.sf_describe(sobject, _version(ver) or "59.0")
     return _json({"objectDescribe": {k: v for k, v in full.items() if k != "fields"}, "recentItems": []})
 
 
@@ -166,7 +161,7 @@ def create_record(ver: str, name: str) -> Response:
     if not isinstance(data, dict):
         return sf_error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value")
     try:
-        rid = _sandbox().store.sf_create(sobject, data, source="API")
+        rid = current_sandbox().store.sf_create(sobject, data, source="API")
     except SalesforceRecordError as exc:
         return sf_error(400, exc.status_code, exc.message, exc.fields)
     return _json({"id": rid, "success": True, "errors": []}, 201)
@@ -175,7 +170,7 @@ def create_record(ver: str, name: str) -> Response:
 # ---------------------------------------------------------------------------------------------- records
 def _project(sobject: str, rec: dict[str, Any], fields: list[str] | None, version: str) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{rec['Id']}"}}
-    store = _sandbox().store
+    store = current_sandbox().store
     for name in fields or list(rec):
         fdef = store.sf_field(sobject, name)
         if fdef is not None:
@@ -189,7 +184,7 @@ def get_record(ver: str, name: str, rid: str) -> Response:
     sobject = _sobject(name)
     if isinstance(sobject, Response):
         return sobject
-    store = _sandbox().store
+    store = current_sandbox().store
     rec = store.sf_get(sobject, rid)
     if rec is None:
         return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -213,7 +208,7 @@ def update_record(ver: str, name: str, rid: str) -> Response:
     if not isinstance(data, dict):
         return sf_error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value")
     try:
-        _sandbox().store.sf_update(sobject, rid, data, source="API")
+        current_sandbox().store.sf_update(sobject, rid, data, source="API")
     except SalesforceRecordError as exc:
         if exc.status_code in ("ENTITY_IS_DELETED", "MALFORMED_ID"):
             return sf_error(404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: " + rid)
@@ -227,7 +222,7 @@ def delete_record(ver: str, name: str, rid: str) -> Response:
     sobject = _sobject(name)
     if isinstance(sobject, Response):
         return sobject
-    store = _sandbox().store
+    store = current_sandbox().store
     with store.lock:
         rec = store.sf_get(sobject, rid)
         if rec is None:
@@ -262,7 +257,7 @@ class QueryCursors:
 
 def _batch_size() -> int:
     m = re.search(r"batchSize\s*=\s*(\d+)", request.headers.get("Sforce-Query-Options", ""))
-    size = int(m.group(1)) if m else _sandbox().config.salesforce_query_batch
+    size = int(m.group(1)) if m else current_sandbox().config.salesforce_query_batch
     return max(200, min(2000, size))
 
 
@@ -280,14 +275,14 @@ def _run_query(ver: str) -> Response:
     text = request.args.get("q")
     if not text:
         return sf_error(400, "MALFORMED_QUERY", "A query string (q) is required")
-    store = _sandbox().store
+    store = current_sandbox().store
     try:
         parsed = soql.parse(text, store)
         records = soql.execute(parsed, store, version)
     except soql.SoqlError as exc:
         return sf_error(400, exc.code, exc.message)
     size = _batch_size()
-    locator = _sandbox().sf_cursors.open(records) if len(records) > size else None
+    locator = current_sandbox().sf_cursors.open(records) if len(records) > size else None
     return _json(_page(records, 0, size, locator, version))
 
 
@@ -308,7 +303,7 @@ def query_more(ver: str, locator: str) -> Response:
     """Follow a nextRecordsUrl."""
     version = _version(ver) or "59.0"
     m = re.fullmatch(r"([A-Za-z0-9]{15,18})-(\d+)", locator)
-    records = _sandbox().sf_cursors.get(m.group(1)) if m else None
+    records = current_sandbox().sf_cursors.get(m.group(1)) if m else None
     if m is None or records is None:
         return sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
     return _json(_page(records, int(m.group(2)), _batch_size(), m.group(1), version))
@@ -345,7 +340,7 @@ def collection_update(ver: str) -> Response:
     records = _validate_collection(data, need_id=True)
     if isinstance(records, Response):
         return records
-    store = _sandbox().store
+    store = current_sandbox().store
     all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
     with store.lock:
@@ -388,7 +383,7 @@ def collection_create(ver: str) -> Response:
     records = _validate_collection(data, need_id=False)
     if isinstance(records, Response):
         return records
-    store = _sandbox().store
+    store = current_sandbox().store
     all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
     with store.lock:
@@ -435,7 +430,7 @@ def create_custom_field(ver: str) -> Response:
     if not isinstance(data, dict) or not isinstance(data.get("Metadata"), dict) or "." not in str(data.get("FullName", "")):
         return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", "FullName ('Object.Field__c') and Metadata are required")
     obj_name, field_name = str(data["FullName"]).split(".", 1)
-    sobject = _sandbox().store.sf_sobject(obj_name)
+    sobject = current_sandbox().store.sf_sobject(obj_name)
     if sobject is None:
         return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", f"Unknown object {obj_name}")
     meta = data["Metadata"]
@@ -444,7 +439,7 @@ def create_custom_field(ver: str) -> Response:
         return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", f"Unsupported field type {meta.get('type')!r}; the sandbox "
                         f"knows {', '.join(sorted(_TOOLING_TYPES))}")
     try:
-        fdef = _sandbox().store.sf_add_field(
+        fdef = current_sandbox().store.sf_add_field(
             sobject, field_name, ftype, str(meta.get("label") or field_name),
             length=int(meta.get("length") or (32768 if ftype == "textarea" else 0)),
             precision=int(meta.get("precision") or 0), scale=int(meta.get("scale") or 0))
@@ -485,7 +480,7 @@ def soap_login(ver: str) -> Response:
             username = (el.text or "").strip()
         elif tag == "password":
             password = el.text or ""
-    sandbox = _sandbox()
+    sandbox = current_sandbox()
     expected = sandbox.config.salesforce_users.get(username or "")
     if not username or expected is None or password != expected:
         return _login_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from sandbox.control import retry_after_header
-
-if TYPE_CHECKING:
-    from sandbox.server import SandboxCRM
+from sandbox.current import current_sandbox
 
 bp = Blueprint("sandbox_slack", __name__)
 
@@ -135,7 +133,7 @@ def validate_blocks(blocks: Any) -> str | None:
 @bp.route("/services/<team>/<bot>/<secret>", methods=["POST"])
 def incoming_webhook(team: str, bot: str, secret: str) -> Response:
     """Accept a message like Slack's incoming webhooks: 200 `ok`, or a status with a short plain-text error."""
-    sandbox: SandboxCRM = current_app.extensions["sandbox"]
+    sandbox = current_sandbox()
     if team in _RESERVED:
         return Response(json.dumps([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]),
                         status=404, content_type="application/json;charset=UTF-8")

@@ -17,7 +17,7 @@ from services import models as model_ops
 from services import sources as source_ops
 from services import users as user_ops
 from services.overview import build_overview
-from bridge.api import endpoint
+from bridge.api.endpoints import endpoint
 from bridge.metrics import configured_crms
 from bridge.api import schemas as s
 from bridge.extensions import services

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from bridge.api import OPERATIONS, Operation, bp
+from bridge.api.endpoints import OPERATIONS, Operation, bp
 from bridge.api.schemas import Error
 
 REF = "#/components/schemas/{model}"

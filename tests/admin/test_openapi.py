@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from bridge.api import OPERATIONS
+from bridge.api.endpoints import OPERATIONS
 from core.records import utcnow
 from storage.db import Database
 from storage.models import AlertRule, InboxEvent, Lead, ModelVersion, ScoreHistory, User

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bridge.api import OPERATIONS
+from bridge.api.endpoints import OPERATIONS
 from core.keys import SESSION_KEY, prefix_of
 from storage.db import Database
 from storage.models import AlertRule, ApiToken, AuditEntry, Source, User

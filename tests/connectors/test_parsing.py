@@ -159,7 +159,7 @@ def test_batch_builder_contains_a_parser_bug_without_logging_payload(caplog: pyt
     (record,) = caplog.records
     assert record.getMessage() == "webhook.parse.unexpected_error"
     assert (record.source, record.index, record.error_type) == ("hubspot-main", 4, "KeyError")
-    assert record.at.startswith("test_parsers_common.py:")
+    assert record.at.startswith("test_parsing.py:")
     assert record.exc_info is None and "ana@" not in caplog.text
 
 

@@ -6,9 +6,9 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services import clean_text
-from bridge.admin.views import PAGE_SIZE, page_args
+from bridge.admin.forms import PAGE_SIZE, page_args
 from storage.audit import list_entries
 
 

@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin import bp, safe_next
+from bridge.admin.pages import bp, safe_next
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -6,10 +6,10 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services import OperationError
 from services import deliveries as ops
-from bridge.admin.views import PAGE_SIZE, page_args, query_int
+from bridge.admin.forms import PAGE_SIZE, page_args, query_int
 from bridge.extensions import services
 
 TABS = ("inbox", "outbox", "dead")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services import leads as ops
-from bridge.admin.views import PAGE_SIZE, page_args
+from bridge.admin.forms import PAGE_SIZE, page_args
 
 
 @bp.get("/leads")

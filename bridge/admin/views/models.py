@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services import models as ops
 from bridge.extensions import services
 from storage.models import ModelVersion

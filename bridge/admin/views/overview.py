@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template
 from flask.typing import ResponseReturnValue
 
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services.overview import build_overview
 from bridge.extensions import services
 from bridge.metrics import configured_crms

@@ -6,9 +6,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin import bp, db
+from bridge.admin.pages import bp, db
 from services import sources as ops
-from bridge.admin.views import form_float
+from bridge.admin.forms import form_float
 from bridge.extensions import services
 from storage.sources import KINDS, SIGNATURE_VERSIONS
 

@@ -1,0 +1,52 @@
+"""Form and query-string fields of the admin pages, checked into values or an OperationError that names them."""
+
+from __future__ import annotations
+
+from flask import request
+
+from services import OperationError
+
+PAGE_SIZE = 50
+
+
+def form_int(name: str, *, label: str, low: int, high: int, default: int | None = None) -> int | None:
+    """An integer form field within [low, high]; empty gives `default`; anything else is an OperationError."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OperationError(f"{label} must be a whole number") from None
+    if not low <= value <= high:
+        raise OperationError(f"{label} must be between {low} and {high}")
+    return value
+
+
+def form_float(name: str, *, label: str, low: float, high: float) -> float | None:
+    """A number form field within [low, high], or None when empty."""
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise OperationError(f"{label} must be a number") from None
+    if not low <= value <= high:
+        raise OperationError(f"{label} must be between {low:g} and {high:g}")
+    return value
+
+
+def page_args() -> tuple[int, int]:
+    """(page number from 1, offset) from the query string."""
+    try:
+        page = max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        page = 1
+    return page, (page - 1) * PAGE_SIZE
+
+
+def query_int(name: str) -> int | None:
+    """A positive integer query parameter, or None when absent or not a number."""
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 2**31 else None
