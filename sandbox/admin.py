@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, abort, request
 
 from sandbox.control import FaultSpecError
 from sandbox.current import current_sandbox
@@ -25,21 +25,23 @@ def _bad(message: str, status: int = 400) -> Response:
     return _ok({"error": message}, status)
 
 
-def _body() -> dict[str, Any] | Response:
+# The request readers below stop the view with abort(<400 response>) rather than returning it, so each route
+# reads its inputs in one line.
+def _body() -> dict[str, Any]:
     try:
         data = json.loads(request.get_data() or b"{}")
     except ValueError as exc:
-        return _bad(f"body is not valid JSON: {exc}")
+        abort(_bad(f"body is not valid JSON: {exc}"))
     if not isinstance(data, dict):
-        return _bad("body must be a JSON object")
+        abort(_bad("body must be a JSON object"))
     return data
 
 
-def _float_arg(name: str, default: float = 0.0) -> float | Response:
+def _float_arg(name: str, default: float = 0.0) -> float:
     try:
         return float(request.args.get(name, default))
     except ValueError:
-        return _bad(f"{name} must be a number")
+        abort(_bad(f"{name} must be a number"))
 
 
 @bp.before_request
@@ -82,8 +84,6 @@ def info() -> Response:
 def add_fault() -> Response:
     """Inject a fault: {route, kind: status|slow|drop, status, retry_after, delay, count, seconds, method, body}."""
     data = _body()
-    if isinstance(data, Response):
-        return data
     try:
         fault = current_sandbox().faults.add(data)
     except FaultSpecError as exc:
@@ -109,8 +109,6 @@ def clear_faults() -> Response:
 def list_requests() -> Response:
     """Answered requests: ?since=<unix>&path=<regex>&family=hubspot|salesforce|slack."""
     since = _float_arg("since")
-    if isinstance(since, Response):
-        return since
     try:
         items = current_sandbox().requests.query(since, request.args.get("path"), request.args.get("family"))
     except Exception as exc:  # noqa: BLE001 - a bad regex is the caller's input error
@@ -129,8 +127,6 @@ def clear_requests() -> Response:
 def list_writes() -> Response:
     """Property writes with high-resolution timestamps: ?since=&prefix=&crm=&object_id=."""
     since = _float_arg("since")
-    if isinstance(since, Response):
-        return since
     return _ok({"writes": current_sandbox().store.writes_since(since, request.args.get("prefix", ""), request.args.get("crm"),
                                                         request.args.get("object_id"))})
 
@@ -140,8 +136,6 @@ def list_writes() -> Response:
 def add_webhook_target() -> Response:
     """Register an outbound webhook target (HubSpot JSON or Salesforce Outbound Message)."""
     data = _body()
-    if isinstance(data, Response):
-        return data
     try:
         target = current_sandbox().webhooks.add_target(data)
     except TargetSpecError as exc:
@@ -168,8 +162,6 @@ def remove_webhook_target(target_id: str) -> Response:
 def list_deliveries() -> Response:
     """Delivery attempts (status, attempt number, count, timing)."""
     since = _float_arg("since")
-    if isinstance(since, Response):
-        return since
     return _ok({"deliveries": [d for d in list(current_sandbox().webhooks.deliveries) if d["t"] >= since]})
 
 
@@ -177,8 +169,6 @@ def list_deliveries() -> Response:
 def flush_webhooks() -> Response:
     """Wait (up to ?timeout= seconds, default 10) until every queued webhook was delivered."""
     timeout = _float_arg("timeout", 10.0)
-    if isinstance(timeout, Response):
-        return timeout
     drained = current_sandbox().webhooks.flush(min(timeout, 120.0))
     return _ok({"drained": drained, "pending": current_sandbox().webhooks.pending()})
 
@@ -188,8 +178,6 @@ def flush_webhooks() -> Response:
 def slack_messages() -> Response:
     """Messages the Slack sink accepted: ?path=/services/T/B/x&since=."""
     since = _float_arg("since")
-    if isinstance(since, Response):
-        return since
     return _ok({"messages": current_sandbox().slack.list(request.args.get("path"), since)})
 
 
@@ -205,8 +193,6 @@ def clear_slack() -> Response:
 def slack_state() -> Response:
     """Make one webhook path answer a documented error: {path, error} (error null to clear)."""
     data = _body()
-    if isinstance(data, Response):
-        return data
     path, error = data.get("path"), data.get("error")
     if not isinstance(path, str) or not path.startswith("/services/"):
         return _bad("path must be the webhook path, e.g. /services/T000/B000/secret")
@@ -249,8 +235,6 @@ def hs_create(object_type: str) -> Response:
     store = current_sandbox().store
     otype = store.hs_type(object_type)
     data = _body()
-    if isinstance(data, Response):
-        return data
     if otype is None or not isinstance(data.get("properties"), dict):
         return _bad("unknown object type, or properties missing")
     try:
@@ -266,8 +250,6 @@ def hs_update(object_type: str, object_id: str) -> Response:
     store = current_sandbox().store
     otype = store.hs_type(object_type)
     data = _body()
-    if isinstance(data, Response):
-        return data
     if otype is None or not isinstance(data.get("properties"), dict):
         return _bad("unknown object type, or properties missing")
     try:
@@ -284,8 +266,6 @@ def hs_associate() -> Response:
     """Associate two HubSpot records: {from_type, from_id, to_type, to_id, primary}."""
     store = current_sandbox().store
     data = _body()
-    if isinstance(data, Response):
-        return data
     ftype, ttype = store.hs_type(str(data.get("from_type", ""))), store.hs_type(str(data.get("to_type", "")))
     if ftype is None or ttype is None:
         return _bad("from_type and to_type must be HubSpot object types")
@@ -307,8 +287,6 @@ def sf_create(sobject: str) -> Response:
     store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
-    if isinstance(data, Response):
-        return data
     if name is None or not isinstance(data.get("fields"), dict):
         return _bad("unknown sObject, or fields missing")
     try:
@@ -324,8 +302,6 @@ def sf_update(sobject: str, rid: str) -> Response:
     store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
-    if isinstance(data, Response):
-        return data
     if name is None or not isinstance(data.get("fields"), dict):
         return _bad("unknown sObject, or fields missing")
     try:
@@ -340,8 +316,6 @@ def sf_convert(rid: str) -> Response:
     """Convert a Lead; {won: true|false|null} also creates a closed Opportunity."""
     store = current_sandbox().store
     data = _body()
-    if isinstance(data, Response):
-        return data
     rec = store.sf_get("Lead", rid)
     if rec is None:
         return _bad(f"no Lead {rid}", 404)
@@ -356,8 +330,6 @@ def sf_add_field(sobject: str) -> Response:
     store = current_sandbox().store
     name = store.sf_sobject(sobject)
     data = _body()
-    if isinstance(data, Response):
-        return data
     if name is None or not data.get("name") or data.get("type") not in ("double", "string", "textarea", "datetime",
                                                                         "boolean", "date", "picklist"):
         return _bad("unknown sObject, or name/type missing or not one of double|string|textarea|datetime|boolean|date")

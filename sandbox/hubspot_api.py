@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, abort, g, request
 
 from sandbox import schema
 from sandbox.control import retry_after_header
@@ -40,21 +40,23 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json;charset=utf-8")
 
 
-def _body() -> dict[str, Any] | Response:
+# The request readers below stop the view with abort(<error response>) rather than returning it, so each route
+# reads its inputs in one line; Flask still runs the after_request hooks (rate-limit headers, request log) on it.
+def _body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw or b"{}")
     except ValueError as exc:
-        return hs_error(400, f"Invalid input JSON on line {getattr(exc, 'lineno', 1)}: {exc}", "VALIDATION_ERROR")
+        abort(hs_error(400, f"Invalid input JSON on line {getattr(exc, 'lineno', 1)}: {exc}", "VALIDATION_ERROR"))
     if not isinstance(data, dict):
-        return hs_error(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR")
+        abort(hs_error(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR"))
     return data
 
 
-def _otype(name: str) -> str | Response:
+def _otype(name: str) -> str:
     otype = current_sandbox().store.hs_type(name)
     if otype is None:
-        return hs_error(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR")
+        abort(hs_error(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR"))
     return otype
 
 
@@ -158,8 +160,6 @@ def add_rate_limit_headers(resp: Response) -> Response:
 def list_objects(object_type: str) -> Response:
     """One page of records, ordered by id; `paging.next.after` while more exist."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     try:
         limit = int(request.args.get("limit", "10"))
     except ValueError:
@@ -189,11 +189,7 @@ def list_objects(object_type: str) -> Response:
 def create_object(object_type: str) -> Response:
     """Create one record (201)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     props = data.get("properties")
     if not isinstance(props, dict):
         return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
@@ -215,8 +211,6 @@ def create_object(object_type: str) -> Response:
 def get_object(object_type: str, object_id: str) -> Response:
     """Read one record, optionally by a unique property (idProperty) and with associations."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     store = current_sandbox().store
     rid = store.hs_resolve_id(otype, object_id, request.args.get("idProperty"))
     obj = store.hs_get(otype, rid) if rid else None
@@ -235,11 +229,7 @@ def get_object(object_type: str, object_id: str) -> Response:
 def update_object(object_type: str, object_id: str) -> Response:
     """Update one record's properties (200 with the record)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     props = data.get("properties")
     if not isinstance(props, dict):
         return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
@@ -258,25 +248,23 @@ def update_object(object_type: str, object_id: str) -> Response:
 def archive_object(object_type: str, object_id: str) -> Response:
     """Archive one record (204, also when it does not exist, as HubSpot does)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     current_sandbox().store.hs_archive(otype, object_id)
     return Response(status=204)
 
 
-def _batch_inputs(data: dict[str, Any]) -> list[dict[str, Any]] | Response:
+def _batch_inputs(data: dict[str, Any]) -> list[dict[str, Any]]:
     inputs = data.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
-        return hs_error(400, "Invalid input JSON: inputs is required and must be a list of objects", "VALIDATION_ERROR")
+        abort(hs_error(400, "Invalid input JSON: inputs is required and must be a list of objects", "VALIDATION_ERROR"))
     if len(inputs) > BATCH_LIMIT:
-        return hs_error(400, f"Batch input must contain no more than {BATCH_LIMIT} inputs, but contained {len(inputs)}.",
-                        "VALIDATION_ERROR", context={"inputs": [str(len(inputs))]},
-                        errors=[{"message": f"size must be between 1 and {BATCH_LIMIT}", "in": "inputs",
-                                 "code": "INVALID_SIZE"}])
+        abort(hs_error(400, f"Batch input must contain no more than {BATCH_LIMIT} inputs, but contained {len(inputs)}.",
+                       "VALIDATION_ERROR", context={"inputs": [str(len(inputs))]},
+                       errors=[{"message": f"size must be between 1 and {BATCH_LIMIT}", "in": "inputs",
+                                "code": "INVALID_SIZE"}]))
     if not inputs:
-        return hs_error(400, "Batch input must contain at least 1 input.", "VALIDATION_ERROR",
-                        errors=[{"message": f"size must be between 1 and {BATCH_LIMIT}", "in": "inputs",
-                                 "code": "INVALID_SIZE"}])
+        abort(hs_error(400, "Batch input must contain at least 1 input.", "VALIDATION_ERROR",
+                       errors=[{"message": f"size must be between 1 and {BATCH_LIMIT}", "in": "inputs",
+                                "code": "INVALID_SIZE"}]))
     return inputs
 
 
@@ -299,14 +287,8 @@ def batch_read(object_type: str) -> Response:
     """Read up to 100 records by id or unique property; 207 lists the ids not found."""
     started = time.time()
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     store = current_sandbox().store
     props = data.get("properties") or []
     id_prop = data.get("idProperty")
@@ -329,14 +311,8 @@ def batch_update(object_type: str) -> Response:
     """Update up to 100 records; invalid property values fail the whole batch, unknown ids come back as 207."""
     started = time.time()
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     store = current_sandbox().store
     ids = [str(i.get("id", "")) for i in inputs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -370,14 +346,8 @@ def batch_create(object_type: str) -> Response:
     """Create up to 100 records (201); any invalid input fails the batch."""
     started = time.time()
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     store = current_sandbox().store
     results = []
     with store.lock:
@@ -400,14 +370,8 @@ def batch_create(object_type: str) -> Response:
 def batch_archive(object_type: str) -> Response:
     """Archive up to 100 records (204)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     for item in inputs:
         current_sandbox().store.hs_archive(otype, str(item.get("id", "")))
     return Response(status=204)
@@ -417,11 +381,7 @@ def batch_archive(object_type: str) -> Response:
 def search(object_type: str) -> Response:
     """CRM search: filter groups (ORed) of filters (ANDed), sorts, paging; limits as in HUBSPOT.md §1.7."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     groups = data.get("filterGroups") or []
     if not isinstance(groups, list) or len(groups) > 5:
         return hs_error(400, "There was a problem with the request. Up to 5 filterGroups are allowed.",
@@ -471,8 +431,6 @@ def search(object_type: str) -> Response:
 def list_properties(object_type: str) -> Response:
     """Every property of an object type."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     with current_sandbox().store.lock:
         results = [dict(p) for p in current_sandbox().store.hs_properties[otype].values()]
     return _json({"results": results})
@@ -482,11 +440,7 @@ def list_properties(object_type: str) -> Response:
 def create_property(object_type: str) -> Response:
     """Create a property (201); 409 when the name exists."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     try:
         return _json(current_sandbox().store.hs_create_property(otype, data), 201)
     except HubSpotValidationError as exc:
@@ -497,8 +451,6 @@ def create_property(object_type: str) -> Response:
 def get_property(object_type: str, name: str) -> Response:
     """One property by name."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     prop = current_sandbox().store.hs_properties[otype].get(name)
     if prop is None:
         return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
@@ -509,11 +461,7 @@ def get_property(object_type: str, name: str) -> Response:
 def update_property(object_type: str, name: str) -> Response:
     """Patch a property's definition."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     try:
         return _json(current_sandbox().store.hs_update_property(otype, name, data))
     except KeyError:
@@ -526,8 +474,6 @@ def update_property(object_type: str, name: str) -> Response:
 def archive_property(object_type: str, name: str) -> Response:
     """Delete a custom property (204)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     store = current_sandbox().store
     with store.lock:
         prop = store.hs_properties[otype].get(name)
@@ -543,11 +489,7 @@ def archive_property(object_type: str, name: str) -> Response:
 def batch_read_properties(object_type: str) -> Response:
     """Read several properties by name."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     names = [str(i.get("name", "")) for i in data.get("inputs") or []]
     defs = current_sandbox().store.hs_properties[otype]
     started = time.time()
@@ -566,11 +508,7 @@ def batch_read_properties(object_type: str) -> Response:
 def batch_create_properties(object_type: str) -> Response:
     """Create several properties; existing names are reported as errors (207)."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     started = time.time()
     results, errors = [], []
     for item in data.get("inputs") or []:
@@ -591,8 +529,6 @@ def batch_create_properties(object_type: str) -> Response:
 def list_groups(object_type: str) -> Response:
     """Every property group of an object type."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     return _json({"results": list(current_sandbox().store.hs_groups[otype].values())})
 
 
@@ -600,11 +536,7 @@ def list_groups(object_type: str) -> Response:
 def create_group(object_type: str) -> Response:
     """Create a property group (201); 409 when the name exists."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     data = _body()
-    if isinstance(data, Response):
-        return data
     try:
         return _json(current_sandbox().store.hs_create_group(otype, data), 201)
     except HubSpotValidationError as exc:
@@ -615,8 +547,6 @@ def create_group(object_type: str) -> Response:
 def get_group(object_type: str, name: str) -> Response:
     """One property group by name."""
     otype = _otype(object_type)
-    if isinstance(otype, Response):
-        return otype
     group = current_sandbox().store.hs_groups[otype].get(name)
     if group is None:
         return hs_error(404, f"Unable to find property group with name: {name}", "OBJECT_NOT_FOUND")
@@ -651,11 +581,11 @@ def get_pipeline(object_type: str, pipeline_id: str) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------- associations v4
-def _assoc_pair(from_type: str, to_type: str) -> tuple[str, str] | Response:
+def _assoc_pair(from_type: str, to_type: str) -> tuple[str, str]:
     store = current_sandbox().store
     ftype, ttype = store.hs_type(from_type), store.hs_type(to_type)
     if ftype is None or ttype is None:
-        return hs_error(400, f"Unknown object type: {from_type if ftype is None else to_type}", "VALIDATION_ERROR")
+        abort(hs_error(400, f"Unknown object type: {from_type if ftype is None else to_type}", "VALIDATION_ERROR"))
     return ftype, ttype
 
 
@@ -669,8 +599,6 @@ def _assoc_types(ftype: str, ttype: str, type_ids: list[int]) -> list[dict[str, 
 def assoc_create_default(from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
     """Associate two records with the default (unlabelled) type."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     started = time.time()
     try:
         current_sandbox().store.hs_associate(pair[0], from_id, pair[1], to_id)
@@ -688,8 +616,6 @@ def assoc_create_default(from_type: str, from_id: str, to_type: str, to_id: str)
 def assoc_create_labelled(from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
     """Associate two records with explicit association types (201)."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     raw = request.get_data()
     try:
         specs = json.loads(raw or b"[]")
@@ -709,8 +635,6 @@ def assoc_create_labelled(from_type: str, from_id: str, to_type: str, to_id: str
 def assoc_get_page(from_type: str, from_id: str, to_type: str) -> Response:
     """Associations of one record, paged."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     try:
         limit = min(500, int(request.args.get("limit", "500")))
         after = int(request.args.get("after") or 0)
@@ -729,8 +653,6 @@ def assoc_get_page(from_type: str, from_id: str, to_type: str) -> Response:
 def assoc_archive(from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
     """Remove every association between two records (204)."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     current_sandbox().store.hs_unassociate(pair[0], from_id, pair[1], to_id)
     return Response(status=204)
 
@@ -739,14 +661,8 @@ def assoc_archive(from_type: str, from_id: str, to_type: str, to_id: str) -> Res
 def assoc_batch_default(from_type: str, to_type: str) -> Response:
     """Associate many pairs with the default type."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     started = time.time()
     results = []
     default, _ = schema.HS_ASSOC_TYPE_IDS.get(pair, (0, None))
@@ -765,11 +681,7 @@ def assoc_batch_default(from_type: str, to_type: str) -> Response:
 def assoc_batch_read(from_type: str, to_type: str) -> Response:
     """Associations of many records; ids without any come back as 207 errors."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = data.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         return hs_error(400, "Invalid input JSON: inputs is required", "VALIDATION_ERROR")
@@ -801,14 +713,8 @@ def assoc_batch_read(from_type: str, to_type: str) -> Response:
 def assoc_batch_create(from_type: str, to_type: str) -> Response:
     """Associate many pairs with explicit types (201)."""
     pair = _assoc_pair(from_type, to_type)
-    if isinstance(pair, Response):
-        return pair
     data = _body()
-    if isinstance(data, Response):
-        return data
     inputs = _batch_inputs(data)
-    if isinstance(inputs, Response):
-        return inputs
     started = time.time()
     results = []
     for item in inputs:

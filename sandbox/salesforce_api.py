@@ -12,7 +12,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, abort, g, request
 
 from sandbox import soql
 from sandbox.current import current_sandbox
@@ -44,10 +44,12 @@ def _version(ver: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _sobject(name: str) -> str | Response:
+# The request readers below stop the view with abort(<error response>) rather than returning it, so each route
+# reads its inputs in one line; Flask still runs the after_request hooks (limit info, request log) on it.
+def _sobject(name: str) -> str:
     sobject = current_sandbox().store.sf_sobject(name)
     if sobject is None:
-        return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        abort(sf_error(404, "NOT_FOUND", "The requested resource does not exist"))
     return sobject
 
 
@@ -56,7 +58,7 @@ def _json_body() -> Any:
     try:
         return json.loads(raw or b"null")
     except ValueError as exc:
-        return sf_error(400, "JSON_PARSER_ERROR", f"Unexpected character: was expecting JSON: {exc}")
+        abort(sf_error(400, "JSON_PARSER_ERROR", f"Unexpected character: was expecting JSON: {exc}"))
 
 
 # ---------------------------------------------------------------------------------------------- auth + budget
@@ -134,8 +136,6 @@ def global_describe(ver: str) -> Response:
 def describe(ver: str, name: str) -> Response:
     """Describe one sObject (custom fields included once created)."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     return _json(current_sandbox().store.sf_describe(sobject, _version(ver) or "59.0"))
 
 
@@ -143,8 +143,6 @@ def describe(ver: str, name: str) -> Response:
 def sobject_info(ver: str, name: str) -> Response:
     """Basic information about an sObject (SFType.metadata)."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     full = current_sandbox().store.sf_describe(sobject, _version(ver) or "59.0")
     return _json({"objectDescribe": {k: v for k, v in full.items() if k != "fields"}, "recentItems": []})
 
@@ -153,11 +151,7 @@ def sobject_info(ver: str, name: str) -> Response:
 def create_record(ver: str, name: str) -> Response:
     """Create one record (201 {id, success, errors})."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     data = _json_body()
-    if isinstance(data, Response):
-        return data
     if not isinstance(data, dict):
         return sf_error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value")
     try:
@@ -182,8 +176,6 @@ def _project(sobject: str, rec: dict[str, Any], fields: list[str] | None, versio
 def get_record(ver: str, name: str, rid: str) -> Response:
     """Read one record by 15- or 18-character id."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     store = current_sandbox().store
     rec = store.sf_get(sobject, rid)
     if rec is None:
@@ -200,11 +192,7 @@ def get_record(ver: str, name: str, rid: str) -> Response:
 def update_record(ver: str, name: str, rid: str) -> Response:
     """Update one record (204 No Content)."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     data = _json_body()
-    if isinstance(data, Response):
-        return data
     if not isinstance(data, dict):
         return sf_error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value")
     try:
@@ -220,8 +208,6 @@ def update_record(ver: str, name: str, rid: str) -> Response:
 def delete_record(ver: str, name: str, rid: str) -> Response:
     """Delete one record (204)."""
     sobject = _sobject(name)
-    if isinstance(sobject, Response):
-        return sobject
     store = current_sandbox().store
     with store.lock:
         rec = store.sf_get(sobject, rid)
@@ -310,24 +296,24 @@ def query_more(ver: str, locator: str) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------- sObject Collections
-def _validate_collection(data: Any, need_id: bool) -> list[dict[str, Any]] | Response:
+def _validate_collection(data: Any, need_id: bool) -> list[dict[str, Any]]:
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        return sf_error(400, "JSON_PARSER_ERROR", "The request body must be an object with a records array")
+        abort(sf_error(400, "JSON_PARSER_ERROR", "The request body must be an object with a records array"))
     records = data["records"]
     if len(records) > COLLECTION_LIMIT:
-        return sf_error(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_LIMIT} "
-                        "records into this call")
+        abort(sf_error(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {COLLECTION_LIMIT} "
+                       "records into this call"))
     chunks, last = 0, None
     for rec in records:
         if not isinstance(rec, dict) or not isinstance(rec.get("attributes"), dict) or not rec["attributes"].get("type"):
-            return sf_error(400, "INVALID_TYPE", "Each record in the records array must have attributes.type")
+            abort(sf_error(400, "INVALID_TYPE", "Each record in the records array must have attributes.type"))
         if rec["attributes"]["type"] != last:
             chunks, last = chunks + 1, rec["attributes"]["type"]
     if chunks > COLLECTION_CHUNK_LIMIT:
-        return sf_error(400, "INVALID_BATCH_REQUEST", f"Cannot have more than {COLLECTION_CHUNK_LIMIT} chunks in a "
-                        "single operation. Please rearrange the data to reduce chunking.")
+        abort(sf_error(400, "INVALID_BATCH_REQUEST", f"Cannot have more than {COLLECTION_CHUNK_LIMIT} chunks in a "
+                       "single operation. Please rearrange the data to reduce chunking."))
     if "allOrNone" in data and not isinstance(data["allOrNone"], bool):
-        return sf_error(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean")
+        abort(sf_error(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean"))
     return records
 
 
@@ -335,11 +321,7 @@ def _validate_collection(data: Any, need_id: bool) -> list[dict[str, Any]] | Res
 def collection_update(ver: str) -> Response:
     """Update up to 200 records; per-record results in order; allOrNone rolls back everything on any failure."""
     data = _json_body()
-    if isinstance(data, Response):
-        return data
     records = _validate_collection(data, need_id=True)
-    if isinstance(records, Response):
-        return records
     store = current_sandbox().store
     all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
@@ -378,11 +360,7 @@ def collection_update(ver: str) -> Response:
 def collection_create(ver: str) -> Response:
     """Create up to 200 records; per-record results in order."""
     data = _json_body()
-    if isinstance(data, Response):
-        return data
     records = _validate_collection(data, need_id=False)
-    if isinstance(records, Response):
-        return records
     store = current_sandbox().store
     all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
@@ -425,8 +403,6 @@ _TOOLING_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textare
 def create_custom_field(ver: str) -> Response:
     """Create a custom field the way the Tooling API does: FullName 'Object.Field__c' plus Metadata."""
     data = _json_body()
-    if isinstance(data, Response):
-        return data
     if not isinstance(data, dict) or not isinstance(data.get("Metadata"), dict) or "." not in str(data.get("FullName", "")):
         return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", "FullName ('Object.Field__c') and Metadata are required")
     obj_name, field_name = str(data["FullName"]).split(".", 1)
