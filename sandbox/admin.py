@@ -14,6 +14,8 @@ from sandbox.store import HubSpotValidationError, SalesforceRecordError
 from sandbox.webhooks import TargetSpecError
 
 bp = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
+HS_SEED_PROBLEM = "unknown object type, or properties missing"
+SF_SEED_PROBLEM = "unknown sObject, or fields missing"
 
 
 
@@ -37,6 +39,14 @@ def _body() -> dict[str, Any]:
     return data
 
 
+def _seed_body(name: str | None, key: str, problem: str) -> tuple[str, dict[str, Any], str]:
+    """The resolved type, the values under `key` and the change source of a seeding call; 400 when either is missing."""
+    data = _body()
+    if name is None or not isinstance(data.get(key), dict):
+        abort(_bad(problem))
+    return name, data[key], str(data.get("source", "CRM_UI"))
+
+
 def _float_arg(name: str, default: float = 0.0) -> float:
     try:
         return float(request.args.get(name, default))
@@ -51,6 +61,13 @@ def check_admin_token() -> Response | None:
     if token and request.headers.get("X-Sandbox-Admin-Token") != token:
         return _bad("missing or wrong X-Sandbox-Admin-Token", 401)
     return None
+
+
+@bp.errorhandler(FaultSpecError)
+@bp.errorhandler(TargetSpecError)
+def spec_error(exc: Exception) -> Response:
+    """A fault or webhook target the caller described wrongly is a 400 with the reason."""
+    return _bad(str(exc))
 
 
 @bp.route("/health", methods=["GET"])
@@ -83,12 +100,7 @@ def info() -> Response:
 @bp.route("/faults", methods=["POST"])
 def add_fault() -> Response:
     """Inject a fault: {route, kind: status|slow|drop, status, retry_after, delay, count, seconds, method, body}."""
-    data = _body()
-    try:
-        fault = current_sandbox().faults.add(data)
-    except FaultSpecError as exc:
-        return _bad(str(exc))
-    return _ok(fault.describe(), 201)
+    return _ok(current_sandbox().faults.add(_body()).describe(), 201)
 
 
 @bp.route("/faults", methods=["GET"])
@@ -135,12 +147,7 @@ def list_writes() -> Response:
 @bp.route("/webhooks", methods=["POST"])
 def add_webhook_target() -> Response:
     """Register an outbound webhook target (HubSpot JSON or Salesforce Outbound Message)."""
-    data = _body()
-    try:
-        target = current_sandbox().webhooks.add_target(data)
-    except TargetSpecError as exc:
-        return _bad(str(exc))
-    return _ok(target.public(), 201)
+    return _ok(current_sandbox().webhooks.add_target(_body()).public(), 201)
 
 
 @bp.route("/webhooks", methods=["GET"])
@@ -233,12 +240,9 @@ def new_session() -> Response:
 def hs_create(object_type: str) -> Response:
     """Create a HubSpot record as a CRM user would ({properties, source}); fires webhooks, skips limits."""
     store = current_sandbox().store
-    otype = store.hs_type(object_type)
-    data = _body()
-    if otype is None or not isinstance(data.get("properties"), dict):
-        return _bad("unknown object type, or properties missing")
+    otype, props, source = _seed_body(store.hs_type(object_type), "properties", HS_SEED_PROBLEM)
     try:
-        obj = store.hs_create(otype, data["properties"], source=str(data.get("source", "CRM_UI")))
+        obj = store.hs_create(otype, props, source=source)
     except HubSpotValidationError as exc:
         return _bad(exc.message, exc.status)
     return _ok(obj, 201)
@@ -248,12 +252,9 @@ def hs_create(object_type: str) -> Response:
 def hs_update(object_type: str, object_id: str) -> Response:
     """Change a HubSpot record as a CRM user would."""
     store = current_sandbox().store
-    otype = store.hs_type(object_type)
-    data = _body()
-    if otype is None or not isinstance(data.get("properties"), dict):
-        return _bad("unknown object type, or properties missing")
+    otype, props, source = _seed_body(store.hs_type(object_type), "properties", HS_SEED_PROBLEM)
     try:
-        obj = store.hs_update(otype, object_id, data["properties"], source=str(data.get("source", "CRM_UI")))
+        obj = store.hs_update(otype, object_id, props, source=source)
     except KeyError:
         return _bad(f"no {otype} with id {object_id}", 404)
     except HubSpotValidationError as exc:
@@ -285,12 +286,9 @@ def hs_associate() -> Response:
 def sf_create(sobject: str) -> Response:
     """Create a Salesforce record as a CRM user would ({fields, source})."""
     store = current_sandbox().store
-    name = store.sf_sobject(sobject)
-    data = _body()
-    if name is None or not isinstance(data.get("fields"), dict):
-        return _bad("unknown sObject, or fields missing")
+    name, fields, source = _seed_body(store.sf_sobject(sobject), "fields", SF_SEED_PROBLEM)
     try:
-        rid = store.sf_create(name, data["fields"], source=str(data.get("source", "CRM_UI")))
+        rid = store.sf_create(name, fields, source=source)
     except SalesforceRecordError as exc:
         return _bad(f"{exc.status_code}: {exc.message}")
     return _ok({"id": rid}, 201)
@@ -300,12 +298,9 @@ def sf_create(sobject: str) -> Response:
 def sf_update(sobject: str, rid: str) -> Response:
     """Change a Salesforce record as a CRM user would."""
     store = current_sandbox().store
-    name = store.sf_sobject(sobject)
-    data = _body()
-    if name is None or not isinstance(data.get("fields"), dict):
-        return _bad("unknown sObject, or fields missing")
+    name, fields, source = _seed_body(store.sf_sobject(sobject), "fields", SF_SEED_PROBLEM)
     try:
-        store.sf_update(name, rid, data["fields"], source=str(data.get("source", "CRM_UI")))
+        store.sf_update(name, rid, fields, source=source)
     except SalesforceRecordError as exc:
         return _bad(f"{exc.status_code}: {exc.message}", 404 if exc.http_status == 404 else 400)
     return Response(status=204)

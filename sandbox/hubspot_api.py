@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, g, request
 
@@ -16,6 +16,7 @@ from sandbox.ids import correlation_id, iso_ms
 from sandbox.store import HubSpotValidationError
 
 bp = Blueprint("sandbox_hubspot", __name__)
+T = TypeVar("T")
 
 BATCH_LIMIT = 100
 SEARCH_OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
@@ -36,6 +37,12 @@ def _validation_response(exc: HubSpotValidationError) -> Response:
                     subCategory="PropertyCreateError.PROPERTY_EXISTS" if exc.category == "OBJECT_ALREADY_EXISTS" else None)
 
 
+@bp.errorhandler(HubSpotValidationError)
+def validation_error(exc: HubSpotValidationError) -> Response:
+    """Answer a store validation failure raised inside any route with HubSpot's error body."""
+    return _validation_response(exc)
+
+
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status=status, content_type="application/json;charset=utf-8")
 
@@ -51,6 +58,19 @@ def _body() -> dict[str, Any]:
     if not isinstance(data, dict):
         abort(hs_error(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR"))
     return data
+
+
+def _properties(data: dict[str, Any]) -> dict[str, Any]:
+    props = data.get("properties")
+    if not isinstance(props, dict):
+        abort(hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR"))
+    return props
+
+
+def _found(value: T | None, message: str) -> T:
+    if value is None:
+        abort(hs_error(404, message, "OBJECT_NOT_FOUND"))
+    return value
 
 
 def _otype(name: str) -> str:
@@ -190,13 +210,8 @@ def create_object(object_type: str) -> Response:
     """Create one record (201)."""
     otype = _otype(object_type)
     data = _body()
-    props = data.get("properties")
-    if not isinstance(props, dict):
-        return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
-    try:
-        obj = current_sandbox().store.hs_create(otype, props, source="API")
-    except HubSpotValidationError as exc:
-        return _validation_response(exc)
+    props = _properties(data)
+    obj = current_sandbox().store.hs_create(otype, props, source="API")
     for assoc in data.get("associations") or []:
         to_id = str((assoc.get("to") or {}).get("id", ""))
         types = [t.get("associationTypeId") for t in assoc.get("types") or [] if t.get("associationTypeId")]
@@ -213,9 +228,7 @@ def get_object(object_type: str, object_id: str) -> Response:
     otype = _otype(object_type)
     store = current_sandbox().store
     rid = store.hs_resolve_id(otype, object_id, request.args.get("idProperty"))
-    obj = store.hs_get(otype, rid) if rid else None
-    if obj is None:
-        return hs_error(404, "resource not found", "OBJECT_NOT_FOUND")
+    obj = _found(store.hs_get(otype, rid) if rid else None, "resource not found")
     shaped = _shape(otype, obj, _multi("properties"), _multi("propertiesWithHistory"))
     assocs = _multi("associations")
     if assocs:
@@ -230,17 +243,10 @@ def update_object(object_type: str, object_id: str) -> Response:
     """Update one record's properties (200 with the record)."""
     otype = _otype(object_type)
     data = _body()
-    props = data.get("properties")
-    if not isinstance(props, dict):
-        return hs_error(400, "Invalid input JSON: properties is required and must be an object", "VALIDATION_ERROR")
+    props = _properties(data)
     store = current_sandbox().store
-    rid = store.hs_resolve_id(otype, object_id, request.args.get("idProperty"))
-    if rid is None:
-        return hs_error(404, "resource not found", "OBJECT_NOT_FOUND")
-    try:
-        obj = store.hs_update(otype, rid, props, source="API")
-    except HubSpotValidationError as exc:
-        return _validation_response(exc)
+    rid = _found(store.hs_resolve_id(otype, object_id, request.args.get("idProperty")), "resource not found")
+    obj = store.hs_update(otype, rid, props, source="API")
     return _json(_shape(otype, obj, list(props)))
 
 
@@ -326,12 +332,9 @@ def batch_update(object_type: str) -> Response:
     with store.lock:
         resolved = [(item, store.hs_resolve_id(otype, str(item.get("id", "")), item.get("idProperty"))) for item in inputs]
         # Validate everything first so a bad value leaves nothing half-written, as HubSpot's batch does.
-        try:
-            for item, rid in resolved:
-                if rid is not None:
-                    store._hs_validate(otype, item["properties"], creating=False)
-        except HubSpotValidationError as exc:
-            return _validation_response(exc)
+        for item, rid in resolved:
+            if rid is not None:
+                store._hs_validate(otype, item["properties"], creating=False)
         for item, rid in resolved:
             if rid is None:
                 missing.append(str(item.get("id", "")))
@@ -351,13 +354,10 @@ def batch_create(object_type: str) -> Response:
     store = current_sandbox().store
     results = []
     with store.lock:
-        try:
-            for item in inputs:
-                if not isinstance(item.get("properties"), dict):
-                    return hs_error(400, "Invalid input JSON: every input needs properties", "VALIDATION_ERROR")
-                store._hs_validate(otype, item["properties"], creating=True)
-        except HubSpotValidationError as exc:
-            return _validation_response(exc)
+        for item in inputs:
+            if not isinstance(item.get("properties"), dict):
+                return hs_error(400, "Invalid input JSON: every input needs properties", "VALIDATION_ERROR")
+            store._hs_validate(otype, item["properties"], creating=True)
         for item in inputs:
             obj = store.hs_create(otype, item["properties"], source="API")
             results.append(_shape(otype, obj, list(item["properties"])))
@@ -441,20 +441,15 @@ def create_property(object_type: str) -> Response:
     """Create a property (201); 409 when the name exists."""
     otype = _otype(object_type)
     data = _body()
-    try:
-        return _json(current_sandbox().store.hs_create_property(otype, data), 201)
-    except HubSpotValidationError as exc:
-        return _validation_response(exc)
+    return _json(current_sandbox().store.hs_create_property(otype, data), 201)
 
 
 @bp.route("/crm/v3/properties/<object_type>/<name>", methods=["GET"])
 def get_property(object_type: str, name: str) -> Response:
     """One property by name."""
     otype = _otype(object_type)
-    prop = current_sandbox().store.hs_properties[otype].get(name)
-    if prop is None:
-        return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
-    return _json(prop)
+    return _json(_found(current_sandbox().store.hs_properties[otype].get(name),
+                        f"Unable to find property with name: {name}"))
 
 
 @bp.route("/crm/v3/properties/<object_type>/<name>", methods=["PATCH"])
@@ -466,8 +461,6 @@ def update_property(object_type: str, name: str) -> Response:
         return _json(current_sandbox().store.hs_update_property(otype, name, data))
     except KeyError:
         return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
-    except HubSpotValidationError as exc:
-        return _validation_response(exc)
 
 
 @bp.route("/crm/v3/properties/<object_type>/<name>", methods=["DELETE"])
@@ -476,9 +469,7 @@ def archive_property(object_type: str, name: str) -> Response:
     otype = _otype(object_type)
     store = current_sandbox().store
     with store.lock:
-        prop = store.hs_properties[otype].get(name)
-        if prop is None:
-            return hs_error(404, f"Unable to find property with name: {name}", "OBJECT_NOT_FOUND")
+        prop = _found(store.hs_properties[otype].get(name), f"Unable to find property with name: {name}")
         if prop["hubspotDefined"]:
             return hs_error(400, f"Property '{name}' is HubSpot-defined and cannot be archived.", "VALIDATION_ERROR")
         del store.hs_properties[otype][name]
@@ -537,20 +528,15 @@ def create_group(object_type: str) -> Response:
     """Create a property group (201); 409 when the name exists."""
     otype = _otype(object_type)
     data = _body()
-    try:
-        return _json(current_sandbox().store.hs_create_group(otype, data), 201)
-    except HubSpotValidationError as exc:
-        return _validation_response(exc)
+    return _json(current_sandbox().store.hs_create_group(otype, data), 201)
 
 
 @bp.route("/crm/v3/properties/<object_type>/groups/<name>", methods=["GET"])
 def get_group(object_type: str, name: str) -> Response:
     """One property group by name."""
     otype = _otype(object_type)
-    group = current_sandbox().store.hs_groups[otype].get(name)
-    if group is None:
-        return hs_error(404, f"Unable to find property group with name: {name}", "OBJECT_NOT_FOUND")
-    return _json(group)
+    return _json(_found(current_sandbox().store.hs_groups[otype].get(name),
+                        f"Unable to find property group with name: {name}"))
 
 
 # ---------------------------------------------------------------------------------------------- pipelines
