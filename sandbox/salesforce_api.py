@@ -8,6 +8,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -317,28 +318,22 @@ def _validate_collection(data: Any, need_id: bool) -> list[dict[str, Any]]:
     return records
 
 
-@bp.route("/services/data/<ver>/composite/sobjects", methods=["PATCH"], strict_slashes=False)
-def collection_update(ver: str) -> Response:
-    """Update up to 200 records; per-record results in order; allOrNone rolls back everything on any failure."""
-    data = _json_body()
-    records = _validate_collection(data, need_id=True)
+# A staged record: the id to report if allOrNone rolls it back (None for a create), and the write to run.
+_Staged = tuple[str | None, Callable[[], str]]
+_ROLLED_BACK_MESSAGE = ("Record rolled back because not all records were valid and the request was using AllOrNone "
+                        "header")
+
+
+def _collection_results(records: list[dict[str, Any]], all_or_none: bool,
+                        stage: Callable[[dict[str, Any]], _Staged]) -> list[dict[str, Any]]:
+    """Stage every record first, then write the good ones in order (none when allOrNone and any record failed)."""
     store = current_sandbox().store
-    all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
     with store.lock:
-        staged: list[tuple[str, str, dict[str, Any]] | SalesforceRecordError] = []
+        staged: list[_Staged | SalesforceRecordError] = []
         for rec in records:
-            sobject = store.sf_sobject(rec["attributes"]["type"])
-            fields = {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}
-            rid = rec.get("id") or rec.get("Id")
             try:
-                if sobject is None:
-                    raise SalesforceRecordError("INVALID_TYPE", f"sObject type '{rec['attributes']['type']}' is not "
-                                                "supported.", [])
-                if not rid:
-                    raise SalesforceRecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
-                store.sf_update(sobject, str(rid), fields, apply=False)
-                staged.append((sobject, store.sf_normalise_id(sobject, str(rid)), fields))
+                staged.append(stage(rec))
             except SalesforceRecordError as exc:
                 staged.append(exc)
         failed = any(isinstance(s, SalesforceRecordError) for s in staged)
@@ -346,14 +341,39 @@ def collection_update(ver: str) -> Response:
             if isinstance(item, SalesforceRecordError):
                 results.append({"success": False, "errors": [item.as_result_error()]})
             elif all_or_none and failed:
-                results.append({"id": item[1], "success": False, "errors": [{
-                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                    "message": "Record rolled back because not all records were valid and the request was using "
-                               "AllOrNone header", "fields": []}]})
+                results.append({**({"id": item[0]} if item[0] is not None else {}), "success": False, "errors": [{
+                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": _ROLLED_BACK_MESSAGE,
+                    "fields": []}]})
             else:
-                store.sf_update(item[0], item[1], item[2], source="API")
-                results.append({"id": item[1], "success": True, "errors": []})
-    return _json(results)
+                results.append({"id": item[1](), "success": True, "errors": []})
+    return results
+
+
+@bp.route("/services/data/<ver>/composite/sobjects", methods=["PATCH"], strict_slashes=False)
+def collection_update(ver: str) -> Response:
+    """Update up to 200 records; per-record results in order; allOrNone rolls back everything on any failure."""
+    data = _json_body()
+    records = _validate_collection(data, need_id=True)
+    store = current_sandbox().store
+
+    def stage(rec: dict[str, Any]) -> _Staged:
+        sobject = store.sf_sobject(rec["attributes"]["type"])
+        fields = {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}
+        rid = rec.get("id") or rec.get("Id")
+        if sobject is None:
+            raise SalesforceRecordError("INVALID_TYPE", f"sObject type '{rec['attributes']['type']}' is not "
+                                        "supported.", [])
+        if not rid:
+            raise SalesforceRecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+        store.sf_update(sobject, str(rid), fields, apply=False)
+        full_id = store.sf_normalise_id(sobject, str(rid))
+
+        def write() -> str:
+            store.sf_update(sobject, full_id, fields, source="API")
+            return full_id
+        return full_id, write
+
+    return _json(_collection_results(records, bool(data.get("allOrNone", False)), stage))
 
 
 @bp.route("/services/data/<ver>/composite/sobjects", methods=["POST"], strict_slashes=False)
@@ -362,36 +382,19 @@ def collection_create(ver: str) -> Response:
     data = _json_body()
     records = _validate_collection(data, need_id=False)
     store = current_sandbox().store
-    all_or_none = bool(data.get("allOrNone", False))
-    results: list[dict[str, Any]] = []
-    with store.lock:
-        problems: list[SalesforceRecordError | None] = []
-        for rec in records:
-            sobject = store.sf_sobject(rec["attributes"]["type"])
-            try:
-                if sobject is None:
-                    raise SalesforceRecordError("INVALID_TYPE", "sObject type is not supported.", [])
-                if rec.get("id") or rec.get("Id"):
-                    raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.",
-                                                ["Id"])
-                store._sf_coerce(sobject, rec, creating=True)
-                problems.append(None)
-            except SalesforceRecordError as exc:
-                problems.append(exc)
-        failed = any(p is not None for p in problems)
-        for rec, problem in zip(records, problems):
-            if problem is not None:
-                results.append({"success": False, "errors": [problem.as_result_error()]})
-            elif all_or_none and failed:
-                results.append({"success": False, "errors": [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                                                              "message": "Record rolled back because not all records "
-                                                              "were valid and the request was using AllOrNone header",
-                                                              "fields": []}]})
-            else:
-                sobject = store.sf_sobject(rec["attributes"]["type"]) or ""
-                rid = store.sf_create(sobject, {k: v for k, v in rec.items() if k != "attributes"}, source="API")
-                results.append({"id": rid, "success": True, "errors": []})
-    return _json(results)
+
+    def stage(rec: dict[str, Any]) -> _Staged:
+        sobject = store.sf_sobject(rec["attributes"]["type"])
+        if sobject is None:
+            raise SalesforceRecordError("INVALID_TYPE", "sObject type is not supported.", [])
+        if rec.get("id") or rec.get("Id"):
+            raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.",
+                                        ["Id"])
+        store._sf_coerce(sobject, rec, creating=True)
+        return None, lambda: store.sf_create(sobject, {k: v for k, v in rec.items() if k != "attributes"},
+                                             source="API")
+
+    return _json(_collection_results(records, bool(data.get("allOrNone", False)), stage))
 
 
 # ---------------------------------------------------------------------------------------------- Tooling API
