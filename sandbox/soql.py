@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sandbox.store import SandboxStore
+from sandbox.store import SandboxStore, compare_values
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -277,21 +277,7 @@ class _Parser:
         op = "!=" if tok.text == "<>" else tok.text
         right = self.literal()
         rkey = _cmp_key(right)
-
-        def compare(r: dict[str, Any]) -> bool:
-            left = _cmp_key(_value(r, name))
-            if op == "=":
-                return left == rkey
-            if op == "!=":
-                return left != rkey
-            if left is None or rkey is None:
-                return False
-            try:
-                return {"<": left < rkey, "<=": left <= rkey, ">": left > rkey, ">=": left >= rkey}[op]
-            except TypeError:
-                return False
-
-        return compare
+        return lambda r: compare_values(op, _cmp_key(_value(r, name)), rkey)
 
     def literal(self) -> Any:
         tok = self.peek()

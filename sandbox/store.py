@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 import os
 import threading
 import time
@@ -91,6 +92,25 @@ ChangeListener = Callable[[Change], None]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                     ">=": operator.ge}
+_HS_COMPARISONS = {"EQ": "=", "NEQ": "!=", "LT": "<", "LTE": "<=", "GT": ">", "GTE": ">="}
+
+
+def compare_values(op: str, left: Any, right: Any) -> bool:
+    """Compare two filter operands (=, !=, <, <=, >, >=) as both CRMs do: an ordering with a missing side is false."""
+    if op == "=":
+        return left == right
+    if op == "!=":
+        return left != right
+    if left is None or right is None:
+        return False
+    try:
+        return _ORDERINGS[op](left, right)
+    except TypeError:  # values of different kinds have no order; the filter simply does not match
+        return False
 
 
 def _hs_to_ms(value: Any) -> float | None:
@@ -452,16 +472,9 @@ class SandboxStore:
             has = left is not None and token in str(left)
             return has == (op == "CONTAINS_TOKEN")
         right = conv(flt.get("value"))
-        if op == "EQ":
-            return left == right
-        if op == "NEQ":
-            return left != right
-        if left is None or right is None:
-            return False
         if op == "BETWEEN":
-            high = conv(flt.get("highValue"))
-            return high is not None and right <= left <= high
-        return {"LT": left < right, "LTE": left <= right, "GT": left > right, "GTE": left >= right}[op]
+            return compare_values("<=", right, left) and compare_values("<=", left, conv(flt.get("highValue")))
+        return compare_values(_HS_COMPARISONS[op], left, right)
 
     # ---- associations
     def hs_associate(self, ftype: str, fid: str, ttype: str, tid: str, type_ids: Iterable[int] | None = None,
