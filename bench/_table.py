@@ -13,6 +13,9 @@ from rich.table import Table
 
 from scoring.metrics import METRIC_NAMES
 
+# The model registry's JSON cleaner (string keys, numpy scalars unwrapped, NaN/inf as null) serves reports too.
+from storage.model_registry import _clean
+
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "ece": False, "lift_at_10": True}
 
 
@@ -57,16 +60,11 @@ def write_json(path: str | Path, data: Any) -> Path:
     return out
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def save_report(path: str | Path | None, report: Any) -> None:
+    """Write the report as JSON when a path was given, and say where."""
+    if path:
+        write_json(path, report)
+        console().print(f"report written to {path}")
 
 
 def console() -> Console:

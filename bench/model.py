@@ -22,7 +22,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench._table import console, fmt, metrics_table, write_json
+from bench._table import console, fmt, metrics_table, save_report
 from scoring.metrics import mean_metrics
 from scoring.rules import PointsModel, Rule
 from scoring.training import TrainingError, TrainOptions, report_of, run_experiment
@@ -179,9 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     default_file = args.csv is None or args.csv.resolve() == DEFAULT_CSV.resolve()
     show(report, default_file)
-    if args.json_path:
-        write_json(args.json_path, report)
-        console().print(f"report written to {args.json_path}")
+    save_report(args.json_path, report)
     return 0
 
 

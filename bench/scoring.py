@@ -34,7 +34,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench._table import console, fmt, write_json
+from bench._table import console, fmt, save_report
 from bench.model import DEFAULT_CSV, DEFAULT_DROP, DEFAULT_LABEL
 from scoring.model import ModelBundle
 from scoring.reasons import agreement, reason_sets, top_contributions_batch
@@ -231,9 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console().print(f"[red]error:[/red] memory probe failed: {exc.stderr[-500:]}")
         return 2
     show(report)
-    if args.json_path:
-        write_json(args.json_path, report)
-        console().print(f"report written to {args.json_path}")
+    save_report(args.json_path, report)
     return 0
 
 
