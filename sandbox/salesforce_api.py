@@ -18,7 +18,7 @@ from flask import Blueprint, Response, abort, g, request
 from sandbox import soql
 from sandbox.current import current_sandbox
 from sandbox.ids import sf_id18
-from sandbox.store import SalesforceRecordError
+from sandbox.store import SalesforceRecordError, SandboxStore
 
 bp = Blueprint("sandbox_salesforce", __name__)
 
@@ -324,16 +324,18 @@ _ROLLED_BACK_MESSAGE = ("Record rolled back because not all records were valid a
                         "header")
 
 
-def _collection_results(records: list[dict[str, Any]], all_or_none: bool,
-                        stage: Callable[[dict[str, Any]], _Staged]) -> list[dict[str, Any]]:
+def _collection_response(stage: Callable[[SandboxStore, dict[str, Any]], _Staged], need_id: bool) -> Response:
     """Stage every record first, then write the good ones in order (none when allOrNone and any record failed)."""
+    data = _json_body()
+    records = _validate_collection(data, need_id=need_id)
     store = current_sandbox().store
+    all_or_none = bool(data.get("allOrNone", False))
     results: list[dict[str, Any]] = []
     with store.lock:
         staged: list[_Staged | SalesforceRecordError] = []
         for rec in records:
             try:
-                staged.append(stage(rec))
+                staged.append(stage(store, rec))
             except SalesforceRecordError as exc:
                 staged.append(exc)
         failed = any(isinstance(s, SalesforceRecordError) for s in staged)
@@ -346,55 +348,47 @@ def _collection_results(records: list[dict[str, Any]], all_or_none: bool,
                     "fields": []}]})
             else:
                 results.append({"id": item[1](), "success": True, "errors": []})
-    return results
+    return _json(results)
+
+
+def _stage_update(store: SandboxStore, rec: dict[str, Any]) -> _Staged:
+    sobject = store.sf_sobject(rec["attributes"]["type"])
+    fields = {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}
+    rid = rec.get("id") or rec.get("Id")
+    if sobject is None:
+        raise SalesforceRecordError("INVALID_TYPE", f"sObject type '{rec['attributes']['type']}' is not "
+                                    "supported.", [])
+    if not rid:
+        raise SalesforceRecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+    store.sf_update(sobject, str(rid), fields, apply=False)
+    full_id = store.sf_normalise_id(sobject, str(rid))
+
+    def write() -> str:
+        store.sf_update(sobject, full_id, fields, source="API")
+        return full_id
+    return full_id, write
+
+
+def _stage_create(store: SandboxStore, rec: dict[str, Any]) -> _Staged:
+    sobject = store.sf_sobject(rec["attributes"]["type"])
+    if sobject is None:
+        raise SalesforceRecordError("INVALID_TYPE", "sObject type is not supported.", [])
+    if rec.get("id") or rec.get("Id"):
+        raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.", ["Id"])
+    store._sf_coerce(sobject, rec, creating=True)
+    return None, lambda: store.sf_create(sobject, {k: v for k, v in rec.items() if k != "attributes"}, source="API")
 
 
 @bp.route("/services/data/<ver>/composite/sobjects", methods=["PATCH"], strict_slashes=False)
 def collection_update(ver: str) -> Response:
     """Update up to 200 records; per-record results in order; allOrNone rolls back everything on any failure."""
-    data = _json_body()
-    records = _validate_collection(data, need_id=True)
-    store = current_sandbox().store
-
-    def stage(rec: dict[str, Any]) -> _Staged:
-        sobject = store.sf_sobject(rec["attributes"]["type"])
-        fields = {k: v for k, v in rec.items() if k not in ("attributes", "id", "Id")}
-        rid = rec.get("id") or rec.get("Id")
-        if sobject is None:
-            raise SalesforceRecordError("INVALID_TYPE", f"sObject type '{rec['attributes']['type']}' is not "
-                                        "supported.", [])
-        if not rid:
-            raise SalesforceRecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
-        store.sf_update(sobject, str(rid), fields, apply=False)
-        full_id = store.sf_normalise_id(sobject, str(rid))
-
-        def write() -> str:
-            store.sf_update(sobject, full_id, fields, source="API")
-            return full_id
-        return full_id, write
-
-    return _json(_collection_results(records, bool(data.get("allOrNone", False)), stage))
+    return _collection_response(_stage_update, need_id=True)
 
 
 @bp.route("/services/data/<ver>/composite/sobjects", methods=["POST"], strict_slashes=False)
 def collection_create(ver: str) -> Response:
     """Create up to 200 records; per-record results in order."""
-    data = _json_body()
-    records = _validate_collection(data, need_id=False)
-    store = current_sandbox().store
-
-    def stage(rec: dict[str, Any]) -> _Staged:
-        sobject = store.sf_sobject(rec["attributes"]["type"])
-        if sobject is None:
-            raise SalesforceRecordError("INVALID_TYPE", "sObject type is not supported.", [])
-        if rec.get("id") or rec.get("Id"):
-            raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.",
-                                        ["Id"])
-        store._sf_coerce(sobject, rec, creating=True)
-        return None, lambda: store.sf_create(sobject, {k: v for k, v in rec.items() if k != "attributes"},
-                                             source="API")
-
-    return _json(_collection_results(records, bool(data.get("allOrNone", False)), stage))
+    return _collection_response(_stage_create, need_id=False)
 
 
 # ---------------------------------------------------------------------------------------------- Tooling API
