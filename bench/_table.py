@@ -13,7 +13,7 @@ from rich.table import Table
 
 from scoring.metrics import METRIC_NAMES
 
-# The model registry's JSON cleaner (string keys, numpy scalars unwrapped, NaN/inf as null) serves reports too.
+# The model registry's JSON cleaner (string keys, numpy scalars unwrapped, NaN/inf as null) serves reports.
 from storage.model_registry import _clean
 
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "ece": False, "lift_at_10": True}

@@ -40,7 +40,7 @@ def _body() -> dict[str, Any]:
 
 
 def _seed_body(name: str | None, key: str, problem: str) -> tuple[str, dict[str, Any], str]:
-    """The resolved type, the values under `key` and the change source of a seeding call; 400 when either is missing."""
+    """The type, the values under `key` and the change source of a seeding call (400 if one is missing)."""
     data = _body()
     if name is None or not isinstance(data.get(key), dict):
         abort(_bad(problem))

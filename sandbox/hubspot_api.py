@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, g, request
@@ -13,7 +14,7 @@ from sandbox import schema
 from sandbox.control import retry_after_header
 from sandbox.current import current_sandbox
 from sandbox.ids import correlation_id, iso_ms
-from sandbox.store import HubSpotValidationError
+from sandbox.store import HubSpotValidationError, SandboxStore
 
 bp = Blueprint("sandbox_hubspot", __name__)
 T = TypeVar("T")
@@ -48,7 +49,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 # The request readers below stop the view with abort(<error response>) rather than returning it, so each route
-# reads its inputs in one line; Flask still runs the after_request hooks (rate-limit headers, request log) on it.
+# reads its inputs in one line; Flask still runs the after_request hooks (rate-limit headers, request log).
 def _body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
@@ -427,29 +428,41 @@ def search(object_type: str) -> Response:
 
 
 # ---------------------------------------------------------------------------------------------- properties
-@bp.route("/crm/v3/properties/<object_type>", methods=["GET"])
-def list_properties(object_type: str) -> Response:
-    """Every property of an object type."""
-    otype = _otype(object_type)
-    with current_sandbox().store.lock:
-        results = [dict(p) for p in current_sandbox().store.hs_properties[otype].values()]
-    return _json({"results": results})
+def _registry_routes(kind: str, one: str, base: str, noun: str,
+                     registry: Callable[[SandboxStore], dict[str, dict[str, Any]]],
+                     create: Callable[[SandboxStore, str, dict[str, Any]], dict[str, Any]]) -> None:
+    """Register list (GET base), create (POST base, 201) and read-one (GET base/<name>) over a registry."""
+
+    def list_all(object_type: str) -> Response:
+        otype = _otype(object_type)
+        store = current_sandbox().store
+        with store.lock:
+            results = [dict(d) for d in registry(store)[otype].values()]
+        return _json({"results": results})
+
+    def create_one(object_type: str) -> Response:
+        otype = _otype(object_type)
+        data = _body()
+        # The store raises HubSpotValidationError (409) when the name exists.
+        return _json(create(current_sandbox().store, otype, data), 201)
+
+    def get_one(object_type: str, name: str) -> Response:
+        otype = _otype(object_type)
+        defs = registry(current_sandbox().store)[otype]
+        return _json(_found(defs.get(name), f"Unable to find {noun} with name: {name}"))
+
+    bp.add_url_rule(base, f"list_{kind}", list_all, methods=["GET"])
+    bp.add_url_rule(base, f"create_{one}", create_one, methods=["POST"])
+    bp.add_url_rule(f"{base}/<name>", f"get_{one}", get_one, methods=["GET"])
 
 
-@bp.route("/crm/v3/properties/<object_type>", methods=["POST"])
-def create_property(object_type: str) -> Response:
-    """Create a property (201); 409 when the name exists."""
-    otype = _otype(object_type)
-    data = _body()
-    return _json(current_sandbox().store.hs_create_property(otype, data), 201)
-
-
-@bp.route("/crm/v3/properties/<object_type>/<name>", methods=["GET"])
-def get_property(object_type: str, name: str) -> Response:
-    """One property by name."""
-    otype = _otype(object_type)
-    return _json(_found(current_sandbox().store.hs_properties[otype].get(name),
-                        f"Unable to find property with name: {name}"))
+# Properties and property groups: the same list / create / read-one surface over two registries.
+_registry_routes("properties", "property", "/crm/v3/properties/<object_type>", "property",
+                 lambda store: store.hs_properties,
+                 lambda store, otype, body: store.hs_create_property(otype, body))
+_registry_routes("groups", "group", "/crm/v3/properties/<object_type>/groups", "property group",
+                 lambda store: store.hs_groups,
+                 lambda store, otype, body: store.hs_create_group(otype, body))
 
 
 @bp.route("/crm/v3/properties/<object_type>/<name>", methods=["PATCH"])
@@ -514,29 +527,6 @@ def batch_create_properties(object_type: str) -> Response:
         body.update({"numErrors": len(errors), "errors": errors})
         return _json(body, 207)
     return _json(body, 201)
-
-
-@bp.route("/crm/v3/properties/<object_type>/groups", methods=["GET"])
-def list_groups(object_type: str) -> Response:
-    """Every property group of an object type."""
-    otype = _otype(object_type)
-    return _json({"results": list(current_sandbox().store.hs_groups[otype].values())})
-
-
-@bp.route("/crm/v3/properties/<object_type>/groups", methods=["POST"])
-def create_group(object_type: str) -> Response:
-    """Create a property group (201); 409 when the name exists."""
-    otype = _otype(object_type)
-    data = _body()
-    return _json(current_sandbox().store.hs_create_group(otype, data), 201)
-
-
-@bp.route("/crm/v3/properties/<object_type>/groups/<name>", methods=["GET"])
-def get_group(object_type: str, name: str) -> Response:
-    """One property group by name."""
-    otype = _otype(object_type)
-    return _json(_found(current_sandbox().store.hs_groups[otype].get(name),
-                        f"Unable to find property group with name: {name}"))
 
 
 # ---------------------------------------------------------------------------------------------- pipelines

@@ -320,12 +320,12 @@ def _validate_collection(data: Any, need_id: bool) -> list[dict[str, Any]]:
 
 # A staged record: the id to report if allOrNone rolls it back (None for a create), and the write to run.
 _Staged = tuple[str | None, Callable[[], str]]
-_ROLLED_BACK_MESSAGE = ("Record rolled back because not all records were valid and the request was using AllOrNone "
-                        "header")
+_ROLLED_BACK_MESSAGE = ("Record rolled back because not all records were valid and the request was using "
+                        "AllOrNone header")
 
 
 def _collection_response(stage: Callable[[SandboxStore, dict[str, Any]], _Staged], need_id: bool) -> Response:
-    """Stage every record first, then write the good ones in order (none when allOrNone and any record failed)."""
+    """Stage every record, then write the good ones in order (none when allOrNone and any record failed)."""
     data = _json_body()
     records = _validate_collection(data, need_id=need_id)
     store = current_sandbox().store
@@ -343,9 +343,10 @@ def _collection_response(stage: Callable[[SandboxStore, dict[str, Any]], _Staged
             if isinstance(item, SalesforceRecordError):
                 results.append({"success": False, "errors": [item.as_result_error()]})
             elif all_or_none and failed:
-                results.append({**({"id": item[0]} if item[0] is not None else {}), "success": False, "errors": [{
-                    "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": _ROLLED_BACK_MESSAGE,
-                    "fields": []}]})
+                rolled_back = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                               "message": _ROLLED_BACK_MESSAGE, "fields": []}
+                results.append({**({"id": item[0]} if item[0] is not None else {}), "success": False,
+                                "errors": [rolled_back]})
             else:
                 results.append({"id": item[1](), "success": True, "errors": []})
     return _json(results)
@@ -374,9 +375,11 @@ def _stage_create(store: SandboxStore, rec: dict[str, Any]) -> _Staged:
     if sobject is None:
         raise SalesforceRecordError("INVALID_TYPE", "sObject type is not supported.", [])
     if rec.get("id") or rec.get("Id"):
-        raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.", ["Id"])
+        raise SalesforceRecordError("INVALID_FIELD", "Id field should not be specified in the sobject data.",
+                                    ["Id"])
     store._sf_coerce(sobject, rec, creating=True)
-    return None, lambda: store.sf_create(sobject, {k: v for k, v in rec.items() if k != "attributes"}, source="API")
+    fields = {k: v for k, v in rec.items() if k != "attributes"}
+    return None, lambda: store.sf_create(sobject, fields, source="API")
 
 
 @bp.route("/services/data/<ver>/composite/sobjects", methods=["PATCH"], strict_slashes=False)

@@ -100,7 +100,7 @@ _HS_COMPARISONS = {"EQ": "=", "NEQ": "!=", "LT": "<", "LTE": "<=", "GT": ">", "G
 
 
 def compare_values(op: str, left: Any, right: Any) -> bool:
-    """Compare two filter operands (=, !=, <, <=, >, >=) as both CRMs do: an ordering with a missing side is false."""
+    """Compare filter operands (= != < <= > >=) as both CRMs do; an ordering with a missing side is false."""
     if op == "=":
         return left == right
     if op == "!=":
@@ -473,7 +473,8 @@ class SandboxStore:
             return has == (op == "CONTAINS_TOKEN")
         right = conv(flt.get("value"))
         if op == "BETWEEN":
-            return compare_values("<=", right, left) and compare_values("<=", left, conv(flt.get("highValue")))
+            high = conv(flt.get("highValue"))
+            return compare_values("<=", right, left) and compare_values("<=", left, high)
         return compare_values(_HS_COMPARISONS[op], left, right)
 
     # ---- associations
