@@ -275,11 +275,19 @@ def _batch_inputs(data: dict[str, Any]) -> list[dict[str, Any]]:
     return inputs
 
 
-def _batch_response(results: list[dict[str, Any]], missing: list[str], otype: str, started: float) -> Response:
+def _batch_request(object_type: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """The object type, body and inputs of a v3 batch call, each checked in that order."""
+    otype = _otype(object_type)
+    data = _body()
+    return otype, data, _batch_inputs(data)
+
+
+def _batch_response(results: list[dict[str, Any]], missing: list[str], otype: str, started: float,
+                    status: int = 200) -> Response:
     body: dict[str, Any] = {"status": "COMPLETE", "results": results, "requestedAt": iso_ms(started),
                             "startedAt": iso_ms(started), "completedAt": iso_ms(), "links": {}}
     if not missing:
-        return _json(body, 200)
+        return _json(body, status)
     label = schema.HS_SINGULAR[otype].upper()
     body["numErrors"] = 1
     body["errors"] = [{"status": "error", "category": "OBJECT_NOT_FOUND",
@@ -293,9 +301,7 @@ def _batch_response(results: list[dict[str, Any]], missing: list[str], otype: st
 def batch_read(object_type: str) -> Response:
     """Read up to 100 records by id or unique property; 207 lists the ids not found."""
     started = time.time()
-    otype = _otype(object_type)
-    data = _body()
-    inputs = _batch_inputs(data)
+    otype, data, inputs = _batch_request(object_type)
     store = current_sandbox().store
     props = data.get("properties") or []
     id_prop = data.get("idProperty")
@@ -317,9 +323,7 @@ def batch_read(object_type: str) -> Response:
 def batch_update(object_type: str) -> Response:
     """Update up to 100 records; invalid property values fail the whole batch, unknown ids come back as 207."""
     started = time.time()
-    otype = _otype(object_type)
-    data = _body()
-    inputs = _batch_inputs(data)
+    otype, data, inputs = _batch_request(object_type)
     store = current_sandbox().store
     ids = [str(i.get("id", "")) for i in inputs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -349,9 +353,7 @@ def batch_update(object_type: str) -> Response:
 def batch_create(object_type: str) -> Response:
     """Create up to 100 records (201); any invalid input fails the batch."""
     started = time.time()
-    otype = _otype(object_type)
-    data = _body()
-    inputs = _batch_inputs(data)
+    otype, data, inputs = _batch_request(object_type)
     store = current_sandbox().store
     results = []
     with store.lock:
@@ -362,17 +364,13 @@ def batch_create(object_type: str) -> Response:
         for item in inputs:
             obj = store.hs_create(otype, item["properties"], source="API")
             results.append(_shape(otype, obj, list(item["properties"])))
-    body = {"status": "COMPLETE", "results": results, "requestedAt": iso_ms(started), "startedAt": iso_ms(started),
-            "completedAt": iso_ms(), "links": {}}
-    return _json(body, 201)
+    return _batch_response(results, [], otype, started, 201)
 
 
 @bp.route("/crm/v3/objects/<object_type>/batch/archive", methods=["POST"])
 def batch_archive(object_type: str) -> Response:
     """Archive up to 100 records (204)."""
-    otype = _otype(object_type)
-    data = _body()
-    inputs = _batch_inputs(data)
+    otype, _, inputs = _batch_request(object_type)
     for item in inputs:
         current_sandbox().store.hs_archive(otype, str(item.get("id", "")))
     return Response(status=204)
