@@ -432,6 +432,7 @@ def _registry_routes(kind: str, one: str, base: str, noun: str,
     """Register list (GET base), create (POST base, 201) and read-one (GET base/<name>) over a registry."""
 
     def list_all(object_type: str) -> Response:
+        """Every definition of an object type."""
         otype = _otype(object_type)
         store = current_sandbox().store
         with store.lock:
@@ -439,12 +440,13 @@ def _registry_routes(kind: str, one: str, base: str, noun: str,
         return _json({"results": results})
 
     def create_one(object_type: str) -> Response:
+        """Create a definition (201); 409 when the name exists."""
         otype = _otype(object_type)
         data = _body()
-        # The store raises HubSpotValidationError (409) when the name exists.
         return _json(create(current_sandbox().store, otype, data), 201)
 
     def get_one(object_type: str, name: str) -> Response:
+        """One definition by name."""
         otype = _otype(object_type)
         defs = registry(current_sandbox().store)[otype]
         return _json(_found(defs.get(name), f"Unable to find {noun} with name: {name}"))
