@@ -28,6 +28,8 @@ LEAD_ID_COLUMNS = {
     ("web", "person"): "external_id",
 }
 ACCOUNT_ID_COLUMNS = {("hubspot", "company"): "hubspot_id", ("salesforce", "account"): "salesforce_id"}
+# The column of a lead's (or account's) id in each CRM: where the writeback finds the record to write.
+CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
 LEAD_ATTRIBUTES = ("email", "first_name", "last_name", "title", "country")
 
 

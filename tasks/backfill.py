@@ -39,11 +39,12 @@ from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
 from core.values import EntryRefused, clean_event
 from storage.inbox import store_events
+from storage.leads import CRM_ID_COLUMNS
 from storage.models import InboxEvent, Lead
 from storage.outcomes import record_outcomes
 from tasks.ingest import ingest_rows
 from tasks.resources import Resources
-from tasks.score import CRM_ID_COLUMNS, score_and_store
+from tasks.score import score_and_store
 
 log = logging.getLogger(__name__)
 

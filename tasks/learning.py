@@ -444,8 +444,8 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
     """
     from connectors.base import TransientConnectorError
     from scoring.accounts import ContactScore, score_account
+    from storage.leads import CRM_ID_COLUMNS
     from storage.models import Account, Lead
-    from tasks.score import CRM_ID_COLUMNS
     from tasks.writeback import ACCOUNTS, FLUSH_LEASE_SECONDS, flush, flush_once, lease
 
     now = now or utcnow()

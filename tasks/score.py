@@ -19,6 +19,7 @@ from core.progress import record_progress
 from core.records import Score, utcnow
 from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
+from storage.leads import CRM_ID_COLUMNS
 from storage.models import Lead
 from storage.scores import ScoreChange, apply_scores
 from tasks.isolation import isolate, retry_delay
@@ -26,7 +27,6 @@ from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
 
-CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
 
 
 @shared_task(name="tasks.score.score_leads", autoretry_for=(OperationalError,), retry_backoff=1,

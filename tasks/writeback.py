@@ -52,10 +52,10 @@ from core.progress import record_progress
 from core.records import utcnow
 from core.values import text_problem
 from storage.dead_letters import count_lead_failure, describe_error
+from storage.leads import CRM_ID_COLUMNS
 from storage.models import Account, Lead, OutboxItem
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
-from tasks.score import CRM_ID_COLUMNS
 
 log = logging.getLogger(__name__)
 
