@@ -21,21 +21,9 @@ from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
 
-from connectors.base import (
-    AuthConnectorError,
-    ConnectorError,
-    CrmRecord,
-    FieldSpec,
-    LeadWithAccount,
-    PermanentConnectorError,
-    ProvisionReport,
-    TransientConnectorError,
-    WriteResult,
-    comparable_values,
-    reasons_text,
-    same_field_value,
-    unknown_fields,
-)
+from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
+                             PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
+                             comparable_values, reasons_text, same_field_value, unknown_fields)
 from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
@@ -256,33 +244,27 @@ class HubSpotConnector:
             (created if was_created else existing).append(spec.full_name)
         return ProvisionReport(tuple(created), tuple(existing), tuple(missing), tuple(problems))
 
-    def _exists(self, action: str, fn: Callable[[], Any]) -> bool:
+    def _call_unless(self, status: int, action: str, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """(True, its result), or (False, None) when the answer is `status` (the status, never the text)."""
         try:
-            self._call(action, fn)
-            return True
+            return True, self._call(action, fn)
         except PermanentConnectorError as exc:
-            if exc.status == 404:
-                return False
+            if exc.status == status:
+                return False, None
             raise
+
+    def _exists(self, action: str, fn: Callable[[], Any]) -> bool:
+        return self._call_unless(404, action, fn)[0]
 
     def _get_property(self, spec: FieldSpec) -> Any:
-        try:
-            return self._call(f"read property {spec.full_name}",
-                              lambda: self._properties.core_api.get_by_name(spec.object_type, spec.name))
-        except PermanentConnectorError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        def read() -> Any:
+            return self._properties.core_api.get_by_name(spec.object_type, spec.name)
+
+        return self._call_unless(404, f"read property {spec.full_name}", read)[1]
 
     def _create_or_conflict(self, action: str, fn: Callable[[], Any]) -> bool:
-        """Create; a 409 means another worker created it first (key on the status only, never the text)."""
-        try:
-            self._call(action, fn)
-            return True
-        except PermanentConnectorError as exc:
-            if exc.status == 409:
-                return False
-            raise
+        """Create; a 409 means another worker created it first."""
+        return self._call_unless(409, action, fn)[0]
 
     # ------------------------------------------------------------------ reads
     def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:

@@ -19,21 +19,9 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (
-    AuthConnectorError,
-    ConnectorError,
-    CrmRecord,
-    FieldSpec,
-    LeadWithAccount,
-    PermanentConnectorError,
-    ProvisionReport,
-    TransientConnectorError,
-    WriteResult,
-    comparable_values,
-    reasons_text,
-    same_field_value,
-    unknown_fields,
-)
+from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
+                             PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
+                             comparable_values, reasons_text, same_field_value, unknown_fields)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
@@ -316,20 +304,19 @@ class SalesforceConnector:
         if bad:
             raise PermanentConnectorError(f"not Lead or Contact ids: {bad[:5]}", vendor="salesforce")
         found: dict[str, LeadWithAccount] = {}
-        lead_ids_ = [i for i in ids if i.startswith("00Q")]
-        contact_ids = [i for i in ids if i.startswith("003")]
-        for chunk in _chunks(lead_ids_, SOQL_ID_CHUNK):
-            soql = ("SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, Country, "
+        reads: tuple[tuple[str, str, str, Callable[[Mapping[str, Any]], LeadWithAccount]], ...] = (
+            ("00Q", "SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, Country, "
                     "Website, LeadSource, Status, IsConverted, ConvertedContactId, ConvertedAccountId, CreatedDate "
-                    f"FROM Lead WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})")
-            for rec in self.query_all(soql, "read leads"):
-                found[rec["Id"][:15]] = self._from_lead(rec)
-        for chunk in _chunks(contact_ids, SOQL_ID_CHUNK):
-            soql = ("SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, Account.Name, "
+                    "FROM Lead", "read leads", self._from_lead),
+            ("003", "SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, Account.Name, "
                     "Account.Website, Account.Industry, Account.NumberOfEmployees, Account.BillingCountry, CreatedDate "
-                    f"FROM Contact WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})")
-            for rec in self.query_all(soql, "read contacts"):
-                found[rec["Id"][:15]] = self._from_contact(rec)
+                    "FROM Contact", "read contacts", self._from_contact),
+        )
+        for prefix, select, action, convert in reads:
+            for chunk in _chunks([i for i in ids if i.startswith(prefix)], SOQL_ID_CHUNK):
+                soql = f"{select} WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})"
+                for rec in self.query_all(soql, action):
+                    found[rec["Id"][:15]] = convert(rec)
         return [found[i[:15]] for i in ids if i[:15] in found]
 
     def _from_lead(self, rec: Mapping[str, Any]) -> LeadWithAccount:
