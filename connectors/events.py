@@ -27,22 +27,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from connectors.parsing.common import (
-    META_KEY,
-    BatchBuilder,
-    EventIgnored,
-    EventInvalid,
-    as_utc,
-    check_batch_size,
-    check_occurred_at,
-    clip,
-    is_int,
-    iso_to_datetime,
-    json_type,
-    load_json,
-    normalize_email,
-    stable_hash,
-)
+from connectors.parsing.common import (META_KEY, BatchBuilder, EventIgnored, EventInvalid, as_utc,
+                                       check_batch_size, check_occurred_at, clip, is_int, iso_to_datetime,
+                                       json_type, load_json, normalize_email, stable_hash)
 from connectors.parsing.errors import MalformedPayload
 from connectors.parsing.results import ParseResult
 from core.records import Event
@@ -213,18 +200,10 @@ def _parse_event(item: Any, source: str, received_at: datetime, shared_context: 
     if anonymous_id is not None:
         meta["anonymousId"] = anonymous_id
     properties[META_KEY] = meta
-    return Event(
-        source=source,
-        crm="web",
-        object_type="person",
-        object_id=user_id if user_id is not None else anonymous_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        received_at=received_at,
-        properties=properties,
-        dedupe_key=dedupe_key,
-        email=email,
-    )
+    return Event(source=source, crm="web", object_type="person",
+                 object_id=user_id if user_id is not None else anonymous_id, event_type=event_type,
+                 occurred_at=occurred_at, received_at=received_at, properties=properties,
+                 dedupe_key=dedupe_key, email=email)
 
 
 def _identity(item: dict[str, Any], field: str) -> str | None:

@@ -22,23 +22,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from connectors.parsing.common import (
-    META_KEY,
-    BatchBuilder,
-    EventIgnored,
-    EventInvalid,
-    as_utc,
-    check_batch_size,
-    check_occurred_at,
-    clip,
-    is_int,
-    json_type,
-    load_json,
-    ms_to_datetime,
-    normalize_email,
-    stable_hash,
-    time_ordered_key,
-)
+from connectors.parsing.common import (META_KEY, BatchBuilder, EventIgnored, EventInvalid, as_utc,
+                                       check_batch_size, check_occurred_at, clip, is_int, json_type,
+                                       load_json, ms_to_datetime, normalize_email, stable_hash,
+                                       time_ordered_key)
 from connectors.parsing.errors import MalformedPayload
 from connectors.parsing.results import ParseResult
 from core.records import Event
@@ -158,18 +145,9 @@ def _parse_event(item: Any, source: str, received_at: datetime, portal_id: int |
         occurred_at.isoformat(),
         key_extra,
     ))
-    return Event(
-        source=source,
-        crm="hubspot",
-        object_type=object_type,
-        object_id=object_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        received_at=received_at,
-        properties=properties,
-        dedupe_key=dedupe_key,
-        email=email,
-    )
+    return Event(source=source, crm="hubspot", object_type=object_type, object_id=object_id,
+                 event_type=event_type, occurred_at=occurred_at, received_at=received_at,
+                 properties=properties, dedupe_key=dedupe_key, email=email)
 
 
 def _object_type(item: dict[str, Any], prefix: str, event_type: str, subscription: str) -> str:

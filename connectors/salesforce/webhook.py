@@ -54,24 +54,10 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as safe_xml
 from defusedxml import DefusedXmlException
 
-from connectors.parsing.common import (
-    META_KEY,
-    BatchBuilder,
-    EventIgnored,
-    EventInvalid,
-    as_utc,
-    check_batch_size,
-    check_occurred_at,
-    clip,
-    is_int,
-    iso_to_datetime,
-    json_type,
-    load_json,
-    ms_to_datetime,
-    normalize_email,
-    reject_json_constant,
-    stable_hash,
-)
+from connectors.parsing.common import (META_KEY, BatchBuilder, EventIgnored, EventInvalid, as_utc,
+                                       check_batch_size, check_occurred_at, clip, is_int, iso_to_datetime,
+                                       json_type, load_json, ms_to_datetime, normalize_email,
+                                       reject_json_constant, stable_hash)
 from connectors.parsing.errors import MalformedPayload, OrganizationMismatch
 from connectors.parsing.results import ParseResult
 from core.records import Event
@@ -250,18 +236,9 @@ def _parse_notification(
     dedupe_key = stable_hash(
         "salesforce", organization[:15], notification_id, record_id[:15], last_modified or None
     )
-    return Event(
-        source=source,
-        crm="salesforce",
-        object_type=object_type,
-        object_id=record_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        received_at=received_at,
-        properties=properties,
-        dedupe_key=dedupe_key,
-        email=normalize_email(fields.get("Email")),
-    )
+    # Outbound messages name the field "Email" only; properties holds the same fields as `fields`.
+    return _event(source, object_type, record_id, event_type, occurred_at, received_at, properties,
+                  dedupe_key, email_keys=("Email",))
 
 
 def _sobject_fields(sobject: Element) -> dict[str, Any]:
@@ -528,20 +505,13 @@ def _event(
     received_at: datetime,
     properties: dict[str, Any],
     dedupe_key: str,
+    email_keys: tuple[str, ...] = ("Email", "email"),
 ) -> Event:
-    email = properties.get("Email", properties.get("email"))
-    return Event(
-        source=source,
-        crm="salesforce",
-        object_type=object_type,
-        object_id=record_id,
-        event_type=event_type,
-        occurred_at=occurred_at,
-        received_at=received_at,
-        properties=properties,
-        dedupe_key=dedupe_key,
-        email=normalize_email(email),
-    )
+    # The first of `email_keys` present wins, even when its value is empty.
+    email = next((properties[key] for key in email_keys if key in properties), None)
+    return Event(source=source, crm="salesforce", object_type=object_type, object_id=record_id,
+                 event_type=event_type, occurred_at=occurred_at, received_at=received_at,
+                 properties=properties, dedupe_key=dedupe_key, email=normalize_email(email))
 
 
 def _object_type(value: Any, field: str) -> str:
