@@ -9,30 +9,31 @@ from services import OperationError
 PAGE_SIZE = 50
 
 
-def form_int(name: str, *, label: str, low: int, high: int, default: int | None = None) -> int | None:
-    """An integer form field within [low, high]; empty gives `default`; anything else is an OperationError."""
-    raw = (request.form.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise OperationError(f"{label} must be a whole number") from None
-    if not low <= value <= high:
-        raise OperationError(f"{label} must be between {low} and {high}")
-    return value
-
-
-def form_float(name: str, *, label: str, low: float, high: float) -> float | None:
-    """A number form field within [low, high], or None when empty."""
+def _form_number(name: str, convert: type[int] | type[float], error: str) -> int | float | None:
+    """A form field converted by `convert`, None when empty; a value it refuses is an OperationError."""
     raw = (request.form.get(name) or "").strip()
     if not raw:
         return None
     try:
-        value = float(raw)
+        return convert(raw)
     except ValueError:
-        raise OperationError(f"{label} must be a number") from None
+        raise OperationError(error) from None
+
+
+def form_int(name: str, *, label: str, low: int, high: int, default: int | None = None) -> int | None:
+    """An integer form field within [low, high]; empty gives `default`; anything else is an OperationError."""
+    value = _form_number(name, int, f"{label} must be a whole number")
+    if value is None:
+        return default
     if not low <= value <= high:
+        raise OperationError(f"{label} must be between {low} and {high}")
+    return int(value)
+
+
+def form_float(name: str, *, label: str, low: float, high: float) -> float | None:
+    """A number form field within [low, high], or None when empty."""
+    value = _form_number(name, float, f"{label} must be a number")
+    if value is not None and not low <= value <= high:
         raise OperationError(f"{label} must be between {low:g} and {high:g}")
     return value
 
