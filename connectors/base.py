@@ -76,6 +76,11 @@ class CrmRecord:
     updated_at: datetime | None
     links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def linked(self, object_type: str, by_id: Mapping[tuple[str, str], CrmRecord]) -> CrmRecord | None:
+        """The record of `object_type` this one links to first (its primary link), if it was fetched."""
+        ids = self.links.get(object_type, ())
+        return by_id.get((object_type, ids[0])) if ids else None
+
 
 class Progress(Protocol):
     """Where a backfill reports how far it got (the CLI draws rich progress bars)."""
@@ -216,6 +221,11 @@ def shown_values(score: int, grade: str | None, reasons: Sequence[str] | None, m
     """The canonical field values a CRM record shows for a lead's or an account's score (for write_fields)."""
     return {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score),
             "model_version": model_version, "scored_at": scored_at}
+
+
+def filled_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """The traits that have a value (None and "" say nothing about a company)."""
+    return {k: v for k, v in traits.items() if v not in (None, "")}
 
 
 def reasons_text(reasons: Any, limit: int) -> str:

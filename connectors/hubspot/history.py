@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import CrmRecord, History, Progress, SilentProgress
+from connectors.base import CrmRecord, History, Progress, SilentProgress, filled_traits
 
 KEY_CODE = "hs"  # in backfill dedupe keys (bf:hs:...): short, so the longest key fits in 64 characters
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
@@ -36,15 +36,11 @@ def fetch(connector: Any, progress: Progress | None = None) -> History:
 
 def company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
     """The company a contact is associated with (its primary link), if fetched."""
-    if record.object_type != "contact":
-        return None
-    ids = record.links.get("company", ())
-    return by_id.get(("company", ids[0])) if ids else None
+    return record.linked("company", by_id) if record.object_type == "contact" else None
 
 
 def company_traits(company: CrmRecord) -> dict[str, Any]:
     """The firmographics live enrichment gives a person, from their company record."""
     p = company.properties
-    traits = {"company": p.get("name"), "domain": p.get("domain"), "industry": p.get("industry"),
-              "numberofemployees": p.get("numberofemployees")}
-    return {k: v for k, v in traits.items() if v not in (None, "")}
+    return filled_traits({"company": p.get("name"), "domain": p.get("domain"), "industry": p.get("industry"),
+                          "numberofemployees": p.get("numberofemployees")})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.base import CrmRecord, History, Progress, SilentProgress
+from connectors.base import CrmRecord, History, Progress, SilentProgress, filled_traits
 
 KEY_CODE = "sf"  # in backfill dedupe keys (bf:sf:...): short, so the longest key fits in 64 characters
 FIELDS = {
@@ -36,16 +36,12 @@ def fetch(connector: Any, progress: Progress | None = None) -> History:
 
 def company_of(record: CrmRecord, by_id: dict[tuple[str, str], CrmRecord]) -> CrmRecord | None:
     """The Account a Contact belongs to, if fetched (a Lead carries its company's fields itself)."""
-    if record.object_type != "contact":
-        return None
-    ids = record.links.get("account", ())
-    return by_id.get(("account", ids[0])) if ids else None
+    return record.linked("account", by_id) if record.object_type == "contact" else None
 
 
 def company_traits(company: CrmRecord) -> dict[str, Any]:
     """The firmographics a Contact gets from its Account, as identify traits."""
     p = company.properties
-    traits = {"company": p.get("Name"), "website": p.get("Website"), "industry": p.get("Industry"),
-              "numberofemployees": p.get("NumberOfEmployees"), "country": p.get("BillingCountry"),
-              "accountid": company.id}
-    return {k: v for k, v in traits.items() if v not in (None, "")}
+    return filled_traits({"company": p.get("Name"), "website": p.get("Website"),
+                          "industry": p.get("Industry"), "numberofemployees": p.get("NumberOfEmployees"),
+                          "country": p.get("BillingCountry"), "accountid": company.id})
