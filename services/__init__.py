@@ -6,6 +6,13 @@ change and its record commit together. None of them reads the Flask request.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+Row = TypeVar("Row")
+
 
 class OperationError(ValueError):
     """An admin operation was refused; `status` is the HTTP status that fits, the message says why."""
@@ -39,6 +46,14 @@ def check_id(value: int, what: str) -> int:
     if not 1 <= value <= MAX_DB_INT:
         raise NotFound(f"no {what} {value}")
     return value
+
+
+def get_row(session: Session, model: type[Row], row_id: int, what: str) -> Row:
+    """The `model` row with this id, or NotFound naming `what`."""
+    row = session.get(model, check_id(row_id, what))
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    return row
 
 
 def clean_text(value: str | None, what: str, *, max_length: int, required: bool = True) -> str | None:

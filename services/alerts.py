@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import Conflict, NotFound, OperationError, check_id, clean_text
+from services import Conflict, OperationError, clean_text, get_row
 from core.records import utcnow
 from core.settings import Settings
 from storage.audit import record
@@ -82,11 +82,7 @@ def _audit_view(rule: AlertRule) -> dict[str, Any]:
 
 
 def _rule(session: Session, rule_id: int) -> AlertRule:
-    check_id(rule_id, "alert rule")
-    rule = session.get(AlertRule, rule_id)
-    if rule is None:
-        raise NotFound(f"no alert rule {rule_id}")
-    return rule
+    return get_row(session, AlertRule, rule_id, "alert rule")
 
 
 def _choices(values: list[str] | None, allowed: tuple[str, ...], what: str, upper: bool = False) -> list[str]:

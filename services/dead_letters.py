@@ -18,8 +18,8 @@ from redis import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services import NotFound, OperationError, check_id
-from services.deliveries import Page
+from services import NotFound, OperationError, get_row
+from services.deliveries import Page, paginate
 from core.keys import DIRTY_KEY, SCORE_ASIDE_KEY, WRITEBACK_ASIDE_KEY, WRITTEN_KEY
 from core.records import utcnow
 from storage.audit import record, scrub
@@ -62,9 +62,7 @@ def list_dead_letters(session: Session, *, stage: str | None = None, status: str
         query = query.where(DeadLetter.stage == stage)
     if status:
         query = query.where(DeadLetter.status == status)
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = list(session.scalars(query.order_by(DeadLetter.id.desc()).limit(limit).offset(offset)))
-    return Page(rows, total, limit, offset)
+    return paginate(session, query, [DeadLetter.id.desc()], limit, offset)
 
 
 def counts(session: Session) -> dict[str, dict[str, int]]:
@@ -78,9 +76,7 @@ def counts(session: Session) -> dict[str, dict[str, int]]:
 
 def get_dead_letter(session: Session, letter_id: int, *, mask_personal: bool) -> DeadLetterView:
     """One dead letter with its payload; `mask_personal` hides e-mail addresses (for viewers)."""
-    letter = session.get(DeadLetter, check_id(letter_id, "dead letter"))
-    if letter is None:
-        raise NotFound(f"no dead letter {letter_id}")
+    letter = get_row(session, DeadLetter, letter_id, "dead letter")
     payload: dict[str, Any] = dict(letter.payload or {})
     if letter.inbox_id is not None:
         row = session.get(InboxEvent, letter.inbox_id)

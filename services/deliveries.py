@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery
 from redis import Redis
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services import OperationError, clean_text
@@ -37,6 +37,13 @@ class Page:
     offset: int
 
 
+def paginate(session: Session, query: Select[Any], order_by: Sequence[Any], limit: int, offset: int) -> Page:
+    """The page of `query`'s rows at `offset` in `order_by` order, and how many rows match in all."""
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = list(session.scalars(query.order_by(*order_by).limit(limit).offset(offset)))
+    return Page(rows, total, limit, offset)
+
+
 def _check_status(status: str | None, allowed: tuple[str, ...]) -> None:
     if status and status not in allowed:
         raise OperationError(f"status must be one of {', '.join(allowed)}, not {status!r}")
@@ -57,9 +64,7 @@ def list_inbox(
     if text:
         query = query.where(or_(InboxEvent.object_id == text[:64],
                                 InboxEvent.email.startswith(text.lower(), autoescape=True)))
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = list(session.scalars(query.order_by(InboxEvent.id.desc()).limit(limit).offset(offset)))
-    return Page(rows, total, limit, offset)
+    return paginate(session, query, [InboxEvent.id.desc()], limit, offset)
 
 
 def list_outbox(
@@ -78,9 +83,7 @@ def list_outbox(
     text = clean_text(search, "search", max_length=64, required=False)
     if text:
         query = query.where(OutboxItem.object_id == text)
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = list(session.scalars(query.order_by(OutboxItem.id.desc()).limit(limit).offset(offset)))
-    return Page(rows, total, limit, offset)
+    return paginate(session, query, [OutboxItem.id.desc()], limit, offset)
 
 
 def source_names(session: Session) -> dict[int, str]:

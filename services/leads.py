@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from services import NotFound, check_id, clean_text
-from services.deliveries import Page
+from services import clean_text, get_row
+from services.deliveries import Page, paginate
 from storage.models import Account, InboxEvent, Lead, ScoreHistory
 
 MAX_HISTORY = 500
@@ -27,10 +27,7 @@ def search_leads(session: Session, query: str | None = None, *, limit: int = 50,
             Lead.email.startswith(lowered, autoescape=True), Lead.hubspot_id == text[:64],
             Lead.salesforce_id == text[:32], Lead.external_id == text[:128],
         ))
-    total = int(session.scalar(select(func.count()).select_from(select_leads.subquery())) or 0)
-    rows = list(session.scalars(select_leads.order_by(Lead.updated_at.desc(), Lead.id.desc())
-                                .limit(limit).offset(offset)))
-    return Page(rows, total, limit, offset)
+    return paginate(session, select_leads, [Lead.updated_at.desc(), Lead.id.desc()], limit, offset)
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,7 @@ def _event_filter(lead: Lead) -> Any:
 
 def lead_detail(session: Session, lead_id: int) -> LeadDetail:
     """The lead, its account, score history (oldest first), its events and the moves between scores."""
-    check_id(lead_id, "lead")
-    lead = session.get(Lead, lead_id)
-    if lead is None:
-        raise NotFound(f"no lead {lead_id}")
+    lead = get_row(session, Lead, lead_id, "lead")
     account = session.get(Account, lead.account_id) if lead.account_id else None
     history = list(reversed(list(session.scalars(
         select(ScoreHistory).where(ScoreHistory.lead_id == lead.id)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services import Conflict, NotFound, OperationError, check_id, clean_text
+from services import Conflict, OperationError, clean_text, get_row
 from core.records import utcnow
 from core.settings import Settings
 from storage import sources as store
@@ -55,11 +55,7 @@ def _info(session: Session, settings: Settings, source: Source, now: datetime | 
 
 
 def _source(session: Session, source_id: int) -> Source:
-    check_id(source_id, "source")
-    source = session.get(Source, source_id)
-    if source is None:
-        raise NotFound(f"no source {source_id}")
-    return source
+    return get_row(session, Source, source_id, "source")
 
 
 def _state(source: Source) -> dict[str, Any]:

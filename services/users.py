@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from services import Conflict, NotFound, OperationError, check_id
+from services import Conflict, NotFound, OperationError, check_id, get_row
 from storage import users as store
 from storage.audit import record
 from storage.models import ApiToken, User
@@ -12,11 +12,7 @@ from storage.models import ApiToken, User
 
 def get_user(session: Session, user_id: int) -> User:
     """A user by id, or NotFound."""
-    check_id(user_id, "user")
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"no user {user_id}")
-    return user
+    return get_row(session, User, user_id, "user")
 
 
 def add_user(session: Session, actor: str, *, email: str, password: str, role: str) -> User:
