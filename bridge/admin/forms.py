@@ -38,6 +38,14 @@ def form_float(name: str, *, label: str, low: float, high: float) -> float | Non
     return value
 
 
+def form_ids(error: str, *, required: bool = False) -> list[int]:
+    """The ids ticked in a form's `ids` checkboxes; none (when `required`) or a non-number is an OperationError."""
+    raw = request.form.getlist("ids")
+    if (required and not raw) or not all(value.isdigit() for value in raw):
+        raise OperationError(error)
+    return [int(value) for value in raw]
+
+
 def page_args() -> tuple[int, int]:
     """(page number from 1, offset) from the query string."""
     try:

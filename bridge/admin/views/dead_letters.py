@@ -9,9 +9,8 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin.pages import bp, db
-from services import OperationError
 from services import dead_letters as ops
-from bridge.admin.forms import PAGE_SIZE, page_args
+from bridge.admin.forms import PAGE_SIZE, form_ids, page_args
 from bridge.extensions import services
 from storage.dead_letters import STAGES, STATUSES
 
@@ -43,10 +42,7 @@ def dead_letter(letter_id: int) -> ResponseReturnValue:
 
 
 def _ids() -> list[int]:
-    raw = request.form.getlist("ids")
-    if not raw or not all(value.isdigit() for value in raw):
-        raise OperationError("choose at least one dead letter")
-    return [int(value) for value in raw]
+    return form_ids("choose at least one dead letter", required=True)
 
 
 @bp.post("/dead-letters/retry")

@@ -7,9 +7,8 @@ from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin.pages import bp, db
-from services import OperationError
 from services import deliveries as ops
-from bridge.admin.forms import PAGE_SIZE, page_args, query_int
+from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
 from bridge.extensions import services
 
 TABS = ("inbox", "outbox", "dead")
@@ -47,11 +46,9 @@ def deliveries() -> ResponseReturnValue:
 @security.admin_only
 def replay() -> ResponseReturnValue:
     """Replay the chosen inbox rows: back to pending and handed to the ingest stage again."""
-    raw = request.form.getlist("ids")
-    if not all(value.isdigit() for value in raw):
-        raise OperationError("delivery ids are numbers")
+    chosen = form_ids("delivery ids are numbers")
     with db(write=True) as session:
-        ids = ops.replay_inbox(session, security.actor(), [int(v) for v in raw])
+        ids = ops.replay_inbox(session, security.actor(), chosen)
     if ops.enqueue_ingest(services().celery, ids):
         flash(f"Replayed {len(ids)} inbox event(s); they are queued for ingest.", "info")
     else:
@@ -64,12 +61,10 @@ def replay() -> ResponseReturnValue:
 @security.admin_only
 def replay_outbox() -> ResponseReturnValue:
     """Queue the leads of the chosen failed CRM writes for the writeback stage again."""
-    raw = request.form.getlist("ids")
-    if not all(value.isdigit() for value in raw):
-        raise OperationError("delivery ids are numbers")
+    ids = form_ids("delivery ids are numbers")
     svc = services()
     with db(write=True) as session:
-        leads = ops.replay_outbox(session, svc.redis, security.actor(), [int(v) for v in raw])
+        leads = ops.replay_outbox(session, svc.redis, security.actor(), ids)
     count = sum(len(v) for v in leads.values())
     if ops.enqueue_writeback(svc.celery, list(leads)):
         flash(f"{count} lead(s) queued for writing to {', '.join(leads)} again, with their current values.", "info")
