@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.context import configure_logging, embedded_services, fail, settings_or_exit
+from cli.context import configure_logging, embedded_services, fail, sandbox_session, settings_or_exit
 from connectors.base import CrmConnector
 from connectors.registry import build_connector
 from connectors.retry import BACKFILL_RETRY
@@ -60,15 +60,9 @@ def hubspot_connector(settings: Settings, redis: Any) -> CrmConnector:
 
 def salesforce_connector(settings: Settings, sandbox_url: str | None) -> CrmConnector:
     """The Salesforce connector from settings (routed to the sandbox CRM when `sandbox_url` is given)."""
-    from sandbox import sandbox_instance, sandbox_requests_session
-
-    session = None
+    session, sandbox_instance_url = sandbox_session(sandbox_url)
     if sandbox_url:
-        try:
-            session = sandbox_requests_session(sandbox_url)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
-        instance_url = settings.salesforce_instance_url or "https://" + sandbox_instance(sandbox_url)
+        instance_url = settings.salesforce_instance_url or sandbox_instance_url
         settings = settings.model_copy(update={"salesforce_instance_url": instance_url})
     connector = None
     if settings.salesforce_username or (settings.salesforce_session_id and settings.salesforce_instance_url):

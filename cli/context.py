@@ -92,6 +92,19 @@ def embedded_services(settings: Settings) -> Iterator[ServiceUrls]:
             redis_server.stop()
 
 
+def sandbox_session(sandbox_url: str | None) -> tuple[Any, str | None]:
+    """(a requests session routed to the sandbox CRM, its https instance URL), or (None, None) without a URL."""
+    if not sandbox_url:
+        return None, None
+    from sandbox import sandbox_instance, sandbox_requests_session
+
+    try:
+        session = sandbox_requests_session(sandbox_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
+    return session, "https://" + sandbox_instance(sandbox_url)
+
+
 def json_safe(value: Any) -> Any:
     """`value` with non-finite floats as None, so a JSON report is valid JSON."""
     if isinstance(value, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from pydantic import SecretStr
 
+from cli.context import sandbox_session
 from connectors.base import ConnectorError, ProvisionReport
 from connectors.registry import build_connector
 from connectors.retry import SETUP_RETRY
@@ -68,16 +69,9 @@ def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> 
 def setup_salesforce(username: str | None, password: str | None, security_token: str | None, domain: str,
                      instance_url: str | None, session_id: str | None, sandbox_url: str | None, create: bool) -> None:
     """Check Leadbridge_*__c fields on Lead, Contact and Account; report exactly what is missing."""
-    from sandbox import sandbox_instance, sandbox_requests_session
-
-    session = None
-    if sandbox_url:
-        try:
-            session = sandbox_requests_session(sandbox_url)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--sandbox-url") from None
-        if session_id and not instance_url:
-            instance_url = "https://" + sandbox_instance(sandbox_url)
+    session, sandbox_instance_url = sandbox_session(sandbox_url)
+    if sandbox_url and session_id and not instance_url:
+        instance_url = sandbox_instance_url
     secret = lambda value: SecretStr(value) if value else None
     settings = Settings.model_construct(
         salesforce_username=username, salesforce_password=secret(password),
