@@ -265,6 +265,17 @@ def unknown_fields(values: Mapping[str, Any]) -> list[str]:
     return [k for k in values if k not in SCORE_FIELDS]
 
 
+def mapped_fields(values: Mapping[str, Any], field_names: Mapping[str, str], defaults: Mapping[str, str],
+                  vendor: str) -> list[tuple[str, str, Any]]:
+    """(canonical key, CRM field name, value) for each score value to write; unknown keys are refused."""
+    bad = unknown_fields(values)
+    if bad:
+        raise PermanentConnectorError(f"unknown score field(s) {bad}", vendor=vendor)
+    # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
+    return [(key, name, value) for key, value in values.items()
+            if (name := field_names.get(key, defaults[key]))]
+
+
 def canonical_fields(properties: Mapping[str, Any], names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
     """Pick the canonical attributes present in `properties` (vendor names), given one CRM's field table."""
     found: dict[str, Any] = {}

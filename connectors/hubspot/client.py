@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 
 from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
                              PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
-                             comparable_values, reasons_text, same_field_value, unknown_fields)
+                             comparable_values, mapped_fields, reasons_text, same_field_value)
 from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
@@ -484,15 +484,8 @@ class HubSpotConnector:
     # ------------------------------------------------------------------ writes
     def to_properties(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Map canonical score fields to HubSpot property values (strings, as the API wants them)."""
-        bad = unknown_fields(values)
-        if bad:
-            raise PermanentConnectorError(f"unknown score field(s) {bad}", vendor="hubspot")
         out: dict[str, str] = {}
-        for key, value in values.items():
-            # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
-            name = self.field_names.get(key, SCORE_FIELD_NAMES[key])
-            if not name:
-                continue
+        for key, name, value in mapped_fields(values, self.field_names, SCORE_FIELD_NAMES, "hubspot"):
             if value is None:
                 out[name] = ""
             elif key == "reasons":

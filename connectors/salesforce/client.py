@@ -21,7 +21,7 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
                              PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
-                             comparable_values, reasons_text, same_field_value, unknown_fields)
+                             comparable_values, mapped_fields, reasons_text, same_field_value)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
@@ -387,15 +387,8 @@ class SalesforceConnector:
     # ------------------------------------------------------------------ writes
     def to_fields(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Map canonical score fields to Salesforce custom field values (JSON-typed)."""
-        bad = unknown_fields(values)
-        if bad:
-            raise PermanentConnectorError(f"unknown score field(s) {bad}", vendor="salesforce")
         out: dict[str, Any] = {}
-        for key, value in values.items():
-            # An admin's field mapping wins over the built-in name; an empty name means "do not write it".
-            name = self.field_names.get(key, SCORE_FIELD_NAMES[key])
-            if not name:
-                continue
+        for key, name, value in mapped_fields(values, self.field_names, SCORE_FIELD_NAMES, "salesforce"):
             if value is None:
                 out[name] = None
             elif key == "score":
