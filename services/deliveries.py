@@ -44,9 +44,14 @@ def paginate(session: Session, query: Select[Any], order_by: Sequence[Any], limi
     return Page(rows, total, limit, offset)
 
 
-def _check_status(status: str | None, allowed: tuple[str, ...]) -> None:
-    if status and status not in allowed:
+def _select_status(model: type[InboxEvent] | type[OutboxItem], status: str | None,
+                   allowed: tuple[str, ...]) -> Select[Any]:
+    """Rows of `model`, only those in `status` when one is given (it must be one of `allowed`)."""
+    if not status:
+        return select(model)
+    if status not in allowed:
         raise OperationError(f"status must be one of {', '.join(allowed)}, not {status!r}")
+    return select(model).where(model.status == status)
 
 
 def list_inbox(
@@ -54,10 +59,7 @@ def list_inbox(
     limit: int = 50, offset: int = 0,
 ) -> Page:
     """Inbox rows newest first; `search` matches the CRM object id exactly or the e-mail by prefix."""
-    _check_status(status, INBOX_STATUSES)
-    query = select(InboxEvent)
-    if status:
-        query = query.where(InboxEvent.status == status)
+    query = _select_status(InboxEvent, status, INBOX_STATUSES)
     if source_id is not None:
         query = query.where(InboxEvent.source_id == source_id)
     text = clean_text(search, "search", max_length=320, required=False)
@@ -72,10 +74,7 @@ def list_outbox(
     limit: int = 50, offset: int = 0,
 ) -> Page:
     """Outbox rows newest first (status "dead" is the dead letter, with the vendor's message in `error`)."""
-    _check_status(status, OUTBOX_STATUSES)
-    query = select(OutboxItem)
-    if status:
-        query = query.where(OutboxItem.status == status)
+    query = _select_status(OutboxItem, status, OUTBOX_STATUSES)
     if target:
         if target not in ("hubspot", "salesforce", "slack"):
             raise OperationError(f"target must be hubspot, salesforce or slack, not {target!r}")
