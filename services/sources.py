@@ -20,15 +20,9 @@ MAX_OVERLAP_HOURS = 24 * 30
 
 
 @dataclass(frozen=True)
-class SourceInfo:
+class SourceInfo(store.SourceSettings):
     """A source as the admin pages and the API show it (never with its secret)."""
 
-    id: int
-    name: str
-    kind: str
-    enabled: bool
-    org_id: str | None
-    signature_version: str
     webhook_url: str
     secret_hint: str
     previous_secret_valid_until: datetime | None

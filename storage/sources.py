@@ -186,8 +186,8 @@ def encrypt_plaintext_secrets(session: Session) -> int:
 
 
 @dataclass(frozen=True)
-class ReceivingSource:
-    """What the webhook endpoint needs of a source, its secrets decrypted (read afresh for every delivery)."""
+class SourceSettings:
+    """A source's id and settings: what every view of a source starts with."""
 
     id: int
     name: str
@@ -195,6 +195,12 @@ class ReceivingSource:
     enabled: bool
     org_id: str | None
     signature_version: str
+
+
+@dataclass(frozen=True)
+class ReceivingSource(SourceSettings):
+    """What the webhook endpoint needs of a source, its secrets decrypted (read afresh for every delivery)."""
+
     secret: str
     previous_secret: str | None
     previous_secret_expires_at: datetime | None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from services.leads import ScoreMove
+from services.sources import SourceInfo
 
 # Single-line text: no control characters (PostgreSQL refuses NUL, and none belong in a name).
 LINE = r"^[^\x00-\x1f\x7f]*$"
@@ -30,6 +34,15 @@ class Out(BaseModel):
     """A response body."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+def _out_of(name: str, record: type, doc: str, *, drop: tuple[str, ...] = (), **extra: Any) -> Any:
+    """A response model with the fields of a service dataclass (kept in step), less `drop`, plus `extra`."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclasses.fields(record)
+                              if f.name not in drop}
+    fields.update((key, (kind, ...)) for key, kind in extra.items())
+    return create_model(name, __base__=Out, __doc__=doc, **fields)
 
 
 class Error(Out):
@@ -67,21 +80,7 @@ class SecretRotation(Body):
     secret: SecretText | None = None
 
 
-class SourceOut(Out):
-    """A source (its secret masked)."""
-
-    id: int
-    name: str
-    kind: str
-    enabled: bool
-    org_id: str | None
-    signature_version: str
-    webhook_url: str
-    secret_hint: str
-    previous_secret_valid_until: datetime | None
-    created_at: datetime
-    last_event_at: datetime | None
-    events_24h: int
+SourceOut = _out_of("SourceOut", SourceInfo, "A source (its secret masked).")
 
 
 class SourceWithSecret(SourceOut):
@@ -457,17 +456,9 @@ class ScorePointOut(Out):
     created_at: datetime
 
 
-class ScoreMoveOut(Out):
-    """A score change and the events received since the previous score."""
-
-    at: datetime
-    score: int
-    delta: int | None
-    grade: str | None
-    trigger: str
-    model_version: str
-    reasons: list[Any]
-    event_ids: list[int]
+ScoreMoveOut = _out_of("ScoreMoveOut", ScoreMove,
+                      "A score change and the events received since the previous score.",
+                      drop=("events",), event_ids=list[int])
 
 
 class LeadDetailOut(Out):
