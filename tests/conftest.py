@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis as redis_lib
@@ -22,8 +22,12 @@ import redis as redis_lib
 from core.redis_server import EmbeddedRedis
 from core.runtime import ServiceUrls, sqlite_url
 from core.runtime import redis_client as make_redis_client
+from sandbox import SandboxCRM
 from storage.db import Database
 from storage.migrate import upgrade
+
+if TYPE_CHECKING:
+    from tests.pii import World
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,6 +125,24 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture()
+def sandbox() -> Iterator[SandboxCRM]:
+    """A fresh sandbox CRM (HubSpot, Salesforce and Slack endpoints) on a free local port."""
+    crm = SandboxCRM()
+    crm.start(port=0)
+    yield crm
+    crm.stop()
+
+
+@pytest.fixture()
+def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
+          service_urls: ServiceUrls) -> Iterator[World]:
+    """Clean tables and keys, two sources and the app on a private broker database (see tests.pii)."""
+    from tests.pii import make_world
+
+    yield from make_world(db, redis_url, settings_overrides, service_urls)
 
 
 @pytest.fixture()

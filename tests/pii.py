@@ -13,32 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
 from storage.db import Database
 from storage.inbox import pending_ids
-from storage.models import (
-    Account,
-    AlertRule,
-    AuditEntry,
-    Base,
-    DeadLetter,
-    FieldMapping,
-    InboxEvent,
-    Lead,
-    OutboxItem,
-    Outcome,
-    ScoreHistory,
-    Source,
-)
+from storage.models import AuditEntry, Base, FieldMapping, InboxEvent, Lead, OutboxItem, Outcome
 from storage.sources import SourceView, create_source
 from tasks.ingest import ingest_rows
 from tasks.resources import Resources
 from tasks.score import score_and_store
 from tests.bridge.conftest import Signer
+from tests.services import broker_urls, wipe_pipeline
 
 _BODY = re.compile(rb'"body":\s*"([A-Za-z0-9+/=]+)"')
 
@@ -124,28 +112,14 @@ class World:
         return result.leads
 
 
-def wipe(db: Database, client: Any) -> None:
-    with db.session() as session:
-        for model in (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, Source, AuditEntry,
-                      AlertRule, FieldMapping):
-            session.execute(delete(model))
-    keys = list(client.scan_iter("lb:*"))
-    if keys:
-        client.delete(*keys)
-
-
 def make_world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
                service_urls: ServiceUrls) -> Iterator[World]:
     """Body of a `world` fixture: clean tables and keys, sources, the app on a private broker database."""
     from bridge import create_app
 
     client = make_redis_client(redis_url)
-    wipe(db, client)
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        broker, broker_redis = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        broker = broker_redis = redis_url.rsplit("/", 1)[0] + f"/{BROKER_DB}"
+    wipe_pipeline(db, client, AuditEntry, FieldMapping)
+    broker, broker_redis = broker_urls(redis_url, BROKER_DB)
     broker_client = make_redis_client(broker_redis)
     broker_client.flushdb()
     with db.session() as session:
@@ -155,7 +129,7 @@ def make_world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
     res = Resources(load_settings(settings_overrides, env_file=None), service_urls, db, client)
     yield World(Signer(app.test_client()), hubspot, events, res, db, broker_client)
     app.extensions["leadbridge"].db.dispose()
-    wipe(db, client)
+    wipe_pipeline(db, client, AuditEntry, FieldMapping)
 
 
 def segment(kind: str, user: str, email: str, **extra: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from storage.models import (
     User,
 )
 from storage.users import create_token, hash_password
+from tests.services import broker_urls
 
 # One encryption key for this test session, shared with every subprocess through the environment, so a secret
 # encrypted by one process is readable by another (and no key file is written into the working directory).
@@ -79,12 +80,7 @@ def _forget_login_state(redis_url: str) -> None:
 @pytest.fixture()
 def broker(redis_url: str) -> tuple[str, str]:
     """(Celery broker URL, redis-py URL) of this module's private broker database, flushed."""
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        urls = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        base = redis_url.rsplit("/", 1)[0]
-        urls = f"{base}/{BROKER_DB}", f"{base}/{BROKER_DB}"
+    urls = broker_urls(redis_url, BROKER_DB)
     make_redis_client(urls[1]).flushdb()
     return urls
 

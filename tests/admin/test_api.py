@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -68,15 +68,6 @@ def api(admin_app: Any, make_token: Callable[[str], str]) -> Any:
 
     call.client = client  # type: ignore[attr-defined]
     return call
-
-
-@pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    """The sandbox CRM (HubSpot, Salesforce and Slack endpoints) on a free local port."""
-    crm = SandboxCRM()
-    crm.start(port=0)
-    yield crm
-    crm.stop()
 
 
 def test_source_lifecycle_with_signed_deliveries(api: Any, clean_db: Database) -> None:

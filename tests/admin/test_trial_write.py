@@ -27,12 +27,10 @@ LEADBRIDGE = ("leadbridge_score", "leadbridge_grade", "leadbridge_reasons", "lea
 
 
 @pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    crm = SandboxCRM()
-    crm.start(port=0)
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=crm.base_url).provision_fields()
-    yield crm
-    crm.stop()
+def sandbox(sandbox: SandboxCRM) -> SandboxCRM:
+    """The suite's sandbox CRM with leadbridge's HubSpot properties provisioned (the test write sets them)."""
+    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
+    return sandbox
 
 
 @pytest.fixture()

@@ -24,6 +24,7 @@ from core.signatures import (
 from storage.db import Database
 from storage.models import Account, InboxEvent, Lead, Source
 from storage.sources import SourceView, create_source
+from tests import services
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 BROKER_DB = 5  # webhook tests publish to their own broker database, so no worker consumes what they inspect
@@ -51,11 +52,7 @@ def clean_tables(db: Database) -> Iterator[None]:
 @pytest.fixture()
 def broker_urls(redis_url: str) -> tuple[str, str]:
     """(broker URL, redis-py URL) of a separate database on the test Redis, used as this test's broker."""
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://") :]
-        return f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url
-    return f"{base}/{BROKER_DB}", f"{base}/{BROKER_DB}"
+    return services.broker_urls(redis_url, BROKER_DB)
 
 
 @pytest.fixture()

@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.signatures import hubspot_v3_signature
 from storage.db import Database
 from storage.sources import SourceView, create_source
+from tests import services
 from tests.processes import REPO, free_port, http_ok, start_cli, stop, wait_for
 
 DEFAULT_WORKERS = Settings.model_fields["web_workers"].default
@@ -283,12 +284,7 @@ def quick_web(service_env: dict[str, str], broker_urls_module: tuple[str, str]) 
 def broker_urls_module(redis_url: str) -> Iterator[tuple[str, str]]:
     from tests.bridge.conftest import BROKER_DB
 
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        urls = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        base = redis_url.rsplit("/", 1)[0]
-        urls = f"{base}/{BROKER_DB}", f"{base}/{BROKER_DB}"
+    urls = services.broker_urls(redis_url, BROKER_DB)
     yield urls
     make_redis_client(urls[1]).flushdb()
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.settings import load_settings
 from tests.cli.output import Lines, per_task_lines
-from tests.drills.conftest import broker_urls
+from tests.services import broker_urls
 from tests.processes import start_cli, stop, wait_for
 
 BROKER_DB = 3  # this test's worker consumes from its own broker database

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -40,7 +39,6 @@ from tests.pii import (
     DANA,
     World,
     hubspot_event,
-    make_world,
     person_everywhere,
     redis_containing,
     rows_containing,
@@ -55,21 +53,12 @@ SHOWN = {"leadbridge_score": "88", "leadbridge_grade": "A", "leadbridge_tier": "
 
 
 @pytest.fixture()
-def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
-          service_urls: ServiceUrls) -> Iterator[World]:
-    yield from make_world(db, redis_url, settings_overrides, service_urls)
-
-
-@pytest.fixture()
-def crm() -> Iterator[SandboxCRM]:
+def crm(sandbox: SandboxCRM) -> SandboxCRM:
     """The sandbox CRM with leadbridge's properties and Dana's contact (id 101) showing her score."""
-    sandbox = SandboxCRM()
-    sandbox.start(port=0)
     HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
     contact = sandbox.store.hs_create("contacts", {"email": DANA, "firstname": "Dana", "lastname": "Lopez", **SHOWN})
     assert contact["id"] == "101"  # the id person_everywhere's HubSpot events carry
-    yield sandbox
-    sandbox.stop()
+    return sandbox
 
 
 @pytest.fixture()

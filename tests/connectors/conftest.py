@@ -29,15 +29,6 @@ from sandbox import (
 
 
 @pytest.fixture
-def sandbox() -> Iterator[SandboxCRM]:
-    """A fresh sandbox CRM served on a free local port."""
-    crm = SandboxCRM()
-    crm.start(port=0)
-    yield crm
-    crm.stop()
-
-
-@pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., SandboxCRM]]:
     """Start sandboxes with custom settings (limits, batch sizes); all are stopped afterwards."""
     started: list[SandboxCRM] = []

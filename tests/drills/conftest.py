@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
@@ -33,45 +33,15 @@ from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
 from storage.db import Database
-from storage.models import (
-    Account,
-    AlertRule,
-    AuditEntry,
-    DeadLetter,
-    InboxEvent,
-    Lead,
-    OutboxItem,
-    Outcome,
-    ScoreHistory,
-    Source,
-)
+from storage.models import AuditEntry, InboxEvent, Lead, OutboxItem, ScoreHistory
 from storage.sources import SourceView, create_source
 from tasks.watchdog import WATCHDOG_EXIT_CODE
 from tests.processes import free_port, http_ok, start_cli, stop
+from tests.services import broker_urls, wipe_pipeline
 
 SCORE = "leadbridge_score"
 TICK = 1.0  # seconds between stand-in beat ticks
 QUIET_SECONDS = 4.0  # nothing lagging for this long (> LEADBRIDGE_INBOX_SWEEP_AFTER + TICK) counts as converged
-
-
-def broker_urls(redis_url: str, db_number: int) -> tuple[str, str]:
-    """(Celery broker URL, redis-py URL) of database `db_number` on the Redis at `redis_url`."""
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):].split("?", 1)[0]
-        return f"redis+socket://{path}?virtual_host={db_number}", f"unix://{path}?db={db_number}"
-    base = redis_url.rsplit("/", 1)[0]
-    return f"{base}/{db_number}", f"{base}/{db_number}"
-
-
-def wipe(db: Database, redis: Any) -> None:
-    """Empty every table the pipeline writes and the pipeline's Redis keys."""
-    with db.session() as session:
-        for model in (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source,
-                      AuditEntry):
-            session.execute(delete(model))
-    keys = list(redis.scan_iter("lb:*"))
-    if keys:
-        redis.delete(*keys)
 
 
 @dataclass
@@ -115,7 +85,7 @@ class Stack:
     # ---- processes
     def start(self, workers: int = 1) -> None:
         """Wipe state, start web and workers, wire sources and the sandbox's webhooks back to us."""
-        wipe(self.db, self.redis)
+        wipe_pipeline(self.db, self.redis, AuditEntry)
         self.broker.flushdb()
         HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=self.sandbox.base_url).provision_fields()
         with self.db.session() as session:
@@ -369,15 +339,6 @@ def report(name: str, **numbers: Any) -> None:
     if path:
         with Path(path).open("a") as fh:
             fh.write(line + "\n")
-
-
-@pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    """A fresh sandbox CRM on a free port."""
-    crm = SandboxCRM()
-    crm.start(port=0)
-    yield crm
-    crm.stop()
 
 
 @pytest.fixture()

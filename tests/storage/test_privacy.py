@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
-from core.runtime import ServiceUrls
 from storage.db import Database
 from storage.models import InboxEvent, Lead
 from storage.privacy import find_person, forget_person
 from tasks.ingest import ingest_rows
-from tests.pii import World, make_world, redis_containing, rows_containing, segment
+from tests.pii import World, redis_containing, rows_containing, segment
 
 ERIN = "erin.park@hooli.example"
-
-
-@pytest.fixture()
-def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
-          service_urls: ServiceUrls) -> Iterator[World]:
-    yield from make_world(db, redis_url, settings_overrides, service_urls)
 
 
 def test_a_lead_a_worker_commits_meanwhile_is_forgotten_too(world: World, db: Database) -> None:

@@ -10,11 +10,9 @@ added later fails here until storage.privacy purges it too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from connectors.hubspot.client import HubSpotConnector
@@ -31,7 +29,7 @@ from tasks.ingest import enrich_new_leads, ingest_rows
 from tasks.resources import Resources, claim_repairs
 from tasks.score import score_and_store
 from tasks.writeback import flush_once
-from tests.pii import BOB, DANA, World, hubspot_event, make_world, redis_containing, segment
+from tests.pii import BOB, DANA, World, hubspot_event, redis_containing, segment
 
 LEAD_ID = 7700123  # distinctive, so a search for it in Redis finds nothing by chance
 CONTACT_ID = "7700456"
@@ -39,20 +37,6 @@ CONTACT_ID = "7700456"
 PERSON_PLACEHOLDERS = {"id", "lead", "lead_id", "contact", "contact_id", "email", "ref", "user", "user_id"}
 # Placeholders that name no lead: every placeholder in core.keys must be one of these or a person's.
 OTHER_PLACEHOLDERS = {"crm", "stage", "bucket", "stream", "account", "rule", "channel", "digest", "address"}
-
-
-@pytest.fixture()
-def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
-          service_urls: ServiceUrls) -> Iterator[World]:
-    yield from make_world(db, redis_url, settings_overrides, service_urls)
-
-
-@pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    crm = SandboxCRM()
-    crm.start(port=0)
-    yield crm
-    crm.stop()
 
 
 def test_no_redis_key_mentions_a_forgotten_lead(world: World, db: Database, sandbox: SandboxCRM,

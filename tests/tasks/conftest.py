@@ -9,58 +9,27 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import (
-    Account,
-    AlertRule,
-    DeadLetter,
-    InboxEvent,
-    Lead,
-    OutboxItem,
-    Outcome,
-    ScoreHistory,
-    Source,
-)
+from storage.models import InboxEvent
 from storage.sources import SourceView, create_source
 from tests.bridge.conftest import Signer
 from tests.processes import start_cli, stop, wait_for
+from tests.services import broker_urls, wipe_pipeline
 
 SALESFORCE_ORG = "00D5g000004ABCDEA2"
 HUBSPOT_PORTAL = "62515"
 
 
 @pytest.fixture()
-def sandbox() -> Iterator[SandboxCRM]:
-    """A fresh sandbox CRM on a free port, with leadbridge's HubSpot properties provisioned."""
-    crm = SandboxCRM()
-    crm.start(port=0)
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=crm.base_url).provision_fields()
-    yield crm
-    crm.stop()
-
-
-def wipe_pipeline(db: Database, redis: Any) -> None:
-    """Empty every table the pipeline writes and its Redis keys."""
-    with db.session() as session:
-        for model in (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source):
-            session.execute(delete(model))
-    keys = list(redis.scan_iter("lb:*"))
-    if keys:
-        redis.delete(*keys)
-
-
-def broker_for(redis_url: str, number: int) -> tuple[str, str]:
-    """(Celery broker URL, redis-py URL) of database `number` on the test Redis."""
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        return f"redis+socket://{path}?virtual_host={number}", f"unix://{path}?db={number}"
-    base = redis_url.rsplit("/", 1)[0]
-    return f"{base}/{number}", f"{base}/{number}"
+def sandbox(sandbox: SandboxCRM) -> SandboxCRM:
+    """The suite's sandbox CRM with leadbridge's HubSpot properties provisioned (the pipeline writes them)."""
+    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
+    return sandbox
 
 
 @dataclass
@@ -107,7 +76,7 @@ def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], set
 
     redis = make_redis_client(redis_url)
     wipe_pipeline(db, redis)
-    broker, broker_redis = broker_for(redis_url, 8)
+    broker, broker_redis = broker_urls(redis_url, 8)
     make_redis_client(broker_redis).flushdb()
     env = {**service_env, "CELERY_BROKER_URL": broker, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
            "HUBSPOT_BASE_URL": sandbox.base_url, "LEADBRIDGE_INBOX_SWEEP_AFTER": "2", "LEADBRIDGE_MAX_ATTEMPTS": "3"}

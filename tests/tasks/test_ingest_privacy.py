@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from core.runtime import ServiceUrls
 from storage.db import Database
 from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead, ScoreHistory
 from tasks.ingest import ingest_rows
@@ -18,19 +15,12 @@ from tests.pii import (
     DANA,
     World,
     hubspot_event,
-    make_world,
     person_everywhere,
     redis_containing,
     rows_containing,
 )
 
 ERIN = "erin.park@hooli.example"
-
-
-@pytest.fixture()
-def world(db: Database, redis_url: str, settings_overrides: dict[str, Any],
-          service_urls: ServiceUrls) -> Iterator[World]:
-    yield from make_world(db, redis_url, settings_overrides, service_urls)
 
 
 @pytest.mark.parametrize("subscription", ["contact.privacyDeletion", "contact.deletion"])

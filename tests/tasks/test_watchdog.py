@@ -10,7 +10,7 @@ import pytest
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
 from tasks.watchdog import WATCHDOG_EXIT_CODE, StallDetector, Watchdog
-from tests.drills.conftest import broker_urls
+from tests.services import broker_urls
 from tests.processes import start_cli, stop, wait_for
 
 BROKER_DB = 12

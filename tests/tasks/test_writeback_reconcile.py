@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,15 +22,7 @@ from tasks.writeback import flush_once, reconcile_writes
 
 
 @pytest.fixture()
-def crm() -> Iterator[SandboxCRM]:
-    sandbox = SandboxCRM()
-    sandbox.start(port=0)
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture()
-def res(crm: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
+def res(sandbox: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
         service_urls: ServiceUrls) -> Resources:
     client = make_redis_client(redis_url)
     with db.session() as session:
@@ -41,7 +32,7 @@ def res(crm: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[
     if keys:
         client.delete(*keys)
     settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
-                              "hubspot_base_url": crm.base_url}, env_file=None)
+                              "hubspot_base_url": sandbox.base_url}, env_file=None)
     return Resources(settings, service_urls, db, client)
 
 
@@ -49,9 +40,10 @@ def shown_score(crm: SandboxCRM, contact_id: str) -> str | None:
     return crm.store.hs_get("contacts", contact_id)["properties"].get("leadbridge_score")
 
 
-def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, res: Resources) -> None:
+def test_a_score_whose_mark_was_lost_is_found_and_written_once(sandbox: SandboxCRM, res: Resources) -> None:
     res.connector("hubspot").provision_fields()
-    contacts = [crm.store.hs_create("contacts", {"email": f"r{i}@acme.io"}, source="CRM_UI")["id"] for i in range(3)]
+    contacts = [sandbox.store.hs_create("contacts", {"email": f"r{i}@acme.io"}, source="CRM_UI")["id"]
+                for i in range(3)]
     scored = utcnow() - timedelta(minutes=2)
     with res.db.session(write=True) as session:
         for i, contact_id in enumerate(contacts):
@@ -65,7 +57,7 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, 
     window, settled = timedelta(minutes=15), timedelta(seconds=30)
     assert reconcile_writes(res, "hubspot", settled=settled, window=window) == ids
     assert flush_once(res, "hubspot") == 3
-    assert [shown_score(crm, c) for c in contacts] == ["20", "21", "22"]
+    assert [shown_score(sandbox, c) for c in contacts] == ["20", "21", "22"]
 
     # The CRM now shows what the database holds: nothing to do, nothing written twice.
     for key in res.redis.scan_iter("lb:reconciled:*"):
@@ -77,10 +69,10 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, 
     with res.db.session(write=True) as session:
         session.execute(update(Lead).where(Lead.id == ids[1]).values(score=30, grade="C", scored_at=scored))
     assert reconcile_writes(res, "hubspot", settled=settled, window=window) == [ids[1]]
-    writes_before = len(crm.requests.query(family="hubspot", path="batch/update"))
+    writes_before = len(sandbox.requests.query(family="hubspot", path="batch/update"))
     assert flush_once(res, "hubspot") == 1
-    assert [shown_score(crm, c) for c in contacts] == ["20", "30", "22"]
-    assert len(crm.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
+    assert [shown_score(sandbox, c) for c in contacts] == ["20", "30", "22"]
+    assert len(sandbox.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
 
     # Scores still settling (younger than `settled`) are left to the normal path; old ones are out of the window.
     with res.db.session(write=True) as session:
@@ -90,10 +82,12 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(crm: SandboxCRM, 
     assert res.redis.hget(WRITTEN_KEY.format(crm="hubspot"), ids[0]) is not None
 
 
-def test_a_write_the_crm_took_but_nobody_recorded_is_read_back_not_repeated(crm: SandboxCRM, res: Resources) -> None:
+def test_a_write_the_crm_took_but_nobody_recorded_is_read_back_not_repeated(sandbox: SandboxCRM,
+                                                                           res: Resources) -> None:
     """Drill a's case: a flush killed between the CRM's answer and recording it leaves in-flight entries."""
     res.connector("hubspot").provision_fields()
-    contacts = [crm.store.hs_create("contacts", {"email": f"k{i}@acme.io"}, source="CRM_UI")["id"] for i in range(3)]
+    contacts = [sandbox.store.hs_create("contacts", {"email": f"k{i}@acme.io"}, source="CRM_UI")["id"]
+                for i in range(3)]
     with res.db.session(write=True) as session:
         for i, contact_id in enumerate(contacts):
             session.add(Lead(email=f"k{i}@acme.io", hubspot_id=contact_id, score=60 + i, grade="B",
@@ -113,12 +107,12 @@ def test_a_write_the_crm_took_but_nobody_recorded_is_read_back_not_repeated(crm:
                 for i, (lead_id, contact_id) in enumerate(zip(ids, contacts))}
     res.redis.delete(WRITTEN_KEY.format(crm="hubspot"))
     res.redis.hset(INFLIGHT_KEY.format(crm="hubspot"), mapping=inflight)
-    crm.store.hs_update("contacts", contacts[2], {"leadbridge_score": "1"}, source="CRM_UI")
-    writes_before = len(crm.requests.query(family="hubspot", path="batch/update"))
+    sandbox.store.hs_update("contacts", contacts[2], {"leadbridge_score": "1"}, source="CRM_UI")
+    writes_before = len(sandbox.requests.query(family="hubspot", path="batch/update"))
 
     assert flush_once(res, "hubspot") == 1  # the next flush settles them first: two landed, one written again
-    assert [shown_score(crm, c) for c in contacts] == ["60", "61", "62"]
-    assert len(crm.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
+    assert [shown_score(sandbox, c) for c in contacts] == ["60", "61", "62"]
+    assert len(sandbox.requests.query(family="hubspot", path="batch/update")) == writes_before + 1
     assert not res.redis.exists(INFLIGHT_KEY.format(crm="hubspot"))
     assert set(res.redis.hgetall(WRITTEN_KEY.format(crm="hubspot"))) == {str(i).encode() for i in ids}
     assert not res.redis.scard(DIRTY_KEY.format(crm="hubspot"))
