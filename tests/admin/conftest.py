@@ -142,24 +142,24 @@ def log_in(client: Any, email: str, password: str = PASSWORD) -> Any:
     return client.post("/admin/login", data={"email": email, "password": password, "csrf_token": csrf_of(page.text)})
 
 
-@pytest.fixture()
-def admin_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
-    """A test client logged in as an admin."""
-    client = admin_app.test_client()
-    user = make_user("admin")
+def logged_in_client(app: Any, user: User) -> Any:
+    """A test client of `app` logged in as `user` (kept on the client as `.user`)."""
+    client = app.test_client()
     assert log_in(client, user.email).status_code == 302
     client.user = user
     return client
+
+
+@pytest.fixture()
+def admin_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
+    """A test client logged in as an admin."""
+    return logged_in_client(admin_app, make_user("admin"))
 
 
 @pytest.fixture()
 def viewer_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
     """A test client logged in as a viewer."""
-    client = admin_app.test_client()
-    user = make_user("viewer")
-    assert log_in(client, user.email).status_code == 302
-    client.user = user
-    return client
+    return logged_in_client(admin_app, make_user("viewer"))
 
 
 def page_csrf(client: Any, path: str = "/admin/") -> str:

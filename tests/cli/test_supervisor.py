@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.supervisor import STOP_SIGNALS, Child, Supervisor
+from cli.supervisor import Child, Supervisor
 from tasks.watchdog import WATCHDOG_EXIT_CODE
 
 
-@pytest.fixture(autouse=True)
-def _keep_signal_handlers() -> Iterator[None]:
-    # The supervisor takes SIGINT/SIGTERM for itself (and ignores them while stopping); give them back to pytest.
-    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+# The supervisor takes SIGINT/SIGTERM for itself: each test gives them back to pytest.
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 def script(body: str) -> list[str]:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.supervisor import STOP_SIGNALS, Child, Supervisor
+from cli.supervisor import Child, Supervisor
 from tasks.watchdog import WATCHDOG_EXIT_CODE
 
 
-@pytest.fixture(autouse=True)
-def _keep_signal_handlers() -> Iterator[None]:
-    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+# The supervisor takes SIGINT/SIGTERM for itself: each test gives them back to pytest.
+pytestmark = pytest.mark.usefixtures("keep_signal_handlers")
 
 
 def test_restarts_and_exits_are_records_with_their_fields(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -19,6 +19,7 @@ from storage.models import Lead, ScoreHistory
 from tasks.celery_app import create_celery
 from tests.learning.models import train_bundles
 from tests.processes import REPO, start_cli, stop, wait_for
+from tests.services import broker_urls
 
 BROKER_DB = 8
 
@@ -27,11 +28,7 @@ BROKER_DB = 8
 def worker(request: pytest.FixtureRequest, service_env: dict[str, str], redis_url: str,
            settings_overrides: dict[str, Any], clean: Database) -> Iterator[dict[str, Any]]:
     """A real worker on one queue, with a private broker database and a low outcome minimum."""
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        broker, broker_redis = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        broker = broker_redis = redis_url.rsplit("/", 1)[0] + f"/{BROKER_DB}"
+    broker, broker_redis = broker_urls(redis_url, BROKER_DB)
     make_redis_client(broker_redis).flushdb()
     env = {**service_env, "CELERY_BROKER_URL": broker, "LEADBRIDGE_MIN_OUTCOMES": "10",
            "LEADBRIDGE_MIN_POSITIVES": "5"}

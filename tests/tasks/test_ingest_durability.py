@@ -19,6 +19,7 @@ from storage.db import Database
 from storage.models import Account, InboxEvent, Lead, Source
 from storage.sources import create_source
 from tests.bridge.conftest import Signer
+from tests.services import broker_urls
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER_DB = 6
@@ -57,12 +58,7 @@ def test_killed_worker_and_dropped_queue_lose_nothing(service_env: dict[str, str
         for model in (InboxEvent, Lead, Account, Source):
             session.execute(delete(model))
         source = create_source(session, kind="hubspot", name="durability")
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        broker, broker_redis = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        base = redis_url.rsplit("/", 1)[0]
-        broker = broker_redis = f"{base}/{BROKER_DB}"
+    broker, broker_redis = broker_urls(redis_url, BROKER_DB)
     queue = make_redis_client(broker_redis)
     queue.flushdb()
     app = create_app({**settings_overrides, "broker_url": broker, "public_url": "https://bridge.example.com"})

@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import Account, AlertRule, InboxEvent, Lead, OutboxItem, ScoreHistory, Source
+from storage.models import AlertRule, InboxEvent, Lead, ScoreHistory
 from storage.sources import create_source
 from tests.processes import free_port, http_ok, start_cli, stop, wait_for
+from tests.services import broker_urls, wipe_pipeline
 
 BROKER_DB = 7
 
@@ -31,20 +32,9 @@ BROKER_DB = 7
 @pytest.fixture()
 def stack(service_env: dict[str, str], redis_url: str, db: Database, sandbox: SandboxCRM) -> Iterator[dict[str, Any]]:
     """web + worker processes wired to the test database, a private broker database and the sandbox."""
-    with db.session() as session:
-        for model in (OutboxItem, ScoreHistory, InboxEvent, Lead, Account, AlertRule, Source):
-            session.execute(delete(model))
-    if redis_url.startswith("unix://"):
-        path = redis_url[len("unix://"):]
-        broker, broker_redis = f"redis+socket://{path}?virtual_host={BROKER_DB}", f"unix://{path}?db={BROKER_DB}"
-    else:
-        broker = broker_redis = redis_url.rsplit("/", 1)[0] + f"/{BROKER_DB}"
+    wipe_pipeline(db, make_redis_client(redis_url))
+    broker, broker_redis = broker_urls(redis_url, BROKER_DB)
     make_redis_client(broker_redis).flushdb()
-    client = make_redis_client(redis_url)
-    for pattern in ("lb:*",):
-        keys = list(client.scan_iter(pattern))
-        if keys:
-            client.delete(*keys)
     port = free_port()
     env = {**service_env, "CELERY_BROKER_URL": broker, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
            "HUBSPOT_BASE_URL": sandbox.base_url, "SLACK_WEBHOOK_URL": sandbox.base_url + "/services/T000/B000/sandbox",
