@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -20,18 +21,26 @@ from core.logging_setup import (
 from tests.pii import BOB, DANA
 
 
-@pytest.fixture
-def captured() -> Iterator[tuple[io.StringIO, logging.Logger]]:
-    """Logging configured as a process would be, into a buffer; the previous configuration restored after."""
+@contextlib.contextmanager
+def logging_into_buffer(level: str, fmt: str) -> Iterator[io.StringIO]:
+    """Logging configured as a process would be, into a buffer; the root's handlers and level restored."""
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
     buffer = io.StringIO()
-    configure_logging("INFO", "json", stream=buffer, capture_warnings=False)
-    yield buffer, logging.getLogger("tests.logging")
-    for handler in list(root.handlers):
-        if handler not in saved_handlers:
+    try:
+        configure_logging(level, fmt, stream=buffer, capture_warnings=False)
+        yield buffer
+    finally:
+        for handler in [h for h in root.handlers if h not in saved_handlers]:
             root.removeHandler(handler)
-    root.setLevel(saved_level)
+        root.setLevel(saved_level)
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[io.StringIO, logging.Logger]]:
+    """Logging configured as a process would be (INFO, JSON), into a buffer; restored after."""
+    with logging_into_buffer("INFO", "json") as buffer:
+        yield buffer, logging.getLogger("tests.logging")
 
 
 def records(buffer: io.StringIO) -> list[dict[str, object]]:
@@ -84,17 +93,9 @@ def test_secret_keys_and_emails_masked_in_extras_and_message(captured: tuple[io.
 
 
 def test_text_format_is_one_line_with_key_values() -> None:
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    try:
-        configure_logging("INFO", "text", stream=buffer, capture_warnings=False)
+    with logging_into_buffer("INFO", "text") as buffer:
         logging.getLogger("bridge.webhooks").info(
             "webhook.%s.rejected", "hubspot", extra={"reason": "bad_signature", "source": "crm one", "token": "t"})
-    finally:
-        for handler in [h for h in root.handlers if h not in saved[0]]:
-            root.removeHandler(handler)
-        root.setLevel(saved[1])
     (line,) = buffer.getvalue().splitlines()
     assert "INFO" in line and "bridge.webhooks webhook.hubspot.rejected" in line
     assert line.endswith(f'reason=bad_signature source="crm one" token={MASK}')
@@ -112,21 +113,13 @@ def test_celery_per_task_lines_are_debug(captured: tuple[io.StringIO, logging.Lo
 
 
 def test_per_task_lines_show_at_debug_as_debug() -> None:
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
     try:
-        configure_logging("DEBUG", "json", stream=buffer, capture_warnings=False)
-        logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "tasks.x", "1")
+        with logging_into_buffer("DEBUG", "json") as buffer:
+            logging.getLogger("celery.worker.strategy").info("Task %s[%s] received", "tasks.x", "1")
     finally:
-        for handler in [h for h in root.handlers if h not in saved[0]]:
-            root.removeHandler(handler)
-        root.setLevel(saved[1])
         # The loggers' levels back to what INFO sets.
-        configure_logging("INFO", "json", stream=io.StringIO(), capture_warnings=False)
-        for handler in [h for h in root.handlers if h not in saved[0]]:
-            root.removeHandler(handler)
-        root.setLevel(saved[1])
+        with logging_into_buffer("INFO", "json"):
+            pass
     (line,) = records(buffer)
     assert line["level"] == "DEBUG" and line["message"] == "Task tasks.x[1] received"
 
