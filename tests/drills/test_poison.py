@@ -42,6 +42,17 @@ def some_lead(stack: Stack) -> tuple[int, str, str]:
         return lead.id, str(lead.hubspot_id), str(lead.email)
 
 
+def with_first_traffic(make_stack: Callable[..., Stack],
+                       broker_number: int) -> tuple[Stack, int, tuple[int, str, str]]:
+    """A one-worker stack with people in the CRM and 500 events processed: (stack, people, some_lead)."""
+    stack = make_stack(broker_number)
+    stack.start(workers=1)
+    people = stack.add_people()
+    stack.send_many(500)
+    stack.converge(120, "the first traffic")
+    return stack, people, some_lead(stack)
+
+
 @pytest.mark.slow
 def test_a_poison_row_among_ten_thousand_good_events(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(10)
@@ -80,12 +91,7 @@ def test_a_poison_row_among_ten_thousand_good_events(make_stack: Callable[..., S
 
 @pytest.mark.slow
 def test_a_lead_whose_values_break_scoring(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack(11)
-    stack.start(workers=1)
-    people = stack.add_people()
-    stack.send_many(500)
-    stack.converge(120, "the first traffic")
-    lead_id, hubspot_id, email = some_lead(stack)
+    stack, people, (lead_id, hubspot_id, email) = with_first_traffic(make_stack, 11)
     # An activity entry of a stream the features no longer declare (a renamed feature, old data in Redis).
     stack.redis.zadd(f"lb:fs:a:{lead_id}", {"retired_stream|old-event": int(time.time() * 1000)})
     stack.set_aside.add(lead_id)
@@ -107,12 +113,7 @@ def test_a_lead_whose_values_break_scoring(make_stack: Callable[..., Stack]) -> 
 
 @pytest.mark.slow
 def test_a_write_the_crm_refuses(make_stack: Callable[..., Stack]) -> None:
-    stack = make_stack(12)
-    stack.start(workers=1)
-    people = stack.add_people()
-    stack.send_many(500)
-    stack.converge(120, "the first traffic")
-    lead_id, hubspot_id, _ = some_lead(stack)
+    stack, people, (lead_id, hubspot_id, _) = with_first_traffic(make_stack, 12)
     with stack.db.session() as session:
         # A grade the CRM's enumeration field does not allow: HubSpot refuses the whole batch update (400).
         session.execute(update(Lead).where(Lead.id == lead_id).values(grade="Z", scored_at=datetime.now(UTC)))
