@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -72,18 +74,20 @@ def test_signers_agree_with_the_vendor_descriptions():
 # --- HubSpot v3 ----------------------------------------------------------------------------------------
 
 
-def verify_v3(
+def verify(
+    version: str,
     signature: str | None,
-    timestamp: str | None = str(NOW_MS),
+    timestamp: str | None = None,
     *,
-    secrets: tuple[str, ...] = (SECRET,),
+    secrets: Sequence[str] = (SECRET,),
     body: bytes = BODY,
     uri: str = URI,
     method: str = "POST",
 ) -> None:
+    """verify_hubspot with this file's secret, request and clock unless told otherwise."""
     verify_hubspot(
         secrets,
-        version="v3",
+        version=version,
         signature=signature,
         method=method,
         uri=uri,
@@ -91,6 +95,10 @@ def verify_v3(
         timestamp_ms=timestamp,
         clock=clock,
     )
+
+
+def verify_v3(signature: str | None, timestamp: str | None = str(NOW_MS), **request: Any) -> None:
+    verify("v3", signature, timestamp, **request)
 
 
 def test_v3_valid_signature_passes():
@@ -196,30 +204,12 @@ def test_v3_absurdly_large_timestamp_is_a_signature_error():
 # --- HubSpot v2 and v1 ---------------------------------------------------------------------------------
 
 
-def verify_v2(signature: str | None, *, secrets=(SECRET,), body=BODY, uri=URI, method="POST") -> None:
-    verify_hubspot(
-        secrets,
-        version="v2",
-        signature=signature,
-        method=method,
-        uri=uri,
-        body=body,
-        timestamp_ms=None,
-        clock=clock,
-    )
+def verify_v2(signature: str | None, **request: Any) -> None:
+    verify("v2", signature, **request)
 
 
-def verify_v1(signature: str | None, *, secrets=(SECRET,), body=BODY) -> None:
-    verify_hubspot(
-        secrets,
-        version="v1",
-        signature=signature,
-        method="POST",
-        uri=URI,
-        body=body,
-        timestamp_ms=None,
-        clock=clock,
-    )
+def verify_v1(signature: str | None, *, secrets: Sequence[str] = (SECRET,), body: bytes = BODY) -> None:
+    verify("v1", signature, secrets=secrets, body=body)
 
 
 def test_v2_valid_signature_passes():
@@ -260,30 +250,12 @@ def test_v1_bad_signature_when_the_body_changes():
 
 def test_v1_signs_the_body_only():
     # v1 does not cover the URL: documented HubSpot behaviour, and a reason to prefer v3.
-    verify_hubspot(
-        [SECRET],
-        version="v1",
-        signature=v1_reference(SECRET, BODY),
-        method="GET",
-        uri="https://elsewhere/",
-        body=BODY,
-        timestamp_ms=None,
-        clock=clock,
-    )
+    verify("v1", v1_reference(SECRET, BODY), secrets=[SECRET], method="GET", uri="https://elsewhere/")
 
 
 def test_v1_v2_have_no_timestamp_so_no_replay_window():
     # Nothing in a v1/v2 request says when it was signed; only v3 can refuse a replay.
-    verify_hubspot(
-        [SECRET],
-        version="v2",
-        signature=v2_reference(SECRET, "POST", URI, BODY),
-        method="POST",
-        uri=URI,
-        body=BODY,
-        timestamp_ms=str(NOW_MS - 86_400_000),
-        clock=clock,
-    )
+    verify("v2", v2_reference(SECRET, "POST", URI, BODY), str(NOW_MS - 86_400_000), secrets=[SECRET])
 
 
 @pytest.mark.parametrize("signing_secret", [SECRET, OLD_SECRET])
@@ -311,16 +283,7 @@ def test_signature_of_one_version_does_not_pass_as_another():
 @pytest.mark.parametrize("version", ["v4", "", "V3"])
 def test_unknown_version(version: str):
     with pytest.raises(SignatureError, match="unknown HubSpot signature version"):
-        verify_hubspot(
-            [SECRET],
-            version=version,
-            signature="x",
-            method="POST",
-            uri=URI,
-            body=BODY,
-            timestamp_ms=str(NOW_MS),
-            clock=clock,
-        )
+        verify(version, "x", str(NOW_MS), secrets=[SECRET])
 
 
 # --- timestamped HMAC header (Salesforce Flow / Platform Event relays) ----------------------------------
