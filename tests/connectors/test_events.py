@@ -9,21 +9,17 @@ from typing import Any
 
 import pytest
 
-from connectors.events import classify_page, parse_events
-from connectors.parsing import MalformedPayload, TooManyEvents
+from connectors.events import classify_page
+from connectors.parsing import TooManyEvents
 from core.records import EVENT_TYPES
+from tests.connectors.parsers import RECEIVED, with_overrides
+from tests.connectors.parsers import events as parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
-RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
 
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def parse(payload: Any, *, received_at: datetime = RECEIVED, source: str = "website"):
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return parse_events(body, source=source, received_at=received_at)
 
 
 def track(name: str = "Demo Requested", **overrides: Any) -> dict[str, Any]:
@@ -35,12 +31,7 @@ def track(name: str = "Demo Requested", **overrides: Any) -> dict[str, Any]:
         "timestamp": "2024-06-03T15:57:00.000Z",
         "properties": {"product": "TPS Cloud"},
     }
-    for key, value in overrides.items():
-        if value is None:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    return event
+    return with_overrides(event, overrides)
 
 
 # --- the fixture batch ---------------------------------------------------------------------------------
@@ -292,23 +283,6 @@ def test_batch_level_context_is_a_default():
 
 
 # --- whole-body problems -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "body, code",
-    [
-        (b"", "empty_body"),
-        (b"{", "not_json"),
-        (b'{"events": []}', "wrong_shape"),
-        (b'{"batch": {"type": "track"}}', "wrong_shape"),
-        (b"true", "wrong_shape"),
-        (b'{"batch": [], "x": Infinity}', "not_json"),
-    ],
-)
-def test_malformed_bodies(body: bytes, code: str):
-    with pytest.raises(MalformedPayload) as excinfo:
-        parse(body)
-    assert excinfo.value.code == code
 
 
 def test_more_than_500_events_is_rejected():

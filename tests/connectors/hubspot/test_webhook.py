@@ -11,32 +11,21 @@ from typing import Any
 import pytest
 
 from connectors.hubspot.webhook import parse_hubspot
-from connectors.parsing import MalformedPayload, TooManyEvents
+from connectors.parsing import TooManyEvents
 from core.records import EVENT_TYPES
+from tests.connectors.parsers import PORTAL, RECEIVED, with_overrides
+from tests.connectors.parsers import hubspot as parse
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hubspot"
-RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
-PORTAL = 62515
 
 
 def load(name: str) -> list[dict[str, Any]]:
     return json.loads((FIXTURES / name).read_text())
 
 
-def parse(events: Any, *, portal_id: int | None = PORTAL, received_at: datetime = RECEIVED):
-    body = events if isinstance(events, bytes) else json.dumps(events).encode()
-    return parse_hubspot(body, source="hubspot-main", received_at=received_at, portal_id=portal_id)
-
-
 def one(**overrides: Any) -> dict[str, Any]:
     """A contact.propertyChange event shaped like HUBSPOT.md §5.3, with fields overridden."""
-    event = copy.deepcopy(load("batch_documented.json")[1])
-    for key, value in overrides.items():
-        if value is None:
-            event.pop(key, None)
-        else:
-            event[key] = value
-    return event
+    return with_overrides(copy.deepcopy(load("batch_documented.json")[1]), overrides)
 
 
 # --- the documented batch -------------------------------------------------------------------------------
@@ -315,26 +304,6 @@ def test_privacy_deletion_has_no_personal_data():
 
 
 # --- whole-body problems --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "body, code, text",
-    [
-        (b"", "empty_body", "body is empty"),
-        (b"   ", "empty_body", "body is empty"),
-        (b"not json", "not_json", "body is not valid JSON"),
-        (b"\xff\xfe[]", "not_json", "body is not valid UTF-8"),
-        (b'[{"a": NaN}]', "not_json", "NaN is not valid JSON"),
-        (b"[" * 100000, "not_json", "body is not"),
-        (b'{"events": []}', "wrong_shape", "expected a JSON array of HubSpot events, got an object"),
-        (b'"text"', "wrong_shape", "got a string"),
-    ],
-)
-def test_malformed_bodies(body: bytes, code: str, text: str):
-    with pytest.raises(MalformedPayload) as excinfo:
-        parse(body)
-    assert excinfo.value.code == code
-    assert text in str(excinfo.value)
 
 
 def test_more_than_100_events_is_rejected():

@@ -15,31 +15,18 @@ from connectors.parsing import MalformedPayload, OrganizationMismatch, TooManyEv
 from connectors.salesforce.webhook import (
     ack_response,
     fault_response,
-    parse_salesforce_json,
-    parse_salesforce_outbound,
     same_salesforce_id,
 )
 from core.records import EVENT_TYPES
+from tests.connectors.parsers import ORG_18, RECEIVED, outbound, relay
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salesforce"
-RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
-ORG_18 = "00D5g000004ABCDEA2"
 ORG_15 = "00D5g000004ABCD"
 VENDORS_DOC = Path("/work/shared/vendors/SALESFORCE.md")
 
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def outbound(body: bytes | str, *, org_id: str | None = ORG_18, received_at: datetime = RECEIVED):
-    raw = body.encode() if isinstance(body, str) else body
-    return parse_salesforce_outbound(raw, source="sf-main", received_at=received_at, org_id=org_id)
-
-
-def relay(payload: Any, *, org_id: str | None = ORG_18, received_at: datetime = RECEIVED):
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return parse_salesforce_json(raw, source="sf-relay", received_at=received_at, org_id=org_id)
 
 
 def envelope(*notifications: str, org: str = ORG_18) -> str:
@@ -214,28 +201,6 @@ def test_dtds_and_entities_are_refused(body: bytes):
         outbound(body)
     assert excinfo.value.code == "xml_forbidden"
     assert str(excinfo.value) == "XML DTDs and entity declarations are not allowed"
-
-
-@pytest.mark.parametrize(
-    "body, code, text",
-    [
-        (b"", "empty_body", "body is empty"),
-        (b"<soapenv:Envelope", "not_xml", "body is not well-formed XML (line 1"),
-        (b'{"json": true}', "not_xml", "not well-formed XML"),
-        (b'<?xml version="1.0" encoding="bogus"?><a/>', "not_xml", "bad encoding declaration"),
-        (b"<Envelope/>", "wrong_shape", "expected a SOAP 1.1 Envelope"),
-        (
-            b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body/></e:Envelope>',
-            "wrong_shape",
-            "SOAP Body holds no notifications element",
-        ),
-    ],
-)
-def test_malformed_envelopes(body: bytes, code: str, text: str):
-    with pytest.raises(MalformedPayload) as excinfo:
-        outbound(body)
-    assert excinfo.value.code == code
-    assert text in str(excinfo.value)
 
 
 def test_more_than_100_notifications_is_rejected():
@@ -480,21 +445,6 @@ def test_flow_bad_type_names_the_allowed_values():
 def test_flow_unknown_sobject_is_ignored():
     result = relay({"object": "Case", "id": "5005g00000CAS78AAA"})
     assert result.ignored == [(0, "sObject type 'Case' is not one we score")]
-
-
-@pytest.mark.parametrize(
-    "body, code",
-    [
-        (b"<xml/>", "not_json"),
-        (b"42", "wrong_shape"),
-        (b'{"events": {"object": "Lead"}}', "wrong_shape"),
-        (b'{"organizationId": "nope", "events": []}', "wrong_shape"),
-    ],
-)
-def test_json_malformed_bodies(body: bytes, code: str):
-    with pytest.raises(MalformedPayload) as excinfo:
-        relay(body)
-    assert excinfo.value.code == code
 
 
 def test_json_more_than_100_entries_is_rejected():
