@@ -10,6 +10,7 @@ from connectors.events import parse_events
 from connectors.hubspot.webhook import parse_hubspot
 from connectors.parsing.results import ParseResult
 from connectors.salesforce.webhook import parse_salesforce_json, parse_salesforce_outbound
+from core.records import Event
 
 RECEIVED = datetime(2024, 6, 3, 16, 5, tzinfo=UTC)
 PORTAL = 62515
@@ -53,3 +54,14 @@ def relay(payload: Any, *, org_id: str | None = ORG_18, received_at: datetime = 
 def events(payload: Any, *, received_at: datetime = RECEIVED, source: str = "website") -> ParseResult:
     """parse_events for the "website" source."""
     return parse_events(json_body(payload), source=source, received_at=received_at)
+
+
+def kinds(result: ParseResult) -> list[tuple[str, str, str]]:
+    """(object type, object id, event type) of each event a parser returned."""
+    return [(e.object_type, e.object_id, e.event_type) for e in result.events]
+
+
+def split_meta(event: Event) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An event's properties without "_meta", and its "_meta"."""
+    props = dict(event.properties)
+    return props, props.pop("_meta")

@@ -18,7 +18,7 @@ from connectors.salesforce.webhook import (
     same_salesforce_id,
 )
 from core.records import EVENT_TYPES
-from tests.connectors.parsers import ORG_18, RECEIVED, outbound, relay
+from tests.connectors.parsers import ORG_18, RECEIVED, kinds, outbound, relay, split_meta
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salesforce"
 ORG_15 = "00D5g000004ABCD"
@@ -71,8 +71,7 @@ def test_documented_lead_envelope():
     assert event.received_at == RECEIVED
     assert event.email == "ana@acme.io"
     assert event.source == "sf-main"
-    props = dict(event.properties)
-    meta = props.pop("_meta")
+    props, meta = split_meta(event)
     assert props == {
         "Company": "Acme",
         "Email": "ana@acme.io",
@@ -110,8 +109,7 @@ def test_session_id_is_never_kept():
 
 def test_mixed_envelope_maps_each_sobject():
     result = outbound(fixture("outbound_mixed.xml"))
-    got = [(e.object_type, e.object_id, e.event_type) for e in result.events]
-    assert got == [
+    assert kinds(result) == [
         ("contact", "0035g00000XYZ12AAA", "created"),
         ("account", "0015g00000QRS34AAA", "property_change"),
         ("opportunity", "0065g00000LMN56AAA", "property_change"),
@@ -347,8 +345,7 @@ def test_fault_code_must_be_server_or_client():
 def test_flow_batch():
     result = relay(json.loads(fixture("flow_batch.json")))
     assert result.invalid == [] and result.ignored == []
-    got = [(e.object_type, e.object_id, e.event_type) for e in result.events]
-    assert got == [
+    assert kinds(result) == [
         ("lead", "00Q5g00000ABCDEAA1", "property_change"),
         ("opportunity", "0065g00000LMN56AAA", "outcome"),
         ("contact", "0035g00000XYZ12AAA", "created"),
@@ -465,8 +462,7 @@ def test_change_data_capture_update():
         "property_change",
     )
     assert event.occurred_at == datetime(2024, 6, 3, 16, 1, tzinfo=UTC)
-    props = dict(event.properties)
-    meta = props.pop("_meta")
+    props, meta = split_meta(event)
     # Compound Name is flattened, unchanged (null) fields are left out, nulledFields become None.
     assert props == {
         "FirstName": "Anna",
