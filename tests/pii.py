@@ -79,6 +79,7 @@ def redis_containing(client: Any, needle: str) -> list[str]:
 BROKER_DB = 8
 DANA = "dana.lopez@initech.com"
 BOB = "bob.berg@globex.com"
+ERIN = "erin.park@hooli.example"  # a third person, for the tests that need one
 PORTAL = 62515
 
 

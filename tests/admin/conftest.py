@@ -14,31 +14,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 
-from core.keys import (
-    CHAMPION_KEY,
-    LOGIN_FAILURES_ACCOUNT_KEY,
-    LOGIN_FAILURES_ADDRESS_KEY,
-    SESSION_KEY,
-    prefix_of,
-)
+from core.keys import (CHAMPION_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY,
+                       prefix_of)
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import (
-    Account,
-    AlertRule,
-    ApiToken,
-    AuditEntry,
-    FieldMapping,
-    InboxEvent,
-    Lead,
-    ModelVersion,
-    OutboxItem,
-    Outcome,
-    ScoreHistory,
-    Source,
-    User,
-)
+from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FieldMapping, InboxEvent, Lead,
+                            ModelVersion, OutboxItem, Outcome, ScoreHistory, Source, User)
 from storage.users import create_token, hash_password
 from tests.services import broker_urls
 

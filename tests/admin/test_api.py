@@ -20,16 +20,8 @@ from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from core.signatures import hubspot_v3_signature
 from storage.db import Database
-from storage.models import (
-    AlertRule,
-    AuditEntry,
-    FieldMapping,
-    InboxEvent,
-    Lead,
-    ModelVersion,
-    OutboxItem,
-    Source,
-)
+from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, OutboxItem,
+                            Source)
 
 
 def hubspot_events(start: int, count: int = 1) -> bytes:

@@ -12,17 +12,8 @@ from sqlalchemy import select
 from core.records import utcnow
 from storage.db import Database
 from storage.model_registry import store_drift_report
-from storage.models import (
-    AlertRule,
-    AuditEntry,
-    FieldMapping,
-    InboxEvent,
-    Lead,
-    ModelVersion,
-    ScoreHistory,
-    Source,
-    User,
-)
+from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, ScoreHistory,
+                            Source, User)
 from tests.admin.conftest import page_csrf
 
 PAGES = ("/admin/", "/admin/sources", "/admin/mappings", "/admin/alerts", "/admin/deliveries",

@@ -23,30 +23,13 @@ from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
 from core.runtime import ServiceUrls
 from storage.db import Database
-from storage.models import (
-    AuditEntry,
-    DeadLetter,
-    FieldMapping,
-    InboxEvent,
-    Lead,
-    OutboxItem,
-    Outcome,
-    ScoreHistory,
-)
+from storage.models import (AuditEntry, DeadLetter, FieldMapping, InboxEvent, Lead, OutboxItem, Outcome,
+                            ScoreHistory)
 from tasks.ingest import ingest_rows
-from tests.pii import (
-    BOB,
-    DANA,
-    World,
-    hubspot_event,
-    person_everywhere,
-    redis_containing,
-    rows_containing,
-    segment,
-)
+from tests.pii import (BOB, DANA, ERIN, World, hubspot_event, person_everywhere, redis_containing,
+                       rows_containing, segment)
 from tests.processes import REPO
 
-ERIN = "erin.park@hooli.example"
 SHOWN = {"leadbridge_score": "88", "leadbridge_grade": "A", "leadbridge_tier": "hot",
          "leadbridge_reasons": "+ requested a demo", "leadbridge_model_version": "rules:v1",
          "leadbridge_scored_at": "1767225600000"}

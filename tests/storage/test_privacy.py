@@ -11,9 +11,7 @@ from storage.db import Database
 from storage.models import InboxEvent, Lead
 from storage.privacy import find_person, forget_person
 from tasks.ingest import ingest_rows
-from tests.pii import World, redis_containing, rows_containing, segment
-
-ERIN = "erin.park@hooli.example"
+from tests.pii import ERIN, World, redis_containing, rows_containing, segment
 
 
 def test_a_lead_a_worker_commits_meanwhile_is_forgotten_too(world: World, db: Database) -> None:

@@ -10,17 +10,8 @@ from sqlalchemy import func, select
 from storage.db import Database
 from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead, ScoreHistory
 from tasks.ingest import ingest_rows
-from tests.pii import (
-    BOB,
-    DANA,
-    World,
-    hubspot_event,
-    person_everywhere,
-    redis_containing,
-    rows_containing,
-)
-
-ERIN = "erin.park@hooli.example"
+from tests.pii import (BOB, DANA, ERIN, World, hubspot_event, person_everywhere, redis_containing,
+                       rows_containing)
 
 
 @pytest.mark.parametrize("subscription", ["contact.privacyDeletion", "contact.deletion"])
