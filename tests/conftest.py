@@ -22,7 +22,7 @@ import redis as redis_lib
 from core.redis_server import EmbeddedRedis
 from core.runtime import ServiceUrls, sqlite_url
 from core.runtime import redis_client as make_redis_client
-from sandbox import SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -134,6 +134,15 @@ def sandbox() -> Iterator[SandboxCRM]:
     crm.start(port=0)
     yield crm
     crm.stop()
+
+
+@pytest.fixture()
+def hubspot_sandbox(sandbox: SandboxCRM) -> SandboxCRM:
+    """The test's sandbox CRM with leadbridge's HubSpot properties provisioned (what writebacks set)."""
+    from connectors.hubspot.client import HubSpotConnector
+
+    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
+    return sandbox
 
 
 @pytest.fixture()

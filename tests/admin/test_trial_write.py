@@ -27,20 +27,14 @@ LEADBRIDGE = ("leadbridge_score", "leadbridge_grade", "leadbridge_reasons", "lea
 
 
 @pytest.fixture()
-def sandbox(sandbox: SandboxCRM) -> SandboxCRM:
-    """The suite's sandbox CRM with leadbridge's HubSpot properties provisioned (the test write sets them)."""
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
-    return sandbox
-
-
-@pytest.fixture()
 def hubspot_app(settings_overrides: dict[str, Any], broker: tuple[str, str], clean_db: Database,
-                sandbox: SandboxCRM) -> Iterator[Any]:
+                hubspot_sandbox: SandboxCRM) -> Iterator[Any]:
     """The app with HubSpot configured against the sandbox CRM."""
     from bridge import create_app
 
     app = create_app({**settings_overrides, "broker_url": broker[0], "public_url": "http://localhost",
-                      "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN, "hubspot_base_url": sandbox.base_url})
+                      "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
+                      "hubspot_base_url": hubspot_sandbox.base_url})
     app.testing = True
     yield app
     app.extensions["leadbridge"].db.dispose()

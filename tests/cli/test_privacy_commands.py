@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
 from core.runtime import ServiceUrls
@@ -36,12 +35,12 @@ SHOWN = {"leadbridge_score": "88", "leadbridge_grade": "A", "leadbridge_tier": "
 
 
 @pytest.fixture()
-def crm(sandbox: SandboxCRM) -> SandboxCRM:
+def crm(hubspot_sandbox: SandboxCRM) -> SandboxCRM:
     """The sandbox CRM with leadbridge's properties and Dana's contact (id 101) showing her score."""
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
-    contact = sandbox.store.hs_create("contacts", {"email": DANA, "firstname": "Dana", "lastname": "Lopez", **SHOWN})
+    dana = {"email": DANA, "firstname": "Dana", "lastname": "Lopez", **SHOWN}
+    contact = hubspot_sandbox.store.hs_create("contacts", dana)
     assert contact["id"] == "101"  # the id person_everywhere's HubSpot events carry
-    return sandbox
+    return hubspot_sandbox
 
 
 @pytest.fixture()

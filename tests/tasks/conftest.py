@@ -11,12 +11,14 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from connectors.hubspot.client import HubSpotConnector
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
+from core.settings import load_settings
 from storage.db import Database
 from storage.models import InboxEvent
 from storage.sources import SourceView, create_source
+from tasks.resources import Resources
 from tests.bridge.conftest import Signer
 from tests.processes import start_cli, stop, wait_for
 from tests.services import broker_urls, wipe_pipeline
@@ -26,10 +28,14 @@ HUBSPOT_PORTAL = "62515"
 
 
 @pytest.fixture()
-def sandbox(sandbox: SandboxCRM) -> SandboxCRM:
-    """The suite's sandbox CRM with leadbridge's HubSpot properties provisioned (the pipeline writes them)."""
-    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields()
-    return sandbox
+def res(sandbox: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
+        service_urls: ServiceUrls) -> Resources:
+    """Worker resources with HubSpot on the test's sandbox CRM, over emptied pipeline tables and keys."""
+    client = make_redis_client(redis_url)
+    wipe_pipeline(db, client)
+    settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
+                              "hubspot_base_url": sandbox.base_url}, env_file=None)
+    return Resources(settings, service_urls, db, client)
 
 
 @dataclass
@@ -70,7 +76,7 @@ class LivePipeline:
 
 @pytest.fixture()
 def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], settings_overrides: dict[str, Any],
-                  sandbox: SandboxCRM) -> Iterator[LivePipeline]:
+                  hubspot_sandbox: SandboxCRM) -> Iterator[LivePipeline]:
     """The webhook app (in this process) and a real worker (2 processes) on broker database 8."""
     from bridge import create_app
 
@@ -79,7 +85,8 @@ def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], set
     broker, broker_redis = broker_urls(redis_url, 8)
     make_redis_client(broker_redis).flushdb()
     env = {**service_env, "CELERY_BROKER_URL": broker, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
-           "HUBSPOT_BASE_URL": sandbox.base_url, "LEADBRIDGE_INBOX_SWEEP_AFTER": "2", "LEADBRIDGE_MAX_ATTEMPTS": "3"}
+           "HUBSPOT_BASE_URL": hubspot_sandbox.base_url, "LEADBRIDGE_INBOX_SWEEP_AFTER": "2",
+           "LEADBRIDGE_MAX_ATTEMPTS": "3"}
     env.pop("SLACK_WEBHOOK_URL", None)
     worker = start_cli(["worker", "--concurrency", "2"], env)
     app = create_app({**settings_overrides, "broker_url": broker, "public_url": "https://bridge.example.com"})
@@ -90,8 +97,8 @@ def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], set
                                          ("events", None))}
         celery = app.extensions["leadbridge"].celery
         wait_for(lambda: celery.control.ping(timeout=0.5), 60, "the worker answering")
-        yield LivePipeline(Signer(app.test_client()), sandbox, db, redis, sources["hubspot"], sources["salesforce"],
-                           sources["events"])
+        yield LivePipeline(Signer(app.test_client()), hubspot_sandbox, db, redis, sources["hubspot"],
+                           sources["salesforce"], sources["events"])
     finally:
         stop(worker)
         app.extensions["leadbridge"].db.dispose()

@@ -3,50 +3,22 @@ aside like a lead's (real Redis, the sandbox CRM over HTTP)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from connectors.base import TransientConnectorError
 from core.records import utcnow
-from core.runtime import ServiceUrls
-from core.runtime import redis_client as make_redis_client
-from core.settings import load_settings
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
-from storage.db import Database
-from storage.models import Account, DeadLetter, Lead, OutboxItem, ScoreHistory
+from sandbox import SandboxCRM
+from storage.models import Account, Lead, OutboxItem
 from tasks.learning import score_accounts_now
 from tasks.resources import Resources
 from tasks.writeback import ACCOUNTS, INFLIGHT_KEY, LEADS, WRITTEN_KEY, flush_once
 
 UPDATE = "^/crm/v3/objects/companies/batch/update"
-
-
-@pytest.fixture()
-def crm() -> Iterator[SandboxCRM]:
-    sandbox = SandboxCRM()
-    sandbox.start(port=0)
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture()
-def res(crm: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
-        service_urls: ServiceUrls) -> Resources:
-    client = make_redis_client(redis_url)
-    with db.session(write=True) as session:
-        for model in (ScoreHistory, OutboxItem, DeadLetter, Lead, Account):
-            session.execute(delete(model))
-    keys = list(client.scan_iter("lb:*"))
-    if keys:
-        client.delete(*keys)
-    settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
-                              "hubspot_base_url": crm.base_url}, env_file=None)
-    return Resources(settings, service_urls, db, client)
 
 
 def an_account(crm: SandboxCRM, res: Resources, scores: tuple[int, ...] = (70, 20)) -> tuple[int, str]:
@@ -70,15 +42,15 @@ def score_writes(crm: SandboxCRM, company: str) -> list[dict[str, Any]]:
     return [w for w in writes if w["property"] == "leadbridge_score"]  # not leadbridge_scored_at
 
 
-def test_an_account_score_is_written_once_and_not_rewritten_unchanged(crm: SandboxCRM,
+def test_an_account_score_is_written_once_and_not_rewritten_unchanged(sandbox: SandboxCRM,
                                                                       res: Resources) -> None:
-    account_id, company = an_account(crm, res)
+    account_id, company = an_account(sandbox, res)
     counts = score_accounts_now(res, crms=("hubspot",), model_version="m1")
     assert counts == {"scored": 1, "changed": 1, "hubspot": 1, "salesforce": 0}
-    props = crm.store.hs_get("companies", company)["properties"]
+    props = sandbox.store.hs_get("companies", company)["properties"]
     assert props["leadbridge_model_version"] == "account:m1"
     assert props["leadbridge_tier"] in ("hot", "warm", "cold")
-    assert len(score_writes(crm, company)) == 1
+    assert len(score_writes(sandbox, company)) == 1
     # The account's own keys hold its fingerprint; the lead keys (lead ids only) are untouched.
     assert res.redis.hget(ACCOUNTS.written.format(crm="hubspot"), account_id) is not None
     assert not res.redis.exists(WRITTEN_KEY.format(crm="hubspot"), INFLIGHT_KEY.format(crm="hubspot"))
@@ -87,7 +59,7 @@ def test_an_account_score_is_written_once_and_not_rewritten_unchanged(crm: Sandb
     res.redis.sadd(ACCOUNTS.dirty.format(crm="hubspot"), account_id)
     assert flush_once(res, "hubspot", ACCOUNTS) == 0
     assert score_accounts_now(res, crms=("hubspot",), model_version="m1", everything=True)["hubspot"] == 0
-    assert len(score_writes(crm, company)) == 1
+    assert len(score_writes(sandbox, company)) == 1
 
 
 def rescore(res: Resources, account_id: int, score: int) -> None:
@@ -99,23 +71,23 @@ def rescore(res: Resources, account_id: int, score: int) -> None:
     res.redis.sadd(ACCOUNTS.dirty.format(crm="hubspot"), account_id)
 
 
-def test_a_failing_account_write_is_retried_then_set_aside(crm: SandboxCRM, res: Resources) -> None:
-    account_id, company = an_account(crm, res)
+def test_a_failing_account_write_is_retried_then_set_aside(sandbox: SandboxCRM, res: Resources) -> None:
+    account_id, company = an_account(sandbox, res)
     dirty, aside = ACCOUNTS.dirty.format(crm="hubspot"), ACCOUNTS.aside.format(crm="hubspot")
     rescore(res, account_id, 80)
-    crm.faults.add({"route": UPDATE, "kind": "status", "status": 503, "count": 1})
+    sandbox.faults.add({"route": UPDATE, "kind": "status", "status": 503, "count": 1})
     with pytest.raises(TransientConnectorError):
         flush_once(res, "hubspot", ACCOUNTS)
     # A transient failure puts it back: marked again, nothing left in flight; the next flush writes it.
     assert res.redis.sismember(dirty, account_id)
     assert not res.redis.hlen(ACCOUNTS.inflight.format(crm="hubspot"))
-    assert score_writes(crm, company) == []
+    assert score_writes(sandbox, company) == []
     assert flush_once(res, "hubspot", ACCOUNTS) == 1
-    assert crm.store.hs_get("companies", company)["properties"]["leadbridge_score"] == "80"
+    assert sandbox.store.hs_get("companies", company)["properties"]["leadbridge_score"] == "80"
 
     # A refusal sets the values aside (fingerprint, dead outbox row), like a lead's.
     rescore(res, account_id, 81)
-    crm.faults.add({"route": UPDATE, "kind": "status", "status": 400, "count": 1})
+    sandbox.faults.add({"route": UPDATE, "kind": "status", "status": 400, "count": 1})
     assert flush_once(res, "hubspot", ACCOUNTS) == 0
     assert res.redis.hget(aside, account_id) is not None and not res.redis.scard(dirty)
     with res.db.session() as session:
@@ -124,7 +96,7 @@ def test_a_failing_account_write_is_retried_then_set_aside(crm: SandboxCRM, res:
     # The same values are not sent again; new values are, and clear the set-aside mark.
     res.redis.sadd(dirty, account_id)
     assert flush_once(res, "hubspot", ACCOUNTS) == 0
-    assert len(score_writes(crm, company)) == 1
+    assert len(score_writes(sandbox, company)) == 1
     rescore(res, account_id, 82)
     assert flush_once(res, "hubspot", ACCOUNTS) == 1
     assert res.redis.hget(aside, account_id) is None

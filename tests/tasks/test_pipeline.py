@@ -30,14 +30,16 @@ BROKER_DB = 7
 
 
 @pytest.fixture()
-def stack(service_env: dict[str, str], redis_url: str, db: Database, sandbox: SandboxCRM) -> Iterator[dict[str, Any]]:
+def stack(service_env: dict[str, str], redis_url: str, db: Database,
+          hubspot_sandbox: SandboxCRM) -> Iterator[dict[str, Any]]:
     """web + worker processes wired to the test database, a private broker database and the sandbox."""
     wipe_pipeline(db, make_redis_client(redis_url))
     broker, broker_redis = broker_urls(redis_url, BROKER_DB)
     make_redis_client(broker_redis).flushdb()
     port = free_port()
     env = {**service_env, "CELERY_BROKER_URL": broker, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
-           "HUBSPOT_BASE_URL": sandbox.base_url, "SLACK_WEBHOOK_URL": sandbox.base_url + "/services/T000/B000/sandbox",
+           "HUBSPOT_BASE_URL": hubspot_sandbox.base_url,
+           "SLACK_WEBHOOK_URL": hubspot_sandbox.base_url + "/services/T000/B000/sandbox",
            "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_ALERT_CHANNEL_INTERVAL": "0"}
     web = start_cli(["web"], env)
     worker = start_cli(["worker", "--concurrency", "2"], env)

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import orjson
-import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox import SandboxCRM
 from core.keys import DIRTY_KEY, INFLIGHT_KEY, WRITTEN_KEY
 from core.records import utcnow
-from core.runtime import ServiceUrls
-from core.runtime import redis_client as make_redis_client
-from core.settings import load_settings
-from storage.db import Database
-from storage.models import Lead, OutboxItem, ScoreHistory
+from storage.models import Lead
 from tasks.resources import Resources
 from tasks.writeback import flush_once, reconcile_writes
-
-
-@pytest.fixture()
-def res(sandbox: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
-        service_urls: ServiceUrls) -> Resources:
-    client = make_redis_client(redis_url)
-    with db.session() as session:
-        for model in (ScoreHistory, OutboxItem, Lead):
-            session.execute(delete(model))
-    keys = list(client.scan_iter("lb:*"))
-    if keys:
-        client.delete(*keys)
-    settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
-                              "hubspot_base_url": sandbox.base_url}, env_file=None)
-    return Resources(settings, service_urls, db, client)
 
 
 def shown_score(crm: SandboxCRM, contact_id: str) -> str | None:
