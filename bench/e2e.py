@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from standardwebhooks import Webhook
 
-from bench.ingest import DEFAULT_POSTGRES, drop_postgres, free_port, fresh_postgres
+from bench.ingest import drop_postgres, free_port, fresh_postgres, service_parser
 from core.signatures import hubspot_v3_signature
 
 REPO = Path(__file__).resolve().parent.parent
@@ -626,19 +626,17 @@ def leadbridge_phases(data_dir: Path, external: dict[str, str] | None, backend: 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every phase and print the table; write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = service_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase")
     parser.add_argument("--rate", type=float, default=500.0, help="offered events/s in the sustained phase")
     parser.add_argument("--probe-share", type=float, default=0.3, help="share of batches that are first-sight probes")
     parser.add_argument("--blast-seconds", type=float, default=60.0, help="length of the max-rate phases")
     # The naive pipeline drains ~200 events/s: a blast as long as leadbridge's would take an hour to drain.
     parser.add_argument("--naive-seconds", type=float, default=5.0, help="length of the naive baseline's blast")
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server for the external run ('' skips)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/12", help="external Redis for the external run")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--backends", default="embedded,naive,postgres",
                         help="which runs, comma-separated: embedded, naive, postgres")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     random.seed(7)
     backends = {b.strip() for b in args.backends.split(",") if b.strip()}

@@ -235,15 +235,22 @@ def run_backend(backend: str, database_url: str | None, args: argparse.Namespace
         return results
 
 
+def service_parser(doc: str | None) -> argparse.ArgumentParser:
+    """Options every benchmark against the services takes: the PostgreSQL server ('' skips it), the JSON report."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server URL for the external run "
+                                                                    "('' skips it)")
+    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = service_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the batched run per backend")
     parser.add_argument("--senders", type=int, default=4, help="concurrent sending threads")
     parser.add_argument("--batch", type=int, default=100, help="events per request (HubSpot sends up to 100)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="PostgreSQL server URL ('' to skip)")
-    parser.add_argument("--json", type=Path, default=None, help="write results here")
     args = parser.parse_args(argv)
     # Secrets are encrypted at rest: this process (creating the source) and the server must share the key.
     from storage.crypto import generate_key

@@ -6,7 +6,7 @@ records onto core.records types, so nothing outside connectors/ ever sees a vend
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -162,6 +162,21 @@ class ProvisionReport:
     def ok(self) -> bool:
         """True when every field exists and is writable."""
         return not self.missing and not self.problems
+
+
+class CallPolicy:
+    """What every CRM connector keeps beside its SDK client: the shared rate-limit bucket, its retry budget,
+    the calls it made and the admin's field mapping."""
+
+    def set_call_policy(self, limiter: Any, retry_attempts: int, retry_max_elapsed: float,
+                        sleep: Callable[[float], None]) -> None:
+        """Set the rate limiter and retry budget of this connector's vendor calls; count calls from zero."""
+        self.limiter = limiter
+        self.retry_attempts = retry_attempts
+        self.retry_max_elapsed = retry_max_elapsed
+        self.sleep = sleep
+        self.calls = 0
+        self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
 
 
 @runtime_checkable

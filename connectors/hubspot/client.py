@@ -21,8 +21,8 @@ from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
 
-from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
-                             PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
+from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
+                             LeadWithAccount, PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
                              comparable_values, mapped_fields, reasons_text, same_field_value)
 from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
@@ -142,7 +142,7 @@ def _to_datetime(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class HubSpotConnector:
+class HubSpotConnector(CallPolicy):
     """leadbridge's view of one HubSpot account (a private-app token)."""
 
     crm = "hubspot"
@@ -159,14 +159,9 @@ class HubSpotConnector:
         if base_url:
             kwargs["host"] = base_url.rstrip("/")
         self.api = client or HubSpot(**kwargs)
-        self.limiter = limiter
+        self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.rate_wait = 60.0  # seconds a call may wait for a rate-limit token before it counts as transient
         self.portal_id = portal_id
-        self.retry_attempts = retry_attempts
-        self.retry_max_elapsed = retry_max_elapsed
-        self.sleep = sleep
-        self.calls = 0
-        self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
         # Keep one client object per API: each attribute access on the SDK builds a new one (HUBSPOT.md §0).
         self._contacts = self.api.crm.contacts
         self._companies = self.api.crm.companies

@@ -19,8 +19,8 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (AuthConnectorError, ConnectorError, CrmRecord, FieldSpec, LeadWithAccount,
-                             PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
+from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
+                             LeadWithAccount, PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
                              comparable_values, mapped_fields, reasons_text, same_field_value)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
@@ -122,7 +122,7 @@ def _domain(email: str | None, website: str | None) -> str | None:
     return None
 
 
-class SalesforceConnector:
+class SalesforceConnector(CallPolicy):
     """leadbridge's view of one Salesforce org."""
 
     crm = "salesforce"
@@ -140,12 +140,7 @@ class SalesforceConnector:
                        "domain": domain, "instance_url": instance_url, "session_id": session_id}
         self.session = session
         self.version = version
-        self.limiter = limiter
-        self.retry_attempts = retry_attempts
-        self.retry_max_elapsed = retry_max_elapsed
-        self.sleep = sleep
-        self.calls = 0
-        self.field_names: dict[str, str] = {}  # output -> CRM field, from the admin's field mappings
+        self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info header
 
     @classmethod
