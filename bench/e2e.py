@@ -47,10 +47,10 @@ from standardwebhooks import Webhook
 
 from bench.ingest import drop_postgres, free_port, fresh_postgres, service_parser
 from core.signatures import hubspot_v3_signature
+from sandbox import DEFAULT_HUBSPOT_TOKEN
+from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID
 
 REPO = Path(__file__).resolve().parent.parent
-TOKEN = "pat-sandbox-leadbridge"
-PORTAL = 62515
 console = Console(width=160)
 
 
@@ -133,7 +133,7 @@ def start_run(data_dir: Path, external: dict[str, str] | None) -> Stack:
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
     stack = Stack("leadbridge", env, f"http://127.0.0.1:{env['LEADBRIDGE_PORT']}",
                   f"http://127.0.0.1:{env['LEADBRIDGE_SANDBOX_PORT']}", [proc])
-    stack.env.update({"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": stack.sandbox})
+    stack.env.update({"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": stack.sandbox})
     return stack
 
 
@@ -141,12 +141,12 @@ def start_naive(data_dir: Path) -> Stack:
     """Sandbox + `leadbridge web` + the naive Celery worker (bench/naive.py)."""
     env = base_env(data_dir, None)
     sandbox = f"http://127.0.0.1:{env['LEADBRIDGE_SANDBOX_PORT']}"
-    env.update({"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_BASE_URL": sandbox})
+    env.update({"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": sandbox})
     stack = Stack("naive", env, f"http://127.0.0.1:{env['LEADBRIDGE_PORT']}", sandbox)
     spawn = lambda *argv: subprocess.Popen(list(argv), env=env, cwd=REPO, stdout=subprocess.DEVNULL,  # noqa: E731
                                            stderr=subprocess.DEVNULL, start_new_session=True)
     stack.processes.append(spawn(sys.executable, "-m", "cli.main", "sandbox", "--port", env["LEADBRIDGE_SANDBOX_PORT"],
-                                 "--hubspot-token", TOKEN))
+                                 "--hubspot-token", DEFAULT_HUBSPOT_TOKEN))
     stack.cli("db", "upgrade")
     # The naive worker needs the embedded Redis the web process starts; start web first and wait.
     stack.processes.append(spawn(sys.executable, "-m", "cli.main", "web"))
@@ -158,7 +158,7 @@ def start_naive(data_dir: Path) -> Stack:
                                  "ingest,naive", "-c", "2", "--without-gossip", "--without-mingle", "-l", "WARNING"))
     from connectors.hubspot.client import HubSpotConnector
 
-    HubSpotConnector(TOKEN, base_url=sandbox).provision_fields()
+    HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox).provision_fields()
     return stack
 
 
@@ -177,7 +177,7 @@ def _wait_http(url: str, timeout: float = 90) -> None:
 def prepare(stack: Stack) -> None:
     """Create the webhook sources and stop the sandbox's own webhooks (the bench sends its own)."""
     hub = json.loads(stack.cli("sources", "add", "--kind", "hubspot", "--name", "bench-hubspot", "--org-id",
-                               str(PORTAL), "--json"))
+                               str(DEFAULT_HUBSPOT_PORTAL_ID), "--json"))
     ev = json.loads(stack.cli("sources", "add", "--kind", "events", "--name", "bench-web", "--json"))
     stack.hubspot = {"url": hub["webhook_url"], "secret": hub["secret"]}
     stack.events = {"url": ev["webhook_url"], "secret": ev["secret"]}
@@ -188,7 +188,7 @@ def prepare(stack: Stack) -> None:
 def seed_contacts(stack: Stack, count: int) -> list[tuple[str, str]]:
     """Create contacts in the sandbox through the HubSpot batch API: [(id, email)]."""
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {DEFAULT_HUBSPOT_TOKEN}"}
     made: list[tuple[str, str]] = []
     run_id = uuid.uuid4().hex[:6]
     for start in range(0, count, 100):
@@ -231,7 +231,7 @@ class Traffic:
         events = []
         for cid, _ in contacts:
             n = next(self.counter)
-            item = {"eventId": n, "subscriptionId": 1, "portalId": PORTAL, "appId": 1, "occurredAt": now_ms,
+            item = {"eventId": n, "subscriptionId": 1, "portalId": DEFAULT_HUBSPOT_PORTAL_ID, "appId": 1, "occurredAt": now_ms,
                     "attemptNumber": 0, "objectId": int(cid), "changeSource": "CRM_UI"}
             if kind == "creation":
                 item.update(subscriptionType="contact.creation")

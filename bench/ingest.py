@@ -31,6 +31,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.signatures import hubspot_v3_signature
+from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.sources import create_source
@@ -143,7 +144,7 @@ def hubspot_body(counter: itertools.count, size: int) -> bytes:  # type: ignore[
     events = []
     for _ in range(size):
         n = next(counter)
-        events.append({"eventId": n, "subscriptionId": 7, "portalId": 62515, "appId": 1,
+        events.append({"eventId": n, "subscriptionId": 7, "portalId": DEFAULT_HUBSPOT_PORTAL_ID, "appId": 1,
                        "occurredAt": OCCURRED_BASE_MS + n, "subscriptionType": "contact.propertyChange",
                        "attemptNumber": 0, "objectId": 100000 + n % 50000, "propertyName": "hs_analytics_num_page_views",
                        "propertyValue": str(n), "changeSource": "ANALYTICS"})

@@ -17,12 +17,11 @@ from sqlalchemy import select
 
 from cli.supervisor import Child, cli_argv
 from core.settings import Settings
+from sandbox.server import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH
 from storage.db import Database
 from storage.models import AlertRule, Source
 from storage.sources import create_source, get_source, rotate_secret
 
-SANDBOX_TOKEN = "pat-sandbox-leadbridge"
-SANDBOX_SLACK_PATH = "/services/TSANDBOX/BSANDBOX/sandboxsecret"
 HUBSPOT_SOURCE = "sandbox-hubspot"
 EVENTS_SOURCE = "sandbox-web"
 
@@ -45,10 +44,11 @@ class SandboxPlan:
 def plan_sandbox(settings: Settings) -> SandboxPlan:
     """Choose the sandbox's address and the settings workers need to use it."""
     url = f"http://127.0.0.1:{settings.sandbox_port}"
-    env = {"HUBSPOT_ACCESS_TOKEN": SANDBOX_TOKEN, "HUBSPOT_BASE_URL": url, "SLACK_WEBHOOK_URL": url + SANDBOX_SLACK_PATH}
+    env = {"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": url,
+           "SLACK_WEBHOOK_URL": url + SLACK_WEBHOOK_PATH}
     data = str((settings.data_dir / "sandbox").resolve())
     child = Child("sandbox", cli_argv("sandbox", "--port", str(settings.sandbox_port), "--data-dir", data,
-                                      "--hubspot-token", SANDBOX_TOKEN))
+                                      "--hubspot-token", DEFAULT_HUBSPOT_TOKEN))
     return SandboxPlan(url=url, env=env, sandbox_child=child)
 
 
@@ -75,7 +75,7 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
     from connectors.registry import build_connector
     from connectors.retry import DEFAULT_RETRY
 
-    sandbox = settings.model_copy(update={"hubspot_access_token": SecretStr(SANDBOX_TOKEN),
+    sandbox = settings.model_copy(update={"hubspot_access_token": SecretStr(DEFAULT_HUBSPOT_TOKEN),
                                           "hubspot_base_url": plan.url})
     connector = build_connector("hubspot", sandbox, retry=DEFAULT_RETRY)
     assert connector is not None  # the sandbox token is set

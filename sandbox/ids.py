@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
+# The HubSpot portal (account) id the sandbox CRM answers as, in its webhooks and record URLs.
+DEFAULT_HUBSPOT_PORTAL_ID = 62515
+
 # Salesforce key prefixes (first three characters of every record id).
 SF_KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Opportunity": "006", "User": "005"}
 

@@ -24,7 +24,7 @@ from sandbox.control import (
     TokenBucket,
     retry_after_header,
 )
-from sandbox.ids import correlation_id, sf_id18
+from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID, correlation_id, sf_id18
 from sandbox.store import SandboxStore
 from sandbox.webhooks import WebhookDispatcher
 
@@ -48,7 +48,7 @@ class SandboxConfig:
     hubspot_rate_window: float = 10.0
     hubspot_search_per_second: int = 5
     hubspot_daily_limit: int = 1_000_000
-    hubspot_portal_id: int = 62515
+    hubspot_portal_id: int = DEFAULT_HUBSPOT_PORTAL_ID
     salesforce_users: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_SF_USERNAME: DEFAULT_SF_PASSWORD + DEFAULT_SF_TOKEN})
     salesforce_session_id: str = DEFAULT_SF_SESSION

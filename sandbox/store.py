@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import schema
-from sandbox.ids import SF_KEY_PREFIXES, iso_ms, sf_datetime, sf_id18, sf_new_id
+from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID, SF_KEY_PREFIXES, iso_ms, sf_datetime, sf_id18, sf_new_id
 
 
 class HubSpotValidationError(ValueError):
@@ -134,7 +134,7 @@ def _hs_to_ms(value: Any) -> float | None:
 class SandboxStore:
     """All sandbox records behind one re-entrant lock."""
 
-    def __init__(self, *, sf_daily_api_max: int = 15000, hubspot_portal_id: int = 62515,
+    def __init__(self, *, sf_daily_api_max: int = 15000, hubspot_portal_id: int = DEFAULT_HUBSPOT_PORTAL_ID,
                  max_write_log: int = 500_000) -> None:
         self.lock = threading.RLock()
         self.hubspot_portal_id = hubspot_portal_id

@@ -22,10 +22,10 @@ from xml.sax.saxutils import escape
 import defusedxml.ElementTree as SafeET
 import requests
 
-from sandbox import schema
-from sandbox.ids import base62, iso_ms, sf_id18
-from sandbox.store import Change, SandboxStore
 from core.signatures import hmac_signature_header, hubspot_v1_signature, hubspot_v3_signature
+from sandbox import schema
+from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID, base62, iso_ms, sf_id18
+from sandbox.store import Change, SandboxStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Target:
     kind: str  # hubspot | salesforce
     url: str
     client_secret: str = ""  # hubspot: app client secret; salesforce json: HMAC secret
-    portal_id: int = 62515
+    portal_id: int = DEFAULT_HUBSPOT_PORTAL_ID
     app_id: int = 54321
     object_types: list[str] = field(default_factory=lambda: ["contacts", "companies", "deals"])
     properties: list[str] | None = None  # hubspot: propertyChange subscriptions (None: every property)
