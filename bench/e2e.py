@@ -423,15 +423,16 @@ def wait_enriched(stack: Stack, timeout: float) -> int:
 
     from core.runtime import sqlite_url
     from storage.db import Database
-    from storage.models import Lead
+    from storage.models import Lead, LeadCrmId
 
     database = Database(stack.env.get("DATABASE_URL") or sqlite_url(Path(stack.env["LEADBRIDGE_DATA_DIR"])))
     deadline = time.monotonic() + timeout
     try:
         while True:
             with database.session() as session:
-                left = int(session.scalar(select(func.count()).select_from(Lead).where(
-                    Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None))) or 0)
+                left = int(session.scalar(select(func.count(func.distinct(Lead.id))).select_from(Lead).join(
+                    LeadCrmId, LeadCrmId.lead_id == Lead.id).where(
+                    LeadCrmId.crm == "hubspot", Lead.enriched_at.is_(None))) or 0)
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(1.0)

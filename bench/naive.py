@@ -34,6 +34,7 @@ def process_one(inbox_id: int) -> bool:
     from sqlalchemy import select
 
     from connectors.base import shown_values
+    from storage.leads import crm_id_map, crm_ids_of
     from storage.models import Lead
     from tasks.ingest import ingest_rows
     from tasks.resources import resources
@@ -50,7 +51,7 @@ def process_one(inbox_id: int) -> bool:
         with res.db.session() as session:
             lead = session.scalars(select(Lead).where(Lead.id == change.lead_id)).one()
             values = shown_values(lead.score, lead.grade, lead.reasons, lead.model_version, lead.scored_at)
-            hubspot_id = lead.hubspot_id
+            hubspot_id = crm_id_map(crm_ids_of(session, [lead.id]).get(lead.id, [])).get("hubspot")
         if hubspot_id and connector is not None:
             connector.write_fields({hubspot_id: values})
     return True

@@ -15,19 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, false, or_, select
 from sqlalchemy.orm import Session
 
 from cli.context import configure_logging, embedded_services, fail, settings_or_exit
 from core.keys import FLUSH_LOCK_KEY
 from core.records import utcnow
-from storage.models import AuditEntry, InboxEvent, Lead
+from storage.models import AuditEntry, InboxEvent, Lead, LeadCrmId
 from storage.privacy import PERSON_TYPES, Person, find_person, stored_events
 
-# Prefixes that pin an ID to one column, for when a bare number could mean several people.
-PREFIXES = {"lead": "id", "hubspot": "hubspot_id", "salesforce": "salesforce_id", "web": "external_id"}
-_COLUMN_NAMES = {"id": "leadbridge id", "hubspot_id": "HubSpot id", "salesforce_id": "Salesforce id",
-                 "external_id": "web user id"}
+# Prefixes that pin an ID to one kind of id, for when a bare number could mean several people; and its name.
+PREFIXES = {"lead": "leadbridge id", "hubspot": "HubSpot id", "salesforce": "Salesforce id",
+            "web": "web user id"}
 CRM_LABELS = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
 GONE = ("OBJECT_NOT_FOUND", "ENTITY_IS_DELETED")  # the vendor's word for "no such record" in a batch answer
 FLUSH_WAIT = 15.0  # seconds to wait for a writeback flush already under way to finish before clearing
@@ -50,25 +49,24 @@ def matching_leads(session: Session, ref: str) -> list[Lead]:
         return list(session.scalars(select(Lead).where(Lead.email == ref.lower()).order_by(Lead.id)))
     prefix, _, rest = ref.partition(":")
     if rest and prefix.lower() in PREFIXES:
-        column = PREFIXES[prefix.lower()]
-        if column == "id":
-            if not rest.isdigit():
-                return []
-            return list(session.scalars(select(Lead).where(Lead.id == int(rest))))
-        return list(session.scalars(select(Lead).where(getattr(Lead, column) == rest)))
-    conditions = [Lead.hubspot_id == ref, Lead.salesforce_id == ref, Lead.external_id == ref]
-    if ref.isdigit():
-        conditions.append(Lead.id == int(ref))
-    found = list(session.scalars(select(Lead).where(or_(*conditions)).order_by(Lead.id)))
+        return list(session.scalars(select(Lead).where(_names(prefix.lower(), rest)).order_by(Lead.id)))
+    named_by_any = or_(*(_names(p, ref) for p in PREFIXES))
+    found = list(session.scalars(select(Lead).where(named_by_any).order_by(Lead.id)))
     if len(found) > 1:
-        options = []
-        for lead in found:
-            for column, name in _COLUMN_NAMES.items():
-                if str(getattr(lead, column)) == ref:
-                    prefix = next(p for p, c in PREFIXES.items() if c == column)
-                    options.append(f"{prefix}:{ref} ({name} of lead {lead.id})")
+        named = {p: set(session.scalars(select(Lead.id).where(_names(p, ref)))) for p in PREFIXES}
+        options = [f"{p}:{ref} ({name} of lead {lead.id})" for lead in found for p, name in PREFIXES.items()
+                   if lead.id in named[p]]
         raise AmbiguousReference(f"{ref!r} names {len(found)} different people; say which: " + ", ".join(options))
     return found
+
+
+def _names(prefix: str, value: str) -> ColumnElement[bool]:
+    """Leads whose id of the kind `prefix` names (see PREFIXES) is `value`."""
+    if prefix == "lead":
+        return Lead.id == int(value) if value.isdigit() else false()
+    if prefix == "web":
+        return Lead.external_id == value
+    return Lead.id.in_(select(LeadCrmId.lead_id).where(LeadCrmId.crm == prefix, LeadCrmId.object_id == value))
 
 
 def find_reference(session: Session, ref: str) -> Person:

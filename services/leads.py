@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,23 +12,35 @@ from sqlalchemy.orm import Session
 
 from services import clean_text, get_row
 from services.deliveries import Page, paginate
-from storage.models import Account, InboxEvent, Lead, ScoreHistory
+from storage.leads import account_crm_id_map, crm_id_map, crm_ids_of
+from storage.models import Account, InboxEvent, Lead, LeadCrmId, ScoreHistory
 
 MAX_HISTORY = 500
 MAX_EVENTS = 500
 
 
-def search_leads(session: Session, query: str | None = None, *, limit: int = 50, offset: int = 0) -> Page:
+@dataclass(frozen=True)
+class LeadPage(Page):
+    """A page of leads, with each lead's {crm: record id} (the record each CRM writes to)."""
+
+    crm_ids: dict[int, dict[str, str]] = field(default_factory=dict)
+
+
+def search_leads(session: Session, query: str | None = None, *, limit: int = 50, offset: int = 0) -> LeadPage:
     """Leads matching an e-mail (prefix) or a HubSpot/Salesforce/behavioural id; newest activity first."""
     text = clean_text(query, "search", max_length=320, required=False)
     select_leads = select(Lead)
     if text:
         lowered = text.lower()
         select_leads = select_leads.where(or_(
-            Lead.email.startswith(lowered, autoescape=True), Lead.hubspot_id == text[:64],
-            Lead.salesforce_id == text[:32], Lead.external_id == text[:128],
+            Lead.email.startswith(lowered, autoescape=True), Lead.external_id == text[:128],
+            Lead.id.in_(select(LeadCrmId.lead_id).where(LeadCrmId.crm.in_(("hubspot", "salesforce")),
+                                                         LeadCrmId.object_id == text[:64])),
         ))
-    return paginate(session, select_leads, [Lead.updated_at.desc(), Lead.id.desc()], limit, offset)
+    page = paginate(session, select_leads, [Lead.updated_at.desc(), Lead.id.desc()], limit, offset)
+    crm_ids = crm_ids_of(session, [lead.id for lead in page.rows])
+    return LeadPage(page.rows, page.total, page.limit, page.offset,
+                    {lead_id: crm_id_map(ids) for lead_id, ids in crm_ids.items()})
 
 
 @dataclass(frozen=True)
@@ -53,14 +66,12 @@ class LeadDetail:
     history: list[ScoreHistory]
     events: list[InboxEvent]
     moves: list[ScoreMove]
+    crm_ids: dict[str, str] = field(default_factory=dict)  # {crm: record id}: the record each CRM writes to
+    account_crm_ids: dict[str, str] = field(default_factory=dict)
 
 
-def _event_filter(lead: Lead) -> Any:
-    clauses = []
-    if lead.hubspot_id:
-        clauses.append(and_(InboxEvent.crm == "hubspot", InboxEvent.object_id == lead.hubspot_id))
-    if lead.salesforce_id:
-        clauses.append(and_(InboxEvent.crm == "salesforce", InboxEvent.object_id == lead.salesforce_id))
+def _event_filter(lead: Lead, crm_ids: Sequence[LeadCrmId]) -> Any:
+    clauses = [and_(InboxEvent.crm == row.crm, InboxEvent.object_id == row.object_id) for row in crm_ids]
     if lead.external_id:
         clauses.append(and_(InboxEvent.crm == "web", InboxEvent.object_id == lead.external_id))
     if lead.email:
@@ -75,13 +86,15 @@ def lead_detail(session: Session, lead_id: int) -> LeadDetail:
     history = list(reversed(list(session.scalars(
         select(ScoreHistory).where(ScoreHistory.lead_id == lead.id)
         .order_by(ScoreHistory.created_at.desc(), ScoreHistory.id.desc()).limit(MAX_HISTORY)))))
-    condition = _event_filter(lead)
+    rows = crm_ids_of(session, [lead.id]).get(lead.id, [])
+    condition = _event_filter(lead, rows)
     events: list[InboxEvent] = []
     if condition is not None:
         events = list(reversed(list(session.scalars(
             select(InboxEvent).where(condition).order_by(InboxEvent.occurred_at.desc(), InboxEvent.id.desc())
             .limit(MAX_EVENTS)))))
-    return LeadDetail(lead, account, history, events, score_moves(history, events))
+    return LeadDetail(lead, account, history, events, score_moves(history, events), crm_id_map(rows),
+                      account_crm_id_map(session, account.id) if account else {})
 
 
 def score_moves(history: list[ScoreHistory], events: list[InboxEvent]) -> list[ScoreMove]:

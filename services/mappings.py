@@ -22,7 +22,7 @@ from connectors.retry import TRIAL_WRITE_RETRY
 from core.settings import Settings
 from services import Conflict, OperationError
 from storage.audit import record
-from storage.models import Account, FieldMapping, Lead
+from storage.models import Account, AccountCrmId, FieldMapping, Lead, LeadCrmId
 
 OBJECT_TYPES = {name: p.fields.MAPPED_OBJECTS for name, p in PROVIDERS.items()}  # connectors/<crm>/fields.py
 OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
@@ -134,14 +134,15 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
     there anyway (connectors.base.shown_values, the tier included), and nothing to a record without a score.
     """
 
-    id_column = "hubspot_id" if crm == "hubspot" else "salesforce_id"
     model: Any = Account if object_type in ("companies", "Account") else Lead
     label = "lead" if model is Lead else "account"
-    column = getattr(model, id_column)
-    row = session.scalars(select(model).where(column == record_id)).first()
+    ids: Any = AccountCrmId if model is Account else LeadCrmId
+    owner = ids.account_id if model is Account else ids.lead_id
+    records = select(model).join(ids, owner == model.id).where(ids.crm == crm)
+    row = session.scalars(records.where(ids.object_id == record_id)).first()
     if row is None and crm == "salesforce" and len(record_id) == 15:
         # Salesforce shows 15-character ids; leadbridge may hold the 18-character form of the same record.
-        row = session.scalars(select(model).where(func.substr(column, 1, 15) == record_id)).first()
+        row = session.scalars(records.where(func.substr(ids.object_id, 1, 15) == record_id)).first()
     where = f"{provider(crm).label} {object_type} {record_id}"
     if row is None:
         raise Conflict(f"leadbridge holds no values for {where}: it is not one of leadbridge's {label}s. Nothing was "

@@ -9,38 +9,109 @@ together, and attribute changes are flushed once, so a 100-event delivery costs 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.records import Event, utcnow
 from core.values import clean_count
-from storage.models import Account, Lead
+from storage.models import Account, AccountCrmId, Lead, LeadCrmId
 
-# (crm, object_type) -> the Lead column holding that CRM's id
-LEAD_ID_COLUMNS = {
-    ("hubspot", "contact"): "hubspot_id",
-    ("salesforce", "lead"): "salesforce_id",
-    ("salesforce", "contact"): "salesforce_id",
-    ("web", "person"): "external_id",
-}
-ACCOUNT_ID_COLUMNS = {("hubspot", "company"): "hubspot_id", ("salesforce", "account"): "salesforce_id"}
-# The column of a lead's (or account's) id in each CRM: where the writeback finds the record to write.
-CRM_ID_COLUMNS = {"hubspot": "hubspot_id", "salesforce": "salesforce_id"}
+# (crm, object_type) of the records that are a person we score: CRM records are LeadCrmId rows, a web user is
+# Lead.external_id.
+LEAD_KINDS = frozenset({("hubspot", "contact"), ("salesforce", "lead"), ("salesforce", "contact"),
+                        ("web", "person")})
+ACCOUNT_KINDS = frozenset({("hubspot", "company"), ("salesforce", "account")})
+# The person records each CRM writes scores to, preferred first: a converted Salesforce Lead is read-only, its
+# Contact takes the writes.
+WRITE_TYPES: dict[str, tuple[str, ...]] = {"hubspot": ("contact",), "salesforce": ("contact", "lead")}
 LEAD_ATTRIBUTES = ("email", "first_name", "last_name", "title", "country")
 
 
 def is_lead_event(event: Event) -> bool:
     """True when the event is about a person we score."""
-    return (event.crm, event.object_type) in LEAD_ID_COLUMNS
+    return (event.crm, event.object_type) in LEAD_KINDS
 
 
 def is_account_event(event: Event) -> bool:
     """True when the event is about a company."""
-    return (event.crm, event.object_type) in ACCOUNT_ID_COLUMNS
+    return (event.crm, event.object_type) in ACCOUNT_KINDS
+
+
+def record_condition(records: Iterable[tuple[str, str, str]]) -> ColumnElement[bool]:
+    """LeadCrmId rows matching any of the (crm, object type, object id) records: one IN per kind, indexed."""
+    kinds: dict[tuple[str, str], set[str]] = {}
+    for crm, object_type, object_id in records:
+        kinds.setdefault((crm, object_type), set()).add(object_id)
+    return or_(false(), *(and_(LeadCrmId.crm == crm, LeadCrmId.object_type == object_type,
+                               LeadCrmId.object_id.in_(sorted(ids)))
+                          for (crm, object_type), ids in sorted(kinds.items())))
+
+
+def lead_id_by_record(session: Session, crm: str, object_type: str, object_id: str) -> int | None:
+    """The lead a CRM record belongs to, if any."""
+    return session.scalar(select(LeadCrmId.lead_id).where(record_condition([(crm, object_type, object_id)])))
+
+
+def add_crm_id(session: Session, lead: Lead, crm: str, object_type: str, object_id: str) -> LeadCrmId:
+    """Record that `lead` stands for a CRM record (flushed with the session; the lead may be new)."""
+    row = LeadCrmId(lead=lead, crm=crm, object_type=object_type, object_id=object_id, created_at=utcnow())
+    session.add(row)
+    return row
+
+
+def crm_ids_of(session: Session, lead_ids: Iterable[int]) -> dict[int, list[LeadCrmId]]:
+    """Each lead's CRM records, oldest first, in one query."""
+    out: dict[int, list[LeadCrmId]] = {}
+    ids = sorted(set(lead_ids))
+    if ids:
+        query = select(LeadCrmId).where(LeadCrmId.lead_id.in_(ids)).order_by(LeadCrmId.id)
+        for row in session.scalars(query):
+            out.setdefault(row.lead_id, []).append(row)
+    return out
+
+
+def crm_id_map(rows: Iterable[LeadCrmId]) -> dict[str, str]:
+    """{crm: record id} of one lead's rows: the record each CRM writes to (WRITE_TYPES), else the newest."""
+    best: dict[str, tuple[tuple[int, int], str]] = {}
+    for row in rows:
+        rank = _write_rank(row.crm, row.object_type, row.id)
+        if row.crm not in best or rank > best[row.crm][0]:
+            best[row.crm] = (rank, row.object_id)
+    return {crm: object_id for crm, (_, object_id) in best.items()}
+
+
+def account_crm_id_map(session: Session, account_id: int) -> dict[str, str]:
+    """{crm: record id} of one account: its newest row per CRM."""
+    rows = session.execute(select(AccountCrmId.crm, AccountCrmId.object_id)
+                           .where(AccountCrmId.account_id == account_id).order_by(AccountCrmId.id))
+    return dict(rows.all())
+
+
+def write_target_query(crm: str, *columns: Any) -> Select[Any]:
+    """(lead id, row id, object type, object id, *columns) of every record `crm` writes; see write_targets."""
+    return (select(LeadCrmId.lead_id, LeadCrmId.id, LeadCrmId.object_type, LeadCrmId.object_id, *columns)
+            .join(Lead, Lead.id == LeadCrmId.lead_id)
+            .where(LeadCrmId.crm == crm, LeadCrmId.object_type.in_(WRITE_TYPES[crm])))
+
+
+def write_targets(crm: str, rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """One (lead id, object id, *columns) per lead from write_target_query rows: the record written to."""
+    best: dict[int, tuple[tuple[int, int], tuple[Any, ...]]] = {}
+    for lead_id, row_id, object_type, object_id, *columns in rows:
+        rank = _write_rank(crm, object_type, row_id)
+        if lead_id not in best or rank > best[lead_id][0]:
+            best[lead_id] = (rank, (lead_id, object_id, *columns))
+    return [picked for _, picked in best.values()]
+
+
+def _write_rank(crm: str, object_type: str, row_id: int) -> tuple[int, int]:
+    # Higher is preferred: a type the CRM writes (earlier in WRITE_TYPES first), then the newest row.
+    types = WRITE_TYPES.get(crm, ())
+    return (len(types) - types.index(object_type) if object_type in types else 0, row_id)
 
 
 def resolve_lead(session: Session, event: Event, fields: Mapping[str, Any]) -> Lead:
@@ -54,26 +125,23 @@ def resolve_leads(session: Session, events: Sequence[Event], lead_fields: Sequen
 
     `lead_fields` holds each event's canonical lead attributes, in the same order.
     """
-    keys = [(LEAD_ID_COLUMNS[(e.crm, e.object_type)], e.object_id) for e in events]
     fields = [dict(f) for f in lead_fields]
     emails = [_clean_email(e.email or f.get("email")) for e, f in zip(events, fields)]
-    index = _LeadIndex(session, keys, [m for m in emails if m])
+    index = _LeadIndex(session, events, [m for m in emails if m])
     leads: list[Lead] = []
     try:
         # The savepoint opens before anything of ours is added: begin_nested() flushes what is pending,
         # so leads added before it would be inserted outside the savepoint, and a conflict would then
         # leave the whole transaction unusable instead of just this attempt.
         with session.begin_nested():
-            for (column, object_id), email, found in zip(keys, emails, fields):
-                lead = index.get(column, object_id, email)
+            for event, email, found in zip(events, emails, fields):
+                lead = index.get(event, email)
                 if lead is None:
-                    lead = Lead(**{column: object_id}, email=email, properties={}, created_at=utcnow(),
-                                updated_at=utcnow())
+                    lead = Lead(email=email, properties={}, created_at=utcnow(), updated_at=utcnow())
                     session.add(lead)
-                    index.add(lead)
-                elif getattr(lead, column) is None:
-                    setattr(lead, column, object_id)
-                    index.add(lead)
+                    index.attach(lead, event)
+                elif not index.has_record(lead, event):
+                    index.attach(lead, event)
                 _apply_lead_fields(lead, found, email)
                 leads.append(lead)
             session.flush()
@@ -91,37 +159,66 @@ def resolve_leads(session: Session, events: Sequence[Event], lead_fields: Sequen
 
 
 class _LeadIndex:
-    """Every lead a batch mentions, loaded in one query and kept current as leads are created."""
+    """Every lead a batch mentions, with its CRM records, in one query; kept current as leads are created.
 
-    def __init__(self, session: Session, keys: list[tuple[str, str]], emails: list[str]) -> None:
-        self.by_key: dict[tuple[str, str], Lead] = {}
+    A key is (crm, object type, id) for a CRM record and ("web", "person", id) for Lead.external_id.
+    """
+
+    def __init__(self, session: Session, events: Sequence[Event], emails: list[str]) -> None:
+        self.session = session
+        self.by_key: dict[tuple[str, str, str], Lead] = {}
         self.by_email: dict[str, list[Lead]] = {}
-        conditions = []
-        for column in {c for c, _ in keys}:
-            ids = sorted({i for c, i in keys if c == column})
-            conditions.append(getattr(Lead, column).in_(ids))
+        self.crms: dict[Lead, set[str]] = {}  # the CRMs (and "web") each lead has a record of
+        records = [(e.crm, e.object_type, e.object_id) for e in events if e.crm != "web"]
+        web_ids = sorted({e.object_id for e in events if e.crm == "web"})
+        # Each way of matching is its own indexed lookup; a UNION rather than an OR of them, which PostgreSQL
+        # could only answer by filtering every lead against the subquery.
+        matches: list[Select[Any]] = []
+        if records:
+            matches.append(select(LeadCrmId.lead_id).where(record_condition(records)))
+        if web_ids:
+            matches.append(select(Lead.id).where(Lead.external_id.in_(web_ids)))
         if emails:
-            conditions.append(Lead.email.in_(sorted(set(emails))))
-        if conditions:
-            for lead in session.scalars(select(Lead).where(or_(*conditions)).order_by(Lead.id)):
-                self.add(lead)
+            matches.append(select(Lead.id).where(Lead.email.in_(sorted(set(emails)))))
+        if matches:
+            # One query: the leads and, joined, all their CRM records (a lead with none comes once, row None).
+            query = (select(Lead, LeadCrmId).outerjoin(LeadCrmId, LeadCrmId.lead_id == Lead.id)
+                     .where(Lead.id.in_(union_all(*matches))).order_by(Lead.id, LeadCrmId.id))
+            for lead, row in session.execute(query):
+                self._add(lead, row)
 
-    def add(self, lead: Lead) -> None:
-        for column in ("hubspot_id", "salesforce_id", "external_id"):
-            value = getattr(lead, column)
-            if value is not None:
-                self.by_key[(column, value)] = lead
+    def _add(self, lead: Lead, row: LeadCrmId | None) -> None:
+        crms = self.crms.setdefault(lead, set())
+        if lead.external_id is not None:
+            self.by_key[("web", "person", lead.external_id)] = lead
+            crms.add("web")
+        if row is not None:
+            self.by_key[(row.crm, row.object_type, row.object_id)] = lead
+            crms.add(row.crm)
         if lead.email:
             bucket = self.by_email.setdefault(lead.email, [])
             if lead not in bucket:
                 bucket.append(lead)
 
-    def get(self, column: str, object_id: str, email: str | None) -> Lead | None:
-        lead = self.by_key.get((column, object_id))
+    def has_record(self, lead: Lead, event: Event) -> bool:
+        """True when the lead already has a record of the event's source (a column held one id per CRM)."""
+        return event.crm in self.crms.get(lead, set())
+
+    def attach(self, lead: Lead, event: Event) -> None:
+        """Give the lead the event's record: a LeadCrmId row, or the web user id."""
+        if event.crm == "web":
+            lead.external_id = event.object_id
+            row = None
+        else:
+            row = add_crm_id(self.session, lead, event.crm, event.object_type, event.object_id)
+        self._add(lead, row)
+
+    def get(self, event: Event, email: str | None) -> Lead | None:
+        lead = self.by_key.get((event.crm, event.object_type, event.object_id))
         if lead is None and email:
-            # Same person seen through another channel: attach only to a lead with no id of this kind yet.
-            lead = next((candidate for candidate in self.by_email.get(email, []) if getattr(candidate, column) is None),
-                        None)
+            # Same person seen through another channel: attach only to a lead with no id of this source yet.
+            lead = next((candidate for candidate in self.by_email.get(email, [])
+                         if not self.has_record(candidate, event)), None)
         return lead
 
 
@@ -153,17 +250,22 @@ class _AccountIndex:
 
 def resolve_account(session: Session, event: Event, account_fields: Mapping[str, Any]) -> Account:
     """Find or create the account a company event is about and apply its firmographics (canonical attributes)."""
-    column = ACCOUNT_ID_COLUMNS[(event.crm, event.object_type)]
-    account = session.scalars(select(Account).where(getattr(Account, column) == event.object_id)).first()
+    account = session.scalars(select(Account).join(AccountCrmId, AccountCrmId.account_id == Account.id).where(
+        AccountCrmId.crm == event.crm, AccountCrmId.object_type == event.object_type,
+        AccountCrmId.object_id == event.object_id)).first()
     fields = dict(account_fields)
-    domain = _domain(fields.get("domain"))
-    if account is None and domain:
-        account = session.scalars(select(Account).where(Account.domain == domain)).first()
     if account is None:
-        account = Account(**{column: event.object_id}, domain=domain, properties={}, updated_at=utcnow())
-        session.add(account)
-    if getattr(account, column) is None:
-        setattr(account, column, event.object_id)
+        domain = _domain(fields.get("domain"))
+        if domain:
+            account = session.scalars(select(Account).where(Account.domain == domain)).first()
+        if account is None:
+            account = Account(domain=domain, properties={}, updated_at=utcnow())
+            session.add(account)
+        # The account takes this CRM's id unless it has one (matched by domain; a column held one per CRM).
+        if account.id is None or session.scalar(select(AccountCrmId.id).where(
+                AccountCrmId.account_id == account.id, AccountCrmId.crm == event.crm)) is None:
+            session.add(AccountCrmId(account=account, crm=event.crm, object_type=event.object_type,
+                                     object_id=event.object_id, created_at=utcnow()))
     _apply_account_fields(account, fields)
     return account
 

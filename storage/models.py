@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.records import utcnow
 from storage.types import UtcDateTime
@@ -97,7 +97,7 @@ class DeadLetter(Base):
 
 
 class Account(Base):
-    """A company: firmographics, CRM ids and its account-level score."""
+    """A company: firmographics and its account-level score (its CRM ids are AccountCrmId rows)."""
 
     __tablename__ = "accounts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -106,8 +106,6 @@ class Account(Base):
     industry: Mapped[str | None] = mapped_column(String(100))
     employees: Mapped[int | None] = mapped_column(Integer)
     country: Mapped[str | None] = mapped_column(String(100))
-    hubspot_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    salesforce_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     score: Mapped[int | None] = mapped_column(Integer)
     grade: Mapped[str | None] = mapped_column(String(2))
@@ -117,13 +115,11 @@ class Account(Base):
 
 
 class Lead(Base):
-    """A person we score, with the current score, grade and reasons."""
+    """A person we score, with the current score, grade and reasons (its CRM ids are LeadCrmId rows)."""
 
     __tablename__ = "leads"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
-    hubspot_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    salesforce_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)  # behavioural userId
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
@@ -141,6 +137,35 @@ class Lead(Base):
     enriched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class LeadCrmId(Base):
+    """One CRM record a lead stands for; a lead may have several (a converted Salesforce Lead and Contact)."""
+
+    __tablename__ = "lead_crm_ids"
+    __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_lead_crm_ids_record"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # ascending: the newest row of a kind wins
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    crm: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce
+    object_type: Mapped[str] = mapped_column(String(20))  # contact | lead
+    object_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # One-way: adding a row for a lead never loads the lead's other rows.
+    lead: Mapped[Lead] = relationship()
+
+
+class AccountCrmId(Base):
+    """One CRM record an account stands for (a HubSpot company, a Salesforce Account)."""
+
+    __tablename__ = "account_crm_ids"
+    __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_account_crm_ids_record"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    crm: Mapped[str] = mapped_column(String(20))
+    object_type: Mapped[str] = mapped_column(String(20))  # company | account
+    object_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    account: Mapped[Account] = relationship()
 
 
 class ScoreHistory(Base):

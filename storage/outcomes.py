@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from core.records import Event, StoredEvents, utcnow
 from core.records import Outcome as OutcomeRecord
 from storage.inbox import to_event
-from storage.models import Account, InboxEvent, Lead, Outcome, ScoreHistory
+from storage.models import Account, InboxEvent, Lead, LeadCrmId, Outcome, ScoreHistory
 
 
 @dataclass
@@ -70,11 +70,14 @@ def leads_by_crm_id(session: Session, crm: str, ids: Iterable[str]) -> dict[str,
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         if crm == "hubspot":
-            for lead_id, hid in session.execute(select(Lead.id, Lead.hubspot_id).where(Lead.hubspot_id.in_(chunk))):
+            query = select(LeadCrmId.lead_id, LeadCrmId.object_id).where(LeadCrmId.crm == crm,
+                                                                         LeadCrmId.object_id.in_(chunk))
+            for lead_id, hid in session.execute(query):
                 out[hid] = lead_id
         elif crm == "salesforce":
             prefixes = sorted({i[:15] for i in chunk})
-            query = select(Lead.id, Lead.salesforce_id).where(func.substr(Lead.salesforce_id, 1, 15).in_(prefixes))
+            query = select(LeadCrmId.lead_id, LeadCrmId.object_id).where(
+                LeadCrmId.crm == crm, func.substr(LeadCrmId.object_id, 1, 15).in_(prefixes))
             by_prefix = {sid[:15]: lead_id for lead_id, sid in session.execute(query)}
             for crm_id in chunk:
                 if crm_id[:15] in by_prefix:
@@ -125,12 +128,12 @@ class LeadResolver:
         self.ids: dict[str, dict[str, int]] = {"hubspot": {}, "salesforce": {}, "external": {}}
         self.emails: dict[str, int] = {}
         self.created: dict[int, datetime] = {}
-        query = select(Lead.id, Lead.hubspot_id, Lead.salesforce_id, Lead.external_id, Lead.email, Lead.created_at)
-        for lead_id, hid, sid, xid, email, created in session.execute(query.order_by(Lead.id)):
-            if hid:
-                self.ids["hubspot"][hid] = lead_id
-            if sid:
-                self.ids["salesforce"][sid[:15]] = lead_id
+        for lead_id, crm, object_id in session.execute(
+                select(LeadCrmId.lead_id, LeadCrmId.crm, LeadCrmId.object_id).order_by(LeadCrmId.id)):
+            if crm in self.ids:
+                self.ids[crm][object_id[:15] if crm == "salesforce" else object_id] = lead_id
+        query = select(Lead.id, Lead.external_id, Lead.email, Lead.created_at)
+        for lead_id, xid, email, created in session.execute(query.order_by(Lead.id)):
             if xid:
                 self.ids["external"][xid] = lead_id
             if email and email not in self.emails:

@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from core import keys
 from core.records import utcnow
-from storage.leads import LEAD_ID_COLUMNS
-from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead, OutboxItem
+from storage.leads import LEAD_KINDS, crm_ids_of, record_condition
+from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead, LeadCrmId, OutboxItem
 
 # Object types that are a person, per source (HubSpot contact, Salesforce Lead/Contact, web user).
 PERSON_TYPES: dict[str, tuple[str, ...]] = {}
-for _crm, _type in LEAD_ID_COLUMNS:
+for _crm, _type in sorted(LEAD_KINDS):
     PERSON_TYPES.setdefault(_crm, ())
     PERSON_TYPES[_crm] += (_type,)
 UNPROCESSED = ("pending", "failed", "dead")  # inbox rows no worker has turned into lead data (yet)
@@ -61,13 +61,9 @@ class Person:
         return self.emails | {oid for _, _, oid in self.records}
 
 
-def lead_records(lead: Lead) -> set[tuple[str, str, str]]:
-    """The (source, object type, id) records a lead stands for."""
-    out: set[tuple[str, str, str]] = set()
-    if lead.hubspot_id:
-        out.add(("hubspot", "contact", lead.hubspot_id))
-    if lead.salesforce_id:
-        out.add(("salesforce", "contact" if lead.salesforce_id.startswith("003") else "lead", lead.salesforce_id))
+def lead_records(lead: Lead, crm_ids: Iterable[LeadCrmId]) -> set[tuple[str, str, str]]:
+    """The (source, object type, id) records a lead stands for: its CRM id rows and its web user id."""
+    out = {(row.crm, row.object_type, row.object_id) for row in crm_ids}
     if lead.external_id:
         out.add(("web", "person", lead.external_id))
     return out
@@ -86,9 +82,11 @@ def find_person(session: Session, *, lead_ids: Iterable[int] = (), emails: Itera
                     set(records), other_leads)
     for _ in range(4):  # a few rounds: e-mail -> record -> the other e-mail it had -> ...
         size = (len(person.lead_ids), len(person.emails), len(person.records))
-        for lead in _leads_of(session, person, by_email=other_leads):
+        leads = _leads_of(session, person, by_email=other_leads)
+        crm_ids = crm_ids_of(session, [lead.id for lead in leads])
+        for lead in leads:
             person.lead_ids.add(lead.id)
-            person.records |= lead_records(lead)
+            person.records |= lead_records(lead, crm_ids.get(lead.id, []))
             if lead.email:
                 person.emails.add(lead.email.lower())
         for crm, object_type, object_id, email in session.execute(
@@ -111,10 +109,12 @@ def _leads_of(session: Session, person: Person, *, by_email: bool) -> list[Lead]
         conditions.append(Lead.id.in_(sorted(person.lead_ids)))
     if by_email and person.emails:
         conditions.append(Lead.email.in_(sorted(person.emails)))
-    for (crm, object_type), column in LEAD_ID_COLUMNS.items():
-        ids = sorted({oid for c, t, oid in person.records if (c, t) == (crm, object_type)})
-        if ids:
-            conditions.append(getattr(Lead, column).in_(ids))
+    crm_records = [record for record in person.records if record[0] != "web"]
+    if crm_records:
+        conditions.append(Lead.id.in_(select(LeadCrmId.lead_id).where(record_condition(crm_records))))
+    web_ids = sorted({oid for crm, _, oid in person.records if crm == "web"})
+    if web_ids:
+        conditions.append(Lead.external_id.in_(web_ids))
     if not conditions:
         return []
     return list(session.scalars(select(Lead).where(or_(*conditions)).order_by(Lead.id)))

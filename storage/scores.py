@@ -11,8 +11,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.records import Score, utcnow
-from storage.leads import LEAD_ID_COLUMNS
-from storage.models import InboxEvent, Lead, ScoreHistory
+from storage.models import InboxEvent, Lead, LeadCrmId, ScoreHistory
 
 
 @dataclass(frozen=True)
@@ -128,11 +127,13 @@ def leads_behind_their_events(session: Session, *, processed_before: datetime, r
         .group_by(InboxEvent.crm, InboxEvent.object_type, InboxEvent.object_id)
         .subquery()
     )
-    person = or_(*[and_(newest.c.crm == crm, newest.c.object_type == object_type,
-                        newest.c.object_id == getattr(Lead, column))
-                   for (crm, object_type), column in LEAD_ID_COLUMNS.items()])
+    # A lead's records: its CRM id rows, and its web user id.
+    person = or_(and_(newest.c.crm == LeadCrmId.crm, newest.c.object_type == LeadCrmId.object_type,
+                      newest.c.object_id == LeadCrmId.object_id),
+                 and_(newest.c.crm == "web", newest.c.object_type == "person",
+                      newest.c.object_id == Lead.external_id))
     query = (
-        select(Lead.id).join(newest, person)
+        select(Lead.id).outerjoin(LeadCrmId, LeadCrmId.lead_id == Lead.id).join(newest, person)
         .where(or_(Lead.score_event_at.is_(None), Lead.score_event_at < newest.c.at))
         .distinct().limit(limit)
     )

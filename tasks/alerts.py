@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import shared_task
@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from connectors.base import ConnectorError, TransientConnectorError
 from core.keys import ALERT_CHANNEL_KEY, ALERT_COOLDOWN_KEY
+from storage.leads import crm_id_map, crm_ids_of
 from storage.models import Account, AlertRule, Lead
 from storage.scores import ScoreChange
 from tasks.resources import Resources, resources
@@ -105,7 +106,8 @@ def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, curr
         if notifier is None:
             return False
         account = session.get(Account, lead.account_id) if lead.account_id else None
-        alert = build_alert(res, lead, account, rule, previous, current)
+        crm_ids = crm_id_map(crm_ids_of(session, [lead.id]).get(lead.id, []))
+        alert = build_alert(res, lead, account, rule, previous, current, crm_ids)
     interval = res.settings.alert_channel_interval
     if interval and not slot_reserved:
         wait = reserve_channel_slot(res.redis, rule.channel, interval)
@@ -138,17 +140,17 @@ def _notifier_for(res: Resources, rule: AlertRule) -> Any:
 
 
 def build_alert(res: Resources, lead: Lead, account: Account | None, rule: AlertRule, previous: int | None,
-                current: int) -> Any:
+                current: int, crm_ids: Mapping[str, str]) -> Any:
     """The Block Kit alert content for a lead (name, company, score, grade, top reasons, CRM link)."""
     from connectors.slack import HotLeadAlert
 
     name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email or f"lead {lead.id}"
     url = None
-    if lead.hubspot_id:
+    if crm_ids.get("hubspot"):
         base = res.settings.hubspot_base_url.replace("api.hubapi.com", "app.hubspot.com")
-        url = f"{base}/contacts/{lead.hubspot_id}"
-    elif lead.salesforce_id and res.settings.salesforce_instance_url:
-        url = f"{res.settings.salesforce_instance_url}/{lead.salesforce_id}"
+        url = f"{base}/contacts/{crm_ids['hubspot']}"
+    elif crm_ids.get("salesforce") and res.settings.salesforce_instance_url:
+        url = f"{res.settings.salesforce_instance_url}/{crm_ids['salesforce']}"
     return HotLeadAlert(name=name, company=account.name if account else None, score=current, grade=lead.grade,
                         reasons=list(lead.reasons or [])[:3], crm_url=url, previous_score=previous, rule=rule.name,
                         model_version=lead.model_version)

@@ -39,8 +39,7 @@ from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
 from core.values import EntryRefused, clean_event
 from storage.inbox import store_events
-from storage.leads import CRM_ID_COLUMNS
-from storage.models import InboxEvent, Lead
+from storage.models import InboxEvent, LeadCrmId
 from storage.outcomes import record_outcomes
 from tasks.ingest import ingest_rows
 from tasks.resources import Resources
@@ -229,9 +228,9 @@ def import_outcomes(res: Resources, crm: str, outcomes: Iterable[OutcomeRecord])
 
 def crm_lead_ids(res: Resources, crm: str) -> list[int]:
     """Every lead that has an id in `crm`."""
-    column = getattr(Lead, CRM_ID_COLUMNS[crm])
     with res.db.session() as session:
-        return list(session.scalars(select(Lead.id).where(column.is_not(None)).order_by(Lead.id)))
+        return list(session.scalars(select(LeadCrmId.lead_id).where(LeadCrmId.crm == crm).distinct()
+                                    .order_by(LeadCrmId.lead_id)))
 
 
 def score_leads_now(res: Resources, lead_ids: Sequence[int], *, writeback: bool = True,
@@ -254,7 +253,7 @@ def score_leads_now(res: Resources, lead_ids: Sequence[int], *, writeback: bool 
 
 
 def _dirty_count(res: Resources) -> int:
-    return sum(int(res.redis.scard(DIRTY_KEY.format(crm=crm)) or 0) for crm in CRM_ID_COLUMNS)
+    return sum(int(res.redis.scard(DIRTY_KEY.format(crm=crm)) or 0) for crm in PROVIDERS)
 
 
 # ---- the whole run ---------------------------------------------------------------------------------------
@@ -263,7 +262,7 @@ def _dirty_count(res: Resources) -> int:
 def backfill(res: Resources, crm: str, connector: Any, *, writeback: bool = True,
              progress: Progress | None = None) -> BackfillReport:
     """Fetch, import and score one CRM's history; safe to run again (nothing is imported twice)."""
-    if crm not in CRM_ID_COLUMNS:
+    if crm not in PROVIDERS:
         raise ValueError(f"crm must be hubspot or salesforce, not {crm!r}")
     started = time.monotonic()
     progress = progress or SilentProgress()

@@ -25,7 +25,17 @@ from core.progress import record_progress
 from core.records import Event, utcnow
 from storage.dead_letters import count_inbox_failure, describe_error, error_kind
 from storage.inbox import to_event
-from storage.leads import apply_enrichment, is_account_event, is_lead_event, resolve_account, resolve_leads
+from storage.leads import (
+    LEAD_KINDS,
+    add_crm_id,
+    apply_enrichment,
+    crm_ids_of,
+    is_account_event,
+    is_lead_event,
+    lead_id_by_record,
+    resolve_account,
+    resolve_leads,
+)
 from storage.models import InboxEvent, Lead
 from storage.outcomes import RecordResult, association_events, record_outcomes
 from storage.privacy import forget_lead
@@ -280,14 +290,16 @@ def forget_by_event(session: Session, event: Event, res: Resources | None) -> in
     events even when no lead exists yet (a pending row must not bring the person back). The CRM record is gone,
     so there are no CRM fields to clear.
     """
-    from storage.leads import LEAD_ID_COLUMNS
     from storage.privacy import find_person, forget_person, stored_events
 
-    column = LEAD_ID_COLUMNS.get((event.crm, event.object_type))
-    if column is None:
+    if (event.crm, event.object_type) not in LEAD_KINDS:
         return None
     redis = res.redis if res else None
-    lead = session.scalars(select(Lead).where(getattr(Lead, column) == event.object_id)).first()
+    if event.crm == "web":
+        lead = session.scalars(select(Lead).where(Lead.external_id == event.object_id)).first()
+    else:
+        found = lead_id_by_record(session, event.crm, event.object_type, event.object_id)
+        lead = session.get(Lead, found) if found is not None else None
     if lead is not None:
         lead_id = lead.id
         forget_lead(session, lead, redis=redis, actor=f"webhook:{event.crm}")
@@ -331,8 +343,11 @@ def enrich_new_leads(res: Resources, lead_ids: Sequence[int], attempt: int = 1) 
 def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, claimed: list[str]) -> int:
     with res.db.session() as session:
         leads = session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids)))).all()
-        by_hubspot = {lead.hubspot_id: lead.id for lead in leads if lead.hubspot_id}
-        by_email = {lead.email: lead.id for lead in leads if not lead.hubspot_id and lead.email}
+        crm_ids = crm_ids_of(session, lead_ids)
+        hubspot_ids = {lead.id: [row.object_id for row in crm_ids.get(lead.id, []) if row.crm == "hubspot"]
+                       for lead in leads}
+        by_hubspot = {hubspot_id: lead_id for lead_id, ids in hubspot_ids.items() for hubspot_id in ids}
+        by_email = {lead.email: lead.id for lead in leads if not hubspot_ids[lead.id] and lead.email}
 
     def claim(refs: list[str]) -> list[str]:
         """The refs this call may enrich: not enriched (or being enriched) within the TTL; one round trip."""
@@ -373,10 +388,10 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
         for lead in matches:
             lead_id = by_email.get((lead.email or "").lower())
             hubspot_id = lead.crm_ids.get("hubspot")
-            taken = session.scalars(select(Lead.id).where(Lead.hubspot_id == hubspot_id)).first()
+            taken = lead_id_by_record(session, "hubspot", "contact", hubspot_id) if hubspot_id else None
             row = rows.get(lead_id) if lead_id is not None else None
             if row is not None and hubspot_id and taken is None and hubspot_id not in assigned:
-                row.hubspot_id = hubspot_id
+                add_crm_id(session, row, "hubspot", "contact", hubspot_id)
                 assigned.add(hubspot_id)  # not flushed yet (no_autoflush): the query above cannot see it
             if row is not None:
                 enriched += 1

@@ -444,8 +444,7 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
     """
     from connectors.base import TransientConnectorError
     from scoring.accounts import ContactScore, score_account
-    from storage.leads import CRM_ID_COLUMNS
-    from storage.models import Account, Lead
+    from storage.models import Account, AccountCrmId, Lead
     from tasks.writeback import ACCOUNTS, FLUSH_LEASE_SECONDS, flush, flush_once, lease
 
     now = now or utcnow()
@@ -453,8 +452,11 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
         contacts = session.execute(
             select(Lead.id, Lead.account_id, Lead.probability, Lead.score, Lead.grade, Lead.reasons, Lead.scored_at)
             .where(Lead.account_id.is_not(None), Lead.score.is_not(None))).all()
-        accounts = {a.id: a for a in session.execute(
-            select(Account.id, Account.scored_at, Account.hubspot_id, Account.salesforce_id)).all()}
+        accounts = {a.id: a for a in session.execute(select(Account.id, Account.scored_at)).all()}
+        # (account id, crm) -> the account's record in that CRM; the newest row when it has several.
+        crm_ids = {(account_id, crm): object_id for account_id, crm, object_id in session.execute(
+            select(AccountCrmId.account_id, AccountCrmId.crm, AccountCrmId.object_id)
+            .order_by(AccountCrmId.id))}
     by_account: dict[int, list[Any]] = {}
     for row in contacts:
         by_account.setdefault(row.account_id, []).append(row)
@@ -489,8 +491,7 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
         connector = res.connector(crm)
         if connector is None:
             continue
-        crm_ids = {aid: getattr(accounts[aid], CRM_ID_COLUMNS[crm]) for aid in changed}
-        marked = [aid for aid, crm_id in crm_ids.items() if crm_id and connector.is_account_id(str(crm_id))]
+        marked = [aid for aid in changed if (crm_id := crm_ids.get((aid, crm))) and connector.is_account_id(crm_id)]
         if not marked:
             continue
         dirty = ACCOUNTS.dirty.format(crm=crm)

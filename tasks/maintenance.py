@@ -85,7 +85,7 @@ def reenrich_lost(res: Any) -> int:
     """Enrich CRM leads whose first-sight enrichment task was lost (found by drill b: a Redis restart)."""
     from sqlalchemy import select
 
-    from storage.models import Lead
+    from storage.models import Lead, LeadCrmId
     from tasks.ingest import enrich_leads
 
     if res.connector("hubspot") is None:
@@ -93,8 +93,9 @@ def reenrich_lost(res: Any) -> int:
     wait = timedelta(seconds=res.settings.inbox_sweep_after)
     now = utcnow()
     with res.db.session() as session:
-        rows = session.execute(select(Lead.id, Lead.hubspot_id).where(
-            Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None), Lead.created_at < now - wait,
+        rows = session.execute(select(Lead.id, LeadCrmId.object_id).join(
+            LeadCrmId, LeadCrmId.lead_id == Lead.id).where(
+            LeadCrmId.crm == "hubspot", Lead.enriched_at.is_(None), Lead.created_at < now - wait,
             Lead.created_at >= now - RESCORE_WINDOW).limit(SWEEP_LIMIT)).all()
     if not rows:
         return 0

@@ -14,13 +14,13 @@ from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from connectors.registry import PROVIDERS
 from core.keys import DIRTY_KEY, FEATURE_TRAITS_KEY, SCORE_ASIDE_KEY
 from core.progress import record_progress
 from core.records import Score, utcnow
 from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
-from storage.leads import CRM_ID_COLUMNS
-from storage.models import Lead
+from storage.models import LeadCrmId
 from storage.scores import ScoreChange, apply_scores
 from tasks.isolation import isolate, retry_delay
 from tasks.resources import Resources, resources
@@ -156,12 +156,12 @@ def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[st
     """Add leads to the writeback set of each CRM they have an id in; returns {crm: lead ids} marked."""
     if not lead_ids:
         return {}
-    rows = session.execute(select(Lead.id, Lead.hubspot_id, Lead.salesforce_id).where(Lead.id.in_(lead_ids))).all()
+    rows = session.execute(select(LeadCrmId.lead_id, LeadCrmId.crm).where(LeadCrmId.lead_id.in_(lead_ids))
+                           .distinct()).all()
     marks: dict[str, list[int]] = {}
-    for lead_id, hubspot_id, salesforce_id in rows:
-        for crm, crm_id in (("hubspot", hubspot_id), ("salesforce", salesforce_id)):
-            if crm_id:
-                marks.setdefault(crm, []).append(lead_id)
+    for lead_id, crm in rows:
+        if crm in PROVIDERS:
+            marks.setdefault(crm, []).append(lead_id)
     _add_dirty(res, marks)
     return marks
 
@@ -181,7 +181,7 @@ def queue_actions(res: Resources, changes: Sequence[ScoreChange], *, kick: bool 
     from tasks.writeback import flush
 
     if kick or any(_worth_writing(c, res.settings.write_min_change) for c in changes):
-        for crm in CRM_ID_COLUMNS:
+        for crm in PROVIDERS:
             if res.redis.scard(DIRTY_KEY.format(crm=crm)):
                 flush.delay(crm)
     fire_alert_rules(res, changes)

@@ -52,8 +52,8 @@ from core.progress import record_progress
 from core.records import utcnow
 from core.values import text_problem
 from storage.dead_letters import count_lead_failure, describe_error
-from storage.leads import CRM_ID_COLUMNS
-from storage.models import Account, Lead, OutboxItem
+from storage.leads import write_target_query, write_targets
+from storage.models import Account, AccountCrmId, Lead, LeadCrmId, OutboxItem
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
 
@@ -88,30 +88,29 @@ class Outbox:
 
 def _lead_values(session: Session, crm: str, ids: Sequence[int], redis: Any
                  ) -> list[tuple[int, str, dict[str, Any]]]:
-    """(lead id, CRM id, values shown) of the scored leads among `ids` that `crm` holds."""
-    column = getattr(Lead, CRM_ID_COLUMNS[crm])
-    rows = session.execute(
-        select(Lead.id, column.label("crm_id"), Lead.score, Lead.grade, Lead.reasons, Lead.model_version,
-               Lead.scored_at)
-        .where(Lead.id.in_(ids), Lead.score.is_not(None), column.is_not(None))
-    ).all()
-    return [(r.id, str(r.crm_id), shown_values(r.score, r.grade, r.reasons, r.model_version, r.scored_at))
-            for r in rows]
+    """(lead id, CRM id, values shown) of the scored leads among `ids` that `crm` holds: the record it writes to."""
+    query = write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
+    rows = write_targets(crm, session.execute(query.where(LeadCrmId.lead_id.in_(ids), Lead.score.is_not(None))))
+    return [(lead_id, str(crm_id), shown_values(score, grade, reasons, version, scored_at))
+            for lead_id, crm_id, score, grade, reasons, version, scored_at in rows]
 
 
 def _account_values(session: Session, crm: str, ids: Sequence[int], redis: Any
                     ) -> list[tuple[int, str, dict[str, Any]]]:
     """(account id, CRM id, values shown) of the scored accounts among `ids` that `crm` holds."""
-    column = getattr(Account, CRM_ID_COLUMNS[crm])
     rows = session.execute(
-        select(Account.id, column.label("crm_id"), Account.score, Account.grade, Account.reasons,
+        select(Account.id, AccountCrmId.object_id, Account.score, Account.grade, Account.reasons,
                Account.scored_at)
-        .where(Account.id.in_(ids), Account.score.is_not(None), column.is_not(None))
+        .join(AccountCrmId, AccountCrmId.account_id == Account.id)
+        .where(Account.id.in_(ids), Account.score.is_not(None), AccountCrmId.crm == crm)
+        .order_by(AccountCrmId.id)
     ).all()
     raw = redis.get(ACCOUNT_VERSION_KEY)
     version = raw.decode() if raw else "account:rules"
-    return [(r.id, str(r.crm_id), shown_values(r.score, r.grade, r.reasons, version, r.scored_at))
-            for r in rows]
+    # An account with several records in one CRM is written through its newest (ordered last, kept last).
+    newest = {r.id: r for r in rows}
+    return [(r.id, str(r.object_id), shown_values(r.score, r.grade, r.reasons, version, r.scored_at))
+            for r in newest.values()]
 
 
 LEADS = Outbox("lead", "contact", DIRTY_KEY, WRITTEN_KEY, INFLIGHT_KEY, WRITEBACK_ASIDE_KEY, FLUSH_LOCK_KEY,
@@ -390,15 +389,13 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     A lead with no fingerprint at all (its first mark lost, or Redis lost its data) is read back from the
     CRM: recorded if the CRM shows its values, re-marked if not, so nothing is written twice.
     """
-    column = getattr(Lead, CRM_ID_COLUMNS[crm])
     now = utcnow()
     with res.db.session() as session:
-        rows = session.execute(
-            select(Lead.id, column, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
-            .where(column.is_not(None), Lead.score.is_not(None), Lead.scored_at >= now - window,
-                   Lead.scored_at < now - settled)
+        rows = write_targets(crm, session.execute(
+            write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
+            .where(Lead.score.is_not(None), Lead.scored_at >= now - window, Lead.scored_at < now - settled)
             .limit(limit)
-        ).all()
+        ))
     if not rows:
         return []
     ids = [row[0] for row in rows]

@@ -26,6 +26,7 @@ from tasks.ingest import ingest_rows
 from tasks.resources import Resources
 from tasks.score import score_and_store
 from tests.bridge.conftest import Signer
+from tests.crm_ids import crm_id
 from tests.services import broker_urls, wipe_pipeline
 
 _BODY = re.compile(rb'"body":\s*"([A-Za-z0-9+/=]+)"')
@@ -164,7 +165,8 @@ def person_everywhere(world: World) -> int:
     world.process()
     with world.db.session() as session:
         dana = session.scalars(select(Lead).where(Lead.email == DANA)).one()
-        assert dana.hubspot_id == "101" and dana.external_id == "u_dana" and dana.score is not None
+        assert crm_id(session, dana.id, "hubspot") == "101"
+        assert dana.external_id == "u_dana" and dana.score is not None
         session.add(Outcome(lead_id=dana.id, won=True, occurred_at=datetime.now(UTC), source="test", detail="won"))
         session.add(OutboxItem(target="hubspot", kind="fields", object_type="contact", object_id="101",
                                lead_id=dana.id, payload={"score": dana.score}, status="pending"))

@@ -326,7 +326,7 @@ def search_leads(query: s.LeadQuery) -> ResponseReturnValue:
     """By e-mail prefix or HubSpot / Salesforce / web id."""
     with _db() as session:
         page = lead_ops.search_leads(session, query.q, limit=query.limit, offset=query.offset)
-        items = [s.LeadOut.model_validate(row) for row in page.rows]
+        items = [s.with_crm_ids(s.LeadOut, row, page.crm_ids.get(row.id, {})) for row in page.rows]
     return s.LeadPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
 
 
@@ -337,8 +337,8 @@ def get_lead(lead_id: int) -> ResponseReturnValue:
     with _db() as session:
         d = lead_ops.lead_detail(session, lead_id)
         out = s.LeadDetailOut(
-            lead=s.LeadOut.model_validate(d.lead),
-            account=s.AccountOut.model_validate(d.account) if d.account else None,
+            lead=s.with_crm_ids(s.LeadOut, d.lead, d.crm_ids),
+            account=s.with_crm_ids(s.AccountOut, d.account, d.account_crm_ids) if d.account else None,
             history=[s.ScorePointOut.model_validate(h) for h in d.history],
             events=[s.InboxEventOut.model_validate(e) for e in d.events],
             moves=[s.ScoreMoveOut(at=m.at, score=m.score, delta=m.delta, grade=m.grade, trigger=m.trigger,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
@@ -417,6 +418,16 @@ class LeadOut(Out):
     scored_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+RecordOut = TypeVar("RecordOut", "LeadOut", "AccountOut")
+
+
+def with_crm_ids(model: type[RecordOut], row: Any, crm_ids: Mapping[str, str]) -> RecordOut:
+    """A lead or account row as `model`, its hubspot_id / salesforce_id from {crm: record id}."""
+    values = {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
+    return model.model_validate({**values, "hubspot_id": crm_ids.get("hubspot"),
+                                 "salesforce_id": crm_ids.get("salesforce")})
 
 
 class LeadPage(Out):

@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import select, update
 
 from connectors.hubspot.client import HubSpotConnector
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from core.signatures import hubspot_v3_signature
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
 from storage.db import Database
 from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, OutboxItem,
                             Source)
+from tests.crm_ids import with_ids
 
 
 def hubspot_events(start: int, count: int = 1) -> bytes:
@@ -124,8 +125,8 @@ def test_outbox_replay_queues_the_leads_for_writeback(api: Any, broker: tuple[st
 
     now = utcnow()
     with clean_db.session() as session:
-        lead = Lead(email="b@x.io", hubspot_id="42", properties={}, score=60, grade="B")
-        session.add(lead)
+        lead = Lead(email="b@x.io", properties={}, score=60, grade="B")
+        session.add_all(with_ids(lead, hubspot="42"))
         session.flush()
         # Rows as the writeback stage records a refused batch: a summary and a dead letter per refused record.
         summary = OutboxItem(target="hubspot", kind="fields", object_type="batch", payload={"records": 1, "written": 0},
@@ -165,8 +166,9 @@ def test_test_write_goes_to_the_crm_with_the_mapping_in_force(
     assert HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).provision_fields().ok
     contact = sandbox.store.hs_create("contacts", {"email": "ana@acme.io", "firstname": "Ana"})
     with clean_db.session() as session:
-        session.add(Lead(email="ana@acme.io", hubspot_id=contact["id"], properties={}, score=77, grade="B",
-                         reasons=["+ demo requested", "- free e-mail domain"], model_version="m7", scored_at=utcnow()))
+        session.add_all(with_ids(Lead(email="ana@acme.io", properties={}, score=77, grade="B",
+                                      reasons=["+ demo requested", "- free e-mail domain"], model_version="m7",
+                                      scored_at=utcnow()), hubspot=contact["id"]))
 
     written = client.post("/api/field-mappings/test-write", json={"crm": "hubspot", "record_id": contact["id"]},
                           headers=headers)

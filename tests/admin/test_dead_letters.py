@@ -16,6 +16,7 @@ from storage.db import Database
 from storage.dead_letters import count_inbox_failure, count_lead_failure
 from storage.models import AuditEntry, DeadLetter, InboxEvent, Lead
 from tests.admin.conftest import page_csrf
+from tests.crm_ids import with_ids
 
 
 def make_letters(db: Database, redis: Any) -> dict[str, int]:
@@ -25,10 +26,9 @@ def make_letters(db: Database, redis: Any) -> dict[str, int]:
         row = InboxEvent(crm="web", object_type="person", object_id="u-dead", event_type="identify",
                          email="dead@acme.io", properties={"traits": {"title": "CTO"}, "api_token": "s3cret"},
                          dedupe_key="dead-letter-row", occurred_at=now, received_at=now, status="pending", attempts=0)
-        scored = Lead(email="score@acme.io", hubspot_id="9001", properties={}, created_at=now, updated_at=now)
-        written = Lead(email="write@acme.io", hubspot_id="9002", properties={}, score=80, created_at=now,
-                       updated_at=now)
-        session.add_all([row, scored, written])
+        scored = Lead(email="score@acme.io", properties={}, created_at=now, updated_at=now)
+        written = Lead(email="write@acme.io", properties={}, score=80, created_at=now, updated_at=now)
+        session.add_all([row, *with_ids(scored, hubspot="9001"), *with_ids(written, hubspot="9002")])
         session.flush()
         count_inbox_failure(session, row.id, "AttributeError: 'list' object has no attribute 'get'", max_attempts=1)
         count_lead_failure(session, "score", scored.id, "KeyError: 'retired_stream'", max_attempts=1,

@@ -22,6 +22,7 @@ from storage.db import Database
 from storage.models import AlertRule, InboxEvent, Lead, ModelVersion, ScoreHistory, User
 from storage.sources import create_source
 from storage.users import create_token
+from tests.crm_ids import with_ids
 
 EXAMPLES = int(12 * float(os.environ.get("LEADBRIDGE_FUZZ_SCALE", "1")))
 
@@ -70,9 +71,9 @@ def existing(clean_db: Database, tmp_path: Path, make_user: Callable[..., User])
     with clean_db.session() as session:
         source = create_source(session, kind="events", name="seed")
         rule = AlertRule(name="seed", channel="#seed", threshold=70, cooldown_minutes=60, routing={}, enabled=True)
-        lead = Lead(email="seed@example.com", hubspot_id="1", properties={}, score=50, grade="C", reasons=["+ x"],
+        lead = Lead(email="seed@example.com", properties={}, score=50, grade="C", reasons=["+ x"],
                     model_version="seed", scored_at=now)
-        session.add_all([rule, lead])
+        session.add_all([rule, *with_ids(lead, hubspot="1")])
         session.flush()
         session.add(ScoreHistory(lead_id=lead.id, score=50, probability=0.5, grade="C", reasons=["+ x"],
                                  model_version="seed", trigger="event", feature_time=now))

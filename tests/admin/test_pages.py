@@ -15,6 +15,7 @@ from storage.model_registry import store_drift_report
 from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, ScoreHistory,
                             Source, User)
 from tests.admin.conftest import page_csrf
+from tests.crm_ids import with_ids
 
 PAGES = ("/admin/", "/admin/sources", "/admin/mappings", "/admin/alerts", "/admin/deliveries",
          "/admin/deliveries?tab=outbox", "/admin/deliveries?tab=dead", "/admin/leads", "/admin/models",
@@ -128,10 +129,10 @@ def test_mapping_form_saves_overrides(admin_client: Any, clean_db: Database) -> 
 def test_lead_page_shows_score_history_and_moves(admin_client: Any, clean_db: Database) -> None:
     now = utcnow()
     with clean_db.session() as session:
-        lead = Lead(email="ana@acme.io", hubspot_id="501", first_name="Ana", last_name="Lopez", properties={},
+        lead = Lead(email="ana@acme.io", first_name="Ana", last_name="Lopez", properties={},
                     score=81, grade="A", reasons=["+ viewed pricing 4x in 7 days", "- free e-mail domain"],
                     model_version="m1", scored_at=now)
-        session.add(lead)
+        session.add_all(with_ids(lead, hubspot="501"))
         session.flush()
         for minutes, score in ((30, 40), (20, 62), (10, 81)):
             session.add(ScoreHistory(lead_id=lead.id, score=score, probability=score / 100, grade="A",

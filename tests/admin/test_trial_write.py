@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 
 from connectors.base import shown_values
 from connectors.hubspot.client import HubSpotConnector
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead
 from tests.admin.conftest import csrf_of, log_in
+from tests.crm_ids import with_ids
 
 LEADBRIDGE = ("leadbridge_score", "leadbridge_grade", "leadbridge_reasons", "leadbridge_tier",
               "leadbridge_model_version", "leadbridge_scored_at")
@@ -50,9 +51,9 @@ def test_a_scored_contact_keeps_what_it_shows(hubspot_app: Any, sandbox: Sandbox
     contact = sandbox.store.hs_create("contacts", {"email": "ana@acme.io", "firstname": "Ana"})["id"]
     scored_at = utcnow() - timedelta(hours=2)
     with clean_db.session() as session:
-        session.add(Lead(email="ana@acme.io", hubspot_id=contact, properties={}, score=91, grade="A",
-                         reasons=["+ requested a demo", "- free e-mail domain"], model_version="m7",
-                         scored_at=scored_at))
+        session.add_all(with_ids(Lead(email="ana@acme.io", properties={}, score=91, grade="A",
+                                      reasons=["+ requested a demo", "- free e-mail domain"], model_version="m7",
+                                      scored_at=scored_at), hubspot=contact))
     # What the writeback wrote when it scored her: the record shows tier "hot" and grade "A".
     HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).write_fields(
         {contact: shown_values(91, "A", ["+ requested a demo", "- free e-mail domain"], "m7", scored_at)})
@@ -78,7 +79,7 @@ def test_an_unknown_or_unscored_contact_is_refused_and_untouched(hubspot_app: An
     stranger = sandbox.store.hs_create("contacts", {"email": "sam@else.io", **values})["id"]
     unscored = sandbox.store.hs_create("contacts", {"email": "kim@acme.io", **values})["id"]
     with clean_db.session() as session:
-        session.add(Lead(email="kim@acme.io", hubspot_id=unscored, properties={}))
+        session.add_all(with_ids(Lead(email="kim@acme.io", properties={}), hubspot=unscored))
     headers = {"Authorization": f"Bearer {make_token('admin')}"}
     client = hubspot_app.test_client()
     for record, reason in ((stranger, "not one of leadbridge's leads"), (unscored, "not scored yet")):
@@ -114,8 +115,8 @@ def test_a_scored_company_keeps_what_it_shows(hubspot_app: Any, sandbox: Sandbox
     company = sandbox.store.hs_create("companies", {"name": "Acme", "domain": "acme.io"})["id"]
     scored_at = utcnow() - timedelta(hours=1)
     with clean_db.session() as session:
-        session.add(Account(name="Acme", domain="acme.io", hubspot_id=company, properties={}, score=52, grade="B",
-                            reasons=["+ 3 engaged contacts"], scored_at=scored_at))
+        session.add_all(with_ids(Account(name="Acme", domain="acme.io", properties={}, score=52, grade="B",
+                                         reasons=["+ 3 engaged contacts"], scored_at=scored_at), hubspot=company))
     # What the account writer (tasks.learning) wrote, with the model version it derives at write time.
     HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).write_fields(
         {company: {"score": 52, "grade": "B", "reasons": ["+ 3 engaged contacts"], "tier": "warm",

@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.records import utcnow
 from core.runtime import ServiceUrls
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.models import (AuditEntry, DeadLetter, FieldMapping, InboxEvent, Lead, OutboxItem, Outcome,
                             ScoreHistory)
 from tasks.ingest import ingest_rows
+from tests.crm_ids import has_id
 from tests.pii import (BOB, DANA, ERIN, World, hubspot_event, person_everywhere, redis_containing,
                        rows_containing, segment)
 from tests.processes import REPO
@@ -172,7 +173,7 @@ def test_pending_events_of_a_person_without_a_lead_are_forgotten(world: World, d
     world.process()
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Lead).where(
-            (Lead.email == ERIN) | (Lead.hubspot_id == "102") | (Lead.external_id == "u_erin"))) == 0
+            (Lead.email == ERIN) | has_id("hubspot", "102") | (Lead.external_id == "u_erin"))) == 0
     assert rows_containing(db, ERIN) == [] and redis_containing(world.res.redis, ERIN) == []
 
 
@@ -246,7 +247,7 @@ def test_ambiguous_id_needs_a_prefix_and_spares_the_other_person(world: World, d
     # Carol's events (object id == Dana's lead id) survive Dana's deletion.
     assert rows_containing(db, "carol.kim@umbrella.example")
     with db.session() as session:
-        carol = session.scalars(select(Lead).where(Lead.hubspot_id == str(dana_id))).one()
+        carol = session.scalars(select(Lead).where(has_id("hubspot", str(dana_id)))).one()
         assert session.scalar(select(func.count()).select_from(InboxEvent).where(
             InboxEvent.object_id == str(dana_id))) == 1
     done = run_cli(crm_env, "forget", f"hubspot:{dana_id}", "--yes")

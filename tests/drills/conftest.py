@@ -27,15 +27,16 @@ import requests
 from sqlalchemy import and_, func, or_, select
 
 from connectors.hubspot.client import HubSpotConnector
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
-from sandbox.simulator import EventSender, FunnelSimulation, SandboxCrmFeed, SimulatorConfig, simulate
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox.simulator import EventSender, FunnelSimulation, SandboxCrmFeed, SimulatorConfig, simulate
 from storage.db import Database
-from storage.models import AuditEntry, InboxEvent, Lead, OutboxItem, ScoreHistory
+from storage.models import AuditEntry, InboxEvent, Lead, LeadCrmId, OutboxItem, ScoreHistory
 from storage.sources import SourceView, create_source
 from tasks.watchdog import WATCHDOG_EXIT_CODE
+from tests.crm_ids import has_id
 from tests.processes import free_port, http_ok, start_cli, stop
 from tests.services import broker_urls, wipe_pipeline
 
@@ -197,15 +198,15 @@ class Stack:
             out["pending rows"] = int(session.scalar(select(func.count()).select_from(InboxEvent).where(
                 InboxEvent.status.not_in(["done", "ignored", "dead"]))) or 0)
             out["leads scored before their newest event"] = len(set(unscored_leads(session)) - self.set_aside)
-            leads = session.execute(select(Lead.hubspot_id, Lead.score).where(
-                Lead.hubspot_id.is_not(None), Lead.id.not_in(self.set_aside))).all()
+            leads = session.execute(select(LeadCrmId.object_id, Lead.score).join(Lead, Lead.id == LeadCrmId.lead_id)
+                                    .where(LeadCrmId.crm == "hubspot", Lead.id.not_in(self.set_aside))).all()
         shown = self.crm_scores()
         out["CRM fields unlike the database"] = sum(
             1 for hubspot_id, score in leads if shown.get(hubspot_id) != (None if score is None else str(score)))
         out["dirty leads"] = len({int(i) for i in self.redis.smembers("lb:dirty:hubspot")} - self.set_aside)
         with self.db.session() as session:
             out["people never enriched from the CRM"] = int(session.scalar(select(func.count()).select_from(
-                Lead).where(Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None), Lead.id.not_in(self.set_aside)))
+                Lead).where(has_id("hubspot"), Lead.enriched_at.is_(None), Lead.id.not_in(self.set_aside)))
                 or 0)
         return {k: v for k, v in out.items() if v}
 
@@ -240,16 +241,17 @@ class Stack:
         shown = self.crm_scores()
         lines = []
         with self.db.session() as session:
-            for lead in session.scalars(select(Lead).where(Lead.hubspot_id.is_not(None))):
-                crm_value = shown.get(lead.hubspot_id)
+            for hubspot_id, lead in session.execute(select(LeadCrmId.object_id, Lead).join(
+                    Lead, Lead.id == LeadCrmId.lead_id).where(LeadCrmId.crm == "hubspot")):
+                crm_value = shown.get(hubspot_id)
                 if crm_value == (None if lead.score is None else str(lead.score)) and lead.enriched_at is not None:
                     continue
                 history = session.execute(select(ScoreHistory.score, ScoreHistory.trigger, ScoreHistory.created_at)
                                           .where(ScoreHistory.lead_id == lead.id).order_by(ScoreHistory.id)).all()
                 written = [(w["value"], round(w["t"] - self.started, 2)) for w in writes(self.sandbox.base_url,
                                                                                          self.started)
-                           if w["object_id"] == lead.hubspot_id and w["property"] == SCORE]
-                lines.append(f"lead {lead.id} hs={lead.hubspot_id} db={lead.score} crm={crm_value} "
+                           if w["object_id"] == hubspot_id and w["property"] == SCORE]
+                lines.append(f"lead {lead.id} hs={hubspot_id} db={lead.score} crm={crm_value} "
                              f"enriched={lead.enriched_at} dirty={self.redis.sismember('lb:dirty:hubspot', lead.id)} "
                              f"written_fp={self.redis.hget('lb:written:hubspot', lead.id)} "
                              f"history={[(h[0], h[1], round(h[2].timestamp() - self.started, 2)) for h in history]} "
@@ -262,7 +264,8 @@ class Stack:
             rows = session.execute(select(InboxEvent.status, InboxEvent.attempts)).all()
             dead = session.scalar(select(func.count()).select_from(OutboxItem).where(
                 OutboxItem.status.in_(["dead", "failed", "partial"])))
-            leads = session.execute(select(Lead.hubspot_id, Lead.score).where(Lead.hubspot_id.is_not(None))).all()
+            leads = session.execute(select(LeadCrmId.object_id, Lead.score).join(Lead, Lead.id == LeadCrmId.lead_id)
+                                    .where(LeadCrmId.crm == "hubspot")).all()
         assert rows, "no events were acknowledged"
         assert all(status in ("done", "ignored") for status, _ in rows), "an event was not processed"
         repeated = [attempts for _, attempts in rows if attempts != 1]
@@ -284,9 +287,10 @@ def unscored_leads(session: Any) -> list[int]:
                      func.max(InboxEvent.processed_at).label("at"))
               .where(InboxEvent.status == "done")
               .group_by(InboxEvent.crm, InboxEvent.object_type, InboxEvent.object_id).subquery())
-    person = or_(and_(newest.c.crm == "hubspot", newest.c.object_type == "contact", newest.c.object_id == Lead.hubspot_id),
+    person = or_(and_(newest.c.crm == "hubspot", newest.c.object_type == "contact",
+                      LeadCrmId.crm == "hubspot", newest.c.object_id == LeadCrmId.object_id),
                  and_(newest.c.crm == "web", newest.c.object_id == Lead.external_id))
-    query = select(Lead.id).join(newest, person).where(
+    query = select(Lead.id).outerjoin(LeadCrmId, LeadCrmId.lead_id == Lead.id).join(newest, person).where(
         or_(Lead.score_event_at.is_(None), Lead.score_event_at < newest.c.at))
     return list(session.scalars(query))
 

@@ -15,6 +15,7 @@ import requests
 from sqlalchemy import func, select
 
 from storage.models import Lead
+from tests.crm_ids import has_id
 from tests.drills.conftest import Stack, report
 
 BROKER_DB = 10
@@ -54,7 +55,7 @@ def test_crm_429_then_500(make_stack: Callable[..., Stack]) -> None:
     assert seen[429] and seen[500], seen
     with stack.db.session() as session:
         not_enriched = session.scalar(select(func.count()).select_from(Lead).where(
-            Lead.hubspot_id.is_not(None), Lead.enriched_at.is_(None)))
+            has_id("hubspot"), Lead.enriched_at.is_(None)))
     assert not_enriched == 0, f"{not_enriched} people first seen during the trouble were never enriched"
     report("c CRM 429+500", recovery_after_faults=recovery, fault_seconds=FAULT_SECONDS, http_429=seen[429],
            http_500=seen[500], events_sent=accepted, **counts)

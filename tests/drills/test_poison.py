@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, insert, select, update
 
-from storage.models import DeadLetter, InboxEvent, Lead
+from storage.models import DeadLetter, InboxEvent, Lead, LeadCrmId
+from tests.crm_ids import crm_id, has_id
 from tests.drills.conftest import Stack, report, wait
 
 GOOD_EVENTS = 10_000
@@ -36,10 +37,10 @@ def statuses(stack: Stack) -> dict[str, int]:
 def some_lead(stack: Stack) -> tuple[int, str, str]:
     """(lead id, HubSpot id, e-mail) of a scored lead known to the CRM."""
     with stack.db.session() as session:
-        lead = session.scalars(select(Lead).where(Lead.hubspot_id.is_not(None), Lead.score.is_not(None),
+        lead = session.scalars(select(Lead).where(has_id("hubspot"), Lead.score.is_not(None),
                                                   Lead.email.is_not(None)).order_by(Lead.id)).first()
         assert lead is not None
-        return lead.id, str(lead.hubspot_id), str(lead.email)
+        return lead.id, str(crm_id(session, lead.id, "hubspot")), str(lead.email)
 
 
 def with_first_traffic(make_stack: Callable[..., Stack],
@@ -66,7 +67,7 @@ def test_a_poison_row_among_ten_thousand_good_events(make_stack: Callable[..., S
         # Properties that are a JSON array, not an object: the lead resolver cannot read them.
         now = datetime.now(UTC)
         with stack.db.session() as session:
-            contact = session.scalar(select(Lead.hubspot_id).where(Lead.hubspot_id.is_not(None)))
+            contact = session.scalar(select(LeadCrmId.object_id).where(LeadCrmId.crm == "hubspot"))
             row = session.execute(insert(InboxEvent).values(
                 source_id=stack.hubspot_source.id, dedupe_key="poison-row", crm="hubspot", object_type="contact",
                 object_id=contact, event_type="property_change", email=None, properties=[1, 2, 3],

@@ -15,12 +15,13 @@ from core.records import Event
 from scoring.labels import LabelPolicy
 from storage.db import Database
 from storage.inbox import store_events
-from storage.models import Lead, Outcome, ScoreHistory
+from storage.models import Lead, LeadCrmId, Outcome, ScoreHistory
 from scoring.dataset import prequential_records
 from scoring.features import ACTIVITY_TYPES, build_offline
 from storage.outcomes import load_events, score_history
 from tasks.ingest import ingest_rows, record_outcome_events
 from tasks.learning import collect_outcomes_from, training_data
+from tests.crm_ids import with_ids
 from tests.learning.conftest import DAY, T0, store_world, world_events
 
 
@@ -47,12 +48,12 @@ def test_webhook_events_become_outcome_rows_once(clean: Database) -> None:
     with clean.session(write=True) as session:
         ingest_rows(session, ids, None)
     with clean.session() as session:
-        rows = session.execute(select(Lead.hubspot_id, Lead.salesforce_id, Outcome.won, Outcome.source,
-                                      Outcome.occurred_at).join(Lead, Lead.id == Outcome.lead_id)
+        rows = session.execute(select(LeadCrmId.crm, LeadCrmId.object_id, Outcome.won, Outcome.source,
+                                      Outcome.occurred_at).join(LeadCrmId, LeadCrmId.lead_id == Outcome.lead_id)
                                .order_by(Outcome.occurred_at)).all()
-    assert [(r.hubspot_id, r.salesforce_id, r.won, r.source) for r in rows] == [
-        ("501", None, True, "hubspot.deal"), ("502", None, True, "hubspot.lifecyclestage"),
-        (None, "00Q000000000001AAA", True, "salesforce.lead")]
+    assert [(r.crm, r.object_id, r.won, r.source) for r in rows] == [
+        ("hubspot", "501", True, "hubspot.deal"), ("hubspot", "502", True, "hubspot.lifecyclestage"),
+        ("salesforce", "00Q000000000001AAA", True, "salesforce.lead")]
     assert rows[0].occurred_at == T0 + 5 * DAY
     # The same events again (a retried delivery reaching this function twice) add nothing.
     with clean.session(write=True) as session:
@@ -72,8 +73,8 @@ def test_crm_outcomes_are_collected_through_the_real_sdk(clean: Database, redis_
             deal = store.hs_create("deals", {"dealname": "d", "dealstage": stage, "closedate": "2025-02-01T00:00:00Z"})
             store.hs_associate("deals", deal["id"], "contacts", contact)
         with clean.session(write=True) as session:
-            session.add_all([Lead(hubspot_id=won_contact, email="dee@initech.com", properties={}),
-                             Lead(hubspot_id=lost_contact, email="eve@initech.com", properties={})])
+            session.add_all([*with_ids(Lead(email="dee@initech.com", properties={}), hubspot=won_contact),
+                             *with_ids(Lead(email="eve@initech.com", properties={}), hubspot=lost_contact)])
         connector = HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=crm.base_url)
         redis_client.delete("lb:learning:outcomes_since:hubspot")
         counts = collect_outcomes_from(clean, redis_client, {"hubspot": connector, "salesforce": None})
@@ -82,7 +83,7 @@ def test_crm_outcomes_are_collected_through_the_real_sdk(clean: Database, redis_
         assert again["hubspot"]["recorded"] == 0  # read again since the last read: nothing new
         with clean.session() as session:
             got = {hid: won for hid, won in session.execute(
-                select(Lead.hubspot_id, Outcome.won).join(Lead, Lead.id == Outcome.lead_id))}
+                select(LeadCrmId.object_id, Outcome.won).join(LeadCrmId, LeadCrmId.lead_id == Outcome.lead_id))}
         assert got == {won_contact: True, lost_contact: False}
     finally:
         crm.stop()

@@ -21,6 +21,7 @@ from storage.outcomes import load_events
 from tasks.learning import LearningConfig, check_drift_now, retrain_from_events, score_accounts_now
 from tasks.resources import Resources
 from tests.connectors.conftest import salesforce_for
+from tests.crm_ids import with_ids
 from tests.learning.conftest import DAY, T0, store_world, web_event, world_events
 
 
@@ -113,9 +114,8 @@ def test_account_scores_reach_hubspot_companies_and_salesforce_accounts(
         salesforce.provision_fields(create=True)
         sf_account = crm.store.sf_create("Account", {"Name": "Initech"})
         with clean.session(write=True) as session:
-            account = Account(hubspot_id=company, salesforce_id=sf_account, domain="initech.com", name="Initech",
-                              properties={})
-            session.add(account)
+            account = Account(domain="initech.com", name="Initech", properties={})
+            session.add_all(with_ids(account, hubspot=company, salesforce=sf_account))
             session.flush()
             session.add_all([
                 Lead(external_id="a1", account_id=account.id, score=70, probability=0.7, grade="A",

@@ -13,8 +13,15 @@ import storage.leads as leads_module
 from connectors.registry import lead_fields
 from core.records import Event
 from storage.db import Database
+from storage.leads import (
+    crm_id_map,
+    crm_ids_of,
+    lead_id_by_record,
+    write_target_query,
+    write_targets,
+)
 from storage.leads import resolve_leads as resolve_with_fields
-from storage.models import Lead
+from storage.models import Lead, LeadCrmId
 
 
 def resolve_leads(session: Any, events: list[Event]) -> list[Lead]:
@@ -38,8 +45,8 @@ def web_event(user_id: str, email: str) -> Event:
 def test_matches_by_id_then_email_and_creates_the_rest(db: Database) -> None:
     tag = uuid.uuid4().hex[:8]
     with db.session() as session:
-        known = Lead(hubspot_id=f"h-{tag}", email=f"known-{tag}@acme.io", properties={})
-        session.add(known)
+        known = Lead(email=f"known-{tag}@acme.io", properties={})
+        session.add_all([known, LeadCrmId(lead=known, crm="hubspot", object_type="contact", object_id=f"h-{tag}")])
     with db.session() as session:
         found = resolve_leads(session, [
             contact_event(f"h-{tag}", firstname="Ada"),
@@ -53,7 +60,7 @@ def test_matches_by_id_then_email_and_creates_the_rest(db: Database) -> None:
     with db.session() as session:
         row = session.get(Lead, known.id)
         assert row is not None and row.first_name == "Ada" and row.external_id == f"u-{tag}"
-        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.hubspot_id == f"new-{tag}")) == 1
+        assert session.scalar(select(func.count()).select_from(LeadCrmId).where(LeadCrmId.object_id == f"new-{tag}")) == 1
 
 
 def test_a_lead_created_meanwhile_is_reused_and_the_transaction_survives(db: Database,
@@ -68,21 +75,49 @@ def test_a_lead_created_meanwhile_is_reused_and_the_transaction_survives(db: Dat
     raced: list[int] = []
 
     class RacedIndex(real_index):  # type: ignore[misc, valid-type]
-        def __init__(self, session: Any, keys: Any, emails: Any) -> None:
-            super().__init__(session, keys, emails)
-            if not raced:  # the other worker's row lands right after our lookup found nothing
-                raced.append(session.execute(insert(Lead).values(hubspot_id=f"race-{tag}", email=None, properties={})
+        def __init__(self, session: Any, events: Any, emails: Any) -> None:
+            super().__init__(session, events, emails)
+            if not raced:  # the other worker's rows land right after our lookup found nothing
+                raced.append(session.execute(insert(Lead).values(email=None, properties={})
                                              .returning(Lead.id)).scalar_one())
+                session.execute(insert(LeadCrmId).values(lead_id=raced[0], crm="hubspot", object_type="contact",
+                                                         object_id=f"race-{tag}"))
 
     monkeypatch.setattr(leads_module, "_LeadIndex", RacedIndex)
     with db.session() as session:
-        earlier = Lead(hubspot_id=f"earlier-{tag}", properties={})  # a change made before resolution, same transaction
-        session.add(earlier)
+        earlier = Lead(properties={})  # a change made before resolution, same transaction
+        session.add_all([earlier, LeadCrmId(lead=earlier, crm="hubspot", object_type="contact",
+                                            object_id=f"earlier-{tag}")])
         session.flush()
         found = resolve_leads(session, [contact_event(f"race-{tag}", f"race-{tag}@acme.io", jobtitle="CTO")])
     assert raced and found[0].id == raced[0]
     with db.session() as session:
-        rows = session.scalars(select(Lead).where(Lead.hubspot_id.in_([f"race-{tag}", f"earlier-{tag}"]))).all()
+        rows = session.execute(select(LeadCrmId.object_id, Lead).join(Lead, Lead.id == LeadCrmId.lead_id).where(
+            LeadCrmId.object_id.in_([f"race-{tag}", f"earlier-{tag}"]))).all()
         assert len(rows) == 2  # nothing duplicated, and the earlier change was committed with the rest
-        race = next(r for r in rows if r.hubspot_id == f"race-{tag}")
+        race = next(lead for object_id, lead in rows if object_id == f"race-{tag}")
         assert race.email == f"race-{tag}@acme.io" and race.title == "CTO"
+
+
+def test_several_records_per_lead_and_the_one_each_crm_writes(db: Database) -> None:
+    """A converted Salesforce Lead keeps its Lead row and gains its Contact: writes go to the Contact."""
+    tag = uuid.uuid4().hex[:6]
+    with db.session() as session:
+        converted, fresh = Lead(properties={}, score=70), Lead(properties={}, score=40)
+        session.add_all([
+            converted, fresh,
+            LeadCrmId(lead=converted, crm="salesforce", object_type="lead", object_id=f"00Q{tag}"),
+            LeadCrmId(lead=converted, crm="hubspot", object_type="contact", object_id=f"h1-{tag}"),
+            LeadCrmId(lead=converted, crm="salesforce", object_type="contact", object_id=f"003{tag}"),
+            LeadCrmId(lead=converted, crm="hubspot", object_type="contact", object_id=f"h2-{tag}"),  # merged into
+            LeadCrmId(lead=fresh, crm="salesforce", object_type="lead", object_id=f"00Q{tag}x"),
+        ])
+    with db.session() as session:
+        ids = [converted.id, fresh.id]
+        rows = session.execute(write_target_query("salesforce", Lead.score).where(LeadCrmId.lead_id.in_(ids)))
+        assert sorted(write_targets("salesforce", rows)) == [(converted.id, f"003{tag}", 70),
+                                                             (fresh.id, f"00Q{tag}x", 40)]
+        assert crm_id_map(crm_ids_of(session, ids)[converted.id]) == {"salesforce": f"003{tag}",
+                                                                      "hubspot": f"h2-{tag}"}
+        assert lead_id_by_record(session, "salesforce", "lead", f"00Q{tag}") == converted.id
+        assert lead_id_by_record(session, "salesforce", "contact", f"00Q{tag}") is None

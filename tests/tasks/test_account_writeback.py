@@ -17,6 +17,7 @@ from storage.models import Account, Lead, OutboxItem
 from tasks.learning import score_accounts_now
 from tasks.resources import Resources
 from tasks.writeback import ACCOUNTS, INFLIGHT_KEY, LEADS, WRITTEN_KEY, flush_once
+from tests.crm_ids import with_ids
 
 UPDATE = "^/crm/v3/objects/companies/batch/update"
 
@@ -26,8 +27,8 @@ def an_account(crm: SandboxCRM, res: Resources, scores: tuple[int, ...] = (70, 2
     res.connector("hubspot").provision_fields()
     company = crm.store.hs_create("companies", {"name": "Initech", "domain": "initech.com"})["id"]
     with res.db.session(write=True) as session:
-        account = Account(hubspot_id=company, domain="initech.com", name="Initech", properties={})
-        session.add(account)
+        account = Account(domain="initech.com", name="Initech", properties={})
+        session.add_all(with_ids(account, hubspot=company))
         session.flush()
         for i, score in enumerate(scores):
             session.add(Lead(external_id=f"acct-{i}", account_id=account.id, score=score,

@@ -15,17 +15,28 @@ import requests
 from sqlalchemy import delete, func, select
 
 from connectors.hubspot.client import HubSpotConnector
-from sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
-from sandbox.simulator import FunnelSimulation, SandboxCrmFeed, SimulatorConfig, run, simulate
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
+from sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SandboxCRM
+from sandbox.simulator import FunnelSimulation, SandboxCrmFeed, SimulatorConfig, run, simulate
 from scoring.features import employees_bucket, to_ms
 from storage.db import Database
-from storage.models import Account, AuditEntry, InboxEvent, Lead, OutboxItem, Outcome, ScoreHistory, Source
+from storage.models import (
+    Account,
+    AuditEntry,
+    InboxEvent,
+    Lead,
+    LeadCrmId,
+    OutboxItem,
+    Outcome,
+    ScoreHistory,
+    Source,
+)
 from tasks.backfill import backfill
 from tasks.resources import Resources
 from tests.connectors.conftest import salesforce_for
+from tests.crm_ids import crm_id, has_id
 from tests.processes import REPO
 
 
@@ -69,25 +80,28 @@ def test_hubspot_backfill_imports_history_once_and_scores_every_lead(filled: tup
         leads = session.scalars(select(Lead)).all()
         assert len(leads) == len(sim.contacts)
         assert {lead.email for lead in leads} == {c.email.lower() for c in sim.contacts}
-        assert all(lead.hubspot_id and lead.score is not None and lead.account_id for lead in leads)
+        assert all(lead.score is not None and lead.account_id for lead in leads)
+        assert session.scalar(select(func.count()).select_from(LeadCrmId).where(LeadCrmId.crm == "hubspot")) == len(leads)
         assert session.scalar(select(func.count()).select_from(ScoreHistory).where(
             ScoreHistory.trigger == "backfill")) == len(leads)
         # Outcomes agree with the connector's own (search-based) reading of the same CRM: one label per person,
         # won when any of their outcomes is (a won deal also makes the contact a customer).
         labels: dict[str, bool] = {}
         for lead_hubspot, won in session.execute(
-                select(Lead.hubspot_id, Outcome.won).join(Outcome, Outcome.lead_id == Lead.id)):
+                select(LeadCrmId.object_id, Outcome.won).join(Outcome, Outcome.lead_id == LeadCrmId.lead_id)
+                .where(LeadCrmId.crm == "hubspot")):
             labels[lead_hubspot] = labels.get(lead_hubspot, False) or won
         assert labels == {o.lead_id: o.won for o in hubspot.read_outcomes()}
         assert len(labels) == len(sim.outcomes)
         # Nothing a record became later (a customer, a won deal) is backdated to its creation.
         for lead_hubspot, occurred in session.execute(
-                select(Lead.hubspot_id, Outcome.occurred_at).join(Outcome, Outcome.lead_id == Lead.id)
-                .where(Outcome.source == "hubspot.lifecyclestage")):
+                select(LeadCrmId.object_id, Outcome.occurred_at).join(Outcome, Outcome.lead_id == LeadCrmId.lead_id)
+                .where(LeadCrmId.crm == "hubspot", Outcome.source == "hubspot.lifecyclestage")):
             created = crm.store.hs_get("contacts", lead_hubspot)["properties"]["createdate"]
             assert occurred > datetime.fromisoformat(created)
         outcome_rows = session.scalar(select(func.count()).select_from(Outcome))
         by_email = {lead.email: lead for lead in leads}
+        hubspot_ids = {lead.id: crm_id(session, lead.id, "hubspot") for lead in leads}
     assert count(db, InboxEvent, InboxEvent.status != "done") == 0
     # Features: each person carries their company's firmographics, as live enrichment would give them.
     contact = next(c for c in sim.contacts if not c.email.endswith(("gmail.com", "yahoo.com", "outlook.com",
@@ -108,7 +122,7 @@ def test_hubspot_backfill_imports_history_once_and_scores_every_lead(filled: tup
     assert count(db, InboxEvent) == rows_before and count(db, Outcome) == outcome_rows
 
     # A record changed in the CRM since comes in once more: as a change, at the time it changed.
-    hubspot_id = lead.hubspot_id
+    hubspot_id = hubspot_ids[lead.id]
     requests.patch(f"{crm.base_url}/_sandbox/hubspot/contacts/{hubspot_id}", timeout=5,
                    json={"properties": {"jobtitle": "Chief Revenue Officer"}}).raise_for_status()
     changed_at = crm.store.hs_get("contacts", hubspot_id)["properties"]["lastmodifieddate"]
@@ -136,15 +150,18 @@ def test_salesforce_backfill_over_soql(filled: tuple[SandboxCRM, FunnelSimulatio
     assert report.fetched == {"lead": len(sim.contacts), "contact": converted, "account": converted,
                               "opportunity": converted}
     with db.session() as session:
-        sf_leads = session.scalars(select(Lead).where(Lead.salesforce_id.like("00Q%"))).all()
+        sf_leads = session.scalars(select(Lead).where(Lead.id.in_(select(LeadCrmId.lead_id).where(
+            LeadCrmId.crm == "salesforce", LeadCrmId.object_id.like("00Q%"))))).all()
         assert len(sf_leads) == len(sim.contacts)
         # The connector's outcomes are all stored (ingest may add rows of its own from the records' state).
         stored = {(sid, won, source) for sid, won, source in session.execute(
-            select(Lead.salesforce_id, Outcome.won, Outcome.source).join(Outcome, Outcome.lead_id == Lead.id))}
+            select(LeadCrmId.object_id, Outcome.won, Outcome.source).join(Outcome, Outcome.lead_id == LeadCrmId.lead_id)
+            .where(LeadCrmId.crm == "salesforce"))}
         read = salesforce.read_outcomes()
         assert {(o.lead_id, o.won, o.source) for o in read} <= stored
         assert len(read) == len(sim.outcomes) and sum(o.won for o in read) == sum(o.won for o in sim.outcomes)
-        contact = session.scalars(select(Lead).where(Lead.salesforce_id.like("003%"))).first()
+        contact = session.scalars(select(Lead).where(Lead.id.in_(select(LeadCrmId.lead_id).where(
+            LeadCrmId.crm == "salesforce", LeadCrmId.object_id.like("003%"))))).first()
         assert contact is not None and contact.score is not None
     # A converted Contact gets its Account's firmographics as traits.
     vector = res.features.get_online([str(contact.id)])[0]
@@ -173,7 +190,7 @@ def test_cli_backfill_both_crms(filled: tuple[SandboxCRM, FunnelSimulation], res
                    "--sandbox-url", crm.base_url, "--no-writeback")
     assert done.returncode == 0, done.stderr
     assert re.search(r"queued CRM writes\s*│\s*0\s", done.stdout)
-    assert count(db, Lead, Lead.salesforce_id.is_not(None)) == len(sim.contacts) + len(sim.outcomes)
+    assert count(db, Lead, has_id("salesforce")) == len(sim.contacts) + len(sim.outcomes)
 
 
 def test_cli_backfill_explains_missing_or_wrong_credentials(filled: tuple[SandboxCRM, FunnelSimulation],

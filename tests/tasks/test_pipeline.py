@@ -18,11 +18,12 @@ import requests
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from core.runtime import redis_client as make_redis_client
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.models import AlertRule, InboxEvent, Lead, ScoreHistory
 from storage.sources import create_source
+from tests.crm_ids import crm_id
 from tests.processes import free_port, http_ok, start_cli, stop, wait_for
 from tests.services import broker_urls, wipe_pipeline
 
@@ -107,7 +108,7 @@ def test_event_to_crm_field_without_a_loop(stack: dict[str, Any], sandbox: Sandb
     assert stored["leadbridge_reasons"]
     with db.session() as session:
         lead = session.scalars(select(Lead).where(Lead.email == "dana@initech.com")).one()
-        assert lead.hubspot_id == contact_id
+        assert crm_id(session, lead.id, "hubspot") == contact_id
         assert lead.score == int(stored["leadbridge_score"])
         assert session.scalar(select(func.count()).select_from(ScoreHistory).where(ScoreHistory.lead_id == lead.id)) >= 1
 

@@ -13,6 +13,7 @@ from core.records import utcnow
 from storage.models import Lead
 from tasks.resources import Resources
 from tasks.writeback import flush_once, reconcile_writes
+from tests.crm_ids import has_id, with_ids
 
 
 def shown_score(crm: SandboxCRM, contact_id: str) -> str | None:
@@ -26,10 +27,11 @@ def test_a_score_whose_mark_was_lost_is_found_and_written_once(sandbox: SandboxC
     scored = utcnow() - timedelta(minutes=2)
     with res.db.session(write=True) as session:
         for i, contact_id in enumerate(contacts):
-            session.add(Lead(email=f"r{i}@acme.io", hubspot_id=contact_id, score=20 + i, grade="D",
-                             reasons=["+ visited pricing"], model_version="rules:v1", scored_at=scored))
+            session.add_all(with_ids(Lead(email=f"r{i}@acme.io", score=20 + i, grade="D",
+                                          reasons=["+ visited pricing"], model_version="rules:v1", scored_at=scored),
+                                     hubspot=contact_id))
     with res.db.session() as session:
-        ids = list(session.scalars(select(Lead.id).where(Lead.hubspot_id.in_(contacts)).order_by(Lead.id)))
+        ids = list(session.scalars(select(Lead.id).where(has_id("hubspot", *contacts)).order_by(Lead.id)))
 
     # Never written and no fingerprint (their dirty marks lost): the reconciler reads the CRM back, sees
     # nothing of ours there, and re-marks them; one flush writes them.
@@ -69,10 +71,11 @@ def test_a_write_the_crm_took_but_nobody_recorded_is_read_back_not_repeated(sand
                 for i in range(3)]
     with res.db.session(write=True) as session:
         for i, contact_id in enumerate(contacts):
-            session.add(Lead(email=f"k{i}@acme.io", hubspot_id=contact_id, score=60 + i, grade="B",
-                             reasons=["+ requested a demo"], model_version="rules:v1", scored_at=utcnow()))
+            session.add_all(with_ids(Lead(email=f"k{i}@acme.io", score=60 + i, grade="B",
+                                          reasons=["+ requested a demo"], model_version="rules:v1", scored_at=utcnow()),
+                                     hubspot=contact_id))
     with res.db.session() as session:
-        ids = list(session.scalars(select(Lead.id).where(Lead.hubspot_id.in_(contacts)).order_by(Lead.id)))
+        ids = list(session.scalars(select(Lead.id).where(has_id("hubspot", *contacts)).order_by(Lead.id)))
     res.redis.sadd(DIRTY_KEY.format(crm="hubspot"), *ids)
     assert flush_once(res, "hubspot") == 3
     fingerprints = res.redis.hgetall(WRITTEN_KEY.format(crm="hubspot"))
