@@ -491,7 +491,8 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
         connector = res.connector(crm)
         if connector is None:
             continue
-        marked = [aid for aid in changed if (crm_id := crm_ids.get((aid, crm))) and connector.is_account_id(crm_id)]
+        marked = [aid for aid in changed
+                  if (crm_id := crm_ids.get((aid, crm))) and connector.is_account_id(crm_id)]
         if not marked:
             continue
         dirty = ACCOUNTS.dirty.format(crm=crm)
