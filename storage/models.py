@@ -139,32 +139,32 @@ class Lead(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class LeadCrmId(Base):
+class CrmRecordColumns:
+    """The columns of a CRM id row: which CRM, which kind of record there, its id, since when."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # ascending: the newest row of a kind wins
+    crm: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce
+    object_type: Mapped[str] = mapped_column(String(20))  # contact | lead (people), company | account
+    object_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class LeadCrmId(CrmRecordColumns, Base):
     """One CRM record a lead stands for; a lead may have several (a converted Salesforce Lead and Contact)."""
 
     __tablename__ = "lead_crm_ids"
     __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_lead_crm_ids_record"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # ascending: the newest row of a kind wins
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
-    crm: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce
-    object_type: Mapped[str] = mapped_column(String(20))  # contact | lead
-    object_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # One-way: adding a row for a lead never loads the lead's other rows.
     lead: Mapped[Lead] = relationship()
 
 
-class AccountCrmId(Base):
+class AccountCrmId(CrmRecordColumns, Base):
     """One CRM record an account stands for (a HubSpot company, a Salesforce Account)."""
 
     __tablename__ = "account_crm_ids"
     __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_account_crm_ids_record"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    crm: Mapped[str] = mapped_column(String(20))
-    object_type: Mapped[str] = mapped_column(String(20))  # company | account
-    object_id: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     account: Mapped[Account] = relationship()
 
 

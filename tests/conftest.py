@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +19,11 @@ import pytest
 import redis as redis_lib
 
 from core.redis_server import EmbeddedRedis
-from core.runtime import ServiceUrls, sqlite_url
+from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
-from storage.migrate import upgrade
+from tests.services import migrated_database
 
 if TYPE_CHECKING:
     from tests.pii import World
@@ -70,23 +69,8 @@ def redis_url(data_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(data_dir: Path) -> Iterator[str]:
     """URL of a real, migrated database: a fresh PostgreSQL database, or SQLite in the data dir."""
-    admin_url = os.environ.get("LEADBRIDGE_TEST_DATABASE_URL")
-    if not admin_url:
-        url = sqlite_url(data_dir)
-        upgrade(url)
+    with migrated_database(data_dir) as url:
         yield url
-        return
-    import psycopg
-
-    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"leadbridge_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = "postgresql+psycopg://" + plain.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

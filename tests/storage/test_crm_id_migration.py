@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +9,9 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from core.runtime import sqlite_url
 from storage.db import make_engine
 from storage.migrate import alembic_config, upgrade
+from tests.services import migrated_database
 
 LEADS = [  # id, email, hubspot_id, salesforce_id
     (1, "ana@acme.io", "101", None),
@@ -27,23 +25,8 @@ ACCOUNTS = [(1, "acme.io", "9001", "001000000000001AAA"), (2, "initech.com", "90
 @pytest.fixture()
 def old_database(tmp_path: Path) -> Iterator[str]:
     """An empty database of its own (SQLite, or PostgreSQL in external mode) at revision 0003."""
-    admin_url = os.environ.get("LEADBRIDGE_TEST_DATABASE_URL")
-    if not admin_url:
-        url = sqlite_url(tmp_path)
-        upgrade(url, "0003")
+    with migrated_database(tmp_path, "0003", prefix="leadbridge_mig") as url:
         yield url
-        return
-    import psycopg
-
-    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"leadbridge_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = "postgresql+psycopg://" + plain.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url, "0003")
-    yield url
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_ids_move_to_the_id_tables_and_back(old_database: str) -> None:
