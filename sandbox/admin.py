@@ -63,6 +63,12 @@ def check_admin_token() -> Response | None:
     return None
 
 
+@bp.errorhandler(HubSpotValidationError)
+def hubspot_refused(exc: HubSpotValidationError) -> Response:
+    """A seeded HubSpot record the store refuses: its message, with HubSpot's status."""
+    return _bad(exc.message, exc.status)
+
+
 @bp.errorhandler(FaultSpecError)
 @bp.errorhandler(TargetSpecError)
 def spec_error(exc: Exception) -> Response:
@@ -109,10 +115,11 @@ def list_faults() -> Response:
     return _ok({"faults": current_sandbox().faults.list()})
 
 
-@bp.route("/faults", methods=["DELETE"])
-def clear_faults() -> Response:
-    """Remove every fault."""
-    current_sandbox().faults.clear()
+@bp.route("/faults", methods=["DELETE"], endpoint="clear_faults", defaults={"what": "faults"})
+@bp.route("/requests", methods=["DELETE"], endpoint="clear_requests", defaults={"what": "requests"})
+def clear(what: str) -> Response:
+    """Remove every fault (/faults), or forget the request log (/requests)."""
+    getattr(current_sandbox(), what).clear()
     return Response(status=204)
 
 
@@ -126,13 +133,6 @@ def list_requests() -> Response:
     except Exception as exc:  # noqa: BLE001 - a bad regex is the caller's input error
         return _bad(f"path is not a valid regular expression: {exc}")
     return _ok({"requests": items})
-
-
-@bp.route("/requests", methods=["DELETE"])
-def clear_requests() -> Response:
-    """Forget the request log."""
-    current_sandbox().requests.clear()
-    return Response(status=204)
 
 
 @bp.route("/writes", methods=["GET"])
@@ -241,11 +241,7 @@ def hs_create(object_type: str) -> Response:
     """Create a HubSpot record as a CRM user would ({properties, source}); fires webhooks, skips limits."""
     store = current_sandbox().store
     otype, props, source = _seed_body(store.hs_type(object_type), "properties", HS_SEED_PROBLEM)
-    try:
-        obj = store.hs_create(otype, props, source=source)
-    except HubSpotValidationError as exc:
-        return _bad(exc.message, exc.status)
-    return _ok(obj, 201)
+    return _ok(store.hs_create(otype, props, source=source), 201)
 
 
 @bp.route("/hubspot/<object_type>/<object_id>", methods=["PATCH"])
@@ -257,8 +253,6 @@ def hs_update(object_type: str, object_id: str) -> Response:
         obj = store.hs_update(otype, object_id, props, source=source)
     except KeyError:
         return _bad(f"no {otype} with id {object_id}", 404)
-    except HubSpotValidationError as exc:
-        return _bad(exc.message, exc.status)
     return _ok(obj)
 
 

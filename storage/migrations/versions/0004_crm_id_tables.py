@@ -16,9 +16,7 @@ from alembic import op
 import storage.types
 
 revision = '0004'
-down_revision = '0003'
-branch_labels = None
-depends_on = None
+down_revision = '0003'  # no branch labels or dependencies: Alembic's defaults
 
 # Salesforce ids name their object in the first three characters: 003 Contact, else (00Q) Lead.
 SALESFORCE_PERSON_TYPE = "CASE WHEN substr(salesforce_id, 1, 3) = '003' THEN 'contact' ELSE 'lead' END"
