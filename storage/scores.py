@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from core.records import Score, utcnow
@@ -125,16 +125,23 @@ def leads_behind_their_events(session: Session, *, processed_before: datetime, r
         .where(InboxEvent.status == "done", InboxEvent.received_at >= received_since,
                InboxEvent.processed_at < processed_before)
         .group_by(InboxEvent.crm, InboxEvent.object_type, InboxEvent.object_id)
-        .subquery()
+        .cte("newest")
     )
-    # A lead's records: its CRM id rows, and its web user id.
-    person = or_(and_(newest.c.crm == LeadCrmId.crm, newest.c.object_type == LeadCrmId.object_type,
-                      newest.c.object_id == LeadCrmId.object_id),
-                 and_(newest.c.crm == "web", newest.c.object_type == "person",
-                      newest.c.object_id == Lead.external_id))
-    query = (
-        select(Lead.id).outerjoin(LeadCrmId, LeadCrmId.lead_id == Lead.id).join(newest, person)
-        .where(or_(Lead.score_event_at.is_(None), Lead.score_event_at < newest.c.at))
-        .distinct().limit(limit)
+    behind = or_(Lead.score_event_at.is_(None), Lead.score_event_at < newest.c.at)
+    # A lead's records are its CRM id rows and its web user id: two joins on indexed columns, united (one OR
+    # across both made the database compare every lead with every record).
+    by_crm_id = (
+        select(Lead.id)
+        .join(LeadCrmId, LeadCrmId.lead_id == Lead.id)
+        .join(newest, and_(newest.c.crm == LeadCrmId.crm, newest.c.object_type == LeadCrmId.object_type,
+                           newest.c.object_id == LeadCrmId.object_id))
+        .where(behind)
     )
+    by_web_id = (
+        select(Lead.id)
+        .join(newest, and_(newest.c.crm == "web", newest.c.object_type == "person",
+                           newest.c.object_id == Lead.external_id))
+        .where(behind)
+    )
+    query = union(by_crm_id, by_web_id).limit(limit)
     return list(session.scalars(query))
