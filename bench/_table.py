@@ -14,7 +14,7 @@ from rich.table import Table
 from scoring.metrics import METRIC_NAMES
 
 # The model registry's JSON cleaner (string keys, numpy scalars unwrapped, NaN/inf as null) serves reports.
-from storage.model_registry import _clean
+from storage.model_registry import clean_json
 
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False, "ece": False, "lift_at_10": True}
 
@@ -56,7 +56,7 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Write `data` as indented JSON (NaN/inf become null), creating parent folders."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    out.write_text(json.dumps(clean_json(data), indent=2, sort_keys=False) + "\n")
     return out
 
 

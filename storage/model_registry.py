@@ -46,11 +46,12 @@ class NotServable(ModelRegistryError):
     """The model cannot become the champion (wrong kind, missing files, already champion)."""
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
+    """`value` with mapping keys as strings and values JSON can hold (what model metadata and reports store)."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -85,8 +86,8 @@ def record_model(
     row = ModelVersion(
         version=str(registered["version"]), kind=kind, status=status, path=str(registered["path"]),
         feature_hash=str(registered.get("feature_hash") or ""), features=list(registered.get("features") or []),
-        params=_clean(dict(registered.get("params") or {})),
-        metrics=_clean(dict(metrics if metrics is not None else registered.get("metrics") or {})),
+        params=clean_json(dict(registered.get("params") or {})),
+        metrics=clean_json(dict(metrics if metrics is not None else registered.get("metrics") or {})),
         labelled_outcomes=int(labelled_outcomes if labelled_outcomes is not None else outcomes.get("labelled", 0)),
         window_start=start, window_end=end, trained_at=_when(registered.get("trained_at")) or utcnow(),
     )
@@ -218,7 +219,7 @@ def store_drift_report(session: Session, version: str, report: Mapping[str, Any]
     if report.get("score") is not None:
         drift["score"] = report["score"]
     metrics["drift"] = drift
-    metrics["drift_report"] = _clean(dict(report))
+    metrics["drift_report"] = clean_json(dict(report))
     row.metrics = metrics  # a new dict, so the JSON column is marked changed
     session.flush()
     return row
