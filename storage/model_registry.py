@@ -47,7 +47,7 @@ class NotServable(ModelRegistryError):
 
 
 def clean_json(value: Any) -> Any:
-    """`value` with mapping keys as strings and values JSON can hold (what model metadata and reports store)."""
+    """`value` with string keys and only values JSON can hold (model metadata and reports)."""
     if isinstance(value, Mapping):
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
