@@ -38,6 +38,7 @@ class LazyGroup(click.Group):
         "forget": "cli.privacy_commands:forget",
         "backfill": "cli.backfill_commands:backfill",
         "model": "cli.model_commands:model",
+        "fields": "cli.fields_commands:fields",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
