@@ -41,7 +41,7 @@ from core.values import EntryRefused, clean_event
 from storage.inbox import store_events
 from storage.models import InboxEvent, LeadCrmId
 from storage.outcomes import record_outcomes
-from tasks.ingest import ingest_rows, settle_links
+from tasks.ingest import IngestResult, ingest_rows, settle_links
 from tasks.resources import Resources
 from tasks.score import score_and_store
 
@@ -202,24 +202,29 @@ def import_events(res: Resources, events: Sequence[Event], progress: Progress | 
     """Store events in the inbox and ingest them in time order, a chunk per transaction.
 
     Each chunk's rows are inserted and processed in one transaction, so the sweeper never sees them pending
-    and hands them to a worker out of order.
+    and hands them to a worker out of order. Leads folded into another (a converted Lead's Contact seen
+    first) leave Redis once at the end: that purge scans the keys, and nothing reads them before scoring.
     """
     progress = progress or SilentProgress()
     progress.stage("import", len(events))
     done = Imported()
+    linked = IngestResult()
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]
-        result = None
         with res.db.session(write=True) as session:
             ids = store_events(session, chunk, None)
-            if ids:
-                result = ingest_rows(session, ids, res)
-        if result is not None:
-            settle_links(res, result)  # once committed: folded leads leave Redis
-            done.leads = (done.leads - result.merged) | result.leads
-            done.retargeted = (done.retargeted - result.merged) | set(result.retargeted)
+            result = ingest_rows(session, ids, res) if ids else IngestResult()
+        done.leads |= result.leads
+        linked.merged |= result.merged
+        for lead_id, crms in result.retargeted.items():
+            linked.retargeted.setdefault(lead_id, set()).update(crms)
         done.stored += len(ids)
         progress.advance("import", len(chunk))
+    for lead_id in linked.merged:
+        linked.retargeted.pop(lead_id, None)
+    settle_links(res, linked)
+    done.leads -= linked.merged
+    done.retargeted = set(linked.retargeted)
     return done
 
 
