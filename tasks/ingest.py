@@ -128,13 +128,14 @@ def ingest_isolated(res: Resources, ids: Sequence[int], *, take_backlog: bool = 
                     .with_for_update(skip_locked=True)
                 ).all())
             result = ingest_rows(session, taken, res)
-        settle_links(res, result)
-        return result
     except Exception as exc:  # noqa: BLE001 - anything but a transient error may be one row's fault
         if is_transient(exc):
             raise
         log.warning("ingest.batch_failed", extra={"rows": len(taken), "error": error_kind(exc)})
         whole = exc
+    else:
+        settle_links(res, result)  # committed: now the folded leads may leave Redis
+        return result
 
     def run(part: Sequence[int]) -> IngestResult:
         with res.db.session(write=True) as session:
