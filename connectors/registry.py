@@ -118,6 +118,15 @@ def is_own_echo(event: Event, previous: Mapping[str, Any] | None = None) -> bool
     return bool(found.echo.is_own_echo(event, previous)) if found else names_only_own_fields(event)
 
 
+def linked_people(event: Event) -> list[tuple[str, str, str]]:
+    """(crm, object type, id) of other records the event says are the same person (a converted Lead's Contact)."""
+    found = PROVIDERS.get(event.crm)
+    if found is None:
+        return []
+    return [(event.crm, object_type, object_id)
+            for object_type, object_id in found.fields.linked_people(event.object_type, event.properties)]
+
+
 def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, str, Sequence[str]], list[Event]]
                        ) -> tuple[dict[str, list[Outcome]], list[str]]:
     """The won/lost outcomes events report, by CRM (lead_id: the CRM's person id), and unresolved deal ids.

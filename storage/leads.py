@@ -10,15 +10,18 @@ together, and attribute changes are flushed once, so a 100-event delivery costs 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, delete, false, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.records import Event, utcnow
 from core.values import clean_count
-from storage.models import Account, AccountCrmId, Lead, LeadCrmId
+from storage.inbox import to_event
+from storage.models import (Account, AccountCrmId, DeadLetter, InboxEvent, Lead, LeadCrmId, Outcome, OutboxItem,
+                            ScoreHistory)
 
 # (crm, object_type) of the records that are a person we score: CRM records are LeadCrmId rows, a web user is
 # Lead.external_id.
@@ -156,6 +159,103 @@ def resolve_leads(session: Session, events: Sequence[Event], lead_fields: Sequen
         if found.get("company") and lead.account_id is None:
             lead.account_id = accounts.for_company(str(found["company"]), email, found).id
     return leads
+
+
+@dataclass
+class Linked:
+    """What linking records to leads did: leads that gained a record, and leads folded into another."""
+
+    # lead id -> the CRMs in which it gained a record (its write target there may have moved)
+    gained: dict[int, set[str]] = field(default_factory=dict)
+    # folded lead id -> (the lead it became, the records it stood for): its events now belong to the other
+    merged: dict[int, tuple[Lead, set[tuple[str, str, str]]]] = field(default_factory=dict)
+
+
+def link_records(session: Session, links: Sequence[tuple[Lead, tuple[str, str, str]]]) -> Linked:
+    """Make each (lead, record) pair one lead: attach a record nobody has, fold the lead that has it into `lead`.
+
+    For records a CRM says are the same person (a converted Salesforce Lead's Contact): the Contact's events,
+    earlier or later, then resolve to the Lead's lead. A lead that already stood for the record (its Contact
+    event came first) is merged into `lead` (merge_leads), so no second lead is left.
+    """
+    done = Linked()
+    for lead, record in links:
+        lead = _surviving(lead, done)
+        owner = session.scalar(select(LeadCrmId.lead_id).where(record_condition([record])))
+        if owner is None:
+            add_crm_id(session, lead, *record)
+            done.gained.setdefault(lead.id, set()).add(record[0])
+        elif owner != lead.id:
+            other = session.get(Lead, owner)
+            if other is None:
+                continue
+            records = merge_leads(session, keep=lead, gone=other)
+            done.merged[owner] = (lead, records)
+            done.gained.setdefault(lead.id, set()).update(crm for crm, _, _ in records if crm != "web")
+            done.gained.pop(owner, None)
+            for folded, (target, held) in list(done.merged.items()):
+                if target.id == owner:  # folded earlier into the lead just folded: follow it
+                    done.merged[folded] = (lead, held)
+        session.flush()
+    return done
+
+
+def _surviving(lead: Lead, done: Linked) -> Lead:
+    return done.merged[lead.id][0] if lead.id in done.merged else lead
+
+
+def merge_leads(session: Session, *, keep: Lead, gone: Lead) -> set[tuple[str, str, str]]:
+    """Fold `gone` into `keep`: its CRM records, scores, outcomes, queued work; then delete it.
+
+    Attributes `keep` lacks are taken from `gone`; the newer score stays until `keep` is scored again. Returns
+    the (source, object type, id) records `gone` stood for (whose stored events are now `keep`'s). Redis is the
+    caller's part (storage knows no feature store).
+    """
+    rows = list(session.scalars(select(LeadCrmId).where(LeadCrmId.lead_id == gone.id)))
+    records = {(row.crm, row.object_type, row.object_id) for row in rows}
+    for row in rows:
+        row.lead = keep
+        row.lead_id = keep.id
+    if gone.external_id:
+        records.add(("web", "person", gone.external_id))
+        if keep.external_id is None:
+            web_id, gone.external_id = gone.external_id, None
+            session.flush()  # the column is unique: free it before `keep` takes it
+            keep.external_id = web_id
+    for name in ("email", *LEAD_TEXT_LENGTHS, "account_id", "enriched_at"):
+        if getattr(keep, name) is None and getattr(gone, name) is not None:
+            setattr(keep, name, getattr(gone, name))
+    keep.properties = {**(gone.properties or {}), **(keep.properties or {})}
+    if gone.created_at is not None and (keep.created_at is None or gone.created_at < keep.created_at):
+        keep.created_at = gone.created_at
+    if gone.scored_at is not None and (keep.scored_at is None or gone.scored_at > keep.scored_at):
+        for name in ("score", "probability", "grade", "reasons", "model_version", "scored_at", "score_event_at"):
+            setattr(keep, name, getattr(gone, name))
+    # An outcome both leads hold (the same source and time) is kept once: the unique key is per lead.
+    twin = aliased(Outcome)
+    session.execute(delete(Outcome).where(Outcome.lead_id == gone.id, select(twin.id).where(
+        twin.lead_id == keep.id, twin.source == Outcome.source, twin.occurred_at == Outcome.occurred_at).exists())
+        .execution_options(synchronize_session=False))
+    for model in (Outcome, ScoreHistory, OutboxItem, DeadLetter):
+        session.execute(update(model).where(model.lead_id == gone.id).values(lead_id=keep.id)
+                        .execution_options(synchronize_session=False))
+    session.delete(gone)
+    session.flush()
+    return records
+
+
+def processed_events_of(session: Session, records: Iterable[tuple[str, str, str]]) -> list[Event]:
+    """The processed inbox events about these (source, object type, id) records, oldest first."""
+    kinds: dict[tuple[str, str], set[str]] = {}
+    for crm, object_type, object_id in records:
+        kinds.setdefault((crm, object_type), set()).add(object_id)
+    if not kinds:
+        return []
+    match = or_(*(and_(InboxEvent.crm == crm, InboxEvent.object_type == object_type,
+                       InboxEvent.object_id.in_(sorted(ids))) for (crm, object_type), ids in sorted(kinds.items())))
+    rows = session.scalars(select(InboxEvent).where(match, InboxEvent.status == "done")
+                           .order_by(InboxEvent.occurred_at, InboxEvent.id))
+    return [to_event(row) for row in rows]
 
 
 class _LeadIndex:

@@ -41,7 +41,7 @@ from core.values import EntryRefused, clean_event
 from storage.inbox import store_events
 from storage.models import InboxEvent, LeadCrmId
 from storage.outcomes import record_outcomes
-from tasks.ingest import ingest_rows
+from tasks.ingest import IngestResult, ingest_rows, settle_links
 from tasks.resources import Resources
 from tasks.score import score_and_store
 
@@ -189,26 +189,43 @@ def history_events(session: Session, history: History) -> list[Event]:
 # ---- import --------------------------------------------------------------------------------------------
 
 
-def import_events(res: Resources, events: Sequence[Event], progress: Progress | None = None) -> tuple[int, set[int]]:
+@dataclass
+class Imported:
+    """What importing events did: rows stored now, leads touched, leads whose CRM write target moved."""
+
+    stored: int = 0
+    leads: set[int] = field(default_factory=set)
+    retargeted: set[int] = field(default_factory=set)
+
+
+def import_events(res: Resources, events: Sequence[Event], progress: Progress | None = None) -> Imported:
     """Store events in the inbox and ingest them in time order, a chunk per transaction.
 
-    Returns (rows stored now, leads touched). Each chunk's rows are inserted and processed in one
-    transaction, so the sweeper never sees them pending and hands them to a worker out of order.
+    Each chunk's rows are inserted and processed in one transaction, so the sweeper never sees them pending
+    and hands them to a worker out of order. Leads folded into another (a converted Lead's Contact seen
+    first) leave Redis once at the end: that purge scans the keys, and nothing reads them before scoring.
     """
     progress = progress or SilentProgress()
     progress.stage("import", len(events))
-    stored = 0
-    leads: set[int] = set()
+    done = Imported()
+    linked = IngestResult()
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]
         with res.db.session(write=True) as session:
             ids = store_events(session, chunk, None)
-            if ids:
-                result = ingest_rows(session, ids, res)
-                leads |= result.leads
-        stored += len(ids)
+            result = ingest_rows(session, ids, res) if ids else IngestResult()
+        done.leads |= result.leads
+        linked.merged |= result.merged
+        for lead_id, crms in result.retargeted.items():
+            linked.retargeted.setdefault(lead_id, set()).update(crms)
+        done.stored += len(ids)
         progress.advance("import", len(chunk))
-    return stored, leads
+    for lead_id in linked.merged:
+        linked.retargeted.pop(lead_id, None)
+    settle_links(res, linked)
+    done.leads -= linked.merged
+    done.retargeted = set(linked.retargeted)
+    return done
 
 
 def import_outcomes(res: Resources, crm: str, outcomes: Iterable[OutcomeRecord]) -> int:
@@ -234,18 +251,21 @@ def crm_lead_ids(res: Resources, crm: str) -> list[int]:
 
 
 def score_leads_now(res: Resources, lead_ids: Sequence[int], *, writeback: bool = True,
-                    progress: Progress | None = None) -> tuple[int, int]:
+                    progress: Progress | None = None, also_write: Iterable[int] = ()) -> tuple[int, int]:
     """Score leads in this process (trigger "backfill"), marking changed ones dirty for writeback.
 
+    `also_write`: leads to write even if their score stays (their write target moved, e.g. to a Contact).
     Returns (scores that changed, leads queued for a CRM write). No alerts fire: history is not news.
     """
+    also = {int(i) for i in also_write}
     progress = progress or SilentProgress()
     progress.stage("score", len(lead_ids))
     changed = queued = 0
     for start in range(0, len(lead_ids), CHUNK):
         chunk = list(lead_ids[start : start + CHUNK])
         before = _dirty_count(res) if writeback else 0
-        changes = score_and_store(res, chunk, "backfill", mark_writes=writeback)
+        changes = score_and_store(res, chunk, "backfill", mark_writes=writeback,
+                                  also_write=[i for i in chunk if i in also])
         changed += len(changes)
         queued += _dirty_count(res) - before if writeback else 0
         progress.advance("score", len(chunk))
@@ -275,12 +295,13 @@ def backfill(res: Resources, crm: str, connector: Any, *, writeback: bool = True
     with res.db.session() as session:
         events = history_events(session, history)
     report.events = len(events)
-    report.events_new, _ = import_events(res, events, progress)
+    imported = import_events(res, events, progress)
+    report.events_new = imported.stored
     report.outcomes_new = import_outcomes(res, crm, history.outcomes)
     lead_ids = crm_lead_ids(res, crm)
     report.leads_scored = len(lead_ids)
     report.scores_changed, report.queued_writes = score_leads_now(res, lead_ids, writeback=writeback,
-                                                                  progress=progress)
+                                                                  progress=progress, also_write=imported.retargeted)
     report.seconds = time.monotonic() - started
     return report
 

@@ -19,8 +19,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
-from connectors.registry import account_fields, is_own_echo, lead_fields, outcomes_of_events, seen_key
-from core.keys import ENRICHED_KEY
+from connectors.registry import account_fields, is_own_echo, lead_fields, linked_people, outcomes_of_events, seen_key
+from core.keys import ENRICHED_KEY, WRITTEN_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow
 from storage.dead_letters import count_inbox_failure, describe_error, error_kind
@@ -33,12 +33,14 @@ from storage.leads import (
     is_account_event,
     is_lead_event,
     lead_id_by_record,
+    link_records,
+    processed_events_of,
     resolve_account,
     resolve_leads,
 )
 from storage.models import InboxEvent, Lead
 from storage.outcomes import RecordResult, association_events, record_outcomes
-from storage.privacy import forget_lead
+from storage.privacy import forget_in_redis, forget_lead
 from tasks.isolation import is_transient, isolate, retry_delay
 from tasks.resources import Resources, resources
 
@@ -56,6 +58,9 @@ class IngestResult:
     leads: set[int] = field(default_factory=set)
     new_leads: list[int] = field(default_factory=list)
     forgotten: int = 0
+    merged: set[int] = field(default_factory=set)  # leads folded into another (a converted Lead's Contact)
+    # lead id -> CRMs where it gained a record: its write target there may have moved (a Lead to its Contact)
+    retargeted: dict[int, set[str]] = field(default_factory=dict)
 
 
 BACKLOG_BATCH = 2000  # rows one ingest task may take when deliveries queue up
@@ -83,13 +88,15 @@ def process_events(ids: list[int], retry: bool = False) -> int:
         enrich_leads.delay(result.new_leads)
     if result.leads:
         leads = sorted(result.leads)
+        # A lead whose write target moved (a converted Lead's Contact) is written even if its score stays.
+        moved = sorted(set(result.retargeted) & result.leads)
         try:
-            changes = score_isolated(res, leads, "event", mark_writes=True)
+            changes = score_isolated(res, leads, "event", mark_writes=True, also_write=moved)
         except Exception:  # noqa: BLE001 - transient (the rest is isolated): the events are in, score on its own
             log.warning("ingest.inline_score_failed", exc_info=True)
-            score_leads.delay(leads)
+            score_leads.delay(leads, write_all=bool(moved))
         else:
-            queue_actions(res, changes)
+            queue_actions(res, changes, kick=bool(moved))
     record_progress(res.redis, "ingest", result.processed)
     if time.monotonic() - started > 1.0:
         log.warning("ingest.slow_batch %.2fs, %d rows, %d leads", time.monotonic() - started, result.processed,
@@ -120,16 +127,21 @@ def ingest_isolated(res: Resources, ids: Sequence[int], *, take_backlog: bool = 
                     .order_by(InboxEvent.received_at).limit(max(0, BACKLOG_BATCH - len(ids)))
                     .with_for_update(skip_locked=True)
                 ).all())
-            return ingest_rows(session, taken, res)
+            result = ingest_rows(session, taken, res)
     except Exception as exc:  # noqa: BLE001 - anything but a transient error may be one row's fault
         if is_transient(exc):
             raise
         log.warning("ingest.batch_failed", extra={"rows": len(taken), "error": error_kind(exc)})
         whole = exc
+    else:
+        settle_links(res, result)  # committed: now the folded leads may leave Redis
+        return result
 
     def run(part: Sequence[int]) -> IngestResult:
         with res.db.session(write=True) as session:
-            return ingest_rows(session, part, res)
+            done = ingest_rows(session, part, res)
+        settle_links(res, done)
+        return done
 
     results, failed = isolate(sorted(taken), run, whole_failed=whole)
     for row_id, exc in failed:
@@ -141,8 +153,30 @@ def ingest_isolated(res: Resources, ids: Sequence[int], *, take_backlog: bool = 
         merged.forgotten += part.forgotten
         merged.leads |= part.leads
         merged.new_leads.extend(part.new_leads)
+        merged.merged |= part.merged
+        for lead_id, crms in part.retargeted.items():
+            merged.retargeted.setdefault(lead_id, set()).update(crms)
     merged.new_leads = sorted(set(merged.new_leads))
+    merged.leads -= merged.merged
     return merged
+
+
+def settle_links(res: Resources, result: IngestResult) -> None:
+    """After the commit that linked records: drop folded leads from Redis, forget moved targets' fingerprints.
+
+    A folded lead's features were re-applied to the lead it became (before the commit, like all features);
+    its own keys (features, writeback marks, its place among an account's engaged contacts) go now, so an
+    account does not count the person twice. A lead whose write target moved (a Lead to its Contact) has its
+    written-values fingerprint dropped: the new record shows nothing yet, so the next write must happen.
+    """
+    if result.merged:
+        forget_in_redis(res.redis, sorted(result.merged))
+    if result.retargeted:
+        pipe = res.redis.pipeline(transaction=False)
+        for lead_id, crms in sorted(result.retargeted.items()):
+            for crm in sorted(crms):
+                pipe.hdel(WRITTEN_KEY.format(crm=crm), lead_id)
+        pipe.execute()
 
 
 def count_row_failure(res: Resources, row_id: int, exc: BaseException) -> None:
@@ -206,6 +240,8 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
     person_rows = [i for i in person_rows if i not in echoes]
     people = [events[i] for i in person_rows]
     leads = dict(zip(person_rows, resolve_leads(session, people, [lead_fields(e.crm, e.properties) for e in people])))
+    if any(linked_people(e) for e in people):
+        leads = _link_people(session, events, leads, res, result)
     feature_events: list[Event] = []
     feature_leads: list[str] = []
     gone: set[int] = set()  # leads purged by a deletion in this batch
@@ -252,6 +288,33 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
         # counts each event once (events are keyed by their dedupe key), so nothing is counted twice.
         res.features.apply_many(feature_events, feature_leads)
     return result
+
+
+def _link_people(session: Session, events: Sequence[Event], leads: dict[int, Lead], res: Resources | None,
+                 result: IngestResult) -> dict[int, Lead]:
+    """Give each lead the records its events say are the same person (a converted Lead's Contact).
+
+    A lead that already stood for such a record (the Contact's event came first) is folded into this one:
+    its stored events are applied to this lead's online features, and the batch's events that resolved to
+    it now belong to this lead. Returns the batch's leads, folded ones replaced.
+    """
+    ids = {i: lead.id for i, lead in leads.items()}
+    links = [(lead, record) for i, lead in leads.items() for record in linked_people(events[i])]
+    linked = link_records(session, links)
+    for lead_id, crms in linked.gained.items():
+        result.retargeted.setdefault(lead_id, set()).update(crms)
+    if not linked.merged:
+        return leads
+    result.merged |= set(linked.merged)
+    for lead_id in linked.merged:
+        result.retargeted.pop(lead_id, None)
+    if res is not None:
+        for folded, (target, records) in sorted(linked.merged.items()):
+            stored = processed_events_of(session, records)
+            log.info("ingest.leads_merged", extra={"lead": target.id, "folded": folded, "events": len(stored)})
+            # Applied by event id: what the lead counted already is not counted again.
+            res.features.apply_many(stored, [str(target.id)] * len(stored))
+    return {i: linked.merged[ids[i]][0] if ids[i] in linked.merged else lead for i, lead in leads.items()}
 
 
 def _removed(row: InboxEvent) -> bool:

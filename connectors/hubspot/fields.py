@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # canonical score field -> the custom contact/company property it is written to (admins can map others)
 SCORE_FIELD_NAMES = {
@@ -25,6 +27,11 @@ def record_object_type(record_id: str, object_type: str | None) -> str:
     if object_type in MAPPED_OBJECTS and not RECORD_ID.match(record_id):
         raise ValueError("a HubSpot record id is a number, e.g. 51")
     return object_type
+
+
+def linked_people(object_type: str, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Other records that are the same person as this one: none (a HubSpot person is one contact record)."""
+    return []
 
 
 # canonical attribute -> property names that carry it (first match wins)

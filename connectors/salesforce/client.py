@@ -25,6 +25,7 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
+from connectors.salesforce.outcomes import outcome_of_record
 from core.records import Account, Lead, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
@@ -344,40 +345,23 @@ class SalesforceConnector(CallPolicy):
         return LeadWithAccount(clean_lead(lead), clean_account(account) if account else None)
 
     def read_outcomes(self, since: datetime | None = None) -> list[Outcome]:
-        """Converted Leads with their Opportunity's IsWon/IsClosed, plus closed Opportunities of Contacts."""
+        """Converted Leads (won) and closed Opportunities of Contacts, by the rule webhooks use (outcomes.py)."""
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
         where = f" AND LastModifiedDate >= {stamp}" if stamp else ""
-        leads = self.query_all("SELECT Id, ConvertedOpportunityId, ConvertedContactId, ConvertedDate, LastModifiedDate "
-                               f"FROM Lead WHERE IsConverted = TRUE{where}", "read converted leads")
-        opps = self.query_all("SELECT Id, ContactId, IsWon, IsClosed, CloseDate, StageName, LastModifiedDate "
-                              f"FROM Opportunity WHERE IsClosed = TRUE{where}", "read closed opportunities")
-        closed = {o["Id"][:15]: o for o in opps}
-        outcomes: dict[str, Outcome] = {}
-        converted_contacts: set[str] = set()
-        for lead in leads:
-            opp_id = (lead.get("ConvertedOpportunityId") or "")[:15]
-            if lead.get("ConvertedContactId"):
-                converted_contacts.add(lead["ConvertedContactId"][:15])
-            if opp_id and opp_id in closed:
-                opp = closed[opp_id]
-                when = _to_datetime(opp.get("CloseDate")) or _to_datetime(opp.get("LastModifiedDate"))
-                outcomes[lead["Id"]] = Outcome(lead["Id"], bool(opp["IsWon"]), when or datetime.now(UTC),
-                                               "salesforce.opportunity", f"{opp['Id']} {opp.get('StageName')}")
-            elif not opp_id:
-                # Converted without an opportunity: a conversion counts as the positive label.
-                when = _to_datetime(lead.get("ConvertedDate")) or _to_datetime(lead.get("LastModifiedDate"))
-                outcomes[lead["Id"]] = Outcome(lead["Id"], True, when or datetime.now(UTC),
-                                               "salesforce.lead", "converted")
-        for opp in opps:
-            contact = opp.get("ContactId")
-            if not contact or contact[:15] in converted_contacts:
-                continue
-            when = _to_datetime(opp.get("CloseDate")) or _to_datetime(opp.get("LastModifiedDate"))
-            prev = outcomes.get(contact)
-            if prev is None or (opp["IsWon"] and not prev.won):
-                outcomes[contact] = Outcome(contact, bool(opp["IsWon"]), when or datetime.now(UTC),
-                                            "salesforce.opportunity", f"{opp['Id']} {opp.get('StageName')}")
-        return sorted(outcomes.values(), key=lambda o: (o.occurred_at, o.lead_id))
+        reads = (("lead", "SELECT Id, IsConverted, ConvertedDate, ConvertedContactId, LastModifiedDate FROM Lead "
+                          f"WHERE IsConverted = TRUE{where}", "read converted leads"),
+                 ("opportunity", "SELECT Id, ContactId, IsWon, IsClosed, CloseDate, StageName, LastModifiedDate "
+                                 f"FROM Opportunity WHERE IsClosed = TRUE{where}", "read closed opportunities"))
+        outcomes: list[Outcome] = []
+        for object_type, soql, action in reads:
+            for rec in self.query_all(soql, action):
+                changed = _to_datetime(rec.get("LastModifiedDate")) or datetime.now(UTC)
+                # SOQL answers with the same field names and value forms an Outbound Message carries.
+                outcome = outcome_of_record(object_type, str(rec["Id"]), rec, changed)
+                if outcome is not None:
+                    outcomes.append(outcome)
+        # Won before lost for one person at one instant: storage keeps the first of (lead, source, time).
+        return sorted(outcomes, key=lambda o: (o.occurred_at, o.lead_id, not o.won))
 
     # ------------------------------------------------------------------ writes
     def to_fields(self, values: Mapping[str, Any]) -> dict[str, Any]:

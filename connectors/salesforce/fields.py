@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 # canonical score field -> the custom Lead/Contact/Account field it is written to (admins can map others)
 SCORE_FIELD_NAMES = {
@@ -26,6 +28,20 @@ def record_object_type(record_id: str, object_type: str | None) -> str:
         raise ValueError("a Salesforce record id is a 15- or 18-character Lead (00Q), Contact (003) or "
                          "Account (001) id")
     return ID_PREFIXES[record_id[:3]]
+
+
+def linked_people(object_type: str, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Other records (object type, id) that are the same person as this one: a converted Lead's Contact.
+
+    Converting a Lead creates (or picks) a Contact for the same person and leaves the Lead read-only, with
+    ConvertedContactId naming the Contact: leadbridge keeps both as one lead, written through the Contact.
+    """
+    contact = fields.get("ConvertedContactId")
+    converted = fields.get("IsConverted")
+    if (object_type == "lead" and (converted is True or str(converted).strip().lower() in ("true", "1"))
+            and isinstance(contact, str) and RECORD_ID.match(contact) and contact.startswith("003")):
+        return [("contact", contact)]
+    return []
 
 
 # canonical attribute -> field names that carry it (first match wins)

@@ -1,8 +1,17 @@
-"""Salesforce's won/lost rules: a converted Lead, a closed Opportunity with a Contact, a relayed outcome event."""
+"""Salesforce's won/lost rules: a converted Lead, a closed Opportunity with a Contact, a relayed outcome event.
+
+One rule for a record's fields (`outcome_of_record`) serves both paths, so a webhook and a CRM read of the
+same record report the same outcome, with the same source and time, and it is stored once:
+- a converted Lead is won (the positive label, scoring/labels.py), at its ConvertedDate (else the time of the
+  change), keyed by the Lead's id. After conversion the Lead and its Contact are one leadbridge lead
+  (fields.linked_people), so a later closed Opportunity of the Contact lands on the same lead; a closed-lost
+  one adds a loss, which does not undo the conversion's win;
+- a closed Opportunity with a ContactId is won or lost (IsWon), at its CloseDate, keyed by the Contact's id.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +36,22 @@ def _time(value: Any, default: datetime) -> datetime:
     return default
 
 
+def outcome_of_record(object_type: str, record_id: str, fields: Mapping[str, Any], changed_at: datetime
+                      ) -> Outcome | None:
+    """The outcome a Lead's or Opportunity's fields report (lead_id: the Lead's or Contact's id), else None.
+
+    `changed_at` stands in for a missing date: the event's time, or the record's LastModifiedDate on a read.
+    """
+    if object_type == "lead" and _truthy(fields.get("IsConverted")):
+        return Outcome(record_id, True, _time(fields.get("ConvertedDate"), changed_at), "salesforce.lead",
+                       "converted")
+    if object_type == "opportunity" and _truthy(fields.get("IsClosed")) and fields.get("ContactId"):
+        return Outcome(str(fields["ContactId"]), _truthy(fields.get("IsWon")),
+                       _time(fields.get("CloseDate"), changed_at), "salesforce.opportunity",
+                       f"{record_id} {fields.get('StageName') or ''}".strip())
+    return None
+
+
 def outcome_of_event(event: Event) -> Outcome | None:
     """The outcome an event reports (lead_id: the Lead's or Contact's id), else None."""
     props = event.properties
@@ -36,14 +61,7 @@ def outcome_of_event(event: Event) -> Outcome | None:
             return None
         return Outcome(event.object_id, _truthy(won), _time(props.get("occurredAt"), event.occurred_at),
                        "salesforce.outcome", f"{event.object_type} {event.object_id} outcome")
-    if event.object_type == "lead" and _truthy(props.get("IsConverted")):
-        return Outcome(event.object_id, True, _time(props.get("ConvertedDate"), event.occurred_at),
-                       "salesforce.lead", "converted")
-    if event.object_type == "opportunity" and _truthy(props.get("IsClosed")) and props.get("ContactId"):
-        return Outcome(str(props["ContactId"]), _truthy(props.get("IsWon")),
-                       _time(props.get("CloseDate"), event.occurred_at), "salesforce.opportunity",
-                       f"{event.object_id} {props.get('StageName') or ''}".strip())
-    return None
+    return outcome_of_record(event.object_type, event.object_id, props, event.occurred_at)
 
 
 def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, Sequence[str]], list[Event]]

@@ -159,10 +159,17 @@ def test_salesforce_backfill_over_soql(filled: tuple[SandboxCRM, FunnelSimulatio
             .where(LeadCrmId.crm == "salesforce"))}
         read = salesforce.read_outcomes()
         assert {(o.lead_id, o.won, o.source) for o in read} <= stored
-        assert len(read) == len(sim.outcomes) and sum(o.won for o in read) == sum(o.won for o in sim.outcomes)
+        # Every conversion is won; the Opportunity it opened, closed won or lost, is an outcome of its own.
+        conversions = [o for o in read if o.source == "salesforce.lead"]
+        deals = [o for o in read if o.source == "salesforce.opportunity"]
+        assert len(conversions) == len(deals) == len(sim.outcomes) and all(o.won for o in conversions)
+        assert sum(o.won for o in deals) == sum(o.won for o in sim.outcomes)
+        # A converted Lead and its Contact are one lead.
         contact = session.scalars(select(Lead).where(Lead.id.in_(select(LeadCrmId.lead_id).where(
             LeadCrmId.crm == "salesforce", LeadCrmId.object_id.like("003%"))))).first()
         assert contact is not None and contact.score is not None
+        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.id.in_(select(LeadCrmId.lead_id)
+                              .where(LeadCrmId.crm == "salesforce")))) == len(sim.contacts)
     # A converted Contact gets its Account's firmographics as traits.
     vector = res.features.get_online([str(contact.id)])[0]
     assert vector["industry"] and vector["employees_bucket"]
@@ -190,7 +197,7 @@ def test_cli_backfill_both_crms(filled: tuple[SandboxCRM, FunnelSimulation], res
                    "--sandbox-url", crm.base_url, "--no-writeback")
     assert done.returncode == 0, done.stderr
     assert re.search(r"queued CRM writes\s*│\s*0\s", done.stdout)
-    assert count(db, Lead, has_id("salesforce")) == len(sim.contacts) + len(sim.outcomes)
+    assert count(db, Lead, has_id("salesforce")) == len(sim.contacts)  # a converted Lead's Contact: the same lead
 
 
 def test_cli_backfill_explains_missing_or_wrong_credentials(filled: tuple[SandboxCRM, FunnelSimulation],

@@ -11,6 +11,8 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from connectors.base import AuthConnectorError, CrmConnector, PermanentConnectorError, TransientConnectorError
 from connectors.salesforce.client import SalesforceConnector, field_specs
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
+from connectors.salesforce.outcomes import outcome_of_event
+from core.records import Event
 from sandbox import (
     DEFAULT_SF_PASSWORD,
     DEFAULT_SF_SESSION,
@@ -173,13 +175,21 @@ def test_shows_fields_reads_back_leads_and_contacts(sandbox: SandboxCRM, salesfo
 def test_outcomes_from_conversion_and_opportunities(sandbox: SandboxCRM, salesforce: SalesforceConnector) -> None:
     ids = _leads(sandbox, 4)
     store = sandbox.store
-    store.sf_convert_lead(ids[0], won=True)
-    store.sf_convert_lead(ids[1], won=False)
-    store.sf_convert_lead(ids[2], won=None)
-    outcomes = {o.lead_id: o for o in salesforce.read_outcomes()}
-    assert set(outcomes) == {ids[0], ids[1], ids[2]}
-    assert outcomes[ids[0]].won and not outcomes[ids[1]].won and outcomes[ids[2]].won
-    assert outcomes[ids[0]].source == "salesforce.opportunity"
+    made = [store.sf_convert_lead(ids[0], won=True), store.sf_convert_lead(ids[1], won=False),
+            store.sf_convert_lead(ids[2], won=None)]
+    read = salesforce.read_outcomes()
+    # Each conversion is won at its ConvertedDate (keyed by the Lead); each closed Opportunity is its own outcome
+    # (keyed by its Contact): the rule webhook events go through too (connectors/salesforce/outcomes.py).
+    day = datetime.fromisoformat(store.sf_get("Lead", ids[0])["ConvertedDate"]).replace(tzinfo=UTC)
+    assert sorted((o.lead_id, o.won, o.source, o.occurred_at) for o in read) == sorted([
+        *((i, True, "salesforce.lead", day) for i in ids[:3]),
+        (made[0]["ContactId"], True, "salesforce.opportunity", day),
+        (made[1]["ContactId"], False, "salesforce.opportunity", day)])
+    events = [Event(source="t", crm="salesforce", object_type="lead", object_id=ids[i], event_type="property_change",
+                    occurred_at=datetime.now(UTC), received_at=datetime.now(UTC), dedupe_key=f"k{i}",
+                    properties=store.sf_get("Lead", ids[i])) for i in range(4)]
+    by_event = sorted((o for e in events if (o := outcome_of_event(e))), key=lambda o: o.lead_id)
+    assert by_event == sorted((o for o in read if o.source == "salesforce.lead"), key=lambda o: o.lead_id)
     future = salesforce.read_outcomes(since=datetime(2999, 1, 1, tzinfo=UTC))
     assert future == []
 
