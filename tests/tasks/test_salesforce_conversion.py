@@ -255,7 +255,7 @@ def test_a_backfill_of_converted_leads_keeps_one_lead_and_one_outcome(pipeline: 
         pass
     with db.session() as session:
         scores = dict(session.execute(select(LeadCrmId.object_id, Lead.score)
-                                      .join(Lead, Lead.id == LeadCrmId.lead_id)))
+                                      .join(Lead, Lead.id == LeadCrmId.lead_id)).all())
     assert all(shown_score(sandbox, "Contact", c) == scores[c] for c in contacts)
     assert all(shown_score(sandbox, "Lead", lead) is None for lead in leads)
 
