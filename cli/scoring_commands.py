@@ -143,8 +143,7 @@ def train(
                   + "; ".join(f"{c} (AUC {auc:.3f})" for c, auc in experiment.suspicious.items()))
     if experiment.unlabelled_rows:
         out.print(f"{experiment.unlabelled_rows:,} rows without a label were left out")
-    if experiment.bundle.fit is None:
-        out.print("no --fit-columns given: grades will be empty (None) for this model")
+    out.print(str(experiment.bundle.metadata["grades"]))
     out.print(f"model {row['version']} saved to {row['path']}")
     out.print(recorded)
     if report_path is not None:
