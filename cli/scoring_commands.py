@@ -313,6 +313,7 @@ def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, mode
     if missing_cols:
         err.print(f"note: {len(missing_cols)} model column(s) absent from the file, treated as missing: "
                   f"{', '.join(missing_cols[:8])}", highlight=False)
-    if bundle.fit is None:
-        err.print("note: this model has no fit-only model, so the grade column is empty", highlight=False)
+    if bundle.grade_source != "fit":
+        err.print("note: this model has no fit-only model, so grades are the score's percentile among its "
+                  "training rows (A: top 20%)", highlight=False)
     click.echo(f"scored {len(by_line):,} rows with model {bundle.version}; {len(bad):,} bad rows; wrote {out_path}")

@@ -132,7 +132,8 @@ def _amount(value: float, unit: str | None) -> str:
         return f"{format_number(value)}%"
     if unit in _PREFIX_CURRENCY:
         return f"-{unit}{format_number(-value)}" if value < 0 else f"{unit}{format_number(value)}"
-    return f"{format_number(value)} {unit}"
+    shown = format_number(value)
+    return f"{shown} {unit[:-1] if shown == '1' and unit in ('weeks', 'months', 'years') else unit}"
 
 
 def subject(label: str) -> str:
@@ -177,7 +178,7 @@ def describe_numeric(label: str, value: float) -> str:
     text = tidy_label(base)
     if unit in _DURATIONS:
         spent = _TIME_SPENT.match(text)
-        if spent:
+        if spent and spent.group(1).strip():
             # "on website" -> "on the website"; a rest that already has an article is left alone.
             rest = re.sub(r"^(on|in|at) (?!the |a |an |our |your )", r"\1 the ", spent.group(1).strip())
             return f"{_amount(value, unit)} {rest}".strip() if value != 0 else f"no time {rest}".strip()
