@@ -56,17 +56,14 @@ def to_value(p: float | np.ndarray, model: ModelBundle, mode: Mode = "probabilit
 
 
 def to_grade(fit_p: np.ndarray, thresholds: Sequence[float]) -> list[str]:
-    """Grades A-F from fit-only probabilities and the descending A/B/C/D cut points."""
-    cuts = list(thresholds)
-    out = []
-    for p in np.asarray(fit_p, dtype=float):
-        grade = GRADES[-1]
-        for letter, cut in zip(GRADES, cuts):
-            if p >= cut:
-                grade = letter
-                break
-        out.append(grade)
-    return out
+    """Grades A-F from probabilities and the descending A/B/C/D cut points (at or above a cut: that grade)."""
+    p = np.asarray(fit_p, dtype=float).reshape(-1)
+    cuts = np.asarray(list(thresholds), dtype=float)[: len(GRADES) - 1]
+    # With descending cuts, the number of cuts a value falls below is its grade's index.
+    index = (p[:, None] < cuts[None, :]).sum(axis=1) if cuts.size else np.full(p.size, len(GRADES) - 1)
+    if cuts.size:
+        index = np.where(index == cuts.size, len(GRADES) - 1, index)
+    return [GRADES[i] for i in index]
 
 
 def score(
@@ -87,13 +84,13 @@ def score(
     contribs = main.contributions(x) if with_reasons else None
     margin = contribs.sum(axis=1) if contribs is not None else main.margin(x)
     p = float(main.calibrator.apply(margin)[0])
-    if model.grade_source == "fit":
-        assert model.fit is not None
+    fit = model.fit if model.grade_source == "fit" else None
+    if fit is not None:
         try:
             X_fit = model.fit_matrix(x)
         except ValueError:  # fit features are not a subset of the main model's
-            X_fit = model.fit.vector(features)[None, :]
-        grade = to_grade(model.fit.proba(X_fit), model.grade_thresholds)[0]
+            X_fit = fit.vector(features)[None, :]
+        grade = to_grade(fit.proba(X_fit), model.grade_thresholds)[0]
     else:
         grade = to_grade(np.array([p]), model.grade_thresholds)[0]
     book = _phrasing(model, phrasing)
@@ -143,10 +140,9 @@ def score_frame(
         margin = contribs.sum(axis=1)
         texts = reasons_for_batch(main.pre, X, contribs, phrasing=_phrasing(model, phrasing))
     p = main.calibrator.apply(margin)
-    if model.grade_source == "fit":
-        assert model.fit is not None
-        X_fit = model.fit_matrix(X, frame)
-        grades: list[str | None] = list(to_grade(model.fit.proba(X_fit), model.grade_thresholds))
+    fit = model.fit if model.grade_source == "fit" else None
+    if fit is not None:
+        grades: list[str | None] = list(to_grade(fit.proba(model.fit_matrix(X, frame)), model.grade_thresholds))
     else:
         grades = list(to_grade(p, model.grade_thresholds))
     return BatchScores(values=to_value(p, model, mode), probabilities=p, grades=grades, reasons=texts)
