@@ -299,8 +299,8 @@ def test_rules_grade_from_fit_points_and_always_give_a_reason() -> None:
 
 
 def test_a_scorecard_without_fit_rules_grades_the_score_and_round_trips() -> None:
-    card = PointsModel(rules=(Rule("visits", "gte", 5, 40, "5+ visits"), Rule("noise", "eq", "x", 0, "zero")), base=30)
-    assert card.grade_row({"visits": 9}) == "B" and card.grade_row({}) == "F"  # 70 -> B, 30 -> F
+    card = PointsModel(rules=(Rule("visits", "gte", 5, 60, "5+ visits"), Rule("noise", "eq", "x", 0, "zero")), base=10)
+    assert card.grade_row({"visits": 9}) == "B" and card.grade_row({}) == "F"  # 70 -> B, 10 -> F
     assert card.score_row({"visits": 9, "noise": "x"}) == (70, ("+ 5+ visits",))  # a 0-point rule is no reason
     fit_card = PointsModel(rules=(Rule("size", "eq", "big", 8, "big company", fit=True),), grade_cuts=(8, 4, 0, -4))
     assert fit_card.grade_row({"size": "big"}) == "A" and fit_card.grade_row({}) == "C"
