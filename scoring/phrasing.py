@@ -257,8 +257,9 @@ def describe_text(label: str, value: Any) -> str:
 
 
 def describe_missing(label: str) -> str:
-    """'lead source unknown'."""
-    return f"{subject(label)} unknown"
+    """'lead source unknown' (a question label: 'how did you hear about us: no answer')."""
+    text = subject(label)
+    return f"{text}: no answer" if _is_question(text) else f"{text} unknown"
 
 
 def is_missing(value: Any) -> bool:

@@ -8,7 +8,15 @@ import pytest
 
 from scoring.features import FIT_FEATURES, build_training_frame
 from scoring.model import GRADES, ModelBundle
-from scoring.phrasing import Phrasing, describe_age, describe_numeric, format_number, humanise
+from scoring.phrasing import (
+    Phrasing,
+    describe_age,
+    describe_category,
+    describe_missing,
+    describe_numeric,
+    format_number,
+    humanise,
+)
 from scoring.reasons import (
     BASE_RATE_REASON,
     MIN_EFFECT,
@@ -162,6 +170,10 @@ def test_units_and_dates_read_naturally() -> None:
     assert describe_age("Close Date", -40) == "close in 40 days"
     assert describe_age("Created", 0.2) == "created today"
     assert describe_age("Last Contacted", 400) == "last contacted 13 months ago"
+    # A label that is a question reads as question and answer.
+    assert describe_category("How did you hear about X Education", "Word Of Mouth") == (
+        "how did you hear about X education: Word Of Mouth")
+    assert describe_missing("How did you hear about X Education") == "how did you hear about X education: no answer"
 
 
 # ---- models: every lead graded and explained ----------------------------------------------------
