@@ -143,8 +143,7 @@ def train(
                   + "; ".join(f"{c} (AUC {auc:.3f})" for c, auc in experiment.suspicious.items()))
     if experiment.unlabelled_rows:
         out.print(f"{experiment.unlabelled_rows:,} rows without a label were left out")
-    if experiment.bundle.fit is None:
-        out.print("no --fit-columns given: grades will be empty (None) for this model")
+    out.print(str(experiment.bundle.metadata["grades"]))
     out.print(f"model {row['version']} saved to {row['path']}")
     out.print(recorded)
     if report_path is not None:
@@ -314,6 +313,7 @@ def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, mode
     if missing_cols:
         err.print(f"note: {len(missing_cols)} model column(s) absent from the file, treated as missing: "
                   f"{', '.join(missing_cols[:8])}", highlight=False)
-    if bundle.fit is None:
-        err.print("note: this model has no fit-only model, so the grade column is empty", highlight=False)
+    if bundle.grade_source != "fit":
+        err.print("note: this model has no fit-only model, so grades are the score's percentile among its "
+                  "training rows (A: top 20%)", highlight=False)
     click.echo(f"scored {len(by_line):,} rows with model {bundle.version}; {len(bad):,} bad rows; wrote {out_path}")

@@ -23,6 +23,7 @@ import pandas as pd
 import xgboost as xgb
 
 from scoring.calibration import Calibrator
+from scoring.phrasing import Phrasing
 from scoring.tabular import FALSE_WORDS, OTHER_LEVEL, TRUE_WORDS, Preprocessor
 from scoring.treeshap import TooDeep, TreeExplainer
 
@@ -31,6 +32,7 @@ MAIN_FILE = "model.ubj"
 FIT_FILE = "fit_model.ubj"
 META_FILE = "metadata.json"
 GRADES = ("A", "B", "C", "D", "F")
+GRADE_PERCENTILES = (80, 60, 40, 20)  # A: top 20% of training rows, B: next 20%, ... F: bottom 20%
 
 
 class BundleError(Exception):
@@ -174,8 +176,29 @@ class ModelBundle:
 
     @property
     def grade_thresholds(self) -> list[float]:
-        """Fit-probability cut points for grades A, B, C, D (descending); below the last is F."""
-        return [float(v) for v in self.metadata.get("grade_thresholds", [])]
+        """Cut points for grades A, B, C, D (descending); below the last is F. See `grade_source`."""
+        stored = [float(v) for v in self.metadata.get("grade_thresholds") or []]
+        if self.grade_source == "fit":
+            return stored
+        if self.metadata.get("grade_source") == "score" and stored:
+            return stored
+        # A bundle saved before grades had a fallback: its score percentiles give the same cut points.
+        q = self.score_percentiles
+        if q.size == 101:
+            return [float(q[i]) for i in GRADE_PERCENTILES]
+        return [p / 100 for p in GRADE_PERCENTILES]
+
+    @property
+    def grade_source(self) -> str:
+        """'fit': grades rank the fit head's probability; 'score': no fit head, grades rank the main score."""
+        if self.fit is not None and self.metadata.get("grade_thresholds"):
+            return "fit"
+        return "score"
+
+    @property
+    def phrasing(self) -> Phrasing:
+        """Column labels and mapped kinds the reasons use (recorded at training; empty for plain CSV models)."""
+        return Phrasing.from_json(self.metadata.get("phrasing"))
 
     @property
     def score_percentiles(self) -> np.ndarray:
@@ -286,4 +309,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["GRADES", "OTHER_LEVEL", "BundleError", "Head", "ModelBundle", "feature_hash"]
+__all__ = ["GRADES", "GRADE_PERCENTILES", "OTHER_LEVEL", "BundleError", "Head", "ModelBundle", "feature_hash"]

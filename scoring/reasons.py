@@ -2,33 +2,50 @@
 
 XGBoost's `pred_contribs=True` splits each lead's margin (log-odds) into one contribution per feature
 plus a bias; they add up exactly to the margin. The top 3 positive and top 3 negative contributions
-(at least `MIN_EFFECT` log-odds each, so noise is not presented as a reason) become sentences:
-"+ viewed pricing 4x in 7 days", "- free e-mail domain", "+ Lead Origin is Lead Add Form".
-Declared behavioural features (scoring.features) use their own sentence templates; any other column
-is described from its value ("Country is missing", "Total Time Spent on Website = 1,532").
+become sentences: "+ viewed pricing 4x in 7 days", "- free e-mail domain", "+ lead source is Reference".
+`MIN_EFFECT` keeps noise out of the list, but only after the first reason: every scored lead gets
+at least one, its strongest contribution whatever its size. A contribution of exactly zero is never
+a reason (the feature did not move this lead's score); a lead whose contributions are all zero gets
+`BASE_RATE_REASON` instead. Declared features (scoring.features) use their own sentence templates;
+any other column is described from its value and label (scoring.phrasing): "lead source is
+Reference", "14 minutes on the website", "created 12 days ago", "country unknown".
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from scoring.phrasing import Phrasing
 from scoring.tabular import Preprocessor
 
 TOP_N = 3
 MIN_EFFECT = 0.01  # log-odds; ~0.25 percentage points around p=0.5
+# Shown when no feature moved the score at all (every contribution is zero): say so, plainly.
+BASE_RATE_REASON = "= nothing stands out: the score is the average for all leads"
 
 Describe = Callable[[str, float, str], "str | None"]
+Labels = Phrasing | Mapping[str, str] | None
 
 
 def top_contributions(contribs: np.ndarray, n: int = TOP_N, min_effect: float = MIN_EFFECT) -> tuple[list[int], list[int]]:
-    """Indices of the `n` largest positive and `n` most negative contributions (bias column excluded)."""
+    """Indices of the `n` largest positive and `n` most negative contributions (bias column excluded).
+
+    Contributions below `min_effect` in size are left out, except the strongest one overall, so
+    a lead with any non-zero contribution always has at least one; zeros are never returned.
+    """
     values = np.asarray(contribs, dtype=float)[:-1]
     order = np.argsort(-values, kind="stable")
-    positive = [int(i) for i in order[:n] if values[i] >= min_effect]
+    positive = [int(i) for i in order[:n] if values[i] > 0 and values[i] >= min_effect]
     negative_order = np.argsort(values, kind="stable")
-    negative = [int(i) for i in negative_order[:n] if values[i] <= -min_effect]
+    negative = [int(i) for i in negative_order[:n] if values[i] < 0 and values[i] <= -min_effect]
+    if not positive and not negative and values.size:
+        strongest = int(np.argmax(np.abs(values)))
+        if values[strongest] > 0:
+            positive = [strongest]
+        elif values[strongest] < 0:
+            negative = [strongest]
     return positive, negative
 
 
@@ -40,8 +57,17 @@ def top_contributions_batch(contribs: np.ndarray, n: int = TOP_N, min_effect: fl
     pos_order = np.argsort(-values, axis=1, kind="stable")[:, :k]
     neg_order = np.argsort(values, axis=1, kind="stable")[:, :k]
     rows = np.arange(values.shape[0])[:, None]
-    pos = np.where(values[rows, pos_order] >= min_effect, pos_order, -1)
-    neg = np.where(values[rows, neg_order] <= -min_effect, neg_order, -1)
+    pos_values, neg_values = values[rows, pos_order], values[rows, neg_order]
+    pos = np.where((pos_values > 0) & (pos_values >= min_effect), pos_order, -1)
+    neg = np.where((neg_values < 0) & (neg_values <= -min_effect), neg_order, -1)
+    if k:
+        # Rows left with no reason at all keep their strongest non-zero contribution.
+        empty = np.flatnonzero((pos < 0).all(axis=1) & (neg < 0).all(axis=1))
+        if empty.size:
+            strongest = np.argmax(np.abs(values[empty]), axis=1)
+            top = values[empty, strongest]
+            pos[empty[top > 0], 0] = strongest[top > 0]
+            neg[empty[top < 0], 0] = strongest[top < 0]
     return pos, neg
 
 
@@ -50,27 +76,36 @@ def render(sign: str, phrase: str) -> str:
     return f"{sign} {phrase}"
 
 
-def describe_feature(pre: Preprocessor, index: int, value: float, sign: str) -> str:
-    """The phrase for one feature value: a declared feature's template, else a generic description."""
+def describe_feature(pre: Preprocessor, index: int, value: float, sign: str, phrasing: Labels = None) -> str:
+    """The phrase for one feature value: a declared feature's template, else its label and value."""
     from scoring.features import describe_declared  # local: features imports nothing from here
 
     name = pre.feature_names[index]
     phrase = describe_declared(name, pre.decode(index, float(value)), sign)
     if phrase is not None:
         return phrase
-    return pre.describe_value(index, float(value))
+    book = Phrasing.of(phrasing)
+    spec, _ = pre.spec_at(index)
+    return pre.describe_value(index, float(value), label=book.label(spec.name), mapped_kind=book.kind(spec.name))
 
 
-def reasons_for(pre: Preprocessor, x: np.ndarray, contribs: np.ndarray, n: int = TOP_N) -> tuple[str, ...]:
-    """Top positive then top negative reasons for one lead (matrix row `x`, contributions `contribs`)."""
+def reasons_for(pre: Preprocessor, x: np.ndarray, contribs: np.ndarray, n: int = TOP_N,
+                phrasing: Labels = None) -> tuple[str, ...]:
+    """Top positive then top negative reasons for one lead (matrix row `x`, contributions `contribs`).
+
+    `phrasing` labels the columns: a `Phrasing` (labels and mapped kinds) or a {column: label} mapping.
+    """
+    book = Phrasing.of(phrasing)
     positive, negative = top_contributions(contribs, n)
-    out = [render("+", describe_feature(pre, i, x[i], "+")) for i in positive]
-    out += [render("-", describe_feature(pre, i, x[i], "-")) for i in negative]
-    return tuple(out)
+    out = [render("+", describe_feature(pre, i, x[i], "+", book)) for i in positive]
+    out += [render("-", describe_feature(pre, i, x[i], "-", book)) for i in negative]
+    return tuple(out) or (BASE_RATE_REASON,)
 
 
-def reasons_for_batch(pre: Preprocessor, X: np.ndarray, contribs: np.ndarray, n: int = TOP_N) -> list[tuple[str, ...]]:
+def reasons_for_batch(pre: Preprocessor, X: np.ndarray, contribs: np.ndarray, n: int = TOP_N,
+                      phrasing: Labels = None) -> list[tuple[str, ...]]:
     """`reasons_for` over many rows, with phrase caching (most leads share their top reasons)."""
+    book = Phrasing.of(phrasing)
     pos, neg = top_contributions_batch(contribs, n)
     cache: dict[tuple[int, float, str], str] = {}
     out: list[tuple[str, ...]] = []
@@ -84,10 +119,10 @@ def reasons_for_batch(pre: Preprocessor, X: np.ndarray, contribs: np.ndarray, n:
                 key = (int(i), v, sign)
                 text = cache.get(key)
                 if text is None:
-                    text = render(sign, describe_feature(pre, int(i), v, sign))
+                    text = render(sign, describe_feature(pre, int(i), v, sign, book))
                     cache[key] = text
                 row.append(text)
-        out.append(tuple(row))
+        out.append(tuple(row) or (BASE_RATE_REASON,))
     return out
 
 

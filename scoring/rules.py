@@ -30,6 +30,13 @@ The default cold-start rules (`COLD_START_RULES`) use the behavioural and fit fe
 | free e-mail domain                          |    -10 |
 | no activity for 30+ days                    |    -15 |
 Base: 20 points.
+
+Grades: the rules marked `fit` (who the lead is: title, company size, e-mail domain) add up to the
+lead's fit points, graded against `grade_cuts` (cold start: A >= 10, B >= 5, C >= 0, D >= -10, F
+below; so a VP or a director at a 200+ company is A, a lead nothing is known about is C, a student
+is F). A scorecard without fit rules has no fit signal: it grades the score itself in fixed bands
+(A >= 80, B >= 60, C >= 40, D >= 20, F below). Every lead gets a grade and at least one reason:
+when no rule fires, the reason says the score is the base score.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ import pandas as pd
 Op = Literal["gte", "gt", "lte", "lt", "eq", "ne", "in", "missing"]
 DEFAULT_MIN_OUTCOMES = 500
 DEFAULT_MIN_POSITIVES = 50
+GRADE_LETTERS = ("A", "B", "C", "D", "F")
+DEFAULT_FIT_GRADE_CUTS = (10, 5, 0, -10)  # fit points for A, B, C, D; below the last is F
+SCORE_GRADE_CUTS = (80, 60, 40, 20)  # no fit rules: the score itself, in fixed bands
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Rule:
     value: Any
     points: int
     reason: str
+    fit: bool = False  # describes who the lead is (title, company size), not what it did: counts for the grade
 
     def fires(self, value: Any) -> bool:
         """Does this rule fire for a feature value?"""
@@ -98,7 +109,10 @@ class Rule:
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         value = list(self.value) if self.op == "in" else self.value
-        return {"feature": self.feature, "op": self.op, "value": value, "points": self.points, "reason": self.reason}
+        out = {"feature": self.feature, "op": self.op, "value": value, "points": self.points, "reason": self.reason}
+        if self.fit:
+            out["fit"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,14 +122,40 @@ class PointsModel:
     rules: tuple[Rule, ...]
     base: int = 20
     name: str = "rules"
+    grade_cuts: tuple[int, ...] = DEFAULT_FIT_GRADE_CUTS  # fit points for A, B, C, D (descending)
 
     def score_row(self, features: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
-        """Score one lead's features; returns (score 0-100, reasons, biggest effect first)."""
+        """Score one lead's features; returns (score 0-100, reasons, biggest effect first).
+
+        A rule worth 0 points is never a reason; with no rule moving the score, the one reason says
+        the score is the base score.
+        """
         fired = [r for r in self.rules if r.fires(features.get(r.feature))]
         total = self.base + sum(r.points for r in fired)
         fired.sort(key=lambda r: -abs(r.points))
-        reasons = tuple(("+ " if r.points > 0 else "- ") + r.reason for r in fired)
-        return int(min(100, max(0, total))), reasons
+        reasons = tuple(("+ " if r.points > 0 else "- ") + r.reason for r in fired if r.points != 0)
+        return int(min(100, max(0, total))), reasons or (f"= no scoring rule applies: base score {self.base}",)
+
+    @property
+    def has_fit_rules(self) -> bool:
+        """True when some rules describe fit (then grades come from fit points, not the score)."""
+        return any(r.fit for r in self.rules)
+
+    def fit_points(self, features: Mapping[str, Any]) -> int:
+        """Sum of the points of the fit rules that fire for this lead."""
+        return sum(r.points for r in self.rules if r.fit and r.fires(features.get(r.feature)))
+
+    def grade_row(self, features: Mapping[str, Any], value: int | None = None) -> str:
+        """Grade A-F: fit points against `grade_cuts`, or the score in fixed bands when no rule is a fit rule."""
+        if self.has_fit_rules:
+            points, cuts = self.fit_points(features), self.grade_cuts
+        else:
+            points = value if value is not None else self.score_row(features)[0]
+            cuts = SCORE_GRADE_CUTS
+        for letter, cut in zip(GRADE_LETTERS, cuts):
+            if points >= cut:
+                return letter
+        return GRADE_LETTERS[-1]
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Vectorised scores (0-100) for a frame whose columns are the rules' features."""
@@ -127,16 +167,21 @@ class PointsModel:
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"name": self.name, "base": self.base, "rules": [r.to_json() for r in self.rules]}
+        out: dict[str, Any] = {"name": self.name, "base": self.base, "rules": [r.to_json() for r in self.rules]}
+        if self.grade_cuts != DEFAULT_FIT_GRADE_CUTS:
+            out["grade_cuts"] = list(self.grade_cuts)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PointsModel:
         """Build from the JSON form (as written by `to_json`)."""
         rules = tuple(
-            Rule(r["feature"], r["op"], tuple(r["value"]) if r["op"] == "in" else r.get("value"), int(r["points"]), r["reason"])
+            Rule(r["feature"], r["op"], tuple(r["value"]) if r["op"] == "in" else r.get("value"), int(r["points"]),
+                 r["reason"], bool(r.get("fit", False)))
             for r in data["rules"]
         )
-        return cls(rules=rules, base=int(data.get("base", 20)), name=str(data.get("name", "rules")))
+        cuts = tuple(int(c) for c in data.get("grade_cuts") or DEFAULT_FIT_GRADE_CUTS)
+        return cls(rules=rules, base=int(data.get("base", 20)), name=str(data.get("name", "rules")), grade_cuts=cuts)
 
 
 COLD_START_RULES = PointsModel(
@@ -154,12 +199,12 @@ COLD_START_RULES = PointsModel(
         Rule("docs_views_7d", "gte", 1, 5, "read the docs"),
         Rule("sessions_7d", "gte", 3, 5, "3+ visits in 7 days"),
         Rule("account_engaged_contacts_7d", "gte", 2, 8, "colleagues are engaged too"),
-        Rule("seniority", "in", ("c-level", "vp"), 10, "senior decision maker"),
-        Rule("seniority", "eq", "director", 6, "director-level title"),
-        Rule("employees_bucket", "in", ("200-999", "1000-4999", "5000+"), 5, "company with 200+ employees"),
+        Rule("seniority", "in", ("c-level", "vp"), 10, "senior decision maker", fit=True),
+        Rule("seniority", "eq", "director", 6, "director-level title", fit=True),
+        Rule("employees_bucket", "in", ("200-999", "1000-4999", "5000+"), 5, "company with 200+ employees", fit=True),
         Rule("careers_views_30d", "gte", 1, -10, "looking at careers pages"),
-        Rule("seniority", "eq", "student", -15, "student"),
-        Rule("email_domain_type", "eq", "free", -10, "free e-mail domain"),
+        Rule("seniority", "eq", "student", -15, "student", fit=True),
+        Rule("email_domain_type", "eq", "free", -10, "free e-mail domain", fit=True),
         Rule("days_since_last_activity", "gte", 30, -15, "no activity for 30+ days"),
     ),
 )

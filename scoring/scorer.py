@@ -2,12 +2,15 @@
 
 - `score` is calibrated probability x 100 (rounded), or in percentile mode the lead's percentile
   among the training rows' scores (50 = a median lead).
-- `grade` comes from the fit-only head (columns describing who the lead is, not what they did) with
-  A-D cut points at the 80/60/40/20th percentiles of the training rows; F below. A bundle trained
-  without fit columns has no fit head and every grade is None.
-- `reasons` are the top 3 positive and top 3 negative TreeSHAP contributions (scoring.reasons).
+- `grade` (always A-F) comes from the fit-only head (columns describing who the lead is, not what
+  they did) with A-D cut points at the 80/60/40/20th percentiles of its training predictions; F
+  below. A bundle with no fit signal at all (no fit columns, or all of them empty) has no fit head:
+  its grade is then the score's own percentile among the training rows, with the same cut points,
+  and the model report says so (`grade_source` "score").
+- `reasons` are the top 3 positive and top 3 negative TreeSHAP contributions (scoring.reasons); every
+  lead gets at least one, and none names a feature that did not move its score.
 - Cold start: `Scorer` serves the rule-based points model (scoring.rules) until a bundle trained on
-  enough labelled outcomes is given to it.
+  enough labelled outcomes is given to it; the rules grade from their fit points.
 The model is loaded once by the caller and passed in; nothing here reads files or settings.
 """
 
@@ -23,7 +26,8 @@ import pandas as pd
 
 from core.records import Score, utcnow
 from scoring.model import GRADES, ModelBundle
-from scoring.reasons import reasons_for, reasons_for_batch
+from scoring.phrasing import Phrasing
+from scoring.reasons import Labels, reasons_for, reasons_for_batch
 from scoring.rules import (
     COLD_START_RULES,
     DEFAULT_MIN_OUTCOMES,
@@ -52,17 +56,14 @@ def to_value(p: float | np.ndarray, model: ModelBundle, mode: Mode = "probabilit
 
 
 def to_grade(fit_p: np.ndarray, thresholds: Sequence[float]) -> list[str]:
-    """Grades A-F from fit-only probabilities and the descending A/B/C/D cut points."""
-    cuts = list(thresholds)
-    out = []
-    for p in np.asarray(fit_p, dtype=float):
-        grade = GRADES[-1]
-        for letter, cut in zip(GRADES, cuts):
-            if p >= cut:
-                grade = letter
-                break
-        out.append(grade)
-    return out
+    """Grades A-F from probabilities and the descending A/B/C/D cut points (at or above a cut: that grade)."""
+    p = np.asarray(fit_p, dtype=float).reshape(-1)
+    cuts = np.asarray(list(thresholds), dtype=float)[: len(GRADES) - 1]
+    # With descending cuts, the number of cuts a value falls below is its grade's index.
+    index = (p[:, None] < cuts[None, :]).sum(axis=1) if cuts.size else np.full(p.size, len(GRADES) - 1)
+    if cuts.size:
+        index = np.where(index == cuts.size, len(GRADES) - 1, index)
+    return [GRADES[i] for i in index]
 
 
 def score(
@@ -72,21 +73,28 @@ def score(
     feature_time: datetime | None = None,
     mode: Mode = "probability",
     with_reasons: bool = True,
+    phrasing: Labels = None,
 ) -> Score:
-    """Score one lead from its feature mapping (column name -> raw value)."""
+    """Score one lead from its feature mapping (column name -> raw value).
+
+    `phrasing` (a `Phrasing` or a {column: label} mapping) overrides the labels the model recorded.
+    """
     main = model.main
     x = main.vector(features)[None, :]
     contribs = main.contributions(x) if with_reasons else None
     margin = contribs.sum(axis=1) if contribs is not None else main.margin(x)
     p = float(main.calibrator.apply(margin)[0])
-    grade = None
-    if model.fit is not None and model.grade_thresholds:
+    fit = model.fit if model.grade_source == "fit" else None
+    if fit is not None:
         try:
             X_fit = model.fit_matrix(x)
         except ValueError:  # fit features are not a subset of the main model's
-            X_fit = model.fit.vector(features)[None, :]
-        grade = to_grade(model.fit.proba(X_fit), model.grade_thresholds)[0]
-    reasons = reasons_for(main.pre, x[0], contribs[0]) if contribs is not None else ()
+            X_fit = fit.vector(features)[None, :]
+        grade = to_grade(fit.proba(X_fit), model.grade_thresholds)[0]
+    else:
+        grade = to_grade(np.array([p]), model.grade_thresholds)[0]
+    book = _phrasing(model, phrasing)
+    reasons = reasons_for(main.pre, x[0], contribs[0], phrasing=book) if contribs is not None else ()
     return Score(
         value=int(to_value(p, model, mode)),
         probability=p,
@@ -95,6 +103,12 @@ def score(
         model_version=model.version,
         feature_time=feature_time or utcnow(),
     )
+
+
+def _phrasing(model: ModelBundle, given: Labels) -> Phrasing:
+    """The model's recorded labels, overridden by the caller's."""
+    recorded = model.phrasing
+    return recorded.merged(Phrasing.of(given)) if given is not None else recorded
 
 
 @dataclass
@@ -108,12 +122,13 @@ class BatchScores:
 
 
 def score_frame(
-    frame: pd.DataFrame, model: ModelBundle, *, mode: Mode = "probability", reasons: ReasonMethod = "exact"
+    frame: pd.DataFrame, model: ModelBundle, *, mode: Mode = "probability", reasons: ReasonMethod = "exact",
+    phrasing: Labels = None,
 ) -> BatchScores:
     """Score many leads at once (vectorised preprocessing and TreeSHAP).
 
     reasons: "exact" (lookup-table TreeSHAP, or XGBoost's when trees are too deep), "xgboost"
-    (always XGBoost's pred_contribs), "approx" (Saabas; for comparison), "none".
+    (always XGBoost's pred_contribs), "approx" (Saabas; for comparison), "none". `phrasing` as in `score`.
     """
     main = model.main
     X = main.pre.transform(frame)
@@ -123,12 +138,13 @@ def score_frame(
     else:
         contribs = main.contributions(X, method={"exact": "auto"}.get(reasons, reasons))
         margin = contribs.sum(axis=1)
-        texts = reasons_for_batch(main.pre, X, contribs)
+        texts = reasons_for_batch(main.pre, X, contribs, phrasing=_phrasing(model, phrasing))
     p = main.calibrator.apply(margin)
-    grades: list[str | None] = [None] * len(frame)
-    if model.fit is not None and model.grade_thresholds:
-        X_fit = model.fit_matrix(X, frame)
-        grades = list(to_grade(model.fit.proba(X_fit), model.grade_thresholds))
+    fit = model.fit if model.grade_source == "fit" else None
+    if fit is not None:
+        grades: list[str | None] = list(to_grade(fit.proba(model.fit_matrix(X, frame)), model.grade_thresholds))
+    else:
+        grades = list(to_grade(p, model.grade_thresholds))
     return BatchScores(values=to_value(p, model, mode), probabilities=p, grades=grades, reasons=texts)
 
 
@@ -164,14 +180,14 @@ class Scorer:
         return self.model is None
 
     def score(self, features: Mapping[str, Any], *, feature_time: datetime | None = None) -> Score:
-        """Score one lead with the model, or with the rules during cold start (grade None then)."""
+        """Score one lead with the model, or with the rules during cold start (graded by their fit points)."""
         if self.model is not None:
             return score(features, self.model, feature_time=feature_time, mode=self.mode)
         value, reasons = self.rules.score_row(features)
         return Score(
             value=value,
             probability=value / 100.0,
-            grade=None,
+            grade=self.rules.grade_row(features, value),
             reasons=reasons[:6],
             model_version=f"rules:{self.rules.name}",
             feature_time=feature_time or utcnow(),

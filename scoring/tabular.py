@@ -27,6 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from scoring import phrasing
+from scoring.phrasing import humanise
+
 Kind = Literal["numeric", "boolean", "categorical", "date"]
 
 # Values that mean "nobody filled this in". "Select" is the label of an untouched form dropdown,
@@ -281,26 +284,35 @@ class Preprocessor:
             return np.zeros((len(cleaned), 0), dtype=np.float32)
         return np.hstack(blocks).astype(np.float32)
 
-    def describe_value(self, feature_index: int, value: float) -> str:
-        """Render one matrix cell as a phrase, e.g. 'Lead Origin is Lead Add Form'."""
-        spec, part = self._feature_at(feature_index)
+    def describe_value(self, feature_index: int, value: float, *, label: str | None = None,
+                       mapped_kind: str | None = None) -> str:
+        """Render one matrix cell as a phrase, e.g. 'lead origin is Lead Add Form' (see scoring.phrasing).
+
+        `label` names the column (default: its humanised name); `mapped_kind` is the feature schema's
+        kind when the matrix hides it (a mapped date arrives as its age in days, text as its length).
+        """
+        spec, part = self.spec_at(feature_index)
+        name = label or humanise(spec.name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return f"{spec.name} is missing"
+            return phrasing.describe_text(name, None) if mapped_kind == "text" else phrasing.describe_missing(name)
         if spec.kind == "categorical":
             code = int(value)
-            level = spec.levels[code] if code < len(spec.levels) else "a rare value"
-            return f"{spec.name} is {level}"
-        if spec.kind == "boolean":
-            return f"{spec.name} is {'Yes' if value >= 0.5 else 'No'}"
+            if code < len(spec.levels):
+                return phrasing.describe_category(name, spec.levels[code])
+            return phrasing.describe_category(name, OTHER_LEVEL, rare=True)
         if spec.kind == "date":
-            label = {"dow": "weekday", "month": "month", "hour": "hour"}[part]
-            shown = _WEEKDAYS[int(value)] if part == "dow" else f"{int(value)}"
-            return f"{spec.name} {label} is {shown}"
-        return f"{spec.name} = {_format_number(value)}"
+            return phrasing.describe_date_part(name, part, float(value))
+        if spec.kind == "boolean" or mapped_kind == "boolean":
+            return phrasing.describe_boolean(name, float(value))
+        if mapped_kind == "date":
+            return phrasing.describe_age(name, float(value))
+        if mapped_kind == "text":
+            return phrasing.describe_text(name, float(value))
+        return phrasing.describe_numeric(name, float(value))
 
     def decode(self, feature_index: int, value: float) -> Any:
         """The input-level value behind a matrix cell: a level string, a number, or None if missing."""
-        spec, _ = self._feature_at(feature_index)
+        spec, _ = self.spec_at(feature_index)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
         if spec.kind == "categorical":
@@ -308,7 +320,8 @@ class Preprocessor:
             return spec.levels[code] if code < len(spec.levels) else OTHER_LEVEL
         return float(value)
 
-    def _feature_at(self, index: int) -> tuple[ColumnSpec, str]:
+    def spec_at(self, index: int) -> tuple[ColumnSpec, str]:
+        """The input column behind matrix column `index`, and its date part ("" unless a date)."""
         i = 0
         for spec in self.columns:
             names = spec.feature_names()
@@ -335,11 +348,3 @@ class Preprocessor:
             dropped=dict(data.get("dropped", {})),
         )
 
-
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-def _format_number(value: float) -> str:
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.2f}".rstrip("0").rstrip(".")

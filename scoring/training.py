@@ -16,8 +16,12 @@ Steps (all fitted on the training part only; the holdout is touched once, for th
    candidate hyper-parameter sets each train with early stopping on validation log-loss (up to 3000
    rounds, patience 100); the lowest validation log-loss wins.
 5. Calibration: Platt scaling (or isotonic) of the booster margin, fitted on the validation rows.
-6. Fit-only head (optional): the same procedure on the fit columns only; its calibrated probability
-   sets the grade, with A-D cut points at the 80/60/40/20th percentiles of the training rows.
+6. Fit-only head: the same procedure on the fit columns only (always trained when any fit column
+   survives step 2; lead models from events always have the built-in fit features); its calibrated
+   probability sets the grade, with A-D cut points at the 80/60/40/20th percentiles of its
+   predictions on the training rows. With no fit signal at all (no fit columns given, or all of them
+   empty or constant) there is no fit head: the grade is then the score's percentile among the
+   training rows, and the metadata and report say so (`grade_source` "score").
 7. Metrics on the holdout for the model and two baselines: logistic regression (one-hot + scaling,
    same cleaned columns, same rows) and a points scorecard.
 """
@@ -43,7 +47,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from scoring.calibration import fit_calibrator
 from scoring.metrics import evaluate
-from scoring.model import Head, ModelBundle, feature_hash
+from scoring.model import GRADE_PERCENTILES, Head, ModelBundle, feature_hash
+from scoring.phrasing import Phrasing
 from scoring.rules import PointsModel, derive_scorecard
 from scoring.tabular import DEFAULT_MISSING_TOKENS, Preprocessor
 
@@ -95,6 +100,7 @@ class TrainOptions:
     calibration: str = "platt"
     missing_tokens: Sequence[str] = DEFAULT_MISSING_TOKENS
     scorecard: PointsModel | None = None  # hand-built rules baseline; derived from the data if None
+    phrasing: Phrasing | None = None  # column labels and mapped kinds for reasons (from the feature schema)
     nthread: int | None = None  # None: 1 thread below 50,000 rows (OpenMP start-up costs more than it saves)
 
 
@@ -400,8 +406,7 @@ def run_experiment(
             X_fit, y_train, fit_pre, seed=seed, order=order_train, validation_fraction=options.validation_fraction,
             calibration=options.calibration, nthread=options.nthread,
         )
-        fit_p = fit_head_obj.proba(X_fit)
-        grade_thresholds = [float(np.quantile(fit_p, q)) for q in (0.8, 0.6, 0.4, 0.2)]
+        grade_thresholds = grade_cut_points(fit_head_obj.proba(X_fit))
 
     step("evaluate")
     p_test = main.proba(X_test)
@@ -411,6 +416,9 @@ def run_experiment(
     p_rules = scorecard.score_frame(clean_test) / 100.0
     baselines = {"logistic_regression": evaluate(y_test, p_lr), "rules": evaluate(y_test, p_rules)}
     train_p = main.proba(X_train)
+    grade_source = "fit" if fit_head_obj is not None else "score"
+    if fit_head_obj is None:
+        grade_thresholds = grade_cut_points(train_p)
     when = now or datetime.now(UTC)
     fhash = feature_hash(pre)
     window = None
@@ -441,6 +449,9 @@ def run_experiment(
         "dropped_columns": dropped,
         "suspicious_columns": suspicious,
         "grade_thresholds": grade_thresholds,
+        "grade_source": grade_source,
+        "grades": grades_note(grade_source, fit_cols, list(options.fit_columns)),
+        "phrasing": (options.phrasing or Phrasing()).to_json(),
         "score_percentiles": [float(v) for v in np.quantile(train_p, np.linspace(0, 1, 101))],
         "scorecard": scorecard.to_json(),
     }
@@ -449,6 +460,21 @@ def run_experiment(
         bundle=bundle, metrics=metrics, baselines=baselines, dropped=dropped, suspicious=suspicious, rows=len(data),
         positives=int(y_all.sum()), unlabelled_rows=int((~labelled).sum()), test_probabilities=p_test,
     )
+
+
+def grade_cut_points(p: np.ndarray) -> list[float]:
+    """A/B/C/D cut points: the 80/60/40/20th percentiles of the training rows' probabilities."""
+    return [float(np.quantile(np.asarray(p, dtype=float), q / 100)) for q in GRADE_PERCENTILES]
+
+
+def grades_note(source: str, used: Sequence[str], asked: Sequence[str]) -> str:
+    """One sentence for the model report: where this model's grades come from."""
+    if source == "fit":
+        return f"grades A-F rank the fit head's probability (fit columns: {', '.join(used)})"
+    if asked:
+        return ("no fit signal (the fit columns " + ", ".join(asked) + " were empty or constant): grades A-F are "
+                "the score's percentile among the training rows (A: top 20%)")
+    return "no fit columns: grades A-F are the score's percentile among the training rows (A: top 20%)"
 
 
 def report_of(experiment: Experiment) -> dict[str, Any]:
@@ -461,6 +487,7 @@ def report_of(experiment: Experiment) -> dict[str, Any]:
         "suspicious_columns": experiment.suspicious,
         "model": experiment.metrics,
         "baselines": experiment.baselines,
+        "grades": experiment.bundle.metadata.get("grades"),
     }
 
 

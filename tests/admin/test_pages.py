@@ -150,6 +150,9 @@ def test_lead_page_shows_score_history_and_moves(admin_client: Any, clean_db: Da
     page = admin_client.get(f"/admin/leads/{lead_id}").text
     assert '<span id="lead-score">81</span>' in page
     assert "viewed pricing 4x in 7 days" in page and "<polyline" in page
+    # The stored "+ "/"- " sign is shown once, as the list marker (the admin once showed "+ + ...").
+    assert '<li class="pos">viewed pricing 4x in 7 days</li>' in page
+    assert '<li class="neg">free e-mail domain</li>' in page and "+ viewed" not in page
     assert "(+19)" in page and "(+22)" in page
     assert "property_change" in page  # the event between the 62 and the 81
 

@@ -68,7 +68,8 @@ def test_score_by_version_and_by_path(runner, leads_csv, tmp_path) -> None:
         result = runner.invoke(score, ["--csv", str(leads_csv), "--model", ref, "--out", str(out),
                                        "--models-dir", str(models), "--mode", "percentile"])
         assert result.exit_code == 0, result.output
-        assert "grade column is empty" in result.output
+        assert "grades are the score's percentile" in result.output
+        assert {r["grade"] for r in csv.DictReader(out.open())} == set("ABCDF")
     result = runner.invoke(score, ["--csv", str(leads_csv), "--model", "v-missing", "--out", str(tmp_path / "x.csv"),
                                    "--models-dir", str(models)])
     assert result.exit_code == 2 and "neither a registered version" in result.output

@@ -21,7 +21,7 @@ def test_cold_start_rules_score_and_explain() -> None:
 
 
 def test_missing_features_fire_nothing() -> None:
-    assert COLD_START_RULES.score_row({}) == (20, ())
+    assert COLD_START_RULES.score_row({}) == (20, ("= no scoring rule applies: base score 20",))
 
 
 def test_vectorised_scores_match_row_scores() -> None:

@@ -29,7 +29,7 @@ def test_score_is_probability_times_100_with_grade_and_signed_reasons(experiment
 def test_reasons_name_the_columns_and_values(experiment, leads_frame) -> None:
     batch = score_frame(leads_frame, experiment.bundle)
     text = " ".join(r for reasons in batch.reasons for r in reasons)
-    assert "minutes_on_site = " in text
+    assert "minutes on site" in text and "minutes_on_site" not in text
     assert "source is Referral" in text
 
 
@@ -39,12 +39,13 @@ def test_grades_cover_the_scale_by_fit_percentiles(experiment, leads_frame) -> N
     assert to_grade(np.array([0.9, 0.5, 0.1]), [0.8, 0.6, 0.4, 0.2]) == ["A", "C", "F"]
 
 
-def test_no_fit_columns_means_no_grade(leads_frame) -> None:
+def test_no_fit_columns_means_grades_from_the_score_percentile(leads_frame) -> None:
     exp = run_experiment(leads_frame, TrainOptions(label="converted", id_column="lead_id",
                                                    drop=("status_after_call",)), seed=2)
-    assert exp.bundle.fit is None
-    assert score(_row(leads_frame, 0), exp.bundle).grade is None
-    assert set(score_frame(leads_frame.head(20), exp.bundle).grades) == {None}
+    assert exp.bundle.fit is None and exp.bundle.grade_source == "score"
+    batch = score_frame(leads_frame, exp.bundle)
+    assert set(batch.grades) == {"A", "B", "C", "D", "F"}
+    assert score(_row(leads_frame, 0), exp.bundle).grade == batch.grades[0]
 
 
 def test_percentile_mode_ranks_against_training_scores(experiment, leads_frame) -> None:
@@ -72,7 +73,7 @@ def test_top_contributions_pick_three_each_way_above_the_noise_floor() -> None:
 def test_scorer_serves_rules_until_enough_outcomes(experiment, leads_frame) -> None:
     cold = Scorer(None)
     s = cold.score({"demo_requests_30d": 1})
-    assert cold.using_rules and s.model_version == f"rules:{COLD_START_RULES.name}" and s.grade is None
+    assert cold.using_rules and s.model_version == f"rules:{COLD_START_RULES.name}" and s.grade == "C"
     assert s.value == 50 and s.reasons == ("+ requested a demo",)
     # The fixture has 600 labelled leads with ~200 conversions: above the default 500/50.
     assert not Scorer(experiment.bundle).using_rules

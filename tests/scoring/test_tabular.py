@@ -86,7 +86,8 @@ def test_describe_value_reads_like_a_sentence() -> None:
                           "Opt In": ["Yes", "No"] * 10})
     pre = Preprocessor.fit(frame)
     X = pre.transform(pd.DataFrame({"Lead Origin": ["Lead Add Form"], "Visits": [1532], "Opt In": ["Yes"]}))
-    assert pre.describe_value(0, X[0, 0]) == "Lead Origin is Lead Add Form"
-    assert pre.describe_value(1, X[0, 1]) == "Visits = 1,532"
-    assert pre.describe_value(2, X[0, 2]) == "Opt In is Yes"
-    assert pre.describe_value(0, float("nan")) == "Lead Origin is missing"
+    assert pre.describe_value(0, X[0, 0]) == "lead origin is Lead Add Form"
+    assert pre.describe_value(1, X[0, 1]) == "1,532 visits"
+    assert pre.describe_value(2, X[0, 2]) == "opt in is yes"
+    assert pre.describe_value(0, float("nan")) == "lead origin unknown"
+    assert pre.describe_value(1, X[0, 1], label="Time on site (seconds)") == "26 minutes on the site"
