@@ -287,6 +287,10 @@ class CrmConnector(Protocol):
         """(bucket, requests, window seconds) every process calling this CRM account shares, or None."""
         ...
 
+    def discover_properties(self, object_type: str, sample: int = 200) -> list[PropertyInfo]:
+        """Every property/field of one object, with fill counts across its newest `sample` records."""
+        ...
+
 
 def tier_of(score: int | None) -> str | None:
     """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
