@@ -573,7 +573,8 @@ def _property_info(object_type: str, prop: Any) -> PropertyInfo:
     return PropertyInfo(
         crm="hubspot", object_type=object_type, name=str(prop.name), label=str(prop.label or prop.name),
         crm_type=str(prop.type), field_type=str(prop.field_type or ""), custom=not prop.hubspot_defined,
-        read_only=bool(meta.read_only_value) if meta is not None else False, calculated=bool(prop.calculated),
+        read_only=bool(meta.read_only_value) if meta is not None else False,
+        calculated=bool(prop.calculated or prop.calculation_formula),
         unique=bool(prop.has_unique_value), options=len([o for o in prop.options or [] if not o.hidden]),
         references=str(prop.referenced_object_type or ""))
 
