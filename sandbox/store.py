@@ -823,6 +823,7 @@ class SandboxStore:
                 raise SalesforceRecordError("DUPLICATE_DEVELOPER_NAME",
                                             f"There is already a field named {name} on {sobject}.", [name])
             fdef = schema._sf_field(name, type_, label, length=length, precision=precision, scale=scale, custom=True)
+            fdef["defaultedOnCreate"] = type_ == "boolean"  # a checkbox starts unchecked
             if picklist:
                 fdef["picklistValues"] = [dict(v) for v in picklist]
                 fdef["restrictedPicklist"] = restricted
