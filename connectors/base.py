@@ -6,8 +6,9 @@ records onto core.records types, so nothing outside connectors/ ever sees a vend
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -125,6 +126,69 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class PropertyInfo:
+    """One CRM property (HubSpot) or field (Salesforce) as discovery shows it, with what a sample of records held.
+
+    `crm_type` is the vendor's own type (HubSpot `type`, Salesforce describe `type`), `field_type` its display
+    hint (HubSpot `fieldType`, Salesforce `soapType`); `references` names what an id or lookup points to
+    (Salesforce `referenceTo`, HubSpot `referencedObjectType`, e.g. OWNER). The sample counts are zero until
+    `with_sample` fills them.
+    """
+
+    crm: str
+    object_type: str
+    name: str
+    label: str
+    crm_type: str
+    field_type: str = ""
+    custom: bool = False
+    read_only: bool = False
+    calculated: bool = False
+    unique: bool = False
+    options: int = 0  # enumeration options / active picklist values
+    references: str = ""
+    sampled: int = 0  # records in the sample
+    filled: int = 0  # of them, records with a value
+    distinct: int = 0  # distinct values among the filled ones
+    numeric: int = 0  # filled values that read as numbers
+    multiword: int = 0  # filled values with a space in them (free text rather than codes)
+
+    @property
+    def fill_rate(self) -> float | None:
+        """Share of sampled records with a value (None when no record was sampled)."""
+        return self.filled / self.sampled if self.sampled else None
+
+
+def is_blank(value: Any) -> bool:
+    """True for a value that says nothing: None, or an empty or all-space string."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def with_sample(info: PropertyInfo, values: Sequence[Any]) -> PropertyInfo:
+    """`info` with the counts of one property's values across a sample of records (one value per record)."""
+    filled = [v for v in values if not is_blank(v)]
+    texts = [str(v).strip() for v in filled]
+    return replace(info, sampled=len(values), filled=len(filled), distinct=len(set(texts)),
+                   numeric=sum(1 for v in filled if _reads_as_number(v)),
+                   multiword=sum(1 for t in texts if " " in t))
+
+
+def sampled_properties(infos: Sequence[PropertyInfo], records: Sequence[Mapping[str, Any]],
+                       names: set[str]) -> list[PropertyInfo]:
+    """Each property with its sample counts across `records`; properties not in `names` were not read, as is."""
+    return [with_sample(p, [r.get(p.name) for r in records]) if p.name in names else p for p in infos]
+
+
+def _reads_as_number(value: Any) -> bool:
+    if isinstance(value, bool):  # a Salesforce checkbox is a bool, and a bool is an int
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
 class WriteResult:
     """Outcome of a batch write: ids written, and ids refused with the vendor's reason."""
 
@@ -221,6 +285,10 @@ class CrmConnector(Protocol):
 
     def rate_limit(self, settings: Settings) -> tuple[str, int, float] | None:
         """(bucket, requests, window seconds) every process calling this CRM account shares, or None."""
+        ...
+
+    def discover_properties(self, object_type: str, sample: int = 200) -> list[PropertyInfo]:
+        """Every property/field of one object, with fill counts across its newest `sample` records."""
         ...
 
 

@@ -165,6 +165,19 @@ def remove_webhook_target(target_id: str) -> Response:
     return Response(status=204)
 
 
+@bp.route("/webhooks/<target_id>/subscriptions", methods=["PUT"])
+def set_webhook_subscriptions(target_id: str) -> Response:
+    """Set a HubSpot target's propertyChange subscriptions from a webhooks.json `subscriptions` object.
+
+    HubSpot sends a property's changes only while the app subscribes to that property; the object types the
+    body names get exactly the active subscriptions it lists.
+    """
+    target = current_sandbox().webhooks.set_subscriptions(target_id, _body())
+    if target is None:
+        return _bad(f"no webhook target {target_id}", 404)
+    return _ok(target.public())
+
+
 @bp.route("/webhooks/deliveries", methods=["GET"])
 def list_deliveries() -> Response:
     """Delivery attempts (status, attempt number, count, timing)."""

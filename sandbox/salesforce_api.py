@@ -396,7 +396,21 @@ def collection_create(ver: str) -> Response:
 
 # ---------------------------------------------------------------------------------------------- Tooling API
 _TOOLING_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textarea", "TextArea": "textarea",
-                  "DateTime": "datetime", "Date": "date", "Checkbox": "boolean", "Picklist": "picklist"}
+                  "DateTime": "datetime", "Date": "date", "Checkbox": "boolean", "Picklist": "picklist",
+                  "Currency": "currency", "Percent": "percent", "Email": "email", "Phone": "phone", "Url": "url"}
+_TOOLING_LENGTHS = {"textarea": 32768, "email": 80, "phone": 40, "url": 255, "picklist": 255}
+
+
+def _picklist(meta: dict[str, Any]) -> tuple[list[dict[str, Any]], bool] | None:
+    """A Picklist's values from Metadata.valueSet.valueSetDefinition.value[] (fullName, label, default)."""
+    value_set = meta.get("valueSet")
+    values = ((value_set or {}).get("valueSetDefinition") or {}).get("value") if isinstance(value_set, dict) else None
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, dict) and str(v.get("fullName") or "") for v in values):
+        return None
+    entries = [{"active": True, "defaultValue": bool(v.get("default")), "label": str(v.get("label") or v["fullName"]),
+                "validFor": None, "value": str(v["fullName"])} for v in values]
+    return entries, bool(value_set.get("restricted"))
 
 
 @bp.route("/services/data/<ver>/tooling/sobjects/CustomField", methods=["POST"], strict_slashes=False)
@@ -414,13 +428,22 @@ def create_custom_field(ver: str) -> Response:
     if ftype is None:
         return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", f"Unsupported field type {meta.get('type')!r}; the sandbox "
                         f"knows {', '.join(sorted(_TOOLING_TYPES))}")
+    picklist: tuple[list[dict[str, Any]], bool] | None = None
+    if ftype == "picklist":
+        picklist = _picklist(meta)
+        if picklist is None:
+            return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", "Picklist: valueSet.valueSetDefinition.value must list "
+                            "at least one value, each with a fullName")
     try:
         fdef = current_sandbox().store.sf_add_field(
             sobject, field_name, ftype, str(meta.get("label") or field_name),
-            length=int(meta.get("length") or (32768 if ftype == "textarea" else 0)),
-            precision=int(meta.get("precision") or 0), scale=int(meta.get("scale") or 0))
+            length=int(meta.get("length") or _TOOLING_LENGTHS.get(ftype, 0)),
+            precision=int(meta.get("precision") or 0), scale=int(meta.get("scale") or 0),
+            picklist=picklist[0] if picklist else None, restricted=picklist[1] if picklist else False)
     except SalesforceRecordError as exc:
         return sf_error(400, exc.status_code, exc.message, exc.fields)
+    except (TypeError, ValueError):
+        return sf_error(400, "FIELD_INTEGRITY_EXCEPTION", "length, precision and scale must be whole numbers")
     field_id = sf_id18("00N" + "Sb" + secrets.token_hex(5).upper())
     del fdef
     return _json({"id": field_id, "success": True, "errors": [], "warnings": [], "infos": []}, 201)

@@ -62,9 +62,25 @@ DEAL_STAGES = [
 ]
 
 
+# The fieldTypes each property type accepts (HubSpot's properties guide, "Property type and fieldType values").
+HS_FIELD_TYPES_OF = {
+    "bool": ("booleancheckbox",),
+    "enumeration": ("booleancheckbox", "checkbox", "radio", "select", "calculation_equation"),
+    "date": ("date",),
+    "datetime": ("date",),
+    "string": ("file", "text", "textarea", "calculation_equation", "html", "phonenumber"),
+    "number": ("number", "calculation_equation"),
+}
+
+# HubSpot stamps its own properties with the portal's creation; the sandbox uses one fixed date.
+HS_BUILTIN_STAMP = "2019-08-06T02:41:52.230Z"
+
+
 def _hs_prop(name: str, label: str, type_: str, field_type: str, group: str, options: list[str] | None = None,
              read_only: bool = False) -> dict[str, Any]:
     return {
+        "updatedAt": HS_BUILTIN_STAMP,
+        "createdAt": HS_BUILTIN_STAMP,
         "name": name,
         "label": label,
         "type": type_,
@@ -82,6 +98,7 @@ def _hs_prop(name: str, label: str, type_: str, field_type: str, group: str, opt
         "hubspotDefined": True,
         "formField": False,
         "modificationMetadata": {"archivable": False, "readOnlyDefinition": True, "readOnlyValue": read_only},
+        "archived": False,
     }
 
 
@@ -129,6 +146,12 @@ def hubspot_builtin_properties() -> dict[str, dict[str, dict[str, Any]]]:
     out["contacts"]["lifecyclestage"] = _hs_prop(
         "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "contactinformation", LIFECYCLE_STAGES
     )
+    # The owner is an enumeration whose options are the account's users (externalOptions), naming an OWNER.
+    for otype in ("contacts", "companies", "deals"):
+        owner = _hs_prop("hubspot_owner_id", f"{HS_SINGULAR[otype].title()} owner", "enumeration", "select",
+                         group[otype])
+        owner.update({"externalOptions": True, "referencedObjectType": "OWNER"})
+        out[otype]["hubspot_owner_id"] = owner
     out["companies"]["lifecyclestage"] = _hs_prop(
         "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "companyinformation", LIFECYCLE_STAGES
     )
@@ -167,7 +190,37 @@ def _sf_field(name: str, type_: str, label: str, *, updateable: bool = True, nil
         "relationshipName": relationship,
         "soapType": soap.get(type_, "xsd:string"),
         "picklistValues": [],
+        "restrictedPicklist": False,
+        "calculated": False,
+        "calculatedFormula": None,
+        "autoNumber": False,
+        "unique": False,
+        "externalId": False,
+        "idLookup": type_ in ("id", "email") or name == "Name",
+        "nameField": name == "Name",
+        "defaultedOnCreate": False,
+        "filterable": type_ != "textarea",
+        "sortable": type_ != "textarea",
     }
+
+
+def sf_picklist_values(values: list[str], default: str | None = None) -> list[dict[str, Any]]:
+    """Picklist entries as describe shows them."""
+    return [{"active": True, "defaultValue": v == default, "label": v, "validFor": None, "value": v} for v in values]
+
+
+# Standard picklists of a new org (Setup shows the same values); none is restricted, as in Salesforce.
+SF_PICKLISTS = {
+    "Industry": ["Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
+                 "Consulting", "Education", "Electronics", "Energy", "Engineering", "Entertainment", "Environmental",
+                 "Finance", "Food & Beverage", "Government", "Healthcare", "Hospitality", "Insurance", "Machinery",
+                 "Manufacturing", "Media", "Not For Profit", "Other", "Recreation", "Retail", "Shipping",
+                 "Technology", "Telecommunications", "Transportation", "Utilities"],
+    "LeadSource": ["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"],
+    "Status": ["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"],
+    "StageName": ["Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
+                  "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost"],
+}
 
 
 def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
@@ -239,6 +292,11 @@ def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
     for fdef in lead:
         if fdef["name"] == "Status":
             fdef["defaultedOnCreate"] = True  # "Open - Not Contacted" unless given
+    for fdef in lead + contact + account + opportunity:
+        if fdef["type"] == "picklist":
+            values = SF_PICKLISTS[fdef["name"]]
+            fdef["picklistValues"] = sf_picklist_values(
+                values, "Open - Not Contacted" if fdef["name"] == "Status" else None)
     return {
         name: {f["name"]: f for f in fields}
         for name, fields in (("Lead", lead), ("Contact", contact), ("Account", account), ("Opportunity", opportunity),

@@ -537,6 +537,21 @@ class SandboxStore:
                                          "booleancheckbox", "calculation_equation", "html", "phonenumber"):
                 raise HubSpotValidationError(f"Unknown fieldType '{body['fieldType']}'", [],
                                              {"fieldType": [str(body["fieldType"])]})
+            allowed = schema.HS_FIELD_TYPES_OF[body["type"]]
+            if body["fieldType"] not in allowed:
+                raise HubSpotValidationError(
+                    f"fieldType '{body['fieldType']}' is not valid for a property of type '{body['type']}'; use one of "
+                    f"{', '.join(allowed)}", [], {"fieldType": [str(body["fieldType"])]})
+            if body["fieldType"] == "calculation_equation":
+                # HubSpot evaluates the formula on every record; the sandbox cannot, so it refuses to pretend.
+                raise HubSpotValidationError("The sandbox CRM does not evaluate calculation properties "
+                                             "(fieldType calculation_equation).", [], {"fieldType": ["calculation_equation"]})
+            options = body.get("options") or []
+            if not isinstance(options, list) or not all(
+                    isinstance(o, dict) and isinstance(o.get("label"), str) and isinstance(o.get("value"), str)
+                    for o in options):
+                raise HubSpotValidationError("Invalid input JSON: options must be a list of {label, value} objects",
+                                             [], {"options": ["invalid"]})
             if body["groupName"] not in self.hs_groups[otype]:
                 raise HubSpotValidationError(f"Property group '{body['groupName']}' does not exist.", [],
                                              {"groupName": [str(body["groupName"])]})
@@ -545,7 +560,7 @@ class SandboxStore:
                 "name": name, "label": body["label"], "type": body["type"], "fieldType": body["fieldType"],
                 "groupName": body["groupName"], "description": body.get("description") or "",
                 "options": [dict({"hidden": False, "description": "", "displayOrder": i}, **o)
-                            for i, o in enumerate(body.get("options") or [])],
+                            for i, o in enumerate(options)],
                 "displayOrder": body.get("displayOrder", -1), "calculated": False, "externalOptions": False,
                 "hasUniqueValue": bool(body.get("hasUniqueValue", False)), "hidden": bool(body.get("hidden", False)),
                 "hubspotDefined": False, "formField": bool(body.get("formField", False)),
@@ -662,6 +677,10 @@ class SandboxStore:
                         raise SalesforceRecordError("NUMBER_OUTSIDE_VALID_RANGE",
                                                     f"{fdef['label']}: value outside of valid range on numeric field: "
                                                     f"{value}", [fname])
+            elif ftype == "picklist" and fdef.get("restrictedPicklist") and str(value) not in {
+                    v["value"] for v in fdef["picklistValues"] if v.get("active")}:
+                raise SalesforceRecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                                            f"{fdef['label']}: bad value for restricted picklist field: {value}", [fname])
             elif ftype == "boolean":
                 if not isinstance(value, bool):
                     raise SalesforceRecordError("INVALID_TYPE_ON_FIELD_IN_RECORD",
@@ -794,8 +813,9 @@ class SandboxStore:
             return dict(rec) if rec is not None else None
 
     def sf_add_field(self, sobject: str, name: str, type_: str, label: str, *, length: int = 0, precision: int = 0,
-                     scale: int = 0) -> dict[str, Any]:
-        """Add a custom field to an sObject (what a Tooling/Metadata API deploy does)."""
+                     scale: int = 0, picklist: list[dict[str, Any]] | None = None,
+                     restricted: bool = False) -> dict[str, Any]:
+        """Add a custom field to an sObject (what a Tooling/Metadata API deploy does); `picklist` as describe shows it."""
         with self.lock:
             if not name.endswith("__c"):
                 raise SalesforceRecordError("INVALID_FIELD", f"Custom field names must end with __c: {name}", [name])
@@ -803,6 +823,10 @@ class SandboxStore:
                 raise SalesforceRecordError("DUPLICATE_DEVELOPER_NAME",
                                             f"There is already a field named {name} on {sobject}.", [name])
             fdef = schema._sf_field(name, type_, label, length=length, precision=precision, scale=scale, custom=True)
+            fdef["defaultedOnCreate"] = type_ == "boolean"  # a checkbox starts unchecked
+            if picklist:
+                fdef["picklistValues"] = [dict(v) for v in picklist]
+                fdef["restrictedPicklist"] = restricted
             self.sf_fields[sobject][name] = fdef
             default = False if type_ == "boolean" else None
             for rec in self.sf_records[sobject].values():

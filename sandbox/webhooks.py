@@ -49,6 +49,8 @@ class Target:
     app_id: int = 54321
     object_types: list[str] = field(default_factory=lambda: ["contacts", "companies", "deals"])
     properties: list[str] | None = None  # hubspot: propertyChange subscriptions (None: every property)
+    # hubspot: propertyChange subscriptions per object type (contacts -> [names]); wins over `properties`
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)
     include_v1: bool = True
     organization_id: str = ""
     objects: dict[str, list[str]] = field(default_factory=dict)  # salesforce: sObject -> fields to send
@@ -73,6 +75,13 @@ class Target:
             if bad:
                 raise TargetSpecError(f"unknown HubSpot object types: {bad}")
             self.object_types = [schema.HS_TYPE_ALIASES[t] for t in self.object_types]
+            if not isinstance(self.subscriptions, dict) or not all(
+                    isinstance(v, list) and all(isinstance(p, str) for p in v) for v in self.subscriptions.values()):
+                raise TargetSpecError("subscriptions must map object types to lists of property names")
+            bad = [t for t in self.subscriptions if schema.HS_TYPE_ALIASES.get(str(t).lower()) is None]
+            if bad:
+                raise TargetSpecError(f"unknown HubSpot object types in subscriptions: {bad}")
+            self.subscriptions = {schema.HS_TYPE_ALIASES[t.lower()]: list(v) for t, v in self.subscriptions.items()}
         else:
             if not self.objects:
                 raise TargetSpecError("objects ({sObject: [fields]}) is required for Salesforce targets")
@@ -83,11 +92,55 @@ class Target:
             if not self.organization_id:
                 raise TargetSpecError("organization_id is required for Salesforce targets")
 
+    def subscribed(self, object_type: str, name: str) -> bool:
+        """Whether a change of property `name` on `object_type` is sent (HubSpot: one subscription per property)."""
+        names = self.subscriptions.get(object_type, self.properties)
+        return names is None or name in names
+
     def public(self) -> dict[str, Any]:
         """Describe the target without its secret."""
         out = {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k != "client_secret"}
         out["has_secret"] = bool(self.client_secret)
         return out
+
+
+def property_subscriptions(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    """object type -> subscribed property names, from HubSpot's webhooks.json `subscriptions` object.
+
+    Reads `legacyCrmObjects` ({subscriptionType: "contact.propertyChange", propertyName, active}) and
+    `crmObjects` ({subscriptionType: "object.propertyChange", objectName|objectType: "contact", propertyName,
+    active}); inactive entries subscribe nothing, and other subscription types are left as they are.
+    """
+    if isinstance(spec.get("subscriptions"), Mapping):
+        spec = spec["subscriptions"]  # the whole webhooks.json config, not only its subscriptions
+    unknown = set(spec) - {"legacyCrmObjects", "crmObjects", "hubEvents"}
+    if unknown:
+        raise TargetSpecError(f"unknown subscription group(s): {', '.join(sorted(unknown))}; use legacyCrmObjects "
+                              "or crmObjects")
+    out: dict[str, list[str]] = {}
+    for group in ("legacyCrmObjects", "crmObjects"):
+        items = spec.get(group, [])
+        if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+            raise TargetSpecError(f"{group} must be a list of objects")
+        for item in items:
+            kind = str(item.get("subscriptionType", ""))
+            if not kind.endswith(".propertyChange"):
+                continue
+            singular = kind.split(".")[0] if group == "legacyCrmObjects" else str(
+                item.get("objectName") or item.get("objectType") or "")
+            otype = schema.HS_TYPE_ALIASES.get(singular.lower())
+            if otype is None:
+                raise TargetSpecError(f"{group}: unknown object in {dict(item)}")
+            name = item.get("propertyName")
+            if not isinstance(name, str) or not name:
+                raise TargetSpecError(f"{group}: a propertyChange subscription needs a propertyName: {dict(item)}")
+            active = item.get("active", True)
+            if not isinstance(active, bool):
+                raise TargetSpecError(f"{group}: active must be true or false: {dict(item)}")
+            names = out.setdefault(otype, [])
+            if active and name not in names:
+                names.append(name)
+    return out
 
 
 @dataclass
@@ -141,6 +194,21 @@ class WebhookDispatcher:
             self._retries = [b for b in self._retries if b.target.id != target_id]
             return self._targets.pop(target_id, None) is not None
 
+    def set_subscriptions(self, target_id: str, spec: Mapping[str, Any]) -> Target | None:
+        """Replace a HubSpot target's propertyChange subscriptions from a webhooks.json `subscriptions` object.
+
+        Only the object types the spec names change; None when there is no such target. Raises TargetSpecError.
+        """
+        wanted = property_subscriptions(spec)
+        with self._lock:
+            target = self._targets.get(target_id)
+            if target is None:
+                return None
+            if target.kind != "hubspot":
+                raise TargetSpecError("only HubSpot targets have property subscriptions")
+            target.subscriptions.update(wanted)
+            return target
+
     def targets(self) -> list[dict[str, Any]]:
         """Describe the registered targets."""
         with self._lock:
@@ -193,7 +261,7 @@ class WebhookDispatcher:
         if change.kind == "property_change":
             out = []
             for name, value in change.properties.items():
-                if target.properties is not None and name not in target.properties:
+                if not target.subscribed(change.object_type, name):
                     continue
                 event = base("propertyChange", change.object_id, change.object_type)
                 event["propertyName"] = name

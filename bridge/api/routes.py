@@ -10,6 +10,7 @@ from bridge import security
 from services import Conflict, NotFound
 from services import alerts as alert_ops
 from services import dead_letters as dead_letter_ops
+from services import field_discovery as discovery_ops
 from services import deliveries as delivery_ops
 from services import leads as lead_ops
 from services import mappings as mapping_ops
@@ -28,7 +29,8 @@ from tasks.config import QUEUES
 
 def _errors(*codes: int) -> dict[int, tuple[Any, str]]:
     text = {400: "invalid input", 401: "no valid API token", 403: "needs the admin role", 404: "not found",
-            409: "conflicts with the current state", 413: "body too large", 415: "body is not JSON"}
+            409: "conflicts with the current state", 413: "body too large", 415: "body is not JSON",
+            502: "the CRM refused the call or could not be reached"}
     return {code: (s.Error, text[code]) for code in codes}
 
 
@@ -252,6 +254,20 @@ def test_write(body: s.TrialWrite) -> ResponseReturnValue:
         result = mapping_ops.trial_write(session, services().settings, services().redis, _actor(),
                                          crm=body.crm, record_id=body.record_id, object_type=body.object_type)
     return s.TrialWriteOut.model_validate(result.__dict__), 200
+
+
+# --- field discovery --------------------------------------------------------------------------------
+
+
+@endpoint("/fields/discover/<crm>", "GET", summary="Discover CRM fields", tag="fields",
+          query=s.FieldDiscoveryQuery, path_params={"crm": {"type": "string", "enum": ["hubspot", "salesforce"]}},
+          responses={200: (s.FieldDiscovery, "the objects' properties with fill rates and suggested kinds"), **READ,
+                     **_errors(404, 409, 502)})
+def discover_fields(crm: str, query: s.FieldDiscoveryQuery) -> ResponseReturnValue:
+    """List the CRM's properties through its API, sample the newest records, and suggest a feature kind for each."""
+    svc = services()
+    report = discovery_ops.discover(svc.settings, crm, query.object, query.sample, redis_client=svc.redis)
+    return s.FieldDiscovery.model_validate(report.as_dict()), 200
 
 
 # --- alert rules ------------------------------------------------------------------------------------

@@ -385,6 +385,48 @@ class TestAlertOut(Out):
     error: str | None
 
 
+# --- field discovery --------------------------------------------------------------------------------
+
+
+class FieldDiscoveryQuery(Body):
+    """Which objects to describe and how many of their newest records to sample."""
+
+    object: list[Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]] = Field(
+        default_factory=list, max_length=5,
+        description="object types (default contacts for HubSpot, Lead and Contact for Salesforce)")
+    sample: int = Field(200, ge=0, le=1000, description="newest records read to measure fill rates")
+
+
+class DiscoveredFieldOut(Out):
+    """One CRM property, how often the sample fills it, and the feature kind it could become."""
+
+    crm: str
+    object_type: str
+    name: str
+    label: str
+    type: str = Field(description="the CRM's own type (HubSpot type, Salesforce describe type)")
+    field_type: str
+    custom: bool
+    read_only: bool
+    calculated: bool
+    options: int
+    sampled: int
+    filled: int
+    distinct: int
+    fill_rate: float | None
+    suggested_kind: Literal["numeric", "categorical", "boolean", "date", "text", "skip"]
+    reason: str
+
+
+class FieldDiscovery(Out):
+    """Every property of the objects described."""
+
+    crm: str
+    objects: list[str]
+    sample: int
+    fields: list[DiscoveredFieldOut]
+
+
 # --- leads ------------------------------------------------------------------------------------------
 
 

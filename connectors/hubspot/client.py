@@ -22,8 +22,9 @@ from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
 
 from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
-                             LeadWithAccount, PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
-                             comparable_values, mapped_fields, reasons_text, same_field_value)
+                             LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
+                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
+                             same_field_value, sampled_properties)
 from connectors.hubspot.fields import SCORE_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
@@ -354,6 +355,27 @@ class HubSpotConnector(CallPolicy):
             after = nxt.after
         return out
 
+    # ------------------------------------------------------------------ discovery
+    def list_properties(self, object_type: str = "contacts") -> list[PropertyInfo]:
+        """Every visible property of a HubSpot object (GET /crm/v3/properties/{object}), HubSpot's and custom ones."""
+        resp = self._call(f"list {object_type} properties",
+                          lambda: self._properties.core_api.get_all(object_type, archived=False))
+        return [_property_info(object_type, p) for p in resp.results or [] if not p.hidden]
+
+    def sample_records(self, object_type: str, properties: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The newest `limit` records of an object (by createdate), with the values of `properties`."""
+        if object_type not in ("contacts", "companies", "deals") or limit <= 0:
+            return []
+        found = self._search(object_type, [], list(properties), limit,
+                             [{"propertyName": "createdate", "direction": "DESCENDING"}])
+        return [dict(obj.properties or {}) for obj in found]
+
+    def discover_properties(self, object_type: str = "contacts", sample: int = 200) -> list[PropertyInfo]:
+        """The object's properties with their fill rate across the newest `sample` records."""
+        infos = self.list_properties(object_type)
+        records = self.sample_records(object_type, [p.name for p in infos], sample)
+        return sampled_properties(infos, records, {p.name for p in infos})
+
     # ------------------------------------------------------------------ outcomes
     def deal_stage_outcomes(self) -> dict[str, bool]:
         """Closed deal stage ids -> won? Read from the pipelines (probability 1.0 won, closed otherwise lost)."""
@@ -543,6 +565,18 @@ class HubSpotConnector(CallPolicy):
     def is_account_id(self, record_id: str) -> bool:
         """Every HubSpot company id names a company."""
         return True
+
+
+def _property_info(object_type: str, prop: Any) -> PropertyInfo:
+    """Our PropertyInfo for one SDK Property (HubSpot's own have hubspotDefined true; custom ones false or none)."""
+    meta = prop.modification_metadata
+    return PropertyInfo(
+        crm="hubspot", object_type=object_type, name=str(prop.name), label=str(prop.label or prop.name),
+        crm_type=str(prop.type), field_type=str(prop.field_type or ""), custom=not prop.hubspot_defined,
+        read_only=bool(meta.read_only_value) if meta is not None else False,
+        calculated=bool(prop.calculated or prop.calculation_formula),
+        unique=bool(prop.has_unique_value), options=len([o for o in prop.options or [] if not o.hidden]),
+        references=str(prop.referenced_object_type or ""))
 
 
 def _lead_of(contact_id: str, p: Mapping[str, Any], account: Account | None) -> Lead:

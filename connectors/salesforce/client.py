@@ -20,8 +20,9 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
-                             LeadWithAccount, PermanentConnectorError, ProvisionReport, TransientConnectorError, WriteResult,
-                             comparable_values, mapped_fields, reasons_text, same_field_value)
+                             LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
+                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
+                             same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce.fields import SCORE_FIELD_NAMES
@@ -49,6 +50,8 @@ _FIELD_META: dict[str, dict[str, Any]] = {
                       "description": "Model that produced the score"},
     "scored_at": {"type": "DateTime", "label": "Leadbridge Scored At", "description": "When the score was computed"},
 }
+_API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
+_UNSAMPLED_TYPES = frozenset({"address", "location", "base64"})
 _DESCRIBE_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textarea", "DateTime": "datetime"}
 
 
@@ -292,6 +295,33 @@ class SalesforceConnector(CallPolicy):
         return ProvisionReport(tuple(created), tuple(n for n in after.existing if n not in created), after.missing,
                                after.problems)
 
+    # ------------------------------------------------------------------ discovery
+    def list_properties(self, object_type: str = "Lead") -> list[PropertyInfo]:
+        """Every field of an sObject (GET sobjects/{object}/describe), standard and custom (__c) ones."""
+        if not _API_NAME.fullmatch(object_type):
+            raise PermanentConnectorError(f"{object_type!r} is not an sObject API name", vendor="salesforce",
+                                          status=404, code="NOT_FOUND")
+        desc = self._call(f"describe {object_type}", lambda sf: getattr(sf, object_type).describe())
+        return [_field_info(object_type, f) for f in desc.get("fields", [])]
+
+    def sample_records(self, object_type: str, fields: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The newest `limit` records of an sObject (ORDER BY CreatedDate DESC), with the values of `fields`."""
+        if limit <= 0 or not fields:
+            return []
+        if not _API_NAME.fullmatch(object_type) or not all(_API_NAME.fullmatch(f) for f in fields):
+            raise ValueError("sObject and field names must be plain API names")
+        soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {object_type} ORDER BY CreatedDate DESC LIMIT {int(limit)}"
+        return [{k: v for k, v in rec.items() if k != "attributes"}
+                for rec in self.query_all(soql, f"sample {object_type}")]
+
+    def discover_properties(self, object_type: str = "Lead", sample: int = 200) -> list[PropertyInfo]:
+        """The sObject's fields with their fill rate across the newest `sample` records."""
+        infos = self.list_properties(object_type)
+        # Compound (address, location) and base64 fields cannot be read many records at a time.
+        names = [p.name for p in infos if p.crm_type not in _UNSAMPLED_TYPES]
+        records = self.sample_records(object_type, names, sample)
+        return sampled_properties(infos, records, set(names) if sample > 0 else set())
+
     # ------------------------------------------------------------------ reads
     def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
         """Read Leads (00Q) and Contacts (003) by id with their account; unknown ids are left out."""
@@ -439,6 +469,17 @@ class SalesforceConnector(CallPolicy):
     def is_account_id(self, record_id: str) -> bool:
         """Whether `record_id` is an Account's (key prefix 001)."""
         return str(record_id).startswith("001")
+
+
+def _field_info(sobject: str, f: Mapping[str, Any]) -> PropertyInfo:
+    """Our PropertyInfo for one field of a describe (formula, roll-up and auto-number fields count as calculated)."""
+    return PropertyInfo(
+        crm="salesforce", object_type=sobject, name=str(f["name"]), label=str(f.get("label") or f["name"]),
+        crm_type=str(f.get("type") or ""), field_type=str(f.get("soapType") or ""), custom=bool(f.get("custom")),
+        read_only=not f.get("updateable", False),
+        calculated=bool(f.get("calculated") or f.get("calculatedFormula") or f.get("autoNumber")),
+        unique=bool(f.get("unique")), options=sum(1 for v in f.get("picklistValues") or [] if v.get("active", True)),
+        references=",".join(str(r) for r in f.get("referenceTo") or []))
 
 
 def check_credentials(settings: Settings) -> tuple[bool | None, str]:
