@@ -160,8 +160,9 @@ def property_of(column: str, series: pd.Series, taken: set[str]) -> Column:
         return Column(column, name, kind, "bool", "booleancheckbox", ["true", "false"])
     if kind == "date":
         return Column(column, name, kind, "datetime", "date")
-    if kind == "categorical":
-        values = sorted({str(v).strip() for v in series.dropna() if str(v).strip()})
+    values = sorted({str(v).strip() for v in series.dropna() if str(v).strip()})
+    # HubSpot reads ";" in an enumeration value as a multi-select list: such columns stay text properties.
+    if kind == "categorical" and not any(";" in v for v in values):
         return Column(column, name, kind, "enumeration", "select", values)
     return Column(column, name, kind, "string", "text")
 
@@ -453,6 +454,18 @@ def replay_live(crm: Crm, data: Dataset, rate: float, progress: Progress) -> dic
     return sent
 
 
+def flush_webhooks(stack: Stack, timeout: float = 1800) -> None:
+    """Wait until the sandbox has delivered every queued webhook (leadbridge acknowledged them)."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = requests.post(stack.sandbox + "/_sandbox/webhooks/flush", params={"timeout": 60}, timeout=90).json()
+        if answer["drained"]:
+            return
+    raise ReplayError("the sandbox CRM could not deliver its webhooks to leadbridge")
+
+
 def score_writes(stack: Stack, since: float) -> dict[str, list[dict[str, Any]]]:
     """leadbridge's CRM writes since `since`, per contact: [{t, leadbridge_* values}] in time order."""
     import requests
@@ -602,6 +615,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     times = history_times(data, time.time(), rng)
                     ids, won = replay_history(crm, data, times, rng, progress)
                     task = progress.add_task("history: leadbridge ingesting webhooks", total=None)
+                    flush_webhooks(stack)
                     state = wait_drained(stack, 1800)
                     progress.update(task, total=1, completed=1)
             out.print(f"history: {len(ids):,} contacts ({won:,} won) replayed from "
