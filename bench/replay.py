@@ -12,16 +12,18 @@ columns bench/model.py drops left out). Any tabular CSV works: column kinds are 
    the held-out rows through `leadbridge score --csv` -> offline_auc; the logistic baseline on the
    same rows -> lr_auc.
 2. properties: each column becomes a custom contact property created through HubSpot's properties API
-   (internal name = slug of the column, label = the column, type/fieldType from its kind); then the
-   product's own schema commands: `leadbridge fields discover hubspot` and `leadbridge fields map`.
+   (internal name = slug of the column, label = the column, type/fieldType from its kind).
 3. history: the training rows become contacts (hubspot-api-client batch create), backdated in time
    order to before the label maturity window (the sandbox-only X-Sandbox-Time header); their outcomes
    arrive as CRM changes days later (lifecycle stage customer when won, "other" when not), also
    backdated. The sandbox sends its signed webhooks for all of it to leadbridge, which uses event time.
-4. train: `leadbridge backfill hubspot --no-writeback` (the records' history with their properties),
+4. schema: the product's own commands, as an admin connecting a CRM with history: `leadbridge fields
+   discover hubspot` (kinds suggested from the property types and a sample of records), then `leadbridge
+   fields map` for each of the CSV's properties it suggests (--fit columns as fit fields).
+5. train: `leadbridge backfill hubspot --no-writeback` (the records' history with their properties),
    `leadbridge train --from-events --promote` (labels with the maturity window, champion gate); when the
    gate keeps it, `leadbridge model promote` as an admin would, reported as gate_passed false.
-5. live: the held-out rows arrive as new contacts at `--rate` per second; leadbridge scores them from the
+6. live: the held-out rows arrive as new contacts at `--rate` per second; leadbridge scores them from the
    webhooks and writes score/grade/reasons to the CRM; they are read back through hubspot-api-client.
    lost = held-out contacts without a score from the promoted model within --timeout; p95_ms = creation
    in the sandbox -> the final score written to the CRM (the sandbox's own timestamps).
@@ -367,26 +369,30 @@ def contact_properties(data: Dataset, index: int) -> dict[str, str]:
 # ---- the product's schema commands ---------------------------------------------------------------
 
 
-def map_schema(stack: Stack, columns: Sequence[Column]) -> dict[str, Any]:
-    """`leadbridge fields discover hubspot`, then `leadbridge fields map` for each suggestion among our columns."""
+def map_schema(stack: Stack, columns: Sequence[Column], fit: Sequence[str]) -> dict[str, Any]:
+    """`leadbridge fields discover hubspot`, then `leadbridge fields map` for each of our columns it suggests.
+
+    The discovered kind is used (the admin's path); columns in `fit` are mapped as fit fields (grade model).
+    """
     probe = subprocess.run([sys.executable, "-m", "cli.main", "fields", "--help"], env=stack.env, cwd=REPO,
                            capture_output=True, text=True, timeout=120)
-    if probe.returncode != 0:
-        return {"status": "no `leadbridge fields` command in this build: built-in features only", "mapped": []}
+    if probe.returncode != 0 or "discover" not in probe.stdout or " map " not in f" {probe.stdout} ":
+        return {"status": "no `leadbridge fields discover|map` in this build: built-in features only", "mapped": []}
     found = json.loads(run_cli(stack, "fields", "discover", "hubspot", "--json").stdout)
-    suggestions = found.get("suggestions", found) if isinstance(found, dict) else found
-    ours = {c.name: c for c in columns}
-    mapped = []
-    for item in suggestions:
-        name = item.get("property")
-        if name not in ours or not item.get("kind"):
+    suggested = {f["name"]: f for f in found.get("fields", []) if f.get("object_type", "contacts") == "contacts"}
+    mapped, skipped = [], []
+    for col in columns:
+        item = suggested.get(col.name)
+        kind = (item or {}).get("suggested_kind")
+        if not kind or kind == "skip":
+            skipped.append({"property": col.name, "why": (item or {}).get("reason", "not discovered")})
             continue
-        argv = ["fields", "map", "hubspot", "contacts", name, "--kind", str(item["kind"])]
-        if item.get("fit"):
+        argv = ["fields", "map", "hubspot", "contacts", col.name, "--kind", kind, "--label", col.column]
+        if col.column in fit:
             argv.append("--fit")
         run_cli(stack, *argv)
-        mapped.append({"property": name, "kind": item["kind"], "fit": bool(item.get("fit"))})
-    return {"status": "mapped", "suggested": len(suggestions), "mapped": mapped}
+        mapped.append({"property": col.name, "kind": kind, "csv_kind": col.kind, "fit": col.column in fit})
+    return {"status": "mapped", "mapped": mapped, "skipped": skipped}
 
 
 # ---- history and live ----------------------------------------------------------------------------
@@ -466,11 +472,11 @@ def flush_webhooks(stack: Stack, timeout: float = 1800) -> None:
     raise ReplayError("the sandbox CRM could not deliver its webhooks to leadbridge")
 
 
-def score_writes(stack: Stack, since: float) -> dict[str, list[dict[str, Any]]]:
-    """leadbridge's CRM writes since `since`, per contact: [{t, leadbridge_* values}] in time order."""
+def score_writes(stack: Stack, since: float, prefix: str = "leadbridge_") -> dict[str, list[dict[str, Any]]]:
+    """leadbridge's contact writes since `since`, per contact: [{t, t_ns, leadbridge_* values}] in time order."""
     import requests
 
-    writes = requests.get(stack.sandbox + "/_sandbox/writes", params={"prefix": "leadbridge_", "since": since},
+    writes = requests.get(stack.sandbox + "/_sandbox/writes", params={"prefix": prefix, "since": since},
                           timeout=300).json()["writes"]
     grouped: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
     for w in writes:
@@ -478,30 +484,36 @@ def score_writes(stack: Stack, since: float) -> dict[str, list[dict[str, Any]]]:
             continue
         entry = grouped[(w["object_id"], w["t_ns"])]
         entry[w["property"]] = w["value"]
-        entry["t"] = w["t"]
+        entry.update(t=w["t"], t_ns=w["t_ns"])
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (oid, t_ns), entry in sorted(grouped.items(), key=lambda kv: kv[0][1]):
+    for (oid, _), entry in sorted(grouped.items(), key=lambda kv: kv[0][1]):
         out[oid].append(entry)
     return out
 
 
 def wait_scored(stack: Stack, sent: dict[str, tuple[int, float]], version: str, since: float, timeout: float,
                 progress: Progress) -> dict[str, list[dict[str, Any]]]:
-    """Wait until every held-out contact has a score from `version` and the writes have settled."""
+    """Wait until every held-out contact has a score from `version` and the writes have settled; all the writes."""
     task = progress.add_task("live: scored by the promoted model", total=len(sent))
     deadline = time.monotonic() + timeout
-    quiet_since, last_count = time.monotonic(), -1
+    quiet_since = time.monotonic()
+    done: set[str] = set()
+    cursor, seen = since, set[tuple[str, int]]()
     while True:
-        writes = score_writes(stack, since)
-        done = sum(1 for cid in sent if any(w.get("leadbridge_model_version") == version for w in writes.get(cid, ())))
-        progress.update(task, completed=done)
-        count = sum(len(v) for v in writes.values())
-        if count != last_count:
-            quiet_since, last_count = time.monotonic(), count
+        # Only the model-version writes, and only new ones: the poll must not load the sandbox it measures.
+        fresh = score_writes(stack, cursor, "leadbridge_model_version")
+        keys = {(cid, w["t_ns"]) for cid, ws in fresh.items() for w in ws}
+        if keys - seen:
+            quiet_since = time.monotonic()
+            cursor = max(w["t"] for ws in fresh.values() for w in ws)
+            seen |= keys
+        done |= {cid for cid, ws in fresh.items() if cid in sent
+                 and any(w.get("leadbridge_model_version") == version for w in ws)}
+        progress.update(task, completed=len(done))
         # Enrichment re-scores a contact once the CRM has been read: wait for the writes to settle too.
-        if (done == len(sent) and time.monotonic() - quiet_since >= 5.0) or time.monotonic() > deadline:
-            return writes
-        time.sleep(1.0)
+        if (len(done) == len(sent) and time.monotonic() - quiet_since >= 5.0) or time.monotonic() > deadline:
+            return score_writes(stack, since)
+        time.sleep(2.0)
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -567,6 +579,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--drop", nargs="*", default=None, help="columns to leave out (default: the X Education leaks)")
     p.add_argument("--join", nargs=2, metavar=("FILE", "COLUMN"), default=None,
                    help="left-join another CSV on COLUMN (e.g. accounts' firmographics)")
+    p.add_argument("--fit", nargs="*", default=None,
+                   help="columns that describe who the lead is: mapped as fit fields (they train the grade model)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of rows held out for the live part")
     p.add_argument("--seed", type=int, default=0, help="split seed (as `leadbridge train --seed`)")
     p.add_argument("--rate", type=float, default=50.0, help="held-out contacts created per second")
@@ -604,11 +618,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     timed(phases, "offline"):
                 off = offline(stack, data, work, args.seed)
             out.print(f"offline AUC {fmt(off['offline']['roc_auc'])}, logistic {fmt(off['logistic_regression']['roc_auc'])}")
-            with out.status("properties and the feature schema"), timed(phases, "schema"):
+            with out.status("properties"), timed(phases, "properties"):
                 crm.create_properties(data.columns)
-                schema = map_schema(stack, data.columns)
-            out.print(f"{sum(c.created for c in data.columns)} properties created; schema: {schema['status']}"
-                      + (f", {len(schema['mapped'])} mapped" if schema.get("mapped") else ""))
+            out.print(f"{sum(c.created for c in data.columns)} properties created, "
+                      f"{sum(not c.created for c in data.columns)} existing ones reused")
             columns = (TextColumn("{task.description:<42}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=out) as progress:
                 with timed(phases, "history"):
@@ -621,6 +634,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out.print(f"history: {len(ids):,} contacts ({won:,} won) replayed from "
                       f"{datetime.fromtimestamp(times.min(), UTC):%Y-%m-%d} to "
                       f"{datetime.fromtimestamp(times.max(), UTC):%Y-%m-%d}; inbox {state['counts']}")
+            with out.status("fields discover and map"), timed(phases, "schema"):
+                schema = map_schema(stack, data.columns, args.fit or ())
+            out.print(f"schema: {schema['status']}" + (f", {len(schema['mapped'])} mapped, "
+                                                      f"{len(schema['skipped'])} skipped" if schema["mapped"] else ""))
             with out.status("backfill hubspot (the records' history)"), timed(phases, "backfill"):
                 run_cli(stack, "backfill", "hubspot", "--no-writeback")
             with out.status("train --from-events (maturity window, champion gate)"), timed(phases, "train"):
