@@ -164,7 +164,7 @@ def test_sandbox_clock_header_backdates_records_and_their_webhook_events(sandbox
 
     _hubspot_target(sandbox, receiver.url, flush_seconds=0.05)
     auth = {"Authorization": f"Bearer {DEFAULT_HUBSPOT_TOKEN}"}
-    created_ms, won_ms = 1_600_000_000_000, 1_600_864_000_000
+    created_ms, won_ms = 1_600_000_000_000, 1_600_777_600_000
     made = requests.post(sandbox.base_url + "/crm/v3/objects/contacts/batch/create", timeout=5,
                          headers={**auth, "X-Sandbox-Time": str(created_ms)},
                          json={"inputs": [{"properties": {"email": "old@acme.io"}}]})
