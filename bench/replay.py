@@ -321,10 +321,11 @@ class Crm:
 
     def create_contacts(self, rows: list[dict[str, str]], at: float | None) -> list[tuple[str, float]]:
         """Create contacts (<= 100) in one batch call, backdated to `at` (epoch s) when given: [(id, created at)]."""
-        from hubspot.crm.contacts import BatchInputSimplePublicObjectInputForCreate, SimplePublicObjectInputForCreate
+        from hubspot.crm.contacts import (BatchInputSimplePublicObjectBatchInputForCreate,
+                                          SimplePublicObjectBatchInputForCreate)
 
-        body = BatchInputSimplePublicObjectInputForCreate(
-            inputs=[SimplePublicObjectInputForCreate(properties=r, associations=[]) for r in rows])
+        body = BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[SimplePublicObjectBatchInputForCreate(properties=r, associations=[]) for r in rows])
         headers = {CLOCK_HEADER: str(int(at * 1000))} if at is not None else {}
         result = self.call(self.contacts.batch_api.create, body, _headers=headers)
         # The batch answers in input order (HubSpot does not promise it; the sandbox does, and ids rise).
