@@ -14,12 +14,16 @@ from sandbox import schema
 from sandbox.control import retry_after_header
 from sandbox.current import current_sandbox
 from sandbox.ids import correlation_id, iso_ms
-from sandbox.store import HubSpotValidationError, SandboxStore
+from sandbox.store import HubSpotValidationError, SandboxStore, hs_to_ms
 
 bp = Blueprint("sandbox_hubspot", __name__)
 T = TypeVar("T")
 
 BATCH_LIMIT = 100
+# Sandbox-only (no HubSpot equivalent): a replay of history sets when a record change happened. The value (epoch
+# milliseconds or ISO 8601) becomes the record's createdate/lastmodifieddate and the webhook events' occurredAt, so
+# bench/replay.py can backdate a CSV's rows and their outcomes without waiting. Requests without it use the clock.
+CLOCK_HEADER = "X-Sandbox-Time"
 SEARCH_OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
                     "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
 
@@ -59,6 +63,21 @@ def _body() -> dict[str, Any]:
     if not isinstance(data, dict):
         abort(hs_error(400, "Invalid input JSON: expected an object", "VALIDATION_ERROR"))
     return data
+
+
+def _clock() -> float | None:
+    """The instant a sandbox-only X-Sandbox-Time header sets for this request's changes (None: now); 400 if bad."""
+    raw = request.headers.get(CLOCK_HEADER)
+    if raw is None:
+        return None
+    at = hs_to_ms(raw.strip())
+    if at is None:
+        abort(hs_error(400, f"{CLOCK_HEADER} must be epoch milliseconds or an ISO 8601 time, not {raw[:40]!r}",
+                       "VALIDATION_ERROR"))
+    if at / 1000.0 > time.time() + 60:
+        abort(hs_error(400, f"{CLOCK_HEADER} is in the future; a replay can only move changes back in time",
+                       "VALIDATION_ERROR"))
+    return at / 1000.0
 
 
 def _properties(data: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +231,7 @@ def create_object(object_type: str) -> Response:
     otype = _otype(object_type)
     data = _body()
     props = _properties(data)
-    obj = current_sandbox().store.hs_create(otype, props, source="API")
+    obj = current_sandbox().store.hs_create(otype, props, source="API", created_at=_clock())
     for assoc in data.get("associations") or []:
         to_id = str((assoc.get("to") or {}).get("id", ""))
         types = [t.get("associationTypeId") for t in assoc.get("types") or [] if t.get("associationTypeId")]
@@ -247,7 +266,7 @@ def update_object(object_type: str, object_id: str) -> Response:
     props = _properties(data)
     store = current_sandbox().store
     rid = _found(store.hs_resolve_id(otype, object_id, request.args.get("idProperty")), "resource not found")
-    obj = store.hs_update(otype, rid, props, source="API")
+    obj = store.hs_update(otype, rid, props, source="API", at=_clock())
     return _json(_shape(otype, obj, list(props)))
 
 
@@ -334,6 +353,7 @@ def batch_update(object_type: str) -> Response:
         if not isinstance(item.get("properties"), dict):
             return hs_error(400, "Invalid input JSON: every input needs id and properties", "VALIDATION_ERROR")
     results, missing = [], []
+    at = _clock()
     with store.lock:
         resolved = [(item, store.hs_resolve_id(otype, str(item.get("id", "")), item.get("idProperty"))) for item in inputs]
         # Validate everything first so a bad value leaves nothing half-written, as HubSpot's batch does.
@@ -344,7 +364,7 @@ def batch_update(object_type: str) -> Response:
             if rid is None:
                 missing.append(str(item.get("id", "")))
                 continue
-            obj = store.hs_update(otype, rid, item["properties"], source="API")
+            obj = store.hs_update(otype, rid, item["properties"], source="API", at=at)
             results.append(_shape(otype, obj, list(item["properties"])))
     return _batch_response(results, missing, otype, started)
 
@@ -356,13 +376,14 @@ def batch_create(object_type: str) -> Response:
     otype, data, inputs = _batch_request(object_type)
     store = current_sandbox().store
     results = []
+    at = _clock()
     with store.lock:
         for item in inputs:
             if not isinstance(item.get("properties"), dict):
                 return hs_error(400, "Invalid input JSON: every input needs properties", "VALIDATION_ERROR")
             store._hs_validate(otype, item["properties"], creating=True)
         for item in inputs:
-            obj = store.hs_create(otype, item["properties"], source="API")
+            obj = store.hs_create(otype, item["properties"], source="API", created_at=at)
             results.append(_shape(otype, obj, list(item["properties"])))
     return _batch_response(results, [], otype, started, 201)
 

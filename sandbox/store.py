@@ -113,7 +113,7 @@ def compare_values(op: str, left: Any, right: Any) -> bool:
         return False
 
 
-def _hs_to_ms(value: Any) -> float | None:
+def hs_to_ms(value: Any) -> float | None:
     """Turn a HubSpot date/datetime value (epoch ms or ISO text) into epoch milliseconds."""
     if value is None or value == "":
         return None
@@ -269,7 +269,7 @@ class SandboxStore:
                                      "error": "INVALID_INTEGER", "name": name})
                     continue
             elif ptype in ("date", "datetime"):
-                if _hs_to_ms(value) is None:
+                if hs_to_ms(value) is None:
                     problems.append({"isValid": False, "message": f"{value} was not a valid long.",
                                      "error": "INVALID_LONG", "name": name})
                     continue
@@ -428,7 +428,7 @@ class SandboxStore:
         if ptype == "number":
             return (0, float(value))
         if ptype in ("date", "datetime"):
-            return (0, _hs_to_ms(value) or 0)
+            return (0, hs_to_ms(value) or 0)
         return (0, str(value).lower())
 
     @staticmethod
@@ -460,7 +460,7 @@ class SandboxStore:
                 except (TypeError, ValueError):
                     return None
             if ptype in ("date", "datetime"):
-                return _hs_to_ms(v)
+                return hs_to_ms(v)
             return str(v).lower()
 
         left = conv(stored)

@@ -153,3 +153,34 @@ def test_echo_rules_on_canonical_events() -> None:
                        previous={"Email": "a@b.c", "Leadbridge_Score__c": 70})
     assert not is_own_echo(ev("salesforce", {"Email": "z@b.c", "Leadbridge_Score__c": "80.0"}),
                            previous={"Email": "a@b.c", "Leadbridge_Score__c": 70})
+
+
+def test_sandbox_clock_header_backdates_records_and_their_webhook_events(sandbox: SandboxCRM,
+                                                                         receiver: Receiver) -> None:
+    """X-Sandbox-Time (sandbox-only) sets createdate/lastmodifieddate and occurredAt; bad values get a 400."""
+    import requests
+
+    from sandbox import DEFAULT_HUBSPOT_TOKEN
+
+    _hubspot_target(sandbox, receiver.url, flush_seconds=0.05)
+    auth = {"Authorization": f"Bearer {DEFAULT_HUBSPOT_TOKEN}"}
+    created_ms, won_ms = 1_600_000_000_000, 1_600_777_600_000
+    made = requests.post(sandbox.base_url + "/crm/v3/objects/contacts/batch/create", timeout=5,
+                         headers={**auth, "X-Sandbox-Time": str(created_ms)},
+                         json={"inputs": [{"properties": {"email": "old@acme.io"}}]})
+    assert made.status_code == 201
+    cid = made.json()["results"][0]["id"]
+    moved = requests.post(sandbox.base_url + "/crm/v3/objects/contacts/batch/update", timeout=5,
+                          headers={**auth, "X-Sandbox-Time": "2020-09-22T12:26:40Z"},
+                          json={"inputs": [{"id": cid, "properties": {"lifecyclestage": "customer"}}]})
+    assert moved.status_code == 200
+    record = sandbox.store.hs_get("contacts", cid)
+    assert record is not None and record["properties"]["createdate"] == "2020-09-13T12:26:40.000Z"
+    assert record["properties"]["lastmodifieddate"] == "2020-09-22T12:26:40.000Z"
+    got = receiver.wait_for(lambda r: sum(len(json.loads(x.body)) for x in r) >= 2)
+    events = [e for x in got for e in json.loads(x.body)]
+    assert sorted(e["occurredAt"] for e in events) == [created_ms, won_ms]
+    for bad in ("yesterday", str(int(time.time() * 1000) + 3_600_000)):
+        refused = requests.post(sandbox.base_url + "/crm/v3/objects/contacts", timeout=5,
+                                headers={**auth, "X-Sandbox-Time": bad}, json={"properties": {"email": "x@acme.io"}})
+        assert refused.status_code == 400 and "X-Sandbox-Time" in refused.json()["message"]
