@@ -449,7 +449,7 @@ class SandboxCrmFeed:
             self.salesforce_leads[contact.key] = lead["id"]
 
     def add_outcome(self, outcome: SimOutcome) -> None:
-        """Record a won/lost outcome: a closed deal + lifecycle stage (HubSpot), a converted Lead (Salesforce)."""
+        """Record a won/lost outcome: a closed deal + lifecycle stage (HubSpot), a converted or closed Lead (Salesforce)."""
         if "hubspot" in self.crms and outcome.contact_key in self.hubspot_contacts:
             cid = self.hubspot_contacts[outcome.contact_key]
             deal = self._post("POST", "/hubspot/deals", {"properties": {
@@ -460,8 +460,13 @@ class SandboxCrmFeed:
             if outcome.won:
                 self._post("PATCH", f"/hubspot/contacts/{cid}", {"properties": {"lifecyclestage": "customer"}})
         if "salesforce" in self.crms and outcome.contact_key in self.salesforce_leads:
-            self._post("POST", f"/salesforce/Lead/{self.salesforce_leads[outcome.contact_key]}/convert",
-                       {"won": outcome.won})
+            lead_id = self.salesforce_leads[outcome.contact_key]
+            # A converted Lead is the positive label (connectors/salesforce/outcomes.py); a lost one is closed
+            # without conversion, as a rep would, and becomes a negative once the maturity window passes.
+            if outcome.won:
+                self._post("POST", f"/salesforce/Lead/{lead_id}/convert", {"won": True})
+            else:
+                self._post("PATCH", f"/salesforce/Lead/{lead_id}", {"fields": {"Status": "Closed - Not Converted"}})
 
 
 @dataclass

@@ -96,7 +96,9 @@ def test_fast_run_delivers_signed_batches_and_crm_records(sandbox: SandboxCRM, r
     won = sum(o.won for o in sim.outcomes)
     deals = sandbox.store.hs_objects["deals"].values()
     assert sum(d["properties"]["dealstage"] == "closedwon" for d in deals) == won
-    assert sum(1 for r in sandbox.store.sf_records["Lead"].values() if r["IsConverted"]) == len(sim.outcomes)
+    leads = sandbox.store.sf_records["Lead"].values()
+    assert sum(1 for r in leads if r["IsConverted"]) == won  # a converted Lead is the win
+    assert sum(1 for r in leads if r["Status"] == "Closed - Not Converted") == len(sim.outcomes) - won
 
 
 def test_realtime_run_paces_events(receiver: Receiver) -> None:
