@@ -196,10 +196,15 @@ def serving_problems(schema: FeatureSchema, metadata: Mapping[str, Any]) -> list
     problems = schema.missing_for(used)
     columns = [*((metadata.get("main") or {}).get("input_columns") or []),
                *((metadata.get("fit") or {}).get("input_columns") or [])]
-    known = set(schema.feature_names) | {f.feature for f in used}  # those already reported above
-    unknown = [c for c in dict.fromkeys(columns) if c not in known]
+    recorded = {f.feature for f in used}  # problems with these are reported above
+    unknown = [c for c in dict.fromkeys(columns) if c not in recorded and c not in schema.feature_names]
     if unknown:
         problems.append(f"it reads column(s) the online store does not hold: {', '.join(unknown[:8])}")
+    # A column that is a mapped feature now, but was not one when the model learned it, means something else.
+    unrecorded = [c for c in dict.fromkeys(columns) if c not in recorded and c in schema.mapped_features]
+    if unrecorded:
+        problems.append(f"it was not trained on the mapped feature(s) {', '.join(unrecorded[:8])} but reads a "
+                        "column of that name")
     return problems
 
 
