@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -152,3 +153,69 @@ def serves_live_pipeline(input_columns: Iterable[str], schema: FeatureSchema | N
     columns = list(input_columns)
     known = set(FEATURE_NAMES) | set(schema.mapped_features if schema is not None else ())
     return bool(columns) and set(columns) <= known
+
+
+@dataclass
+class CsvMapping:
+    """A CSV frame with its mapped columns turned into features, and what did or did not map."""
+
+    frame: pd.DataFrame
+    mapped: dict[str, str]  # CSV column -> feature
+    unmapped: list[str]  # feature-candidate columns that match no mapped field
+    dropped: list[str]  # unmapped columns left out (live models read mapped and declared features only)
+
+
+def _header_key(name: str) -> str:
+    return "".join(str(name).split()).lower()
+
+
+def map_csv_columns(frame: pd.DataFrame, schema: FeatureSchema, *, skip: Iterable[str] = (),
+                    time_column: str | None = None, now: datetime, live: bool = False) -> CsvMapping:
+    """Match CSV columns to the schema's mapped fields (by internal name, label or feature name; case and spaces
+    ignored) and derive their values as the live pipeline does (scoring.schema.derive).
+
+    A date's age is taken at the row's `time_column` value when given (and readable), else at `now`. With
+    `live`, columns that are neither mapped nor declared features are left out, so the model can serve.
+    Raises ValueError when two columns map to one feature.
+    """
+    import pandas as pd
+
+    from scoring.features import FEATURE_NAMES, to_ms
+    from scoring.schema import derive
+
+    names: dict[str, Any] = {}
+    for f in schema.fields:
+        for name in (f.property, f.label, f.feature):
+            if name:
+                names.setdefault(_header_key(name), f)
+    skipped = {c for c in skip if c}
+    mapped: dict[str, str] = {}
+    unmapped: list[str] = []
+    for column in frame.columns:
+        if column in skipped:
+            continue
+        found = names.get(_header_key(column))
+        if found is None:
+            if column not in FEATURE_NAMES:
+                unmapped.append(column)
+            continue
+        twin = next((c for c, feature in mapped.items() if feature == found.feature), None)
+        if twin is not None:
+            raise ValueError(f"columns {twin!r} and {column!r} both map to feature {found.feature!r}")
+        mapped[column] = found.feature
+    out = frame.copy()
+    default_ms = to_ms(now)
+    as_of = [default_ms] * len(out)
+    if time_column is not None and time_column in out.columns and any(
+            schema.field_of_feature(feature).kind == "date" for feature in mapped.values()):  # type: ignore[union-attr]
+        times = pd.to_datetime(out[time_column], errors="coerce", format="mixed", utc=True)
+        as_of = [default_ms if pd.isna(t) else to_ms(t.to_pydatetime()) for t in times]
+    for column, feature in mapped.items():
+        kind = schema.field_of_feature(feature).kind  # type: ignore[union-attr]
+        values = [derive(kind, raw, ms) for raw, ms in zip(out[column].tolist(), as_of)]
+        out = out.drop(columns=[column])
+        out[feature] = pd.Series(values, index=out.index, dtype=object)
+    dropped = list(unmapped) if live else []
+    if dropped:
+        out = out.drop(columns=dropped)
+    return CsvMapping(out, mapped, unmapped, dropped)
