@@ -139,7 +139,7 @@ def train(
         schema=schema if rename else None,
     )
     err = Console(stderr=True)
-    _print_mapping(err, mapping, schema, schema_note)
+    _print_mapping(mapping, schema, schema_note)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:
             task = progress.add_task("training", total=len(TRAIN_STEPS))
@@ -208,21 +208,23 @@ def _active_schema() -> tuple[Any, str | None]:
         database.dispose()
 
 
-def _print_mapping(err: Console, mapping: Any, schema: Any, note: str | None) -> None:
-    """Say which CSV columns became mapped features and which did not."""
+def _print_mapping(mapping: Any, schema: Any, note: str | None) -> None:
+    """Say (on stderr, one line each) which CSV columns became mapped features and which did not."""
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
     if note:
-        err.print(f"note: no mapped CRM fields used ({note})", highlight=False)
+        say(f"note: no mapped CRM fields used ({note})")
         return
     if mapping.mapped:
-        err.print("mapped columns: " + "; ".join(f"{c} -> {f} ({schema.field_of_feature(f).kind})"
-                                                 for c, f in mapping.mapped.items()), highlight=False)
+        say("mapped columns: " + "; ".join(f"{c} -> {f} ({schema.field_of_feature(f).kind})"
+                                           for c, f in mapping.mapped.items()))
     elif schema.fields:
-        err.print(f"no column matches a mapped field (feature schema version {schema.version})", highlight=False)
+        say(f"no column matches a mapped field (feature schema version {schema.version})")
     if mapping.dropped:
-        err.print("left out (not mapped, --live): " + ", ".join(mapping.dropped), highlight=False)
+        say("left out (not mapped, --live): " + ", ".join(mapping.dropped))
     elif mapping.unmapped and schema.fields:
-        err.print("not mapped (used as CSV columns; the model will not serve live): " + ", ".join(mapping.unmapped),
-                  highlight=False)
+        say("not mapped (used as CSV columns; the model will not serve live): " + ", ".join(mapping.unmapped))
 
 
 def _record_csv_model(registered: dict[str, Any], kind: str = "csv") -> str:

@@ -8,17 +8,32 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+import pytest
+from sqlalchemy import delete, select
 
-from storage.models import Lead, LeadCrmId, ScoreHistory
+from storage.db import Database
+from storage.models import FeatureSchemaVersion, Lead, LeadCrmId, ModelVersion, ScoreHistory
 from tests.hostile import hubspot_event, raw_json
 from tests.processes import REPO, wait_for
 from tests.tasks.conftest import LivePipeline
 
 DAY_MS = 86_400_000
+
+
+@pytest.fixture()
+def no_models(db: Database) -> Iterator[None]:
+    """No registered model or saved feature schema before and after (other tests expect neither)."""
+    def wipe() -> None:
+        with db.session(write=True) as session:
+            session.execute(delete(ModelVersion))
+            session.execute(delete(FeatureSchemaVersion))
+    wipe()
+    yield
+    wipe()
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -43,14 +58,14 @@ def write_export(path: Path, rows: int = 700, seed: int = 3) -> None:
                           str(rng.choice(["red", "blue"])), "yes" if rng.random() < p else "no"])
 
 
-def latest(db: object, lead_id: int) -> ScoreHistory | None:
-    with db.session() as session:  # type: ignore[attr-defined]
+def latest(db: Database, lead_id: int) -> ScoreHistory | None:
+    with db.session() as session:
         return session.scalars(select(ScoreHistory).where(ScoreHistory.lead_id == lead_id)
                                .order_by(ScoreHistory.id.desc())).first()
 
 
-def test_mapped_fields_trained_from_a_csv_serve_live(live_pipeline: LivePipeline, service_env: dict[str, str],
-                                                     tmp_path: Path) -> None:
+def test_mapped_fields_trained_from_a_csv_serve_live(no_models: None, live_pipeline: LivePipeline,
+                                                     service_env: dict[str, str], tmp_path: Path) -> None:
     p = live_pipeline
     env = service_env
     done = cli(env, "fields", "map", "hubspot", "contacts", "budget", "--kind", "numeric", "--label", "Budget Amount")
