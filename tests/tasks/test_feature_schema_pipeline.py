@@ -4,6 +4,7 @@ columns carry them, promote, and a real worker scores HubSpot webhooks by those 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -77,6 +78,9 @@ def test_mapped_fields_trained_from_a_csv_serve_live(no_models: None, live_pipel
     assert "Traceback" not in refused.stderr
     listed = cli(env, "fields", "list", "--json")
     assert '"version": 2' in listed.stdout and '"trial_started"' in listed.stdout
+    history = json.loads(cli(env, "fields", "history", "--json").stdout)
+    assert [(v["version"], [f["feature"] for f in v["fields"]]) for v in history] == \
+        [(2, ["budget", "trial_started"]), (1, ["budget"])]
 
     export = tmp_path / "export.csv"
     write_export(export)
