@@ -336,9 +336,11 @@ def _value_problems(frame: pd.DataFrame, pre: Any) -> dict[int, str]:
 @click.option("--models-dir", type=click.Path(path_type=Path), default=None, help="Model registry directory (default DATA_DIR/models).")
 def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, models_dir: Path | None) -> None:
     """Add score, grade and reasons columns to a CSV of leads."""
+    from core.feature_schema import FeatureSchema, fields_of_model
     from scoring.model import BundleError
     from scoring.registry import ModelRegistry
     from scoring.scorer import score_frame
+    from scoring.training_set import map_csv_columns
 
     if not csv_path.is_file():
         _fail(f"CSV file not found: {csv_path}")
@@ -354,11 +356,20 @@ def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, mode
     header, good, bad = _read_rows(csv_path)
     frame = pd.DataFrame([row for _, row in good], columns=header, dtype=object)
     frame = frame.replace({"": np.nan})
+    recorded = fields_of_model(bundle.metadata)
+    if recorded:
+        # Trained on mapped CRM fields: the export's columns of those fields (by name or label) become the
+        # features, derived as in training (a date's age as of now).
+        try:
+            frame = map_csv_columns(frame, FeatureSchema(0, tuple(recorded)), now=datetime.now(UTC)).frame
+        except ValueError as exc:
+            _fail(str(exc))
+    available = set(frame.columns)  # the output keeps the file's own header and values
     inputs = bundle.main.pre.input_columns
-    present = [c for c in inputs if c in header]
+    present = [c for c in inputs if c in available]
     if not present:
         _fail(f"{csv_path.name} has none of the model's input columns ({', '.join(inputs[:6])}...)")
-    missing_cols = [c for c in inputs if c not in header]
+    missing_cols = [c for c in inputs if c not in available]
     problems = _value_problems(frame, bundle.main.pre)
     for pos, problem in sorted(problems.items()):
         bad.append((good[pos][0], problem))

@@ -92,6 +92,17 @@ def test_mapped_fields_trained_from_a_csv_serve_live(no_models: None, live_pipel
     assert "left out (not mapped, --live): Favourite Colour" in trained.stderr
     assert "as kind 'lead'" in trained.stdout
     version = re.search(r"model (\S+) saved to", trained.stdout).group(1)  # type: ignore[union-attr]
+    # The same export scores offline too: its columns of mapped fields are read as in training.
+    scored = cli(env, "score", "--csv", str(export), "--model", version, "--models-dir", str(tmp_path / "models"),
+                 "--out", str(tmp_path / "scored.csv"))
+    assert scored.returncode == 0, scored.stderr
+    with (tmp_path / "scored.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:6] == ["Lead Id", "Created", "Budget Amount", "TRIAL_STARTED", "Favourite Colour",
+                                 "Converted"]
+    by_budget = [int(r["score"]) for r in rows if int(r["Budget Amount"].replace(",", "")) >= 80_000]
+    low_budget = [int(r["score"]) for r in rows if int(r["Budget Amount"].replace(",", "")) < 5_000]
+    assert np.mean(by_budget) > np.mean(low_budget) + 20
     done = cli(env, "model", "promote", version)
     assert done.returncode == 0, done.stderr
 
