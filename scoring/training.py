@@ -459,7 +459,7 @@ def run_experiment(
         "grade_thresholds": grade_thresholds,
         "grade_source": grade_source,
         "grades": grades_note(grade_source, fit_cols, list(options.fit_columns)),
-        "phrasing": (options.phrasing or Phrasing()).to_json(),
+        "phrasing": _phrasing_of(options, pre.input_columns).to_json(),
         "score_percentiles": [float(v) for v in np.quantile(train_p, np.linspace(0, 1, 101))],
         "scorecard": scorecard.to_json(),
     }
@@ -485,6 +485,14 @@ def grades_note(source: str, used: Sequence[str], asked: Sequence[str]) -> str:
         return ("no fit signal (the fit columns " + ", ".join(asked) + " were empty or constant): grades A-F are "
                 "the score's percentile among the training rows (A: top 20%)")
     return "no fit columns: grades A-F are the score's percentile among the training rows (A: top 20%)"
+
+
+def _phrasing_of(options: TrainOptions, columns: Sequence[str]) -> Phrasing:
+    """The reasons' labels and kinds: the schema's mapped fields the model reads, then the caller's own."""
+    from scoring.schema import used_fields
+
+    mapped = Phrasing.from_fields(used_fields(options.schema, list(columns))) if options.schema else Phrasing()
+    return mapped.merged(options.phrasing) if options.phrasing is not None else mapped
 
 
 def schema_meta(schema: FeatureSchema, columns: Sequence[str]) -> dict[str, Any]:

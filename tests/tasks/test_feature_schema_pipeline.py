@@ -132,7 +132,7 @@ def test_mapped_fields_trained_from_a_csv_serve_live(no_models: None, live_pipel
     rich, poor = (latest(p.db, lead_of(contacts[n])) for n in ("rich", "poor"))  # type: ignore[arg-type]
     assert rich is not None and poor is not None
     assert rich.score >= poor.score + 30, (rich.score, poor.score)
-    assert any("budget" in reason for reason in rich.reasons), rich.reasons
+    assert any("budget amount" in reason for reason in rich.reasons), rich.reasons  # the mapped label
     with p.db.session() as session:
         assert session.scalars(select(Lead.model_version).where(Lead.id == rich.lead_id)).one() == version
 
