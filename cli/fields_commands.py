@@ -1,8 +1,15 @@
-"""`leadbridge fields ...`: the company's own CRM fields as features."""
+"""`leadbridge fields ...`: the company's own CRM fields as features.
+
+discover / subscriptions: what the CRM has, and the HubSpot webhook subscriptions mapped properties need.
+list / map / unmap / history: the feature schema. Each change saves a new schema version (audited) and tells
+the running workers, which switch on their next batch. A model records the schema it was trained under and
+serves only while its fields stay mapped alike.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -10,7 +17,7 @@ import click
 
 @click.group()
 def fields() -> None:
-    """The company's own CRM fields as features."""
+    """The company's own CRM fields as features: discover, subscriptions, list, map, unmap, history."""
 
 
 # ---------------------------------------------------------------------------------------------- discovery
@@ -138,3 +145,120 @@ def _apply_to_sandbox(sandbox_url: str, config: dict[str, Any]) -> None:
         fail(f"could not reach the sandbox CRM at {sandbox_url}: {type(exc).__name__}", 1)
     click.echo(f"sandbox CRM: {len(hubspot)} HubSpot webhook target(s) now subscribe to exactly these properties",
                err=True)
+
+
+# ---------------------------------------------------------------------------------------------- the feature schema
+def _change(action: Callable[[Any, str], Any]) -> Any:
+    """Run a schema change in one transaction, then tell the workers; fails with the service's message."""
+    from cli.context import fail
+    from cli.model_commands import actor, services
+    from services import OperationError
+    from services.fields import announce_schema
+
+    with services() as (_settings, database, redis):
+        try:
+            with database.session(write=True) as session:
+                schema = action(session, actor())
+        except OperationError as exc:
+            fail(exc.message, code=1)
+        told = announce_schema(redis, schema)
+    if not told:
+        click.echo("note: Redis could not be told; workers pick the change up within a minute", err=True)
+    return schema
+
+
+@fields.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_command(as_json: bool) -> None:
+    """The mapped properties in force, with their kind and feature name."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.model_commands import services
+    from services.fields import current_schema
+
+    with services(need_redis=False) as (_settings, database, _redis), database.session() as session:
+        schema = current_schema(session)
+    if as_json:
+        click.echo(json.dumps(schema.to_json(), indent=2))
+        return
+    table = Table(title=f"feature schema version {schema.version} ({schema.fingerprint})")
+    for column in ("crm", "object", "property", "label", "kind", "feature", "fit", "top_n"):
+        table.add_column(column)
+    for f in schema.fields:
+        table.add_row(f.crm, f.object_type, f.property, f.label, f.kind, f.feature, "yes" if f.fit else "",
+                      str(f.top_n) if f.kind == "categorical" else "")
+    Console().print(table)
+    if not schema.fields:
+        click.echo("nothing mapped yet: `leadbridge fields map hubspot contacts budget --kind numeric`")
+
+
+@fields.command("map")
+@click.argument("crm")
+@click.argument("object_type", metavar="OBJECT")
+@click.argument("prop", metavar="PROPERTY")
+@click.option("--kind", type=click.Choice(["numeric", "categorical", "boolean", "date", "text"]), required=True,
+              help="numeric; categorical (top-N levels + other); boolean; date (age in days); text (length).")
+@click.option("--feature", default=None, help="The feature name the model sees (default: the property, lower-cased).")
+@click.option("--label", default="", help="The property's label (CSV exports use it as the column header).")
+@click.option("--fit", is_flag=True, help="It describes who the lead is: it also trains the grade model.")
+@click.option("--top-n", type=int, default=20, show_default=True, help="categorical: the most frequent levels kept.")
+@click.option("--force", is_flag=True, help="Change it even if the serving model needs it as it was.")
+def map_command(crm: str, object_type: str, prop: str, kind: str, feature: str | None, label: str, fit: bool,
+                top_n: int, force: bool) -> None:
+    """Use CRM's OBJECT PROPERTY (e.g. hubspot contacts budget) as a model feature."""
+    from services.fields import make_field, map_field
+
+    made: list[Any] = []
+
+    def action(session: Any, who: str) -> Any:
+        field = make_field(crm, object_type, prop, kind, feature=feature, label=label, fit=fit, top_n=top_n)
+        made.append(field)
+        return map_field(session, who, field, force=force)
+
+    schema = _change(action)
+    f = made[0]
+    click.echo(f"mapped {f.crm} {f.object_type}.{f.property} as {f.kind} feature {f.feature!r}; "
+               f"feature schema version {schema.version}. Models trained from now on can use it "
+               "(`leadbridge train --from-events`, or `train --csv` with a column of that name or label).")
+
+
+@fields.command("unmap")
+@click.argument("crm")
+@click.argument("object_type", metavar="OBJECT")
+@click.argument("prop", metavar="PROPERTY")
+@click.option("--force", is_flag=True, help="Unmap it even if the serving model reads it (the rules then serve).")
+def unmap_command(crm: str, object_type: str, prop: str, force: bool) -> None:
+    """Stop using CRM's OBJECT PROPERTY as a feature."""
+    from services.fields import unmap_field
+
+    schema = _change(lambda session, who: unmap_field(session, who, crm, object_type, prop, force=force))
+    click.echo(f"unmapped {crm} {object_type}.{prop}; feature schema version {schema.version}")
+
+
+@fields.command("history")
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def history_command(limit: int, as_json: bool) -> None:
+    """Saved schema versions, newest first: who saved each and which features it holds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.model_commands import services
+    from services.fields import history
+
+    with services(need_redis=False) as (_settings, database, _redis), database.session() as session:
+        versions = history(session, limit)
+    if as_json:
+        click.echo(json.dumps([{**v.schema.to_json(), "actor": v.actor, "created_at": v.created_at.isoformat()}
+                               for v in versions], indent=2))
+        return
+    table = Table(title="feature schema versions (newest first)")
+    for column in ("version", "saved_at", "by", "fingerprint", "features"):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(str(v.schema.version), v.created_at.isoformat()[:19], v.actor, v.schema.fingerprint,
+                      ", ".join(f"{f.feature} ({f.kind})" for f in v.schema.fields) or "(none)")
+    Console().print(table)
+    if not versions:
+        click.echo("no schema saved yet: only the built-in features are used")

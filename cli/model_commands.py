@@ -219,11 +219,14 @@ def retrain_command(promote: bool, maturity_days: float | None, gap_hours: float
 def drift_command(threshold: float | None, window_days: float | None, as_json: bool) -> None:
     """PSI per feature and on the score: the champion's live window against its training data."""
     from scoring.features import RedisFeatureStore
+    from storage.feature_schema import active_schema
     from tasks.learning import LearningConfig, check_drift_now
 
     with services() as (settings, database, redis):
         config = LearningConfig.from_settings(settings, psi_threshold=threshold, drift_window_days=window_days)
-        report = check_drift_now(database, redis, RedisFeatureStore(redis), config, actor=actor())
+        with database.session() as session:
+            schema = active_schema(session)
+        report = check_drift_now(database, redis, RedisFeatureStore(redis, schema=schema), config, actor=actor())
     if report is None:
         fail("no champion with a drift reference: train one with `leadbridge train --from-events` and promote it",
              code=1)
@@ -278,24 +281,29 @@ def prequential_command(window_days: int, step_days: int, maturity_days: float |
 @model.command("register")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--kind", type=click.Choice(["lead", "csv"]), default=None,
-              help="Default: lead when the model reads only declared features, else csv.")
+              help="Default: lead when the model reads only declared and mapped features, else csv.")
 def register_command(path: Path, kind: str | None) -> None:
     """Record an existing bundle directory (e.g. trained before the database existed) in the models table."""
     from scoring.model import BundleError, ModelBundle
     from scoring.registry import ModelRegistry
     from scoring.training_set import serves_live_pipeline
+    from storage.feature_schema import active_schema
     from storage.model_registry import record_model
 
     try:
         bundle = ModelBundle.load(path)
     except BundleError as exc:
         fail(str(exc), code=1)
-    chosen = kind or ("lead" if serves_live_pipeline(bundle.main.pre.input_columns) else "csv")
-    if chosen == "lead" and not serves_live_pipeline(bundle.main.pre.input_columns):
-        fail(f"{bundle.version} reads columns the live pipeline does not have; it can only be registered as csv")
     with services(need_redis=False) as (_settings, database, _redis):
         from sqlalchemy.exc import IntegrityError
 
+        with database.session() as session:
+            schema = active_schema(session)
+        live = serves_live_pipeline(bundle.main.pre.input_columns, schema)
+        chosen = kind or ("lead" if live else "csv")
+        if chosen == "lead" and not live:
+            fail(f"{bundle.version} reads columns the live pipeline does not have (neither declared features nor "
+                 f"mapped in feature schema version {schema.version}); it can only be registered as csv")
         try:
             with database.session(write=True) as session:
                 record_model(session, ModelRegistry.describe(bundle, path.resolve()), kind=chosen)

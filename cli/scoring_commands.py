@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -81,45 +82,75 @@ def _fmt(value: Any) -> str:
               help="--from-events: days without conversion before a lead counts as lost (default 90).")
 @click.option("--promote", is_flag=True,
               help="--from-events: promote the model when it beats the champion (or the rules) on the holdout.")
+@click.option("--live", is_flag=True,
+              help="--csv: train on the columns that match mapped CRM fields (`leadbridge fields`) and declared "
+                   "features only, so the model can serve the live pipeline (kind lead).")
 def train(
     csv_path: Path | None, from_events: bool, label: str | None, id_column: str | None, time_column: str | None,
     drop: tuple[str, ...], fit_columns: tuple[str, ...], keep: tuple[str, ...], report_path: Path | None,
-    models_dir: Path | None, calibration: str, seed: int, maturity_days: float | None, promote: bool,
+    models_dir: Path | None, calibration: str, seed: int, maturity_days: float | None, promote: bool, live: bool,
 ) -> None:
-    """Train a scoring model from a CSV of past leads (or the stored events) and register it."""
+    """Train a scoring model from a CSV of past leads (or the stored events) and register it.
+
+    CSV columns named like a mapped CRM field (its internal name or label) become that feature, derived as
+    the live pipeline derives it; a model that reads only such columns and declared features serves live.
+    """
     from scoring.model import BundleError
     from scoring.registry import ModelRegistry
+    from scoring.schema import max_levels, model_kinds
     from scoring.training import TrainingError, TrainOptions, report_of, run_experiment
+    from scoring.training_set import map_csv_columns, serves_live_pipeline
 
     if from_events:
-        if csv_path is not None or label is not None:
-            _fail("--from-events trains on the stored events and outcomes; leave out --csv and --label")
+        if csv_path is not None or label is not None or live:
+            _fail("--from-events trains on the stored events and outcomes; leave out --csv, --label and --live")
         _train_from_events(report_path, models_dir, seed, maturity_days, promote)
         return
     if csv_path is None or label is None:
         _fail("give --csv FILE --label COLUMN, or --from-events to train on the stored events and outcomes")
     if promote or maturity_days is not None:
-        _fail("--promote and --maturity-days apply to --from-events only (a CSV model never serves the live pipeline)")
+        _fail("--promote and --maturity-days apply to --from-events only (promote a live CSV model with "
+              "`leadbridge model promote`)")
     frame = _read_csv(csv_path)
     columns = list(frame.columns)
-    options = TrainOptions(
-        label=label, id_column=id_column, time_column=time_column, drop=_expand(drop, columns),
-        keep=_expand(keep, columns), fit_columns=_expand(fit_columns, columns), calibration=calibration,
-    )
-    unknown = [c for c in options.drop if c not in columns]
+    dropped_cols, keep_cols, fit_cols = _expand(drop, columns), _expand(keep, columns), _expand(fit_columns, columns)
+    unknown = [c for c in dropped_cols if c not in columns]
     if unknown:
         _fail(f"--drop names column(s) not in {csv_path.name}: {', '.join(unknown)}")
+    schema, schema_note = _active_schema()
+    if live and schema_note:
+        _fail(f"--live needs the feature schema from the database: {schema_note}")
+    now = datetime.now(UTC)
+    try:
+        mapping = map_csv_columns(frame, schema, skip=[label, id_column, time_column, *dropped_cols],
+                                  time_column=time_column, now=now, live=live)
+    except ValueError as exc:
+        _fail(str(exc))
+    if live and not mapping.mapped:
+        _fail(f"none of the columns of {csv_path.name} matches a mapped field (feature schema version "
+              f"{schema.version}); map them first with `leadbridge fields map CRM OBJECT PROPERTY --kind K`")
+    rename = mapping.mapped
+    fit_cols = [rename.get(c, c) for c in fit_cols if c not in mapping.dropped]
+    fit_cols += [f.feature for f in schema.fields if f.fit and f.feature in rename.values() and f.feature not in fit_cols]
+    options = TrainOptions(
+        label=label, id_column=id_column, time_column=time_column, drop=dropped_cols,
+        keep=[rename.get(c, c) for c in keep_cols], fit_columns=list(dict.fromkeys(fit_cols)), calibration=calibration,
+        kinds=model_kinds(schema, list(rename.values())), max_levels=max_levels(schema),
+        schema=schema if rename else None,
+    )
     err = Console(stderr=True)
+    _print_mapping(mapping, schema, schema_note)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:
             task = progress.add_task("training", total=len(TRAIN_STEPS))
             experiment = run_experiment(
-                frame, options, seed=seed,
+                mapping.frame, options, seed=seed, now=now,
                 progress=lambda step: progress.update(task, description=f"training: {step}", advance=1),
             )
         registry = ModelRegistry(_models_dir(models_dir))
         row = registry.register(experiment.bundle)
-        recorded = _record_csv_model(row)
+        kind = "lead" if serves_live_pipeline(experiment.bundle.main.pre.input_columns, schema) else "csv"
+        recorded = _record_csv_model(row, kind)
     except (TrainingError, BundleError) as exc:
         _fail(str(exc))
     except OSError as exc:
@@ -155,8 +186,50 @@ def train(
         out.print(f"report written to {report_path}")
 
 
-def _record_csv_model(registered: dict[str, Any]) -> str:
-    """Record a CSV-trained model in the `models` table as kind "csv" (it never serves the live pipeline).
+def _active_schema() -> tuple[Any, str | None]:
+    """The feature schema in force, and why it could not be read (None when it was)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.runtime import service_urls
+    from scoring.schema import FeatureSchema
+    from storage.db import Database
+    from storage.feature_schema import active_schema
+
+    url = service_urls(settings_or_exit()).database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return FeatureSchema.empty(), f"no database yet at {url.removeprefix('sqlite:///')}"
+    database = Database(url)
+    try:
+        with database.session() as session:
+            return active_schema(session), None
+    except SQLAlchemyError as exc:
+        return FeatureSchema.empty(), f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    finally:
+        database.dispose()
+
+
+def _print_mapping(mapping: Any, schema: Any, note: str | None) -> None:
+    """Say (on stderr, one line each) which CSV columns became mapped features and which did not."""
+    def say(text: str) -> None:
+        click.echo(text, err=True)
+
+    if note:
+        say(f"note: no mapped CRM fields used ({note})")
+        return
+    if mapping.mapped:
+        say("mapped columns: " + "; ".join(f"{c} -> {f} ({schema.field_of_feature(f).kind})"
+                                           for c, f in mapping.mapped.items()))
+    elif schema.fields:
+        say(f"no column matches a mapped field (feature schema version {schema.version})")
+    if mapping.dropped:
+        say("left out (not mapped, --live): " + ", ".join(mapping.dropped))
+    elif mapping.unmapped and schema.fields:
+        say("not mapped (used as CSV columns; the model will not serve live): " + ", ".join(mapping.unmapped))
+
+
+def _record_csv_model(registered: dict[str, Any], kind: str = "csv") -> str:
+    """Record a CSV-trained model in the `models` table: kind "lead" when it reads only declared and mapped
+    features (the live pipeline can serve it), else "csv" (it never serves the live pipeline).
 
     Model files are useful without a database (`leadbridge score --csv`), so a database that does not
     exist yet, or is not migrated, is reported rather than created; `leadbridge model register` records
@@ -176,13 +249,16 @@ def _record_csv_model(registered: dict[str, Any]) -> str:
     database = Database(url)
     try:
         with database.session(write=True) as session:
-            record_model(session, registered, kind="csv")
+            record_model(session, registered, kind=kind)
     except SQLAlchemyError as exc:
         return (f"not recorded in the models table ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
                 f"run `leadbridge db upgrade`, then {later}")
     finally:
         database.dispose()
-    return "recorded in the models table as kind 'csv' (CSV models never serve the live pipeline)"
+    if kind == "lead":
+        return (f"recorded in the models table as kind 'lead': it can serve the live pipeline "
+                f"(`leadbridge model promote {registered['version']}`)")
+    return "recorded in the models table as kind 'csv' (it reads columns the live pipeline does not have)"
 
 
 def _train_from_events(report_path: Path | None, models_dir: Path | None, seed: int, maturity_days: float | None,
@@ -260,9 +336,11 @@ def _value_problems(frame: pd.DataFrame, pre: Any) -> dict[int, str]:
 @click.option("--models-dir", type=click.Path(path_type=Path), default=None, help="Model registry directory (default DATA_DIR/models).")
 def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, models_dir: Path | None) -> None:
     """Add score, grade and reasons columns to a CSV of leads."""
+    from core.feature_schema import FeatureSchema, fields_of_model
     from scoring.model import BundleError
     from scoring.registry import ModelRegistry
     from scoring.scorer import score_frame
+    from scoring.training_set import map_csv_columns
 
     if not csv_path.is_file():
         _fail(f"CSV file not found: {csv_path}")
@@ -278,11 +356,20 @@ def score(csv_path: Path, model_ref: str | None, out_path: Path, mode: str, mode
     header, good, bad = _read_rows(csv_path)
     frame = pd.DataFrame([row for _, row in good], columns=header, dtype=object)
     frame = frame.replace({"": np.nan})
+    recorded = fields_of_model(bundle.metadata)
+    if recorded:
+        # Trained on mapped CRM fields: the export's columns of those fields (by name or label) become the
+        # features, derived as in training (a date's age as of now).
+        try:
+            frame = map_csv_columns(frame, FeatureSchema(0, tuple(recorded)), now=datetime.now(UTC)).frame
+        except ValueError as exc:
+            _fail(str(exc))
+    available = set(frame.columns)  # the output keeps the file's own header and values
     inputs = bundle.main.pre.input_columns
-    present = [c for c in inputs if c in header]
+    present = [c for c in inputs if c in available]
     if not present:
         _fail(f"{csv_path.name} has none of the model's input columns ({', '.join(inputs[:6])}...)")
-    missing_cols = [c for c in inputs if c not in header]
+    missing_cols = [c for c in inputs if c not in available]
     problems = _value_problems(frame, bundle.main.pre)
     for pos, problem in sorted(problems.items()):
         bad.append((good[pos][0], problem))

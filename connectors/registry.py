@@ -106,6 +106,28 @@ def account_fields(crm: str, properties: Mapping[str, Any]) -> dict[str, Any]:
     return canonical_fields(properties, found.fields.ACCOUNT_FIELDS) if found else {}
 
 
+def feature_objects(crm: str) -> tuple[str, ...]:
+    """The objects of `crm` whose properties can be mapped to model features (ValueError for an unknown CRM)."""
+    return tuple(provider(crm).fields.FEATURE_OBJECTS)
+
+
+def own_properties(crm: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Properties leadbridge itself writes on `crm`'s people, lower-cased -> why: the score fields (built-in
+    names and the admin's `overrides`, output -> field name) and what its actions set (owner, lead status)."""
+    fields = provider(crm).fields
+    out = {name.lower(): f"leadbridge writes its {output} there" for output, name in fields.SCORE_FIELD_NAMES.items()}
+    out.update({name.lower(): f"leadbridge writes its {output} there" for output, name in (overrides or {}).items() if name})
+    out.update({name.lower(): "leadbridge's actions set it (owner routing / lead status)"
+                for name in fields.ACTION_PROPERTIES})
+    return out
+
+
+def property_name_problem(crm: str, name: str) -> str | None:
+    """Why `name` cannot be one of `crm`'s property names (None when it can)."""
+    fields = provider(crm).fields
+    return None if fields.FIELD_NAME.match(name) else f"{name!r} {fields.FIELD_NAME_RULE}"
+
+
 def seen_key(crm: str) -> str | None:
     """Where a lead keeps its record's last seen values for echo checks (None: the event alone tells)."""
     found = PROVIDERS.get(crm)

@@ -64,6 +64,9 @@ FEATURE_ACTIVITY_KEY = FEATURES_PREFIX + ":a:{lead}"
 FEATURE_TRAITS_KEY = FEATURES_PREFIX + ":t:{lead}"
 # Sorted set of the lead ids engaged at one account, by last activity.
 ACCOUNT_ENGAGED_KEY = FEATURES_PREFIX + ":acct:{account}"
+# The feature schema version in force (storage.feature_schema publishes it after a save); workers compare it per
+# batch and reload the schema (the CRM properties mapped to features) only when it moved.
+FEATURE_SCHEMA_KEY = PREFIX + "schema:version"
 
 # --- learning and the model -------------------------------------------------------------------------
 # The champion model's version: storage.model_registry's promote/rollback set it; workers watch it (hot-swap).

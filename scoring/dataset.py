@@ -28,6 +28,7 @@ from scoring.prequential import (
     rolling_metrics,
     window_metrics,
 )
+from scoring.schema import FeatureSchema
 from scoring.training_set import EventIndex, build_decision_frame, population_rows
 
 if TYPE_CHECKING:
@@ -68,8 +69,9 @@ class TrainingData:
 
 def training_frame(stored: StoredEvents, outcomes: Sequence[Outcome], now: datetime, policy: LabelPolicy, *,
                    outcomes_total: int, oldest_lead: datetime | None,
-                   progress: Callable[[str, int, int | None], None] | None = None) -> TrainingData:
-    """Labelled leads with their features as of their decision times.
+                   progress: Callable[[str, int, int | None], None] | None = None,
+                   schema: FeatureSchema | None = None) -> TrainingData:
+    """Labelled leads with their features (the built-ins and `schema`'s mapped ones) as of their decision times.
 
     `outcomes` are those recorded up to `now`; `outcomes_total` counts every recorded one; `oldest_lead`
     is when the oldest lead was created (see history_cutoff).
@@ -85,7 +87,7 @@ def training_frame(stored: StoredEvents, outcomes: Sequence[Outcome], now: datet
     dropped = len(labels) - len(kept)
     labels = kept
     step("labelling", 0, len(labels))
-    index = EventIndex(stored.events, stored.lead_of)
+    index = EventIndex(stored.events, stored.lead_of, schema=schema)
     frame = build_decision_frame(index, labels, progress=lambda n: step("building features", n, len(labels)))
     times = [label.decision_time for label in labels]
     reference = population_rows(index, now, days=DRIFT_REFERENCE_DAYS)

@@ -43,6 +43,7 @@ import orjson
 from core.keys import FEATURES_PREFIX
 from core.records import Event, Outcome
 from scoring.freemail import is_free_email_domain
+from scoring.schema import TRAIT_PREFIX, FeatureSchema, derive, stored_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,8 +214,16 @@ TRAIT_ALIASES: dict[str, str] = {
 }
 
 
-def traits_of(event: Event) -> dict[str, str]:
-    """Normalised trait updates an event carries (string values), including the derived account key."""
+_EMPTY_SCHEMA = FeatureSchema.empty()
+
+
+def traits_of(event: Event, schema: FeatureSchema | None = None) -> dict[str, str]:
+    """Normalised trait updates an event carries (string values), including the derived account key.
+
+    With a `schema`, every property the schema maps for the event's CRM object is also a trait,
+    `f:<feature>`, holding the value as sent ("" when the CRM cleared it). Behavioural identify
+    traits (no CRM record) match a mapped field by its property or feature name.
+    """
     out: dict[str, str] = {}
     if event.event_type in TRAIT_TYPES:
         props = event.properties
@@ -224,6 +233,8 @@ def traits_of(event: Event) -> dict[str, str]:
             text = _text(value)
             if name and text is not None:
                 out[name] = text
+        if schema is not None and schema.fields:
+            out.update(_mapped_traits(event, source, schema))
     if event.email:
         out["email"] = event.email.strip().lower()
     elif "email" in out:
@@ -241,6 +252,19 @@ def traits_of(event: Event) -> dict[str, str]:
     out.pop("account", None)
     if account:
         out["account"] = account
+    return out
+
+
+def _mapped_traits(event: Event, source: Mapping[str, Any], schema: FeatureSchema) -> dict[str, str]:
+    out: dict[str, str] = {}
+    behavioural = event.crm not in ("hubspot", "salesforce")
+    for key, value in source.items():
+        if not isinstance(key, str):
+            continue
+        found = schema.field_named(key) if behavioural else schema.field_for(event.crm, event.object_type, key)
+        text = stored_text(value) if found is not None else None
+        if found is not None and text is not None:
+            out[TRAIT_PREFIX + found.feature] = text.strip()
     return out
 
 
@@ -410,8 +434,13 @@ def build_offline(
     lead_ids: Iterable[str] | None = None,
     feature_refs: Sequence[str] | None = None,
     lead_of: Callable[[Event], str] = default_lead_of,
+    schema: FeatureSchema | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Feature vectors as of `as_of` for every lead seen (or for `lead_ids`), from events up to `as_of`."""
+    """Feature vectors as of `as_of` for every lead seen (or for `lead_ids`), from events up to `as_of`.
+
+    With a `schema`, vectors also hold its mapped features (and `feature_refs` may name them).
+    """
+    schema = schema or _EMPTY_SCHEMA
     as_of_ms = to_ms(as_of)
     timeline = []
     for e in events:
@@ -424,7 +453,7 @@ def build_offline(
     for ms, uid, event in timeline:
         lead = lead_of(event)
         state = leads.setdefault(lead, _LeadState({}, {}, {}, {}))
-        for name, value in traits_of(event).items():
+        for name, value in traits_of(event, schema).items():
             order = (ms, uid)
             if name not in state.trait_order or order >= state.trait_order[name]:
                 state.traits[name] = value
@@ -439,12 +468,27 @@ def build_offline(
             members = accounts.setdefault(account, {})
             members[lead] = max(ms, members.get(lead, ms))
     wanted = list(lead_ids) if lead_ids is not None else list(leads)
-    names = list(feature_refs) if feature_refs is not None else list(FEATURE_NAMES)
+    names = list(feature_refs) if feature_refs is not None else list(schema.feature_names)
+    _check_names(names, schema)
     out: dict[str, dict[str, Any]] = {}
     for lead in wanted:
         state = leads.get(lead) or _LeadState({}, {}, {}, {})
-        out[lead] = {n: _offline_value(FEATURES_BY_NAME[n], state, accounts, as_of_ms) for n in names}
+        out[lead] = {n: _offline_value(FEATURES_BY_NAME[n], state, accounts, as_of_ms) if n in FEATURES_BY_NAME
+                     else mapped_value(schema, n, state.traits, as_of_ms) for n in names}
     return out
+
+
+def mapped_value(schema: FeatureSchema, name: str, traits: Mapping[str, str], as_of_ms: int) -> Any:
+    """A mapped feature's value from a lead's stored traits (offline and online alike)."""
+    found = schema.field_of_feature(name)
+    assert found is not None  # names were checked against the schema
+    return derive(found.kind, traits.get(TRAIT_PREFIX + name), as_of_ms)
+
+
+def _check_names(names: Sequence[str], schema: FeatureSchema) -> None:
+    unknown = [n for n in names if n not in FEATURES_BY_NAME and schema.field_of_feature(n) is None]
+    if unknown:
+        raise KeyError(f"unknown feature(s): {', '.join(unknown)}")
 
 
 def build_training_frame(
@@ -453,6 +497,7 @@ def build_training_frame(
     *,
     gap: timedelta = timedelta(0),
     lead_of: Callable[[Event], str] = default_lead_of,
+    schema: FeatureSchema | None = None,
 ) -> pd.DataFrame:
     """One training row per outcome: the lead's features as of (outcome time - `gap`), plus the label.
 
@@ -466,11 +511,11 @@ def build_training_frame(
     for outcome in outcomes:
         by_time.setdefault(outcome.occurred_at - gap, []).append(outcome)
     for as_of, group in sorted(by_time.items()):
-        vectors = build_offline(events, as_of, lead_ids=[o.lead_id for o in group], lead_of=lead_of)
+        vectors = build_offline(events, as_of, lead_ids=[o.lead_id for o in group], lead_of=lead_of, schema=schema)
         for outcome in group:
             rows.append({"lead_id": outcome.lead_id, "as_of": as_of.isoformat(), "won": int(outcome.won),
                          **vectors[outcome.lead_id]})
-    return pd.DataFrame(rows, columns=["lead_id", "as_of", "won", *FEATURE_NAMES])
+    return pd.DataFrame(rows, columns=["lead_id", "as_of", "won", *(schema or _EMPTY_SCHEMA).feature_names])
 
 
 def _offline_value(feature: Feature, state: _LeadState, accounts: Mapping[str, Mapping[str, int]], as_of_ms: int) -> Any:
@@ -599,8 +644,10 @@ class RedisFeatureStore:
 
     def __init__(self, client: Any, *, prefix: str = FEATURES_PREFIX,
                  clock: Callable[[], datetime] | None = None,
-                 lead_of: Callable[[Event], str] = default_lead_of, trait_ttl_days: int = 400) -> None:
+                 lead_of: Callable[[Event], str] = default_lead_of, trait_ttl_days: int = 400,
+                 schema: FeatureSchema | None = None) -> None:
         self.client = client
+        self.schema = schema or _EMPTY_SCHEMA
         self.prefix = prefix
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lead_of = lead_of
@@ -630,7 +677,7 @@ class RedisFeatureStore:
             lead = (lead_ids[i] if lead_ids is not None else None) or self.lead_of(event)
             ms = to_ms(event.occurred_at)
             uid = event_uid(event)
-            traits = traits_of(event)
+            traits = traits_of(event, self.schema)
             tkey = self._traits_key(lead)
             if traits:
                 args: list[Any] = [len(traits), f"{ms:015d}|{uid}"]
@@ -650,12 +697,15 @@ class RedisFeatureStore:
     def get_online(
         self, entity_ids: Sequence[str], feature_refs: Sequence[str] | None = None, *, as_of: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Feature vectors for `entity_ids` as of `as_of` (default now), all in one pipeline round trip."""
-        names = list(feature_refs) if feature_refs is not None else list(FEATURE_NAMES)
-        unknown = [n for n in names if n not in FEATURES_BY_NAME]
-        if unknown:
-            raise KeyError(f"unknown feature(s): {', '.join(unknown)}")
-        features = [FEATURES_BY_NAME[n] for n in names]
+        """Feature vectors for `entity_ids` as of `as_of` (default now), all in one pipeline round trip.
+
+        `feature_refs` may name the schema's mapped features; by default a vector holds all of them.
+        """
+        schema = self.schema
+        names = list(feature_refs) if feature_refs is not None else list(schema.feature_names)
+        _check_names(names, schema)
+        features = [FEATURES_BY_NAME[n] for n in names if n in FEATURES_BY_NAME]
+        mapped = [n for n in names if n not in FEATURES_BY_NAME]
         as_of_ms = to_ms(as_of or self.clock())
         counts = [f for f in features if f.aggregation == "count"]
         recency = [f for f in features if f.aggregation == "days_since"]
@@ -687,6 +737,8 @@ class RedisFeatureStore:
             for f in features:
                 if f.aggregation == "trait":
                     row[f.name] = trait_feature(f, traits)
+            for name in mapped:
+                row[name] = mapped_value(schema, name, traits, as_of_ms)
             results.append({n: row.get(n) for n in names})
         return results
 

@@ -161,8 +161,13 @@ class Preprocessor:
         min_level_count: int | None = None,
         max_levels: int = 50,
         kinds: Mapping[str, Kind] | None = None,
+        column_max_levels: Mapping[str, int] | None = None,
     ) -> Preprocessor:
-        """Infer column kinds and vocabularies from training rows (labels are never looked at)."""
+        """Infer column kinds and vocabularies from training rows (labels are never looked at).
+
+        `kinds` fixes a column's kind instead of inferring it; `column_max_levels` caps one categorical
+        column's kept levels (a mapped field's top_n) instead of `max_levels`.
+        """
         cleaned = clean_missing(frame, missing_tokens)
         n = len(cleaned)
         # Rare levels: fewer than ~0.25% of rows (at least 5) can't be learned reliably; merging them
@@ -180,10 +185,11 @@ class Preprocessor:
             if kind == "categorical":
                 text = non_missing.astype(str)
                 counts = text.value_counts()
-                if n >= 50 and counts.size >= 0.95 * len(text) and counts.size > max_levels:
+                cap = (column_max_levels or {}).get(col, max_levels)
+                if n >= 50 and counts.size >= 0.95 * len(text) and counts.size > cap:
                     dropped[col] = "identifier-like (nearly every value unique)"
                     continue
-                kept = [str(v) for v, c in counts.items() if c >= min_count][:max_levels]
+                kept = [str(v) for v, c in counts.items() if c >= min_count][:cap]
                 has_other = len(kept) < counts.size
                 has_missing = len(non_missing) < n
                 if len(kept) + int(has_other) + int(has_missing) <= 1:

@@ -29,10 +29,10 @@ Steps (all fitted on the training part only; the holdout is touched once, for th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from scoring.model import GRADE_PERCENTILES, Head, ModelBundle, feature_hash
 from scoring.phrasing import Phrasing
 from scoring.rules import PointsModel, derive_scorecard
 from scoring.tabular import DEFAULT_MISSING_TOKENS, Preprocessor
+
+if TYPE_CHECKING:
+    from scoring.schema import FeatureSchema
 
 DEFAULT_LEAK_AUC = 0.97
 SUSPICIOUS_AUC = 0.90  # reported (not dropped): strong enough that someone should check where it comes from
@@ -102,6 +105,9 @@ class TrainOptions:
     scorecard: PointsModel | None = None  # hand-built rules baseline; derived from the data if None
     phrasing: Phrasing | None = None  # column labels and mapped kinds for reasons (from the feature schema)
     nthread: int | None = None  # None: 1 thread below 50,000 rows (OpenMP start-up costs more than it saves)
+    kinds: Mapping[str, Any] = field(default_factory=dict)  # column -> Preprocessor kind, instead of inferring
+    max_levels: Mapping[str, int] = field(default_factory=dict)  # categorical column -> levels kept (top_n)
+    schema: FeatureSchema | None = None  # the feature schema whose mapped features the frame holds
 
 
 @dataclass
@@ -372,7 +378,9 @@ def run_experiment(
     order_train = order[train_idx] if order is not None else None
 
     step("preprocess")
-    pre = Preprocessor.fit(raw_train, missing_tokens=options.missing_tokens)
+    pre = Preprocessor.fit(raw_train, missing_tokens=options.missing_tokens,
+                           kinds={k: v for k, v in options.kinds.items() if k in raw_train.columns} or None,
+                           column_max_levels=options.max_levels or None)
     dropped.update(pre.dropped)
     clean_train = pre.clean(raw_train)
     aucs = single_feature_aucs(clean_train, pre, y_train, seed)
@@ -451,10 +459,12 @@ def run_experiment(
         "grade_thresholds": grade_thresholds,
         "grade_source": grade_source,
         "grades": grades_note(grade_source, fit_cols, list(options.fit_columns)),
-        "phrasing": (options.phrasing or Phrasing()).to_json(),
+        "phrasing": _phrasing_of(options, pre.input_columns).to_json(),
         "score_percentiles": [float(v) for v in np.quantile(train_p, np.linspace(0, 1, 101))],
         "scorecard": scorecard.to_json(),
     }
+    if options.schema is not None:
+        metadata["feature_schema"] = schema_meta(options.schema, pre.input_columns)
     bundle = ModelBundle(main=main, fit=fit_head_obj, metadata=metadata)
     return Experiment(
         bundle=bundle, metrics=metrics, baselines=baselines, dropped=dropped, suspicious=suspicious, rows=len(data),
@@ -475,6 +485,22 @@ def grades_note(source: str, used: Sequence[str], asked: Sequence[str]) -> str:
         return ("no fit signal (the fit columns " + ", ".join(asked) + " were empty or constant): grades A-F are "
                 "the score's percentile among the training rows (A: top 20%)")
     return "no fit columns: grades A-F are the score's percentile among the training rows (A: top 20%)"
+
+
+def _phrasing_of(options: TrainOptions, columns: Sequence[str]) -> Phrasing:
+    """The reasons' labels and kinds: the schema's mapped fields the model reads, then the caller's own."""
+    from scoring.schema import used_fields
+
+    mapped = Phrasing.from_fields(used_fields(options.schema, list(columns))) if options.schema else Phrasing()
+    return mapped.merged(options.phrasing) if options.phrasing is not None else mapped
+
+
+def schema_meta(schema: FeatureSchema, columns: Sequence[str]) -> dict[str, Any]:
+    """What a bundle records of the schema it was trained under: version, fingerprint, the mapped fields it reads."""
+    from scoring.schema import used_fields
+
+    return {"version": schema.version, "fingerprint": schema.fingerprint,
+            "fields": [f.to_json() for f in used_fields(schema, list(columns))]}
 
 
 def report_of(experiment: Experiment) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Rows (one per trained bundle; files stay in scoring.registry.ModelRegistry's dir
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -24,10 +25,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.feature_schema import serving_problems
 from core.keys import CHAMPION_KEY
 from core.records import utcnow
 from storage.audit import record
 from storage.db import Database
+from storage.feature_schema import active_schema
 from storage.models import ModelVersion
 
 SERVABLE_KINDS = frozenset({"lead"})
@@ -133,6 +136,7 @@ def _promote_row(session: Session, row: ModelVersion, actor: str, how: str) -> M
         raise NotServable(f"{row.version} is already the champion")
     if not (Path(row.path) / METADATA_FILE).is_file():
         raise NotServable(f"{row.version}'s files are missing at {row.path}; workers could not load it")
+    check_schema(session, row)
     _lock_kind(session, row.kind)
     before = champion(session, row.kind)
     for current in session.scalars(select(ModelVersion).where(ModelVersion.kind == row.kind,
@@ -144,6 +148,20 @@ def _promote_row(session: Session, row: ModelVersion, actor: str, how: str) -> M
     record(session, actor=actor, action="model.promote", target=f"model:{row.kind}",
            before={"champion": before.version if before else None}, after={"champion": row.version, "how": how})
     return row
+
+
+def check_schema(session: Session, row: ModelVersion) -> None:
+    """Refuse a model that reads mapped features the active feature schema no longer maps alike."""
+    try:
+        metadata = json.loads((Path(row.path) / METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise NotServable(f"{row.version}'s metadata at {row.path} is unreadable ({type(exc).__name__})") from None
+    schema = active_schema(session)
+    problems = serving_problems(schema, metadata if isinstance(metadata, dict) else {})
+    if problems:
+        raise NotServable(f"{row.version} cannot serve under feature schema version {schema.version}: "
+                          f"{'; '.join(problems)}. Map those fields again (`leadbridge fields map ...`) or train a "
+                          "model under the current schema")
 
 
 def promote_in_session(session: Session, version: str, actor: str, how: str = "manual") -> ModelVersion:
@@ -166,6 +184,7 @@ def rollback_in_session(session: Session, actor: str, kind: str = "lead") -> Mod
         raise NotServable(f"no earlier {kind} champion to roll back to ({current.version} is the first)")
     if not (Path(previous.path) / METADATA_FILE).is_file():
         raise NotServable(f"cannot roll back to {previous.version}: its files are missing at {previous.path}")
+    check_schema(session, previous)
     current.status = "retired"
     previous.status = "champion"  # promoted_at stays, so a second roll back walks further back in time
     session.flush()

@@ -264,6 +264,18 @@ class FieldMapping(Base):
     field_name: Mapped[str] = mapped_column(String(100))
 
 
+class FeatureSchemaVersion(Base):
+    """One saved version of the feature schema: the CRM properties mapped to model features."""
+
+    __tablename__ = "feature_schemas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    fields: Mapped[list[Any]] = mapped_column(JSON, default=list)  # core.feature_schema.MappedField.to_json()
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class User(Base):
     """An admin UI user; passwords are stored hashed."""
 

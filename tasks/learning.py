@@ -158,17 +158,20 @@ class RetrainResult:
 
 
 def training_data(session: Session, now: datetime, policy: Any,
-                  progress: Callable[[str, int, int | None], None] | None = None) -> Any:
-    """scoring.dataset.TrainingData from the inbox and outcomes tables, as of `now`."""
+                  progress: Callable[[str, int, int | None], None] | None = None, schema: Any = None) -> Any:
+    """scoring.dataset.TrainingData from the inbox and outcomes tables, as of `now` (with the mapped features of
+    `schema`, default the one in force)."""
     from scoring.dataset import training_frame
     from scoring.features import ACTIVITY_TYPES
+    from storage.feature_schema import active_schema
     from storage.outcomes import count_outcomes, load_events, oldest_lead_created, stored_outcomes
 
     step = progress or (lambda _what, _n, _total=None: None)
+    schema = schema if schema is not None else active_schema(session)
     stored = load_events(session, ACTIVITY_TYPES, until=now, progress=lambda n: step("reading events", n, None))
     return training_frame(stored, stored_outcomes(session, until=now), now, policy,
                           outcomes_total=count_outcomes(session), oldest_lead=oldest_lead_created(session),
-                          progress=progress)
+                          progress=progress, schema=schema)
 
 
 def prequential_report(session: Session, *, now: datetime | None = None, policy: Any = None, window_days: int = 28,
@@ -216,12 +219,14 @@ def retrain_from_events(
     from scoring.rules import use_trained_model
     from scoring.training import TrainingError
     from scoring.training_set import train_options
+    from storage.feature_schema import active_schema
     from storage.model_registry import champion, promote_in_session, record_model, set_champion_key
 
     now = now or utcnow()
     step = progress or (lambda _what, _n, _total=None: None)
     with db.session() as session:
-        data = training_data(session, now, config.policy, progress=step)
+        schema = active_schema(session)  # the model records it, and serves only while it is in force
+        data = training_data(session, now, config.policy, progress=step, schema=schema)
         current = champion(session, "lead")
         champion_path = current.path if current is not None else None
         champion_version = current.version if current is not None else None
@@ -239,7 +244,7 @@ def retrain_from_events(
             log.warning("learning.champion_unreadable", extra={"version": champion_version, "error": str(exc)[:200]})
     step("training", 0, None)
     try:
-        result = train_challenger(data.frame, train_options(), champion=champion_bundle, margin=config.promotion_margin,
+        result = train_challenger(data.frame, train_options(schema), champion=champion_bundle, margin=config.promotion_margin,
                                   metric=config.promotion_metric, seed=seed, now=now,
                                   progress=lambda what: step(f"training: {what}", 1, None),
                                   reference_rows=data.reference_rows)

@@ -2,7 +2,9 @@
 
 Created lazily after fork and reused by every task. The scorer follows the champion model: a task
 checks one Redis key (cheap) and swaps the model in when a new champion was promoted, without a
-restart and without dropping work.
+restart and without dropping work. The feature schema (the CRM properties mapped to features) is
+followed the same way: one Redis key per batch, the database only when its version moved; a
+champion the schema in force cannot feed is refused and the rules serve instead.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from sqlalchemy import select
 from connectors.base import CrmConnector
 from connectors.registry import build_connector
 from core.gc_tuning import settle_heap
-from core.keys import CHAMPION_KEY
+from core.feature_schema import FeatureSchema, serving_problems
+from core.keys import CHAMPION_KEY, FEATURE_SCHEMA_KEY
 from core.runtime import ServiceUrls, redis_client, service_urls
 from core.settings import Settings, load_settings
 from storage.db import Database
@@ -30,6 +33,7 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 MAPPINGS_TTL = 60.0  # seconds between re-reads of the admin's field mappings
+SCHEMA_TTL = 60.0  # with no schema version published in Redis (lost data), re-read the schema this often
 
 
 @dataclass
@@ -41,17 +45,45 @@ class Resources:
     db: Database
     redis: redis.Redis
     _scorer: Any = None
-    _scorer_version: str | None = None
+    _scorer_version: tuple[str | None, int] | None = None
+    _schema: FeatureSchema | None = None
+    _schema_published: int | None = None  # the published version when `_schema` was read
+    _schema_read: float = -1e9
+    _store: Any = None
     _connectors: dict[str, Any] = field(default_factory=dict)
     _mappings_read: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def schema(self) -> FeatureSchema:
+        """The feature schema in force: one Redis read; the database only when the published version moved."""
+        from storage.feature_schema import active_schema, published_schema_version
+
+        published = published_schema_version(self.redis)
+        with self._lock:
+            stale = (self._schema is None or published != self._schema_published
+                     or (published is None and time.monotonic() - self._schema_read > SCHEMA_TTL))
+            if stale:
+                with self.db.session() as session:
+                    schema = active_schema(session)
+                if published is None:
+                    # Redis lost the key (or nothing was ever saved): publish what the table says, unless
+                    # a save publishes first.
+                    self.redis.set(FEATURE_SCHEMA_KEY, schema.version, nx=True)
+                if self._schema is None or schema.version != self._schema.version:
+                    log.info("schema.loaded", extra={"version": schema.version, "mapped": len(schema.fields)})
+                self._schema, self._schema_published, self._schema_read = schema, published, time.monotonic()
+            return self._schema  # type: ignore[return-value]
+
     @property
     def features(self) -> Any:
-        """The online feature store (Redis)."""
+        """The online feature store (Redis), reading and writing the mapped features of the schema in force."""
         from scoring.features import RedisFeatureStore
 
-        return RedisFeatureStore(self.redis)
+        schema = self.schema()
+        with self._lock:
+            if self._store is None or self._store.schema is not schema:
+                self._store = RedisFeatureStore(self.redis, schema=schema)
+            return self._store
 
     def scorer(self) -> Any:
         """The scorer for the current champion (or the cold-start rules when there is none)."""
@@ -59,16 +91,18 @@ class Resources:
 
         raw = self.redis.get(CHAMPION_KEY)
         wanted = raw.decode() if raw else None
+        schema = self.schema()
         with self._lock:
-            if self._scorer is None or wanted != self._scorer_version:
-                bundle = self._load_champion(wanted)
+            if self._scorer is None or (wanted, schema.version) != self._scorer_version:
+                bundle = self._load_champion(wanted, schema)
                 self._scorer = Scorer(bundle, min_outcomes=self.settings.min_outcomes,
                                       min_positives=self.settings.min_positives, mode=self.settings.score_mode)
-                self._scorer_version = wanted
-                log.info("model.loaded", extra={"version": wanted or "rules"})
+                self._scorer_version = (wanted, schema.version)
+                log.info("model.loaded", extra={"version": bundle.version if bundle is not None else "rules",
+                                                "schema": schema.version})
             return self._scorer
 
-    def _load_champion(self, version: str | None) -> Any:
+    def _load_champion(self, version: str | None, schema: FeatureSchema) -> Any:
         from scoring.model import ModelBundle
         from storage.models import ModelVersion
 
@@ -81,10 +115,18 @@ class Resources:
         if path is None:
             return None
         try:
-            return ModelBundle.load(path)
+            bundle = ModelBundle.load(path)
         except Exception:  # a broken model file must not stop scoring: the rules serve meanwhile
             log.exception("model.load_failed")
             return None
+        problems = serving_problems(schema, bundle.metadata)
+        if problems:
+            # Promotion refuses such a model; this one lost a field it reads after it was promoted (a forced
+            # unmap). Its scores would rest on a feature the store no longer holds: the rules serve instead.
+            log.error("model.schema_mismatch", extra={"version": bundle.version, "schema": schema.version,
+                                                       "problems": "; ".join(problems)[:500]})
+            return None
+        return bundle
 
     def connector(self, crm: str) -> CrmConnector | None:
         """The connector for `crm` ("hubspot" or "salesforce"), or None when that CRM is not configured.

@@ -19,6 +19,7 @@ from storage.models import (
     Account,
     AlertRule,
     DeadLetter,
+    FeatureSchemaVersion,
     InboxEvent,
     Lead,
     OutboxItem,
@@ -28,7 +29,8 @@ from storage.models import (
 )
 
 # Children before parents, so foreign keys hold while rows go.
-PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source)
+PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source,
+                   FeatureSchemaVersion)
 
 
 @contextmanager

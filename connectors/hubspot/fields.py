@@ -16,6 +16,11 @@ SCORE_FIELD_NAMES = {
     "scored_at": "leadbridge_scored_at",
 }
 MAPPED_OBJECTS = ("contacts", "companies")  # the objects whose score fields an admin can map
+# The objects whose properties an admin can map to model features (the people leadbridge scores).
+FEATURE_OBJECTS = ("contacts",)
+# Properties leadbridge's own actions set (owner routing, lead status): as features they would feed our
+# own decisions back into the score.
+ACTION_PROPERTIES = ("hubspot_owner_id", "hs_lead_status")
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 FIELD_NAME_RULE = "is not a HubSpot property name (lower-case letters, digits and _)"
 RECORD_ID = re.compile(r"^[0-9]{1,20}$")

@@ -16,6 +16,11 @@ SCORE_FIELD_NAMES = {
     "scored_at": "Leadbridge_Scored_At__c",
 }
 MAPPED_OBJECTS = ("Lead", "Contact", "Account")  # the objects whose score fields an admin can map
+# The objects whose fields an admin can map to model features (the people leadbridge scores).
+FEATURE_OBJECTS = ("Lead", "Contact")
+# Fields leadbridge's own actions set (owner routing, lead status): as features they would feed our own
+# decisions back into the score (and a Lead's Status is where its outcome is read).
+ACTION_PROPERTIES = ("OwnerId", "Status")
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 FIELD_NAME_RULE = "is not a Salesforce field API name (letters, digits and _, e.g. Score__c)"
 RECORD_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")

@@ -39,6 +39,7 @@ PINNED = {
     "FEATURE_ACTIVITY_KEY": "lb:fs:a:{lead}",
     "FEATURE_TRAITS_KEY": "lb:fs:t:{lead}",
     "ACCOUNT_ENGAGED_KEY": "lb:fs:acct:{account}",
+    "FEATURE_SCHEMA_KEY": "lb:schema:version",
     "CHAMPION_KEY": "lb:model:champion",
     "OUTCOMES_SINCE_KEY": "lb:learning:outcomes_since:{crm}",
     "RETRAIN_LOCK_KEY": "lb:learning:retrain_lock",
