@@ -83,6 +83,10 @@ def test_the_page_maps_and_unmaps_through_its_forms(hubspot_app: Any, make_user:
     assert "seats" in table and "Seats" in table and "numeric" in table and "yes" in table  # label from the CRM
     assert "mapped: numeric seats" in section(after, "discover-hubspot-table")
     assert version_of(clean_db) == 1
+    edit = re.search(r'href="([^"]+)">Edit</a>', table)
+    assert edit, "no Edit link on the mapped row"
+    editing = section(client.get(html.unescape(edit.group(1))).text, "map-form")
+    assert 'value="seats"' in editing and 'name="fit" checked' in editing and 'value="Seats"' in editing
 
     # A refusal comes back as a message on the page and changes nothing.
     refused = client.post("/admin/fields/map", data={"csrf_token": csrf, "crm": "hubspot", "object_type": "contacts",

@@ -12,8 +12,8 @@ from bridge.extensions import services
 from core.feature_schema import DEFAULT_TOP_N, FIELD_KINDS, MAX_TOP_N, FeatureSchema
 from services import fields as ops
 
-# The map form can be prefilled from the query string (a discovered row's "Map" button).
-PREFILL = ("crm", "object_type", "property", "kind", "label", "feature")
+# The map form can be prefilled from the query string (a discovered row's "Map", a mapped row's "Edit").
+PREFILL = ("crm", "object_type", "property", "kind", "label", "feature", "top_n", "fit")
 
 
 @bp.get("/fields")
