@@ -7,6 +7,9 @@ feature or one that takes a built-in feature's name. A change that would leave t
 reading a feature no longer mapped alike is refused too, unless forced (the model then stops serving
 and the cold-start rules take over until a model trained under the new schema is promoted). After the
 commit, `announce_schema` tells the workers (one Redis key; they reload on their next batch).
+
+The admin page and the JSON API also look a property up in its CRM before mapping it (`check_in_crm`,
+through field discovery): one the CRM does not have is refused, and the CRM's label fills an empty one.
 """
 
 from __future__ import annotations
