@@ -27,6 +27,7 @@ NAV = (
     ("admin.overview", "Overview", False),
     ("admin.sources", "Sources", False),
     ("admin.mappings", "Field mapping", False),
+    ("admin.fields", "Fields", False),
     ("admin.alerts", "Alert rules", False),
     ("admin.deliveries", "Deliveries", False),
     ("admin.dead_letters", "Dead letters", False),

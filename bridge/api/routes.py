@@ -11,6 +11,7 @@ from services import Conflict, NotFound
 from services import alerts as alert_ops
 from services import dead_letters as dead_letter_ops
 from services import field_discovery as discovery_ops
+from services import fields as field_ops
 from services import deliveries as delivery_ops
 from services import leads as lead_ops
 from services import mappings as mapping_ops
@@ -268,6 +269,74 @@ def discover_fields(crm: str, query: s.FieldDiscoveryQuery) -> ResponseReturnVal
     svc = services()
     report = discovery_ops.discover(svc.settings, crm, query.object, query.sample, redis_client=svc.redis)
     return s.FieldDiscovery.model_validate(report.as_dict()), 200
+
+
+# --- feature schema (mapped fields) -----------------------------------------------------------------
+
+_FIELD_PARAMS = {
+    "crm": {"type": "string", "enum": ["hubspot", "salesforce"]},
+    "object_type": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z]+$",
+                    "description": 'contacts (HubSpot); Lead or Contact (Salesforce)'},
+    "property_name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[A-Za-z0-9_]+$",
+                      "description": "the property's internal (API) name"},
+}
+
+
+def _schema_out(schema: Any, model: Any = s.FeatureSchemaOut, **extra: Any) -> Any:
+    return model.model_validate({**schema.to_json(), **extra})
+
+
+@endpoint("/fields", "GET", summary="The feature schema in force", tag="fields",
+          responses={200: (s.FeatureSchemaOut, "its version and the mapped fields"), **READ})
+def list_fields() -> ResponseReturnValue:
+    """The CRM properties used as model features, with their kind and feature name."""
+    with _db() as session:
+        schema = field_ops.current_schema(session)
+    return _schema_out(schema), 200
+
+
+@endpoint("/fields/history", "GET", summary="Feature schema versions", tag="fields", query=s.FieldHistoryQuery,
+          responses={200: (s.FieldHistory, "newest first"), **READ})
+def field_history(query: s.FieldHistoryQuery) -> ResponseReturnValue:
+    """Every saved version: who saved it, when, its fields and what it changed."""
+    with _db() as session:
+        entries = field_ops.history_entries(session, query.limit)
+    items = [_schema_out(e.schema, s.SchemaVersionOut, actor=e.actor, created_at=e.created_at,
+                         changes=list(e.changes)) for e in entries]
+    return s.FieldHistory(items=items), 200
+
+
+@endpoint("/fields/<crm>/<object_type>/<property_name>", "PUT", summary="Map a CRM property to a feature",
+          tag="fields", role="admin", body=s.FieldMap, path_params=_FIELD_PARAMS,
+          responses={200: (s.FieldChangeOut, "the schema now in force (a new version when anything changed)"),
+                     **WRITE, **_errors(404, 409)})
+def map_field(crm: str, object_type: str, property_name: str, body: s.FieldMap) -> ResponseReturnValue:
+    """Use the property as a feature (or change how it is used). The property is looked up in the CRM first: one
+    the CRM does not have is refused; when the CRM cannot be asked it is mapped with a warning saying so."""
+    svc = services()
+    field = field_ops.make_field(crm, object_type, property_name, body.kind, feature=body.feature, label=body.label,
+                                 fit=body.fit, top_n=body.top_n)
+    with _db() as session:
+        field_ops.check_mapped_field(session, field)  # refusals that need no CRM come first
+    field, warnings = field_ops.check_in_crm(svc.settings, field, redis_client=svc.redis)
+    with _db(write=True) as session:
+        schema = field_ops.map_field(session, _actor(), field, force=body.force)
+    if not field_ops.announce_schema(svc.redis, schema):
+        warnings.append("Redis could not be told; workers pick the change up within a minute")
+    return _schema_out(schema, s.FieldChangeOut, warnings=warnings), 200
+
+
+@endpoint("/fields/<crm>/<object_type>/<property_name>", "DELETE", summary="Unmap a CRM property", tag="fields",
+          role="admin", query=s.FieldUnmapQuery, path_params=_FIELD_PARAMS,
+          responses={200: (s.FieldChangeOut, "the schema now in force"), **READ, **_errors(403, 404, 409)})
+def unmap_field(crm: str, object_type: str, property_name: str, query: s.FieldUnmapQuery) -> ResponseReturnValue:
+    """Stop using the property as a feature (404 when it is not mapped)."""
+    svc = services()
+    with _db(write=True) as session:
+        schema = field_ops.unmap_field(session, _actor(), crm, object_type, property_name, force=query.force)
+    warnings = [] if field_ops.announce_schema(svc.redis, schema) else [
+        "Redis could not be told; workers pick the change up within a minute"]
+    return _schema_out(schema, s.FieldChangeOut, warnings=warnings), 200
 
 
 # --- alert rules ------------------------------------------------------------------------------------

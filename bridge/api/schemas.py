@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from core.feature_schema import FieldKind
 from services.leads import ScoreMove
 from services.sources import SourceInfo
 
@@ -425,6 +426,76 @@ class FieldDiscovery(Out):
     objects: list[str]
     sample: int
     fields: list[DiscoveredFieldOut]
+
+
+# --- feature schema (mapped fields) -----------------------------------------------------------------
+
+class MappedFieldOut(Out):
+    """One CRM property used as a model feature."""
+
+    crm: str
+    object_type: str = Field(description='"contacts" (HubSpot); "Lead" or "Contact" (Salesforce)')
+    property: str = Field(description="the property's internal (API) name")
+    kind: FieldKind
+    feature: str = Field(description="the column name the model sees")
+    label: str = Field(description="the property's label (CSV exports use it as the column header)")
+    fit: bool = Field(description="describes who the lead is: also trains the fit (grade) model")
+    top_n: int = Field(description="categorical: the most frequent levels kept, the rest become other")
+
+
+class FeatureSchemaOut(Out):
+    """The feature schema in force: its version and the mapped fields (version 0: nothing mapped)."""
+
+    version: int
+    fingerprint: str = Field(description="hash of what a model depends on (sources, kinds, feature names)")
+    fields: list[MappedFieldOut]
+
+
+class FieldChangeOut(FeatureSchemaOut):
+    """The schema in force after a change, and what could not be checked or looks doubtful."""
+
+    warnings: list[str]
+
+
+class FieldMap(Body):
+    """How to use a CRM property as a feature."""
+
+    kind: FieldKind = Field(description="numeric; categorical (top-N levels + other); boolean; date (age in days); "
+                                        "text (length)")
+    feature: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] | None = (
+        Field(None, description="the feature name the model sees (default: the property, lower-cased)"))
+    label: Annotated[str, StringConstraints(max_length=200, pattern=LINE)] = Field(
+        "", description="the property's label (default: the CRM's, when it can be read)")
+    fit: bool = False
+    top_n: int = Field(20, ge=1, le=500, description="categorical: the most frequent levels kept")
+    force: bool = Field(False, description="change it even if the serving lead model needs it as it was (the "
+                                           "cold-start rules then serve until a model trained under it is promoted)")
+
+
+class FieldUnmapQuery(Body):
+    """Unmap options."""
+
+    force: bool = Field(False, description="unmap it even if the serving lead model reads it")
+
+
+class FieldHistoryQuery(Body):
+    """How many versions to list."""
+
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class SchemaVersionOut(FeatureSchemaOut):
+    """One saved version: who saved it, when, and what it changed against the version before."""
+
+    actor: str
+    created_at: datetime
+    changes: list[str]
+
+
+class FieldHistory(Out):
+    """Saved versions, newest first."""
+
+    items: list[SchemaVersionOut]
 
 
 # --- leads ------------------------------------------------------------------------------------------

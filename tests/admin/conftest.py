@@ -14,13 +14,13 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 
-from core.keys import (CHAMPION_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY,
-                       prefix_of)
+from core.keys import (CHAMPION_KEY, FEATURE_SCHEMA_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY,
+                       SESSION_KEY, prefix_of)
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FieldMapping, InboxEvent, Lead,
-                            ModelVersion, OutboxItem, Outcome, ScoreHistory, Source, User)
+from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FeatureSchemaVersion, FieldMapping,
+                            InboxEvent, Lead, ModelVersion, OutboxItem, Outcome, ScoreHistory, Source, User)
 from storage.users import create_token, hash_password
 from tests.services import broker_urls
 
@@ -31,8 +31,8 @@ os.environ.setdefault("LEADBRIDGE_ENCRYPTION_KEY", Fernet.generate_key().decode(
 BROKER_DB = 7  # API tests publish to their own broker database, so no worker consumes what they inspect
 PASSWORD = "correct horse battery staple"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
-TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, OutboxItem, ScoreHistory, Outcome, InboxEvent, Lead,
-          Account, ModelVersion, Source)
+TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, FeatureSchemaVersion, OutboxItem, ScoreHistory,
+          Outcome, InboxEvent, Lead, Account, ModelVersion, Source)
 
 
 def wipe(db: Database) -> None:
@@ -53,7 +53,7 @@ def clean_db(db: Database, redis_url: str) -> Iterator[Database]:
 
 def _forget_login_state(redis_url: str) -> None:
     client = make_redis_client(redis_url)
-    client.delete(CHAMPION_KEY)  # promote/rollback tests set what workers would follow
+    client.delete(CHAMPION_KEY, FEATURE_SCHEMA_KEY)  # what promote/rollback and field changes told workers
     for template in (LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY):
         for key in client.scan_iter(match=prefix_of(template) + "*"):
             client.delete(key)

@@ -17,7 +17,7 @@ from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lea
 from tests.admin.conftest import page_csrf
 from tests.crm_ids import with_ids
 
-PAGES = ("/admin/", "/admin/sources", "/admin/mappings", "/admin/alerts", "/admin/deliveries",
+PAGES = ("/admin/", "/admin/sources", "/admin/mappings", "/admin/fields", "/admin/alerts", "/admin/deliveries",
          "/admin/deliveries?tab=outbox", "/admin/deliveries?tab=dead", "/admin/leads", "/admin/models",
          "/admin/tokens")
 ADMIN_PAGES = ("/admin/audit", "/admin/users")

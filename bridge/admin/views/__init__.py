@@ -13,6 +13,7 @@ def register(bp: Blueprint) -> None:
         auth,
         dead_letters,
         deliveries,
+        fields,
         leads,
         mappings,
         models,
