@@ -263,13 +263,20 @@ class HubSpotConnector(CallPolicy):
         return self._call_unless(409, action, fn)[0]
 
     # ------------------------------------------------------------------ reads
-    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
-        """Batch-read contacts (100 a call) with their primary company; unknown ids are left out."""
+    def read_leads(self, lead_ids: Sequence[str],
+                   properties: Mapping[str, Sequence[str]] | None = None) -> list[LeadWithAccount]:
+        """Batch-read contacts (100 a call) with their primary company; unknown ids are left out.
+
+        `properties["contacts"]` are read in the same calls: each lead's `values`, known as of the contact's
+        `lastmodifieddate` (its last change of any property, so no later than any one value's own change).
+        """
         ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        extra = list(dict.fromkeys((properties or {}).get("contacts") or ()))
+        wanted = list(dict.fromkeys([*CONTACT_PROPERTIES, *extra]))
         contacts: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids, BATCH_LIMIT):
             body = self._call_json("batch read contacts", lambda c=chunk: self._contacts.batch_api.read(
-                {"inputs": [{"id": i} for i in c], "properties": CONTACT_PROPERTIES, "propertiesWithHistory": []},
+                {"inputs": [{"id": i} for i in c], "properties": wanted, "propertiesWithHistory": []},
                 _preload_content=False))
             for obj in body.get("results") or []:
                 contacts[str(obj.get("id"))] = obj.get("properties") or {}
@@ -283,7 +290,10 @@ class HubSpotConnector(CallPolicy):
             company_id = company_of.get(cid)
             account = companies.get(company_id) if company_id else None
             # Values a CRM holds are checked where they become our records, as webhook values are (core.values).
-            out.append(LeadWithAccount(clean_lead(_lead_of(cid, props, account)), account))
+            # A property HubSpot does not have is absent from the answer; one without a value comes back null.
+            values = {name: props[name] for name in extra if name in props}
+            out.append(LeadWithAccount(clean_lead(_lead_of(cid, props, account)), account, values, "contact",
+                                       _to_datetime(props.get("lastmodifieddate"))))
         return out
 
     def _primary_companies(self, contact_ids: list[str]) -> dict[str, str]:
