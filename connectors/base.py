@@ -84,6 +84,8 @@ class CrmRecord:
     created_at: datetime | None
     updated_at: datetime | None
     links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Properties whose value history was read: (when it was set, value), oldest first ("" = cleared).
+    history: Mapping[str, tuple[tuple[datetime, Any], ...]] = field(default_factory=dict)
 
     def linked(self, object_type: str, by_id: Mapping[tuple[str, str], CrmRecord]) -> CrmRecord | None:
         """The record of `object_type` this one links to first (its primary link), if it was fetched."""

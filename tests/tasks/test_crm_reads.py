@@ -8,17 +8,23 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from sqlalchemy import delete, select
+
+from connectors.hubspot.client import HubSpotConnector
 
 from core.keys import FEATURE_SCHEMA_KEY
 from core.records import Event
-from sandbox import SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from scoring.features import ACTIVITY_TYPES, build_offline, to_ms
+from scoring.labels import LabelledLead
 from scoring.schema import MappedField
+from scoring.training_set import EventIndex, build_decision_frame
 from storage.feature_schema import publish_schema_version, save_schema
 from storage.inbox import store_events
-from storage.models import FeatureSchemaVersion, LeadCrmId
+from storage.models import FeatureSchemaVersion, InboxEvent, LeadCrmId
 from storage.outcomes import load_events
+from tasks.backfill import backfill
 from tasks.ingest import enrich_new_leads, ingest_rows
 from tasks.resources import Resources
 from tests.connectors.conftest import salesforce_for
@@ -145,3 +151,70 @@ def test_salesforce_enrichment_reads_mapped_fields_the_org_has(res: Resources, s
     calls = connector.calls
     connector.read_leads([lead_id], {"Lead": ["Budget__c", "Not_There__c"]})
     assert connector.calls - calls == 1
+
+
+# ---- backfill: mapped values with their history --------------------------------------------------------------
+
+
+def test_hubspot_backfill_reads_each_value_a_mapped_property_had(res: Resources, sandbox: SandboxCRM,
+                                                                 no_schema: None) -> None:
+    budget_property(sandbox)
+    map_fields(res, MappedField("hubspot", "contacts", "budget", "numeric", "budget"))
+    day = 86_400.0
+    start = time.time() - 10 * day
+    contact = sandbox.store.hs_create("contacts", {"email": "lee@acme.io", "budget": "100"}, created_at=start)
+    sandbox.store.hs_update("contacts", contact["id"], {"budget": "500"}, at=start + 5 * day)
+    sandbox.store.hs_update("contacts", contact["id"], {"jobtitle": "CTO"}, at=start + 6 * day)
+    sandbox.store.hs_update("contacts", contact["id"], {"budget": "900"}, at=start + 9 * day)
+
+    # The sandbox shows HubSpot's shape: each value the property had, newest first, with when and how it was set.
+    shown = requests.get(f"{sandbox.base_url}/crm/v3/objects/contacts/{contact['id']}",
+                         params={"propertiesWithHistory": "budget"}, timeout=5,
+                         headers={"Authorization": f"Bearer {DEFAULT_HUBSPOT_TOKEN}"}).json()
+    entries = shown["propertiesWithHistory"]["budget"]
+    assert [e["value"] for e in entries] == ["900", "500", "100"]
+    assert all(set(e) == {"value", "timestamp", "sourceType"} for e in entries)
+    assert datetime.fromisoformat(entries[-1]["timestamp"]) == datetime.fromtimestamp(start, UTC).replace(
+        microsecond=datetime.fromtimestamp(start, UTC).microsecond // 1000 * 1000)
+
+    hubspot = HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url)
+    report = backfill(res, "hubspot", hubspot, writeback=False)
+    assert report.mapped_values == 3 and report.values_at_last_modified == 0
+    with res.db.session() as session:
+        rows = session.scalars(select(InboxEvent).where(InboxEvent.dedupe_key.like("bf:hs:v:%"))).all()
+        assert sorted((r.occurred_at, r.properties["budget"]) for r in rows) == [
+            (datetime.fromisoformat(e["timestamp"]), e["value"]) for e in reversed(entries)]
+        # The snapshot at the creation does not carry today's value back in time.
+        created = session.scalars(select(InboxEvent).where(InboxEvent.event_type == "created")).one()
+        assert "budget" not in created.properties
+        stored = load_events(session, ACTIVITY_TYPES)
+    lead = str(lead_of(res, "hubspot", contact["id"]))
+    assert res.features.get_online([lead])[0]["budget"] == 900.0
+    # A training row decided between two changes sees the value of that time: no leakage from later ones.
+    index = EventIndex(stored.events, stored.lead_of, schema=res.schema())
+    labels = [LabelledLead(lead, True, datetime.fromtimestamp(start + t * day, UTC),
+                           datetime.fromtimestamp(start + 9.5 * day, UTC), "test") for t in (1, 7, 9.2)]
+    frame = build_decision_frame(index, labels)
+    assert list(frame["budget"]) == [100.0, 500.0, 900.0]
+    assert backfill(res, "hubspot", hubspot, writeback=False).mapped_values == 0  # a second run adds nothing
+
+
+def test_salesforce_backfill_reports_values_known_only_at_last_modification(res: Resources, sandbox: SandboxCRM,
+                                                                          no_schema: None) -> None:
+    sandbox.store.sf_add_field("Lead", "Budget__c", "double", "Budget", precision=18, scale=2)
+    map_fields(res, MappedField("salesforce", "Lead", "Budget__c", "numeric", "budget"))
+    converted = sandbox.store.sf_create("Lead", {"LastName": "Won", "Company": "Acme", "Email": "won@acme.io",
+                                                 "Budget__c": 90000})
+    sandbox.store.sf_convert_lead(converted, won=True)
+    open_lead = sandbox.store.sf_create("Lead", {"LastName": "Open", "Company": "Beta", "Email": "o@beta.io",
+                                                 "Budget__c": 300})
+    sandbox.store.sf_create("Lead", {"LastName": "None", "Company": "Gamma", "Email": "n@gamma.io"})
+    report = backfill(res, "salesforce", salesforce_for(sandbox), writeback=False)
+    # Two values carry no history: they count from their Lead's LastModifiedDate. The converted Lead's outcome
+    # (its conversion day) precedes that time, so its training row cannot see its budget.
+    assert (report.values_at_last_modified, report.labels_before_values) == (2, 1)
+    lead = str(lead_of(res, "salesforce", open_lead))
+    assert res.features.get_online([lead])[0]["budget"] == 300.0
+    modified = datetime.fromisoformat(sandbox.store.sf_get("Lead", open_lead)["LastModifiedDate"])
+    stamp = res.redis.hget(f"lb:fs:t:{lead}", "@f:budget").decode()
+    assert int(stamp.split("|")[0]) == to_ms(modified)
