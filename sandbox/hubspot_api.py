@@ -116,7 +116,10 @@ def _shape(otype: str, obj: dict[str, Any], props: list[str] | None, with_histor
     """Render a stored record the way the v3 objects API does."""
     wanted = list(props) if props else list(schema.HS_DEFAULT_READ[otype])
     always = ["createdate", "hs_object_id", schema.HS_MODIFIED_PROPERTY[otype]]
-    out_props = {p: obj["properties"].get(p) for p in dict.fromkeys(wanted + always)}
+    # A property the portal does not define is left out of the answer; a defined one without a value is null.
+    defined = current_sandbox().store.hs_properties[otype]
+    out_props = {p: obj["properties"].get(p) for p in dict.fromkeys(wanted + always)
+                 if p in defined or p in obj["properties"]}
     shaped: dict[str, Any] = {"id": obj["id"], "properties": out_props, "createdAt": obj["createdAt"],
                               "updatedAt": obj["updatedAt"], "archived": obj["archived"]}
     if obj.get("archivedAt"):
