@@ -137,8 +137,17 @@ def _print_report(report: Any, kicked: bool) -> None:
     table.add_row("outcome rows new", str(report.outcomes_new))
     table.add_row("leads scored / changed", f"{report.leads_scored} / {report.scores_changed}")
     table.add_row("queued CRM writes", str(report.queued_writes))
+    if report.mapped_values:
+        table.add_row("mapped values with their own time", str(report.mapped_values))
+    if report.values_at_last_modified:
+        table.add_row("mapped values known only at last change", str(report.values_at_last_modified))
+        table.add_row("labels decided before those values", str(report.labels_before_values))
     table.add_row("API calls", str(report.api_calls))
     table.add_row("seconds", f"{report.seconds:.1f}")
     Console().print(table)
+    if report.values_at_last_modified:
+        click.echo(f"note: {report.values_at_last_modified} mapped field value(s) carry no history, so they count "
+                   "from their record's last modification; training rows decided before that time do not see them "
+                   f"({report.labels_before_values} outcome(s) precede it)")
     if report.queued_writes and not kicked:
         click.echo("note: no broker answered; the writes start when a worker and beat run")

@@ -55,10 +55,18 @@ class PermanentConnectorError(ConnectorError):
 
 @dataclass(frozen=True, slots=True)
 class LeadWithAccount:
-    """A lead and the account it belongs to (None when the CRM links none)."""
+    """A lead and the account it belongs to (None when the CRM links none).
+
+    `values` holds the extra properties a read was asked for (the mapped fields of the feature schema), under
+    the names asked for, None where the record holds no value; `object_type` is the record's canonical type
+    (contact, lead) and `changed_at` its last modification, the time those values are known to hold.
+    """
 
     lead: Lead
     account: Account | None
+    values: Mapping[str, Any] = field(default_factory=dict)
+    object_type: str = ""
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,8 @@ class CrmRecord:
     created_at: datetime | None
     updated_at: datetime | None
     links: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Properties whose value history was read: (when it was set, value), oldest first ("" = cleared).
+    history: Mapping[str, tuple[tuple[datetime, Any], ...]] = field(default_factory=dict)
 
     def linked(self, object_type: str, by_id: Mapping[tuple[str, str], CrmRecord]) -> CrmRecord | None:
         """The record of `object_type` this one links to first (its primary link), if it was fetched."""
@@ -251,8 +261,13 @@ class CrmConnector(Protocol):
     write_batch: int  # records the writeback hands one write_fields call
     field_names: dict[str, str]  # output -> CRM field, from the admin's field mappings ('' = not written)
 
-    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
-        """Read leads by CRM id, each with its account; unknown ids are left out."""
+    def read_leads(self, lead_ids: Sequence[str],
+                   properties: Mapping[str, Sequence[str]] | None = None) -> list[LeadWithAccount]:
+        """Read leads by CRM id, each with its account; unknown ids are left out.
+
+        `properties` (object type as in fields.FEATURE_OBJECTS -> property names) are read in the same calls
+        and returned as each lead's `values`.
+        """
         ...
 
     def write_fields(self, updates: Mapping[str, Mapping[str, Any]]) -> WriteResult:

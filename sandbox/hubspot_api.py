@@ -116,15 +116,19 @@ def _shape(otype: str, obj: dict[str, Any], props: list[str] | None, with_histor
     """Render a stored record the way the v3 objects API does."""
     wanted = list(props) if props else list(schema.HS_DEFAULT_READ[otype])
     always = ["createdate", "hs_object_id", schema.HS_MODIFIED_PROPERTY[otype]]
-    out_props = {p: obj["properties"].get(p) for p in dict.fromkeys(wanted + always)}
+    # A property the portal does not define is left out of the answer; a defined one without a value is null.
+    defined = current_sandbox().store.hs_properties[otype]
+    out_props = {p: obj["properties"].get(p) for p in dict.fromkeys(wanted + always)
+                 if p in defined or p in obj["properties"]}
     shaped: dict[str, Any] = {"id": obj["id"], "properties": out_props, "createdAt": obj["createdAt"],
                               "updatedAt": obj["updatedAt"], "archived": obj["archived"]}
     if obj.get("archivedAt"):
         shaped["archivedAt"] = obj["archivedAt"]
     if with_history:
-        shaped["propertiesWithHistory"] = {
-            p: [{"value": obj["properties"].get(p) or "", "timestamp": obj["updatedAt"], "sourceType": "API"}]
-            for p in with_history if p in obj["properties"]}
+        # Each property's values as they were set, newest first: {value, timestamp, sourceType}.
+        store = current_sandbox().store
+        shaped["propertiesWithHistory"] = {p: store.hs_history(obj, p) for p in dict.fromkeys(with_history)
+                                           if p in obj["properties"] or p in store.hs_properties[otype]}
     return shaped
 
 
@@ -204,8 +208,10 @@ def list_objects(object_type: str) -> Response:
         limit = int(request.args.get("limit", "10"))
     except ValueError:
         return hs_error(400, "limit must be an integer", "VALIDATION_ERROR")
-    if not 1 <= limit <= 100:
-        return hs_error(400, "limit must be between 1 and 100", "VALIDATION_ERROR")
+    # With propertiesWithHistory a page holds at most 50 records.
+    most = 50 if _multi("propertiesWithHistory") else 100
+    if not 1 <= limit <= most:
+        return hs_error(400, f"limit must be between 1 and {most}", "VALIDATION_ERROR")
     after = request.args.get("after") or None
     if after is not None and not after.isdigit():
         return hs_error(400, f"Invalid paging cursor: {after}", "VALIDATION_ERROR")

@@ -88,6 +88,8 @@ class Change:
 
 
 ChangeListener = Callable[[Change], None]
+# Where a HubSpot record keeps each property's value history (what propertiesWithHistory shows).
+HS_HISTORY = "_history"
 
 
 def _now_ms() -> int:
@@ -333,11 +335,35 @@ class SandboxStore:
             if otype == "deals":
                 clean.setdefault("pipeline", "default")
                 self._hs_deal_flags(clean)
-            obj = {"id": oid, "properties": clean, "createdAt": stamp, "updatedAt": stamp, "archived": False}
+            obj = {"id": oid, "properties": clean, "createdAt": stamp, "updatedAt": stamp, "archived": False,
+                   HS_HISTORY: {}}
+            self._hs_remember(obj, clean, stamp, source)
             self.hs_objects[otype][oid] = obj
             self._log_writes("hubspot", otype, oid, {k: v for k, v in clean.items() if k in props}, source)
             self._emit(Change("hubspot", otype, oid, "created", dict(clean), source, int(now * 1000)))
             return copy.deepcopy(obj)
+
+    @staticmethod
+    def _hs_remember(obj: dict[str, Any], values: Mapping[str, Any], stamp: str, source: str) -> None:
+        """Append each set value to its property's history (oldest first here; the API shows newest first).
+
+        A cleared value is an entry with value "", unless the property never had one (no entry at all).
+        """
+        history = obj.setdefault(HS_HISTORY, {})
+        for name, value in values.items():
+            if value is None and name not in history:
+                continue
+            history.setdefault(name, []).append({"value": "" if value is None else str(value), "timestamp": stamp,
+                                                 "sourceType": source})
+
+    def hs_history(self, obj: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+        """A property's value history as HubSpot's propertiesWithHistory shows it: newest first, each
+        {value, timestamp, sourceType}. A record saved before histories were kept shows its current value."""
+        history = (obj.get(HS_HISTORY) or {}).get(name)
+        if history is None:
+            value = obj["properties"].get(name)
+            return [] if value is None else [{"value": str(value), "timestamp": obj["updatedAt"], "sourceType": "API"}]
+        return [dict(entry) for entry in reversed(history)]
 
     @staticmethod
     def _hs_deal_flags(props: dict[str, Any]) -> None:
@@ -361,6 +387,7 @@ class SandboxStore:
                 self._hs_deal_flags(obj["properties"])
             obj["properties"][schema.HS_MODIFIED_PROPERTY[otype]] = stamp
             obj["updatedAt"] = stamp
+            self._hs_remember(obj, {**changed, schema.HS_MODIFIED_PROPERTY[otype]: stamp}, stamp, source)
             # The write log records every write the API accepted (benchmarks time writes, changed or not).
             self._log_writes("hubspot", otype, oid, clean, source)
             for name, value in changed.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, delete, false, or_, select, union_all, update
@@ -382,6 +383,43 @@ def apply_enrichment(lead: Lead, *, email: str | None, first_name: str | None, l
     for name, value in (("first_name", first_name), ("last_name", last_name), ("title", title), ("country", country)):
         if value and not getattr(lead, name):
             setattr(lead, name, str(value)[:LEAD_TEXT_LENGTHS[name]])
+
+
+CRM_READS_KEY = "crm_reads"  # Lead.properties: the mapped values enrichment read, per record
+
+
+def crm_values_event(crm: str, object_type: str, record_id: str, values: Mapping[str, Any], at: datetime,
+                     received_at: datetime | None = None) -> Event:
+    """The event a CRM read's mapped values become: a change of those properties at `at` (the record's last
+    modification), so "latest wins" orders it against webhook values by when each value held."""
+    ms = int(at.timestamp() * 1000)
+    return Event(source="enrichment", crm=crm, object_type=object_type, object_id=record_id,  # type: ignore[arg-type]
+                 event_type="property_change", occurred_at=at, received_at=received_at or at,
+                 properties=dict(values), dedupe_key=f"enrich-values:{crm}:{record_id}:{ms}")
+
+
+def remember_crm_values(lead: Lead, crm: str, object_type: str, record_id: str, values: Mapping[str, Any],
+                        at: datetime) -> None:
+    """Keep a read's mapped values on the lead row (the newest read per record), so training from the stored
+    events sees what the online store was given (storage.outcomes.load_events)."""
+    reads = dict((lead.properties or {}).get(CRM_READS_KEY) or {})
+    key = f"{crm}:{object_type}:{record_id}"
+    stamp = at.astimezone(UTC).isoformat()
+    previous = reads.get(key) or {}
+    if previous.get("at") and datetime.fromisoformat(previous["at"]) > at:
+        return
+    plain = {k: v for k, v in values.items() if v is None or isinstance(v, (str, int, float, bool))}
+    reads[key] = {"at": stamp, "values": plain}
+    lead.properties = {**(lead.properties or {}), CRM_READS_KEY: reads}
+
+
+def stored_crm_values(properties: Mapping[str, Any] | None) -> list[tuple[str, str, str, dict[str, Any], datetime]]:
+    """(crm, object type, record id, values, at) of each read `remember_crm_values` kept."""
+    out = []
+    for key, read in ((properties or {}).get(CRM_READS_KEY) or {}).items():
+        crm, object_type, record_id = key.split(":", 2)
+        out.append((crm, object_type, record_id, dict(read.get("values") or {}), datetime.fromisoformat(read["at"])))
+    return out
 
 
 def _apply_lead_fields(lead: Lead, fields: dict[str, Any], email: str | None) -> None:

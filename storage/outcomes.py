@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from core.records import Event, StoredEvents, utcnow
 from core.records import Outcome as OutcomeRecord
 from storage.inbox import to_event
+from storage.leads import crm_values_event, stored_crm_values
 from storage.models import Account, InboxEvent, Lead, LeadCrmId, Outcome, ScoreHistory
 
 
@@ -200,12 +201,15 @@ def load_events(session: Session, activity_types: Collection[str], *, until: dat
 
 
 def _enrichment_events(session: Session) -> list[tuple[Event, str]]:
-    """The CRM enrichment ingest gave the online store (it is not in the inbox), rebuilt from lead rows."""
+    """The CRM enrichment ingest gave the online store (it is not in the inbox), rebuilt from lead rows: the
+    identify traits at the enrichment time, and each read's mapped values at its record's modification time."""
     query = (select(Lead.id, Lead.email, Lead.title, Lead.country, Lead.enriched_at, Account.domain, Account.name,
-                    Account.industry, Account.employees)
+                    Account.industry, Account.employees, Lead.properties)
              .outerjoin(Account, Account.id == Lead.account_id).where(Lead.enriched_at.is_not(None)))
     out = []
-    for lead_id, email, title, country, enriched_at, domain, name, industry, employees in session.execute(query):
+    for lead_id, email, title, country, enriched_at, domain, name, industry, employees, props in session.execute(query):
+        for crm, object_type, record_id, values, at in stored_crm_values(props):
+            out.append((crm_values_event(crm, object_type, record_id, values, at), str(lead_id)))
         traits = {"email": email, "jobtitle": title, "country": country, "company": name, "domain": domain,
                   "industry": industry, "numberofemployees": employees}
         traits = {k: v for k, v in traits.items() if v not in (None, "")}

@@ -32,16 +32,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import History, Progress, SilentProgress
+from connectors.base import CrmRecord, History, Progress, SilentProgress
 from connectors.registry import PROVIDERS, provider
 from core.keys import DIRTY_KEY
 from core.records import Event, utcnow
 from core.records import Outcome as OutcomeRecord
 from core.values import EntryRefused, clean_event
+from scoring.schema import FeatureSchema
 from storage.inbox import store_events
 from storage.models import InboxEvent, LeadCrmId
 from storage.outcomes import record_outcomes
-from tasks.ingest import IngestResult, ingest_rows, settle_links
+from tasks.ingest import IngestResult, ingest_rows, mapped_properties, settle_links
 from tasks.resources import Resources
 from tasks.score import score_and_store
 
@@ -72,6 +73,12 @@ class BackfillReport:
     queued_writes: int = 0
     api_calls: int = 0
     seconds: float = 0.0
+    # Mapped fields (the feature schema): values read with the time each was set (HubSpot history) ...
+    mapped_values: int = 0
+    # ... and values known only as of their record's last modification (Salesforce): a training row decided
+    # before that time does not see them. `labels_before_values`: outcomes of such records that precede it.
+    values_at_last_modified: int = 0
+    labels_before_values: int = 0
 
 
 # ---- history -> canonical events ----------------------------------------------------------------------
@@ -110,19 +117,23 @@ class _Snapshot:
         return f"{self.prefix}:{_digest(self.properties)}"
 
 
-def _snapshots(history: History) -> list[_Snapshot]:
+def _snapshots(history: History, schema: FeatureSchema) -> list[_Snapshot]:
     now = utcnow()
     rules = provider(history.crm).history
     by_id = {(r.object_type, r.id): r for r in history.records}
     out: list[_Snapshot] = []
     for record in history.records:
+        mapped = _mapped_of(schema, record)
         props = {k: v for k, v in record.properties.items()
-                 if k not in VOLATILE and not k.lower().startswith("leadbridge_")}
+                 if k not in VOLATILE and not k.lower().startswith("leadbridge_") and k.lower() not in mapped}
         created = record.created_at or record.updated_at or now
         updated = max(record.updated_at or created, created)
         email = _email(props.get("email") or props.get("Email"))
         identity = {k: v for k, v in props.items() if k not in STATE_FIELDS}
         state = {k: v for k, v in props.items() if k in STATE_FIELDS}
+        # A mapped field read without its history is known to hold only as of the record's last change: it
+        # enters with the record's state (never backdated to the creation), cleared values included.
+        state.update({real: record.properties.get(real) for real in _untracked(record, mapped)})
         out.append(_Snapshot(history.crm, record.object_type, record.object_type, record.id, identity, email, created,
                              updated, "created", "property_change"))
         if state:
@@ -139,20 +150,71 @@ def _snapshots(history: History) -> list[_Snapshot]:
     return out
 
 
+def _mapped_of(schema: FeatureSchema, record: CrmRecord) -> dict[str, str]:
+    """The record's mapped properties, lower-cased -> the name the record spells them with."""
+    names = {p.lower(): p for p in schema.properties_of(record.crm, record.object_type)}
+    for key in (*record.properties, *record.history):
+        if key.lower() in names:
+            names[key.lower()] = key
+    return names
+
+
+def _untracked(record: CrmRecord, mapped: dict[str, str]) -> list[str]:
+    historied = {k.lower() for k in record.history}
+    return [real for low, real in mapped.items() if low not in historied]
+
+
+def _value_events(history: History, schema: FeatureSchema, now: datetime) -> list[Event]:
+    """One change per value a mapped property had, at the time it was set (read with its history)."""
+    code = provider(history.crm).history.KEY_CODE
+    events = []
+    for record in history.records:
+        mapped = _mapped_of(schema, record)
+        for name, values in record.history.items():
+            if name.lower() not in mapped:
+                continue
+            for when, value in values:
+                ms = int(when.timestamp() * 1000)
+                events.append(Event(
+                    source="backfill", crm=history.crm, object_type=record.object_type,  # type: ignore[arg-type]
+                    object_id=record.id, event_type="property_change", occurred_at=when, received_at=now,
+                    properties={name: value}, dedupe_key=f"{KEY_PREFIX}:{code}:v:{record.id}:{_digest([name, ms, value])}"))
+    return events
+
+
+def mapped_value_costs(history: History, schema: FeatureSchema) -> tuple[int, int]:
+    """(mapped values known only at their record's last modification, outcomes of those records before it)."""
+    values = labels = 0
+    late: dict[str, datetime] = {}
+    for record in history.records:
+        count = sum(1 for real in _untracked(record, _mapped_of(schema, record))
+                    if record.properties.get(real) not in (None, ""))
+        if count and record.updated_at is not None:
+            values += count
+            late[record.id] = record.updated_at
+    for outcome in history.outcomes:
+        at = late.get(outcome.lead_id)
+        if at is not None and outcome.occurred_at < at:
+            labels += 1
+    return values, labels
+
+
 def _email(value: Any) -> str | None:
     if isinstance(value, str) and "@" in value:
         return value.strip().lower()[:320]
     return None
 
 
-def history_events(session: Session, history: History) -> list[Event]:
+def history_events(session: Session, history: History, schema: FeatureSchema | None = None) -> list[Event]:
     """Canonical events for what this run sees that earlier runs did not, in occurred_at order.
 
     A record never imported becomes a `created` event at its creation time; one whose content changed
     since the last import becomes a `property_change` at its last-modified time; an unchanged one
-    becomes nothing. Keys are `bf:<hs|sf>:<kind>:<id>:<content hash>`.
+    becomes nothing. Keys are `bf:<hs|sf>:<kind>:<id>:<content hash>`. A property of `schema` read with its
+    history becomes a `property_change` per value at the time it was set (`bf:<hs|sf>:v:<id>:<hash>`).
     """
-    snapshots = _snapshots(history)
+    schema = schema or FeatureSchema.empty()
+    snapshots = _snapshots(history, schema)
     seen_prefixes: set[str] = set()
     seen_keys: set[str] = set()
     like = f"{KEY_PREFIX}:{provider(history.crm).history.KEY_CODE}:%"
@@ -181,6 +243,16 @@ def history_events(session: Session, history: History) -> list[Event]:
             continue
         if dropped:
             log.info("backfill.values_dropped", extra={"crm": snap.crm, "fields": [d.field for d in dropped][:10]})
+        events.append(event)
+    for event in _value_events(history, schema, now):
+        if event.dedupe_key in seen_keys:
+            continue
+        seen_keys.add(event.dedupe_key)
+        try:
+            event, _dropped = clean_event(event)
+        except EntryRefused as exc:
+            log.warning("backfill.value_refused", extra={"crm": history.crm, "reason": exc.reason})
+            continue
         events.append(event)
     events.sort(key=lambda e: (e.occurred_at, e.dedupe_key))
     return events
@@ -287,14 +359,17 @@ def backfill(res: Resources, crm: str, connector: Any, *, writeback: bool = True
     started = time.monotonic()
     progress = progress or SilentProgress()
     calls_before = getattr(connector, "calls", 0)
-    history = provider(crm).history.fetch(connector, progress)
+    schema = res.schema()
+    history = provider(crm).history.fetch(connector, progress, mapped_properties(res, crm))
     report = BackfillReport(crm=crm, outcomes_read=len(history.outcomes),
                             api_calls=getattr(connector, "calls", 0) - calls_before)
     for record in history.records:
         report.fetched[record.object_type] = report.fetched.get(record.object_type, 0) + 1
     with res.db.session() as session:
-        events = history_events(session, history)
+        events = history_events(session, history, schema)
     report.events = len(events)
+    report.mapped_values = sum(1 for e in events if e.dedupe_key.split(":")[2:3] == ["v"])
+    report.values_at_last_modified, report.labels_before_values = mapped_value_costs(history, schema)
     imported = import_events(res, events, progress)
     report.events_new = imported.stored
     report.outcomes_new = import_outcomes(res, crm, history.outcomes)

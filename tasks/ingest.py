@@ -19,7 +19,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
-from connectors.registry import account_fields, is_own_echo, lead_fields, linked_people, outcomes_of_events, seen_key
+from connectors.registry import (account_fields, feature_objects, is_own_echo, lead_fields, linked_people,
+                                 outcomes_of_events, seen_key)
 from core.keys import ENRICHED_KEY, WRITTEN_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow
@@ -30,11 +31,13 @@ from storage.leads import (
     add_crm_id,
     apply_enrichment,
     crm_ids_of,
+    crm_values_event,
     is_account_event,
     is_lead_event,
     lead_id_by_record,
     link_records,
     processed_events_of,
+    remember_crm_values,
     resolve_account,
     resolve_leads,
 )
@@ -82,7 +85,7 @@ def process_events(ids: list[int], retry: bool = False) -> int:
     res = resources()
     started = time.monotonic()
     result = ingest_isolated(res, ids, take_backlog=not retry)
-    if result.new_leads and res.connector("hubspot") is not None:
+    if result.new_leads and can_enrich(res):
         # Enrichment costs CRM round trips (100-300 ms against the real APIs): score with what we know now,
         # so the first write does not wait on them, and refine once the CRM has answered.
         enrich_leads.delay(result.new_leads)
@@ -377,33 +380,85 @@ def forget_by_event(session: Session, event: Event, res: Resources | None) -> in
 def enrich_new_leads(res: Resources, lead_ids: Sequence[int], attempt: int = 1) -> int:
     """First sight of a lead: read it (and its company) from the CRM once, cached in Redis for a while.
 
-    Returns how many leads it enriched. A transient failure (CRM 429/5xx, a dropped database connection)
-    gives the claims back and tries again later (enrich_leads), so a person first seen during trouble is
-    not left unenriched for a day; it never fails the caller, whose hand-off to scoring must go on.
+    HubSpot contacts are read for their identity, company and mapped properties (a creation webhook carries
+    no properties); Salesforce Leads and Contacts only when the feature schema maps some of their fields,
+    for those values. Returns how many leads it enriched. A transient failure (CRM 429/5xx, a dropped
+    database connection) gives the claims back and tries again later (enrich_leads), so a person first seen
+    during trouble is not left unenriched for a day; it never fails the caller, whose hand-off to scoring
+    must go on.
     """
-    connector = res.connector("hubspot")
-    if connector is None:
-        return 0
+    enriched = 0
     ttl = int(res.settings.enrich_ttl_hours * 3600)
-    claimed: list[str] = []
-    try:
-        return _enrich(res, connector, lead_ids, ttl, claimed)
-    except (TransientConnectorError, OperationalError) as exc:
-        # Found by drills (c) and (d): the claims used to stay after a failure, so nobody tried again
-        # until enrich_ttl_hours had passed.
-        log.warning("enrich.failed", extra={"crm": "hubspot", "error": type(exc).__name__, "attempt": attempt})
-        if claimed:
-            res.redis.delete(*claimed)
-        if attempt < ENRICH_ATTEMPTS:
-            delay = min(max(getattr(exc, "retry_after", None) or 2.0 ** attempt, 1.0), 300.0)
-            enrich_leads.apply_async(args=[sorted(lead_ids)], kwargs={"attempt": attempt + 1}, countdown=delay)
-        return 0
-    except ConnectorError as exc:  # auth or a refused request: trying again soon cannot help
-        log.warning("enrich.failed", extra={"crm": "hubspot", "error": type(exc).__name__})
-        return 0
+    for crm in ("hubspot", "salesforce"):
+        connector = res.connector(crm)
+        mapped = mapped_properties(res, crm)
+        if connector is None or (crm == "salesforce" and not mapped):
+            continue
+        claimed: list[str] = []
+        try:
+            if crm == "hubspot":
+                enriched += _enrich(res, connector, lead_ids, ttl, claimed, mapped)
+            else:
+                enriched += _enrich_records(res, connector, crm, lead_ids, ttl, claimed, mapped)
+        except (TransientConnectorError, OperationalError) as exc:
+            # Found by drills (c) and (d): the claims used to stay after a failure, so nobody tried again
+            # until enrich_ttl_hours had passed. Another CRM's claims stay: its read went through.
+            log.warning("enrich.failed", extra={"crm": crm, "error": type(exc).__name__, "attempt": attempt})
+            if claimed:
+                res.redis.delete(*claimed)
+            if attempt < ENRICH_ATTEMPTS:
+                delay = min(max(getattr(exc, "retry_after", None) or 2.0 ** attempt, 1.0), 300.0)
+                enrich_leads.apply_async(args=[sorted(lead_ids)], kwargs={"attempt": attempt + 1}, countdown=delay)
+        except ConnectorError as exc:  # auth or a refused request: trying again soon cannot help
+            log.warning("enrich.failed", extra={"crm": crm, "error": type(exc).__name__})
+    return enriched
 
 
-def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, claimed: list[str]) -> int:
+def mapped_properties(res: Resources, crm: str) -> dict[str, list[str]]:
+    """The properties the feature schema in force maps, per object of `crm` that enrichment reads."""
+    schema = res.schema()
+    return {obj: props for obj in feature_objects(crm) if (props := schema.properties_of(crm, obj))}
+
+
+def can_enrich(res: Resources) -> bool:
+    """Whether first-seen leads have something to read: HubSpot is configured, or Salesforce with mapped fields."""
+    if res.connector("hubspot") is not None:
+        return True
+    return res.connector("salesforce") is not None and bool(mapped_properties(res, "salesforce"))
+
+
+def _claimer(res: Resources, crm: str, ttl: int, claimed: list[str]) -> Any:
+    def claim(refs: list[str]) -> list[str]:
+        """The refs this call may enrich: not enriched (or being enriched) within the TTL; one round trip."""
+        if not ttl or not refs:
+            return refs
+        keys = [ENRICHED_KEY.format(crm=crm, ref=ref) for ref in refs]
+        pipe = res.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, 1, nx=True, ex=ttl)
+        won = pipe.execute()
+        claimed.extend(key for key, ok in zip(keys, won) if ok)
+        return [ref for ref, ok in zip(refs, won) if ok]
+
+    return claim
+
+
+def _values_of(item: Any, crm: str, lead_id: int, now: Any, row: Lead | None, events: list[Event],
+               owners: list[str]) -> None:
+    """A read's mapped values: an event at the record's modification time, kept on the lead row as well."""
+    record_id = item.lead.crm_ids.get(crm, "")
+    if not item.values or item.changed_at is None or not record_id:
+        return
+    # Never later than now: a clock ahead of ours must not make a read outrank webhooks still to come.
+    at = min(item.changed_at, now)
+    events.append(crm_values_event(crm, item.object_type, record_id, item.values, at, now))
+    owners.append(str(lead_id))
+    if row is not None:
+        remember_crm_values(row, crm, item.object_type, record_id, item.values, at)
+
+
+def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, claimed: list[str],
+            mapped: dict[str, list[str]]) -> int:
     with res.db.session() as session:
         leads = session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids)))).all()
         crm_ids = crm_ids_of(session, lead_ids)
@@ -412,27 +467,17 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
         by_hubspot = {hubspot_id: lead_id for lead_id, ids in hubspot_ids.items() for hubspot_id in ids}
         by_email = {lead.email: lead.id for lead in leads if not hubspot_ids[lead.id] and lead.email}
 
-    def claim(refs: list[str]) -> list[str]:
-        """The refs this call may enrich: not enriched (or being enriched) within the TTL; one round trip."""
-        if not ttl or not refs:
-            return refs
-        keys = [ENRICHED_KEY.format(crm="hubspot", ref=ref) for ref in refs]
-        pipe = res.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, 1, nx=True, ex=ttl)
-        won = pipe.execute()
-        claimed.extend(key for key, ok in zip(keys, won) if ok)
-        return [ref for ref, ok in zip(refs, won) if ok]
-
+    claim = _claimer(res, "hubspot", ttl, claimed)
     todo = claim(list(by_hubspot))
     emails = claim(list(by_email))
     events: list[Event] = []
     owners: list[str] = []
-    found = connector.read_leads(todo) if todo else []
+    found = connector.read_leads(todo, mapped) if todo else []
     matches = connector.search_contacts([{"propertyName": "email", "operator": "IN", "values": emails}],
                                         limit=len(emails)) if emails else []
     enriched = 0
     now = utcnow()
+    matched: dict[str, int] = {}  # contacts found by e-mail -> their lead: read for their mapped values below
     with res.db.session(write=True) as session, session.no_autoflush:
         # One query for the rows, not a get (and an autoflush of the previous row) per lead.
         rows = {row.id: row for row in session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids))))}
@@ -443,6 +488,7 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
                 events.append(_enrichment_event(item.lead, item.account, now))
                 owners.append(str(lead_id))
                 row = rows.get(lead_id)
+                _values_of(item, "hubspot", lead_id, now, row, events, owners)
                 if row is not None:
                     enriched += 1
                     row.enriched_at = now
@@ -456,9 +502,53 @@ def _enrich(res: Resources, connector: Any, lead_ids: Sequence[int], ttl: int, c
             if row is not None and hubspot_id and taken is None and hubspot_id not in assigned:
                 add_crm_id(session, row, "hubspot", "contact", hubspot_id)
                 assigned.add(hubspot_id)  # not flushed yet (no_autoflush): the query above cannot see it
+                matched[hubspot_id] = row.id
             if row is not None:
                 enriched += 1
                 row.enriched_at = now
+        if matched and mapped:
+            # A web visitor just linked to their contact: one more batched read, only when fields are mapped.
+            for item in connector.read_leads(sorted(matched), mapped):
+                lead_id = matched.get(item.lead.crm_ids.get("hubspot", ""))
+                if lead_id is not None:
+                    _values_of(item, "hubspot", lead_id, now, rows.get(lead_id), events, owners)
+    if events:
+        res.features.apply_many(events, owners)
+    return enriched
+
+
+def _enrich_records(res: Resources, connector: Any, crm: str, lead_ids: Sequence[int], ttl: int,
+                    claimed: list[str], mapped: dict[str, list[str]]) -> int:
+    """Read the mapped fields of first-seen leads' records in `crm` (Salesforce: one SOQL per object per 200)."""
+    with res.db.session() as session:
+        crm_ids = crm_ids_of(session, lead_ids)
+    wanted = {(obj if crm != "salesforce" else obj.lower()) for obj in mapped}
+    by_record = {row.object_id: lead_id for lead_id, rows in crm_ids.items() for row in rows
+                 if row.crm == crm and row.object_type in wanted}
+    todo = _claimer(res, crm, ttl, claimed)(sorted(by_record))
+    if not todo:
+        return 0
+    found = connector.read_leads(todo, mapped)
+    # Salesforce answers with 18-character ids; a record may be stored under its 15-character form.
+    by_short = {record_id[:15]: lead_id for record_id, lead_id in by_record.items()}
+    events: list[Event] = []
+    owners: list[str] = []
+    enriched = 0
+    now = utcnow()
+    with res.db.session(write=True) as session, session.no_autoflush:
+        rows = {row.id: row for row in session.scalars(select(Lead).where(Lead.id.in_(list(lead_ids))))}
+        for item in found:
+            record_id = item.lead.crm_ids.get(crm, "")
+            lead_id = by_record.get(record_id, by_short.get(record_id[:15]))
+            row = rows.get(lead_id) if lead_id is not None else None
+            if lead_id is None:
+                continue
+            _values_of(item, crm, lead_id, now, row, events, owners)
+            if row is not None:
+                enriched += 1
+                row.enriched_at = now
+                apply_enrichment(row, email=item.lead.email, first_name=item.lead.first_name,
+                                 last_name=item.lead.last_name, title=item.lead.title, country=item.lead.country)
     if events:
         res.features.apply_many(events, owners)
     return enriched

@@ -35,6 +35,7 @@ from core.values import clean_account, clean_lead
 T = TypeVar("T")
 
 BATCH_LIMIT = 100  # HubSpot batch endpoints take at most 100 inputs
+HISTORY_PAGE_LIMIT = 50  # records a page holds when properties are read with their history
 GROUP_NAME = "leadbridge"
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
                       "hs_analytics_source", "createdate", "lastmodifieddate"] + list(SCORE_FIELD_NAMES.values())
@@ -263,13 +264,20 @@ class HubSpotConnector(CallPolicy):
         return self._call_unless(409, action, fn)[0]
 
     # ------------------------------------------------------------------ reads
-    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
-        """Batch-read contacts (100 a call) with their primary company; unknown ids are left out."""
+    def read_leads(self, lead_ids: Sequence[str],
+                   properties: Mapping[str, Sequence[str]] | None = None) -> list[LeadWithAccount]:
+        """Batch-read contacts (100 a call) with their primary company; unknown ids are left out.
+
+        `properties["contacts"]` are read in the same calls: each lead's `values`, known as of the contact's
+        `lastmodifieddate` (its last change of any property, so no later than any one value's own change).
+        """
         ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        extra = list(dict.fromkeys((properties or {}).get("contacts") or ()))
+        wanted = list(dict.fromkeys([*CONTACT_PROPERTIES, *extra]))
         contacts: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(ids, BATCH_LIMIT):
             body = self._call_json("batch read contacts", lambda c=chunk: self._contacts.batch_api.read(
-                {"inputs": [{"id": i} for i in c], "properties": CONTACT_PROPERTIES, "propertiesWithHistory": []},
+                {"inputs": [{"id": i} for i in c], "properties": wanted, "propertiesWithHistory": []},
                 _preload_content=False))
             for obj in body.get("results") or []:
                 contacts[str(obj.get("id"))] = obj.get("properties") or {}
@@ -283,7 +291,10 @@ class HubSpotConnector(CallPolicy):
             company_id = company_of.get(cid)
             account = companies.get(company_id) if company_id else None
             # Values a CRM holds are checked where they become our records, as webhook values are (core.values).
-            out.append(LeadWithAccount(clean_lead(_lead_of(cid, props, account)), account))
+            # A property HubSpot does not have is absent from the answer; one without a value comes back null.
+            values = {name: props[name] for name in extra if name in props}
+            out.append(LeadWithAccount(clean_lead(_lead_of(cid, props, account)), account, values, "contact",
+                                       _to_datetime(props.get("lastmodifieddate"))))
         return out
 
     def _primary_companies(self, contact_ids: list[str]) -> dict[str, str]:
@@ -433,15 +444,22 @@ class HubSpotConnector(CallPolicy):
 
     # ------------------------------------------------------------------ backfill (paged listing)
     def iter_records(self, object_type: str, properties: Sequence[str], *, associations: Sequence[str] = (),
-                     page_size: int = BATCH_LIMIT) -> Iterator[list[CrmRecord]]:
-        """Every live contact, company or deal, one page (at most 100) per API call, in id order."""
+                     page_size: int = BATCH_LIMIT, history: Sequence[str] = ()) -> Iterator[list[CrmRecord]]:
+        """Every live contact, company or deal, one page (at most 100) per API call, in id order.
+
+        `history`: properties read with every value they had and when it was set (propertiesWithHistory;
+        HubSpot then serves at most 50 records a page), in each record's `history`.
+        """
         api = {"contacts": self._contacts, "companies": self._companies, "deals": self._deals}.get(object_type)
         if api is None:
             raise ValueError(f"object_type must be contacts, companies or deals, not {object_type!r}")
         after: str | None = None
+        most = HISTORY_PAGE_LIMIT if history else BATCH_LIMIT
         while True:
-            kwargs: dict[str, Any] = {"limit": min(page_size, BATCH_LIMIT), "properties": list(properties),
+            kwargs: dict[str, Any] = {"limit": min(page_size, most), "properties": list(properties),
                                       "archived": False}
+            if history:
+                kwargs["properties_with_history"] = list(history)
             if associations:
                 kwargs["associations"] = list(associations)
             if after:
@@ -465,7 +483,13 @@ class HubSpotConnector(CallPolicy):
         created = _to_datetime(getattr(obj, "created_at", None)) or _to_datetime(props.get("createdate"))
         updated = _to_datetime(getattr(obj, "updated_at", None)) or _to_datetime(
             props.get("lastmodifieddate") or props.get("hs_lastmodifieddate"))
-        return CrmRecord("hubspot", _SINGULAR[object_type], str(obj.id), props, created, updated, links)
+        history: dict[str, tuple[tuple[datetime, Any], ...]] = {}
+        for name, entries in (getattr(obj, "properties_with_history", None) or {}).items():
+            # HubSpot lists a property's values newest first, each with the time it was set.
+            values = [(when, entry.value if entry.value is not None else "") for entry in entries or []
+                      if (when := _to_datetime(entry.timestamp)) is not None]
+            history[name] = tuple(sorted(values, key=lambda item: item[0]))
+        return CrmRecord("hubspot", _SINGULAR[object_type], str(obj.id), props, created, updated, links, history)
 
     def outcomes_from_records(self, deals: Iterable[CrmRecord], contacts: Iterable[CrmRecord]) -> list[Outcome]:
         """Won/lost per contact from listed deals and contacts, by the same rules as read_outcomes.

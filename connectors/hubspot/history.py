@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.base import CrmRecord, History, Progress, SilentProgress, filled_traits
@@ -18,14 +19,21 @@ STATE_FIELDS = frozenset({"lifecyclestage", "dealstage", "closedate", "amount"})
 VOLATILE_FIELDS = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_object_id"})
 
 
-def fetch(connector: Any, progress: Progress | None = None) -> History:
-    """Page through every contact, company and deal (100 a call) and derive each contact's outcome."""
+def fetch(connector: Any, progress: Progress | None = None,
+          mapped: Mapping[str, Sequence[str]] | None = None) -> History:
+    """Page through every contact, company and deal (100 a call) and derive each contact's outcome.
+
+    `mapped["contacts"]`: properties mapped to features, read with their value history (propertiesWithHistory,
+    50 contacts a call), so every value enters training at the time it was set.
+    """
     progress = progress or SilentProgress()
     history = History("hubspot")
     progress.stage("companies")
     history.drain(connector.iter_records("companies", COMPANY_PROPERTIES), "companies", progress)
     progress.stage("contacts")
-    contacts = history.drain(connector.iter_records("contacts", CONTACT_PROPERTIES, associations=["companies"]),
+    extra = list(dict.fromkeys((mapped or {}).get("contacts") or ()))
+    contacts = history.drain(connector.iter_records("contacts", list(dict.fromkeys([*CONTACT_PROPERTIES, *extra])),
+                                                    associations=["companies"], history=extra),
                              "contacts", progress)
     progress.stage("deals")
     deals = history.drain(connector.iter_records("deals", DEAL_PROPERTIES, associations=["contacts"]), "deals",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ COLLECTION_LIMIT = 200  # sObject Collections take at most 200 records a call
 SOQL_ID_CHUNK = 200  # ids per IN (...) clause, far below SOQL's 100,000-character limit
 SCORED_OBJECTS = ("Lead", "Contact", "Account")
 REASONS_MAX = 32768
+DESCRIBE_TTL = 600.0  # seconds before a cached describe is read again for a field it lacked
 _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 _FIELD_META: dict[str, dict[str, Any]] = {
     # Tooling API CustomField Metadata (the same keys the Metadata API's CustomField uses).
@@ -146,6 +148,7 @@ class SalesforceConnector(CallPolicy):
         self.version = version
         self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info header
+        self._described: dict[str, tuple[float, dict[str, str]]] = {}  # sObject -> (when, field lower -> name)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, retry: RetryPolicy,
@@ -323,27 +326,58 @@ class SalesforceConnector(CallPolicy):
         return sampled_properties(infos, records, set(names) if sample > 0 else set())
 
     # ------------------------------------------------------------------ reads
-    def read_leads(self, lead_ids: Sequence[str]) -> list[LeadWithAccount]:
-        """Read Leads (00Q) and Contacts (003) by id with their account; unknown ids are left out."""
+    def read_leads(self, lead_ids: Sequence[str],
+                   properties: Mapping[str, Sequence[str]] | None = None) -> list[LeadWithAccount]:
+        """Read Leads (00Q) and Contacts (003) by id with their account; unknown ids are left out.
+
+        `properties["Lead"]` / `properties["Contact"]` are selected in the same SOQL, those the org has
+        (describe, cached): each lead's `values`, known as of the record's LastModifiedDate.
+        """
         ids = list(dict.fromkeys(str(i) for i in lead_ids))
         bad = [i for i in ids if not _ID.match(i) or i[:3] not in ("00Q", "003")]
         if bad:
             raise PermanentConnectorError(f"not Lead or Contact ids: {bad[:5]}", vendor="salesforce")
         found: dict[str, LeadWithAccount] = {}
-        reads: tuple[tuple[str, str, str, Callable[[Mapping[str, Any]], LeadWithAccount]], ...] = (
-            ("00Q", "SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, Country, "
-                    "Website, LeadSource, Status, IsConverted, ConvertedContactId, ConvertedAccountId, CreatedDate "
-                    "FROM Lead", "read leads", self._from_lead),
-            ("003", "SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, Account.Name, "
-                    "Account.Website, Account.Industry, Account.NumberOfEmployees, Account.BillingCountry, CreatedDate "
-                    "FROM Contact", "read contacts", self._from_contact),
+        reads: tuple[tuple[str, str, str, str, Callable[[Mapping[str, Any]], LeadWithAccount]], ...] = (
+            ("00Q", "Lead", "SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, "
+                            "Country, Website, LeadSource, Status, IsConverted, ConvertedContactId, ConvertedAccountId, "
+                            "CreatedDate, LastModifiedDate", "read leads", self._from_lead),
+            ("003", "Contact", "SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, "
+                               "Account.Name, Account.Website, Account.Industry, Account.NumberOfEmployees, "
+                               "Account.BillingCountry, CreatedDate, LastModifiedDate", "read contacts",
+             self._from_contact),
         )
-        for prefix, select, action, convert in reads:
-            for chunk in _chunks([i for i in ids if i.startswith(prefix)], SOQL_ID_CHUNK):
-                soql = f"{select} WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})"
+        for prefix, sobject, select, action, convert in reads:
+            chunks = list(_chunks([i for i in ids if i.startswith(prefix)], SOQL_ID_CHUNK))
+            if not chunks:
+                continue
+            asked = list(dict.fromkeys((properties or {}).get(sobject) or ()))
+            # The mapped name -> the org's own spelling of it; a field the org lacks is not asked for (SOQL
+            # would refuse the whole query).
+            present = self.existing_fields(sobject, asked) if asked else {}
+            selected = {name.lower() for name in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", select)}
+            extra = [real for real in dict.fromkeys(present.values()) if real.lower() not in selected]
+            columns = select + "".join(f", {real}" for real in extra)
+            for chunk in chunks:
+                soql = f"{columns} FROM {sobject} WHERE Id IN ({', '.join(soql_quote(i) for i in chunk)})"
                 for rec in self.query_all(soql, action):
-                    found[rec["Id"][:15]] = convert(rec)
+                    item = convert(rec)
+                    by_lower = {k.lower(): v for k, v in rec.items()}
+                    values = {name: by_lower.get(real.lower()) for name, real in present.items()}
+                    found[rec["Id"][:15]] = replace(item, values=values, object_type=sobject.lower(),
+                                                    changed_at=_to_datetime(rec.get("LastModifiedDate")))
         return [found[i[:15]] for i in ids if i[:15] in found]
+
+    def existing_fields(self, sobject: str, names: Sequence[str]) -> dict[str, str]:
+        """Of `names`, those `sobject` has: name -> the org's spelling. Describe is read once and cached; again
+        (at most every DESCRIBE_TTL seconds) when a name is missing, since an admin may have added the field."""
+        cached = self._described.get(sobject)
+        now = time.monotonic()
+        if cached is None or (any(n.lower() not in cached[1] for n in names) and now - cached[0] > DESCRIBE_TTL):
+            desc = self._call(f"describe {sobject}", lambda sf, o=sobject: getattr(sf, o).describe())
+            cached = (now, {f["name"].lower(): f["name"] for f in desc.get("fields", [])})
+            self._described[sobject] = cached
+        return {n: cached[1][n.lower()] for n in names if n.lower() in cached[1]}
 
     def _from_lead(self, rec: Mapping[str, Any]) -> LeadWithAccount:
         domain = _domain(rec.get("Email"), rec.get("Website"))

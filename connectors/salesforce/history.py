@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.base import CrmRecord, History, Progress, SilentProgress, filled_traits
@@ -22,14 +23,23 @@ STATE_FIELDS = frozenset({"Status", "IsConverted", "ConvertedDate", "ConvertedAc
 VOLATILE_FIELDS = frozenset({"CreatedDate", "LastModifiedDate", "SystemModstamp", "Id"})
 
 
-def fetch(connector: Any, progress: Progress | None = None) -> History:
-    """SOQL through every Account, Lead, Contact and Opportunity, and read converted/closed outcomes."""
+def fetch(connector: Any, progress: Progress | None = None,
+          mapped: Mapping[str, Sequence[str]] | None = None) -> History:
+    """SOQL through every Account, Lead, Contact and Opportunity, and read converted/closed outcomes.
+
+    `mapped["Lead"]` / `mapped["Contact"]`: fields mapped to features, selected too (those the org has). Field
+    history (LeadHistory / ContactHistory) is not read: each value is known only as of the record's
+    LastModifiedDate, and tasks.backfill reports what that costs training.
+    """
     progress = progress or SilentProgress()
     history = History("salesforce")
     for sobject in ("Account", "Lead", "Contact", "Opportunity"):
         stage = sobject.lower() + "s"
         progress.stage(stage)
-        history.drain(connector.iter_records(sobject, FIELDS[sobject]), stage, progress)
+        asked = list((mapped or {}).get(sobject) or ())
+        present = connector.existing_fields(sobject, asked) if asked else {}
+        fields = list(dict.fromkeys([*FIELDS[sobject], *present.values()]))
+        history.drain(connector.iter_records(sobject, fields), stage, progress)
     history.outcomes = connector.read_outcomes()
     return history
 
@@ -45,3 +55,4 @@ def company_traits(company: CrmRecord) -> dict[str, Any]:
     return filled_traits({"company": p.get("Name"), "website": p.get("Website"),
                           "industry": p.get("Industry"), "numberofemployees": p.get("NumberOfEmployees"),
                           "country": p.get("BillingCountry"), "accountid": company.id})
+
