@@ -242,10 +242,8 @@ def webhook_subscriptions(properties: Iterable[str]) -> list[dict[str, Any]]:
 
 def mapped_hubspot_properties(session: Any) -> list[str]:
     """The HubSpot contact properties the active feature schema maps (none before a schema is saved)."""
-    try:
-        from storage.feature_schema import active_schema
-    except ModuleNotFoundError:  # a build without the feature-schema store maps nothing
-        return []
+    from storage.feature_schema import active_schema
+
     return list(active_schema(session).properties_of("hubspot", "contacts"))
 
 

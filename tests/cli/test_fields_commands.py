@@ -108,3 +108,22 @@ def test_subscriptions_lists_one_per_property_and_reaches_the_sandbox(sandbox: S
     nothing = runner.invoke(fields, ["subscriptions"], env=env)  # no schema maps anything in a fresh data dir
     assert nothing.exit_code == 1 and "Traceback" not in nothing.output
     assert "name at least one" in nothing.output or "name the properties" in nothing.output
+
+
+def test_subscriptions_default_to_the_mapped_properties(sandbox: SandboxCRM, tmp_path: Path) -> None:
+    from cli.main import cli
+
+    runner = CliRunner()
+    env = _env(tmp_path)
+    migrated = runner.invoke(cli, ["db", "upgrade"], env=env)
+    assert migrated.exit_code == 0, migrated.output
+    for prop, kind in (("plan_tier", "categorical"), ("budget", "numeric")):
+        mapped = runner.invoke(fields, ["map", "hubspot", "contacts", prop, "--kind", kind], env=env)
+        assert mapped.exit_code == 0, mapped.output
+    listed = runner.invoke(fields, ["subscriptions", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    names = [s["propertyName"] for s in json.loads(listed.output)["subscriptions"]["legacyCrmObjects"]]
+    assert sorted(names) == ["budget", "plan_tier"]
+    runner.invoke(fields, ["unmap", "hubspot", "contacts", "budget"], env=env)
+    after = runner.invoke(fields, ["subscriptions", "--json"], env=env)
+    assert [s["propertyName"] for s in json.loads(after.output)["subscriptions"]["legacyCrmObjects"]] == ["plan_tier"]
