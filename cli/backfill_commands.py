@@ -148,6 +148,8 @@ def _print_report(report: Any, kicked: bool) -> None:
     if report.values_at_last_modified:
         click.echo(f"note: {report.values_at_last_modified} mapped field value(s) carry no history, so they count "
                    "from their record's last modification; training rows decided before that time do not see them "
-                   f"({report.labels_before_values} outcome(s) precede it)")
+                   f"({report.labels_before_values} outcome(s) precede it)"
+                   + ("; tracking those fields (Setup > Field History Tracking) gives each value its own time"
+                      if report.crm == "salesforce" else ""))
     if report.queued_writes and not kicked:
         click.echo("note: no broker answered; the writes start when a worker and beat run")

@@ -342,3 +342,34 @@ def sf_add_field(sobject: str) -> Response:
     except SalesforceRecordError as exc:
         return _bad(f"{exc.status_code}: {exc.message}", 409)
     return _ok(fdef, 201)
+
+
+# ---------------------------------------------------------------------------------------------- setup (as an admin)
+@bp.route("/salesforce/<sobject>/history-tracking", methods=["GET"])
+def sf_history_tracking(sobject: str) -> Response:
+    """The fields whose changes `sobject`'s History object records."""
+    store = current_sandbox().store
+    name = store.sf_sobject(sobject)
+    if name is None or store.sf_history_object(name) is None:
+        return _bad(f"{sobject} has no field history (the sandbox tracks Lead and Contact)", 404)
+    return _ok({"sobject": name, "history_object": store.sf_history_object(name),
+                "tracked": store.sf_tracked_fields(name)})
+
+
+@bp.route("/salesforce/<sobject>/history-tracking", methods=["PUT"])
+def sf_set_history_tracking(sobject: str) -> Response:
+    """Choose the tracked fields, {fields: [...]} (the whole set, at most 20), as Setup's Field History Tracking
+    page does in Salesforce; there is no API for it there. Tracking starts now: earlier changes have no rows."""
+    store = current_sandbox().store
+    name = store.sf_sobject(sobject)
+    data = _body()
+    fields = data.get("fields")
+    if name is None:
+        return _bad(f"unknown sObject {sobject}", 404)
+    if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+        return _bad("fields must be a list of field names")
+    try:
+        tracked = store.sf_set_tracked_fields(name, fields)
+    except SalesforceRecordError as exc:
+        return _bad(f"{exc.status_code}: {exc.message}")
+    return _ok({"sobject": name, "history_object": store.sf_history_object(name), "tracked": tracked})

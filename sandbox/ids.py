@@ -13,7 +13,8 @@ _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 DEFAULT_HUBSPOT_PORTAL_ID = 62515
 
 # Salesforce key prefixes (first three characters of every record id).
-SF_KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Opportunity": "006", "User": "005"}
+SF_KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Opportunity": "006", "User": "005",
+                   "LeadHistory": "017", "ContactHistory": "017"}  # 017: field history rows
 
 
 def base62(number: int, width: int) -> str:

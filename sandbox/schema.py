@@ -174,7 +174,8 @@ def _sf_field(name: str, type_: str, label: str, *, updateable: bool = True, nil
               length: int = 0, reference_to: list[str] | None = None, relationship: str | None = None,
               precision: int = 0, scale: int = 0, custom: bool = False) -> dict[str, Any]:
     soap = {"id": "tns:ID", "reference": "tns:ID", "double": "xsd:double", "int": "xsd:int", "boolean": "xsd:boolean",
-            "date": "xsd:date", "datetime": "xsd:dateTime", "currency": "xsd:double", "percent": "xsd:double"}
+            "date": "xsd:date", "datetime": "xsd:dateTime", "currency": "xsd:double", "percent": "xsd:double",
+            "anyType": "xsd:anyType"}
     return {
         "name": name,
         "type": type_,
@@ -297,12 +298,60 @@ def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
             values = SF_PICKLISTS[fdef["name"]]
             fdef["picklistValues"] = sf_picklist_values(
                 values, "Open - Not Contacted" if fdef["name"] == "Status" else None)
-    return {
+    out = {
         name: {f["name"]: f for f in fields}
         for name, fields in (("Lead", lead), ("Contact", contact), ("Account", account), ("Opportunity", opportunity),
                              ("User", user))
     }
+    for history, parent in SF_HISTORY_OBJECTS.items():
+        out[history] = {f["name"]: f for f in sf_history_fields(parent)}
+    return out
+
+
+# Field History Tracking: each tracked object's History object (StandardObjectNameHistory), keyed by its name.
+SF_HISTORY_OBJECTS = {"LeadHistory": "Lead", "ContactHistory": "Contact"}
+SF_HISTORY_MAX_TRACKED = 20  # fields one object can track (Setup refuses more without Field Audit Trail)
+SF_HISTORY_VALUE_LENGTH = 255  # OldValue/NewValue are anyType of length 255
+# Field values of History rows that are not field names: the record's creation (more exist in Salesforce, such as
+# leadConverted, ownerAccepted; the sandbox writes only `created`).
+SF_HISTORY_CREATED = "created"
+# History DataType picklist values by describe type (what Salesforce records for the changed field).
+SF_HISTORY_DATA_TYPES = {"string": "Text", "textarea": "TextArea", "email": "Email", "url": "Url", "phone": "Phone",
+                         "picklist": "DynamicEnum", "double": "Double", "int": "Double", "currency": "Currency",
+                         "percent": "Percent", "boolean": "Boolean", "date": "Date", "datetime": "DateTime",
+                         "reference": "EntityId"}
+
+
+def sf_history_fields(parent: str) -> list[dict[str, Any]]:
+    """The fields of `parent`'s History object (LeadHistory: Id, LeadId, Field, DataType, OldValue, NewValue, ...).
+
+    The `Field` picklist lists `created` and the fields being tracked (what Setup's Field History Tracking page
+    sets), so describe shows which fields have history.
+    """
+    field = _sf_field("Field", "picklist", "Changed Field", updateable=False, nillable=False, length=255)
+    field.update({"restrictedPicklist": True, "picklistValues": sf_picklist_values([SF_HISTORY_CREATED])})
+    data_type = _sf_field("DataType", "picklist", "Data Type", updateable=False, length=40)
+    data_type.update({"restrictedPicklist": True,
+                      "picklistValues": sf_picklist_values(sorted(set(SF_HISTORY_DATA_TYPES.values())))})
+    fields = [
+        _sf_field("Id", "id", f"{parent} History ID", updateable=False, nillable=False, length=18),
+        _sf_field(f"{parent}Id", "reference", f"{parent} ID", updateable=False, nillable=False, length=18,
+                  reference_to=[parent], relationship=parent),
+        _sf_field("CreatedById", "reference", "Created By ID", updateable=False, nillable=False, length=18,
+                  reference_to=["User"], relationship="CreatedBy"),
+        _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+        _sf_field("IsDeleted", "boolean", "Deleted", updateable=False, nillable=False),
+        field,
+        data_type,
+        _sf_field("OldValue", "anyType", "Old Value", updateable=False, length=SF_HISTORY_VALUE_LENGTH),
+        _sf_field("NewValue", "anyType", "New Value", updateable=False, length=SF_HISTORY_VALUE_LENGTH),
+    ]
+    for fdef in fields:
+        if fdef["name"] in ("OldValue", "NewValue"):
+            fdef["filterable"] = False  # anyType: Salesforce lets one sort by it, not filter on it
+    return fields
 
 
 SF_LABELS = {"Lead": ("Lead", "Leads"), "Contact": ("Contact", "Contacts"), "Account": ("Account", "Accounts"),
-             "Opportunity": ("Opportunity", "Opportunities"), "User": ("User", "Users")}
+             "Opportunity": ("Opportunity", "Opportunities"), "User": ("User", "Users"),
+             "LeadHistory": ("Lead History", "Lead History"), "ContactHistory": ("Contact History", "Contact History")}

@@ -230,6 +230,10 @@ class SandboxStore:
             self.hs_counters = state["hs_counters"]
             self.sf_fields = state["sf_fields"]
             self.sf_records = state["sf_records"]
+            # A save from before the History objects existed: add them, tracking nothing.
+            for name, fields in schema.salesforce_builtin_fields().items():
+                self.sf_fields.setdefault(name, fields)
+                self.sf_records.setdefault(name, {})
             self.sf_counter = state["sf_counter"]
             self.sf_default_owner = state["sf_default_owner"]
         return True
@@ -745,10 +749,86 @@ class SandboxStore:
             rec["IsClosed"] = stage in ("Closed Won", "Closed Lost")
             rec["IsWon"] = stage == "Closed Won"
 
+    # ------------------------------------------------------------------ Field History Tracking
+    def sf_history_object(self, sobject: str) -> str | None:
+        """The History object recording `sobject`'s tracked fields (Lead -> LeadHistory), or None."""
+        return next((h for h, parent in schema.SF_HISTORY_OBJECTS.items() if parent == sobject), None)
+
+    def sf_tracked_fields(self, sobject: str) -> list[str]:
+        """The fields of `sobject` whose changes its History object records (none when it has no History object)."""
+        history = self.sf_history_object(sobject)
+        if history is None:
+            return []
+        with self.lock:
+            values = self.sf_fields[history]["Field"]["picklistValues"]
+            return [v["value"] for v in values if v["value"] != schema.SF_HISTORY_CREATED]
+
+    def sf_set_tracked_fields(self, sobject: str, names: Iterable[str]) -> list[str]:
+        """Set which fields of `sobject` are tracked (what Setup's Field History Tracking page saves; the whole set).
+
+        Raises SalesforceRecordError for an object without history, an unknown or untrackable field (read-only,
+        formula, the audit fields), or more than 20 fields. Tracking starts now: earlier changes have no rows.
+        """
+        with self.lock:
+            history = self.sf_history_object(sobject)
+            if history is None:
+                raise SalesforceRecordError("INVALID_TYPE", f"{sobject} has no field history; the sandbox tracks "
+                                            f"{', '.join(schema.SF_HISTORY_OBJECTS.values())}")
+            tracked: list[str] = []
+            for name in names:
+                fdef = self.sf_field(sobject, str(name))
+                if fdef is None:
+                    raise SalesforceRecordError("INVALID_FIELD", f"No such field {name} on {sobject}", [str(name)])
+                if not fdef["updateable"] or fdef.get("calculated") or fdef.get("autoNumber"):
+                    raise SalesforceRecordError("INVALID_FIELD", f"{fdef['name']} cannot be tracked: read-only, "
+                                                "formula and auto-number fields have no history", [fdef["name"]])
+                if fdef["name"] not in tracked:
+                    tracked.append(fdef["name"])
+            if len(tracked) > schema.SF_HISTORY_MAX_TRACKED:
+                raise SalesforceRecordError("LIMIT_EXCEEDED", f"{sobject} can track at most "
+                                            f"{schema.SF_HISTORY_MAX_TRACKED} fields, not {len(tracked)}")
+            self.sf_fields[history]["Field"]["picklistValues"] = schema.sf_picklist_values(
+                [schema.SF_HISTORY_CREATED, *tracked])
+            return tracked
+
+    def _sf_record_history(self, sobject: str, rid: str, before: Mapping[str, Any], after: Mapping[str, Any],
+                           stamp: str, *, created: bool = False) -> None:
+        """Write the History rows of one change: a `created` row, or one row per tracked field that changed."""
+        history = self.sf_history_object(sobject)
+        tracked = self.sf_tracked_fields(sobject)
+        if history is None or not tracked:
+            return  # history tracking is off for the object: Salesforce records nothing, not even the creation
+        rows: list[tuple[str, Any, Any]] = []
+        if created:
+            rows.append((schema.SF_HISTORY_CREATED, None, None))
+        else:
+            rows.extend((name, before.get(name), after.get(name)) for name in tracked
+                        if before.get(name) != after.get(name))
+        for name, old, new in rows:
+            fdef = self.sf_field(sobject, name) if name != schema.SF_HISTORY_CREATED else None
+            ftype = fdef["type"] if fdef else "string"
+            hid = self._sf_new_id(history)
+            self.sf_records[history][hid] = {
+                "Id": hid, f"{sobject}Id": rid, "CreatedById": self.sf_default_owner, "CreatedDate": stamp,
+                "IsDeleted": False, "Field": name, "DataType": schema.SF_HISTORY_DATA_TYPES.get(ftype, "Text"),
+                "OldValue": self._sf_history_value(fdef, old), "NewValue": self._sf_history_value(fdef, new)}
+
+    @staticmethod
+    def _sf_history_value(fdef: Mapping[str, Any] | None, value: Any) -> Any:
+        # A long text area's change is recorded without its values; other text keeps its first 255 characters.
+        if fdef is None or value is None or fdef["type"] == "textarea" and fdef["length"] > schema.SF_HISTORY_VALUE_LENGTH:
+            return None
+        return value[: schema.SF_HISTORY_VALUE_LENGTH] if isinstance(value, str) else value
+
+    def _sf_writable(self, sobject: str, action: str) -> None:
+        if sobject in schema.SF_HISTORY_OBJECTS:
+            raise SalesforceRecordError("INVALID_TYPE", f"entity type {sobject} does not support {action}")
+
     def sf_create(self, sobject: str, fields: Mapping[str, Any], *, source: str = "API",
                   created_at: float | None = None) -> str:
         """Create a record; raises SalesforceRecordError like the REST API would."""
         with self.lock:
+            self._sf_writable(sobject, "insert")
             clean = self._sf_coerce(sobject, fields, creating=True)
             rid = self._sf_new_id(sobject)
             stamp = sf_datetime(created_at)
@@ -764,15 +844,20 @@ class SandboxStore:
                 rec["Status"] = "Open - Not Contacted"
             self._sf_derive(sobject, rec)
             self.sf_records[sobject][rid] = rec
+            self._sf_record_history(sobject, rid, {}, rec, stamp, created=True)
             self._log_writes("salesforce", sobject, rid, clean, source)
             self._emit(Change("salesforce", sobject, rid, "created", dict(clean), source,
                               int((created_at or time.time()) * 1000)))
             return rid
 
     def sf_update(self, sobject: str, rid: str, fields: Mapping[str, Any], *, source: str = "API",
-                  apply: bool = True) -> dict[str, Any]:
-        """Update one record (or only validate it when apply=False); returns the cleaned values."""
+                  apply: bool = True, at: float | None = None) -> dict[str, Any]:
+        """Update one record (or only validate it when apply=False); returns the cleaned values.
+
+        `at` (in-process callers only): when the change happened, for LastModifiedDate and its History rows.
+        """
         with self.lock:
+            self._sf_writable(sobject, "update")
             rid = self.sf_normalise_id(sobject, rid)
             rec = self.sf_records[sobject].get(rid)
             if rec is None:
@@ -781,13 +866,16 @@ class SandboxStore:
             if not apply:
                 return clean
             changed = {k: v for k, v in clean.items() if rec.get(k) != v}
+            before = dict(rec)
             rec.update(clean)
-            stamp = sf_datetime()
+            stamp = sf_datetime(at)
             rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp
             self._sf_derive(sobject, rec)
+            self._sf_record_history(sobject, rid, before, rec, stamp)
             self._log_writes("salesforce", sobject, rid, clean, source)
             if changed:
-                self._emit(Change("salesforce", sobject, rid, "property_change", changed, source, _now_ms()))
+                self._emit(Change("salesforce", sobject, rid, "property_change", changed, source,
+                                  int(at * 1000) if at is not None else _now_ms()))
             return clean
 
     def sf_system_update(self, sobject: str, rid: str, fields: Mapping[str, Any], *, source: str = "CRM_UI") -> None:
@@ -795,9 +883,11 @@ class SandboxStore:
         with self.lock:
             rec = self.sf_records[sobject][rid]
             changed = {k: v for k, v in fields.items() if rec.get(k) != v}
+            before = dict(rec)
             rec.update(fields)
-            rec["LastModifiedDate"] = rec["SystemModstamp"] = sf_datetime()
+            rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp = sf_datetime()
             self._sf_derive(sobject, rec)
+            self._sf_record_history(sobject, rid, before, rec, stamp)
             self._log_writes("salesforce", sobject, rid, fields, source)
             if changed:
                 self._emit(Change("salesforce", sobject, rid, "property_change", changed, source, _now_ms()))
@@ -865,9 +955,10 @@ class SandboxStore:
         with self.lock:
             label, plural = schema.SF_LABELS.get(sobject, (sobject, sobject))
             base = f"/services/data/v{version}/sobjects/{sobject}"
+            writable = sobject not in schema.SF_HISTORY_OBJECTS  # History rows are written by the platform only
             return {
                 "name": sobject, "label": label, "labelPlural": plural, "keyPrefix": SF_KEY_PREFIXES.get(sobject),
-                "custom": False, "queryable": True, "updateable": True, "createable": True, "deletable": True,
+                "custom": False, "queryable": True, "updateable": writable, "createable": writable, "deletable": True,
                 "fields": [dict(f) for f in self.sf_fields[sobject].values()],
                 "urls": {"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
             }

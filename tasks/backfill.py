@@ -4,6 +4,8 @@ Plain functions that `leadbridge backfill` drives; no worker is needed:
 
 1. fetch: page through the CRM with its connector (connectors/<crm>/history.py: HubSpot contacts,
    companies and deals; Salesforce Leads, Contacts, Accounts and Opportunities over SOQL) and read the outcomes;
+   mapped properties come with their value history (HubSpot propertiesWithHistory; Salesforce LeadHistory /
+   ContactHistory for the fields the org tracks);
 2. import: turn records into canonical events with stable dedupe keys (a re-run stores nothing twice;
    a record that changed since is stored once more, as a change at its last-modified time), commit
    them to the inbox and ingest them in occurred_at order through the same code as live webhooks, so
@@ -75,8 +77,9 @@ class BackfillReport:
     seconds: float = 0.0
     # Mapped fields (the feature schema): values read with the time each was set (HubSpot history) ...
     mapped_values: int = 0
-    # ... and values known only as of their record's last modification (Salesforce): a training row decided
-    # before that time does not see them. `labels_before_values`: outcomes of such records that precede it.
+    # ... and values known only as of their record's last modification (Salesforce fields the org does not track,
+    # or whose history does not reach back to the record's creation): a training row decided before that time
+    # does not see them. `labels_before_values`: outcomes of such records that precede it.
     values_at_last_modified: int = 0
     labels_before_values: int = 0
 

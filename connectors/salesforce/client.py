@@ -379,6 +379,49 @@ class SalesforceConnector(CallPolicy):
             self._described[sobject] = cached
         return {n: cached[1][n.lower()] for n in names if n.lower() in cached[1]}
 
+    def tracked_fields(self, sobject: str, names: Sequence[str]) -> dict[str, str]:
+        """Of `names`, those whose changes `sobject`'s History object records: name -> the org's spelling.
+
+        The History object's describe lists them as values of its `Field` picklist (with `created` and the like);
+        an object without history (no LeadHistory, say) tracks nothing.
+        """
+        history = f"{sobject}History"
+        try:
+            desc = self._call(f"describe {history}", lambda sf: getattr(sf, history).describe())
+        except PermanentConnectorError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        field = next((f for f in desc.get("fields", []) if f.get("name") == "Field"), {})
+        values = {str(v["value"]).lower(): str(v["value"]) for v in field.get("picklistValues") or []
+                  if v.get("active", True) and v.get("value")}
+        return {n: values[n.lower()] for n in names if n.lower() in values}
+
+    def field_history(self, sobject: str, record_ids: Sequence[str],
+                      fields: Sequence[str]) -> dict[str, list[tuple[str, datetime, Any, Any]]]:
+        """The History rows of `fields` on those records, oldest first: record id (15 characters) ->
+        [(field, when, old value, new value)]. One SOQL per 200 records (following nextRecordsUrl)."""
+        if not all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", f) for f in [sobject, *fields]):
+            raise ValueError("sObject and field names must be plain API names")
+        out: dict[str, list[tuple[str, datetime, Any, Any]]] = {}
+        ids = [i for i in dict.fromkeys(str(r) for r in record_ids) if _ID.match(i)]
+        if not ids or not fields:
+            return out
+        parent = f"{sobject}Id"
+        names = ", ".join(soql_quote(f) for f in fields)
+        for chunk in _chunks(ids, SOQL_ID_CHUNK):
+            soql = (f"SELECT {parent}, Field, OldValue, NewValue, CreatedDate FROM {sobject}History "
+                    f"WHERE {parent} IN ({', '.join(soql_quote(i) for i in chunk)}) AND Field IN ({names}) "
+                    "ORDER BY CreatedDate")
+            for row in self.query_all(soql, f"read {sobject} field history"):
+                when = _to_datetime(row.get("CreatedDate"))
+                if when is not None:
+                    out.setdefault(str(row[parent])[:15], []).append(
+                        (str(row["Field"]), when, row.get("OldValue"), row.get("NewValue")))
+        for rows in out.values():
+            rows.sort(key=lambda r: r[1])  # stable: rows of one instant keep the order Salesforce gave
+        return out
+
     def _from_lead(self, rec: Mapping[str, Any]) -> LeadWithAccount:
         domain = _domain(rec.get("Email"), rec.get("Website"))
         account = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -218,3 +219,53 @@ def test_salesforce_backfill_reports_values_known_only_at_last_modification(res:
     modified = datetime.fromisoformat(sandbox.store.sf_get("Lead", open_lead)["LastModifiedDate"])
     stamp = res.redis.hget(f"lb:fs:t:{lead}", "@f:budget").decode()
     assert int(stamp.split("|")[0]) == to_ms(modified)
+
+
+def test_salesforce_backfill_reads_tracked_fields_with_their_history(res: Resources, sandbox: SandboxCRM,
+                                                                    no_schema: None) -> None:
+    sandbox.store.sf_add_field("Lead", "Budget__c", "double", "Budget", precision=18, scale=2)
+    sandbox.store.sf_set_tracked_fields("Lead", ["Budget__c"])
+    map_fields(res, MappedField("salesforce", "Lead", "Budget__c", "numeric", "budget"),
+               MappedField("salesforce", "Lead", "Industry", "categorical", "lead_industry"))
+    day = 86_400.0
+    start = time.time() - 10 * day
+    store = sandbox.store
+    # An older Lead whose first tracked change is the oldest row: tracking was on from then, not known before.
+    early = store.sf_create("Lead", {"LastName": "Early", "Company": "Old", "Budget__c": 5}, created_at=start)
+    store.sf_update("Lead", early, {"Budget__c": 7}, at=start + day)
+    lead = store.sf_create("Lead", {"LastName": "Ng", "Company": "Acme", "Email": "ng@acme.io", "Budget__c": 100,
+                                    "Industry": "Banking"}, created_at=start + 2 * day)
+    store.sf_update("Lead", lead, {"Budget__c": 500}, at=start + 5 * day)
+    store.sf_update("Lead", lead, {"Title": "CTO"}, at=start + 6 * day)
+    store.sf_update("Lead", lead, {"Budget__c": 900}, at=start + 9 * day)
+
+    connector = salesforce_for(sandbox)
+    report = backfill(res, "salesforce", connector, writeback=False)
+    # Budget: the Lead's three values, and the older Lead's value from its first tracked change (its earlier
+    # value is not backdated to its creation). Industry is not tracked: known only at LastModifiedDate.
+    assert (report.mapped_values, report.values_at_last_modified) == (4, 1)
+    rows = [r for r in _sdk_rows(sandbox, lead) if r["Field"] == "Budget__c"]
+    created = datetime.fromisoformat(store.sf_get("Lead", lead)["CreatedDate"])  # type: ignore[index]
+    expected = [(created, 100.0)] + [(datetime.fromisoformat(r["CreatedDate"]), r["NewValue"]) for r in rows]
+    with res.db.session() as session:
+        values = session.scalars(select(InboxEvent).where(InboxEvent.dedupe_key.like("bf:sf:v:%"))).all()
+        assert sorted((v.occurred_at, v.properties["Budget__c"]) for v in values if v.object_id == lead) == expected
+        assert [v.properties["Budget__c"] for v in values if v.object_id == early] == [7.0]
+        stored = load_events(session, ACTIVITY_TYPES)
+    lead_id = str(lead_of(res, "salesforce", lead))
+    vector = res.features.get_online([lead_id])[0]
+    assert (vector["budget"], vector["lead_industry"]) == (900.0, "Banking")
+    # A training row decided before a change sees the value of that time.
+    index = EventIndex(stored.events, stored.lead_of, schema=res.schema())
+    labels = [LabelledLead(lead_id, True, datetime.fromtimestamp(start + t * day, UTC),
+                           datetime.fromtimestamp(start + 9.5 * day, UTC), "test") for t in (3, 7, 9.2)]
+    assert list(build_decision_frame(index, labels)["budget"]) == [100.0, 500.0, 900.0]
+    again = backfill(res, "salesforce", connector, writeback=False)
+    assert (again.mapped_values, again.events_new) == (0, 0)  # a second run adds nothing
+
+
+def _sdk_rows(sandbox: SandboxCRM, lead: str) -> list[dict[str, Any]]:
+    """The Lead's history rows as the real SDK reads them, oldest first."""
+    sf = salesforce_for(sandbox).sf
+    return sf.query(f"SELECT Field, NewValue, CreatedDate FROM LeadHistory WHERE LeadId = '{lead}' "
+                    "ORDER BY CreatedDate")["records"]
