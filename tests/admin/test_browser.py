@@ -50,11 +50,10 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise AssertionError(f"{url} not ready within {timeout}s")
 
 
-@pytest.fixture()
-def web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
-    """`leadbridge web` (gunicorn) on a free port, on the test database, Redis and broker."""
+def serve_web(env: dict[str, str]) -> Iterator[str]:
+    """`leadbridge web` (gunicorn, one process) on a free port with `env`; yields its base URL, stops it after."""
     port = free_port()
-    env = {**service_env, "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_WEB_THREADS": "4"}
+    env = {**env, "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_WEB_THREADS": "4"}
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "web"], env=env, cwd=REPO, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -67,6 +66,12 @@ def web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture()
+def web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
+    """`leadbridge web` (gunicorn) on a free port, on the test database, Redis and broker."""
+    yield from serve_web(service_env)
 
 
 @pytest.fixture()

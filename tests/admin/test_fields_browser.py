@@ -4,8 +4,6 @@ saves a schema version, and the page fits a 390 px wide phone screen. Screenshot
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,30 +14,16 @@ from services.fields import current_schema
 from storage.db import Database
 from storage.models import User
 from tests.admin.conftest import PASSWORD
-from tests.admin.test_browser import REPO, browser_page, shot, wait_ready  # noqa: F401  (browser_page: a fixture)
+from tests.admin.test_browser import browser_page, serve_web, shot  # noqa: F401  (browser_page: a fixture)
 from tests.admin.test_fields_api import add_properties
-from tests.processes import free_port
 
 
 @pytest.fixture()
 def hubspot_web(service_env: dict[str, str], clean_db: Database, sandbox: SandboxCRM) -> Iterator[str]:
     """`leadbridge web` (gunicorn) on a free port, with HubSpot configured against the sandbox CRM."""
     add_properties(sandbox)
-    port = free_port()
-    env = {**service_env, "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_WEB_THREADS": "4",
-           "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": sandbox.base_url}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "web"], env=env, cwd=REPO, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base + "/readyz", proc)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    yield from serve_web({**service_env, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
+                          "HUBSPOT_BASE_URL": sandbox.base_url})
 
 
 def overflow(page: Any) -> int:
