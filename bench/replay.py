@@ -424,7 +424,9 @@ def history_times(data: Dataset, now: float, rng: np.random.Generator) -> np.nda
     end = now - (MATURITY_DAYS + 5) * 86400
     n = len(data.train_idx)
     if data.times is not None:
-        seconds = data.times.iloc[data.train_idx].astype("int64").to_numpy() / 1e9
+        # Seconds since the epoch whatever the parsed unit (pandas 3 parses dates to microseconds, not ns).
+        stamps = data.times.iloc[data.train_idx]
+        seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
         valid = ~data.times.iloc[data.train_idx].isna().to_numpy()
         fallback = seconds[valid].min() if valid.any() else end
         seconds = np.where(valid, seconds, fallback)

@@ -95,3 +95,16 @@ def test_x_education_defaults_map_who_the_lead_is_as_fit(tmp_path: Path) -> None
     assert data.fit == list(replay.DEFAULT_FIT)
     path = synthetic_csv(tmp_path / "leads.csv", rows=60)
     assert replay.load(replay.parse_args(["--csv", str(path)])).fit == []
+
+
+def test_history_keeps_the_time_columns_spacing(tmp_path: Path) -> None:
+    path = synthetic_csv(tmp_path / "leads.csv", rows=100)
+    frame = pd.read_csv(path)
+    frame["Created"] = pd.date_range("2016-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%d")
+    frame.to_csv(path, index=False)
+    data = replay.load(replay.parse_args(["--csv", str(path), "--id", "Lead Id", "--time", "Created"]))
+    now = 2_000_000_000.0
+    times = replay.history_times(data, now, np.random.default_rng(0))
+    # The 80 oldest rows, one day apart, end before the maturity window (pandas 3 parses dates to microseconds).
+    assert times.max() == pytest.approx(now - (replay.MATURITY_DAYS + 5) * 86400)
+    assert times.max() - times.min() == pytest.approx(79 * 86400)
