@@ -19,8 +19,14 @@ columns bench/model.py drops left out). Any tabular CSV works: column kinds are 
    backdated. The sandbox sends its signed webhooks for all of it to leadbridge, which uses event time.
 4. schema: the product's own commands, as an admin connecting a CRM with history: `leadbridge fields
    discover hubspot` (kinds suggested from the property types and a sample of records), then `leadbridge
-   fields map` for each of the CSV's properties it suggests (--fit columns as fit fields).
-5. train: `leadbridge backfill hubspot --no-writeback` (the records' history with their properties),
+   fields map` for each of the CSV's properties it suggests (--fit columns as fit fields; for X Education
+   the columns describing who the lead is, DEFAULT_FIT). Mapping comes after the history on purpose: a
+   company installs leadbridge on a CRM that already holds its past leads, discovery suggests kinds from
+   those records, and the backfill reads the mapped properties' history, so nothing depends on webhooks
+   having carried values before the fields were mapped. New contacts (phase 6) are read once on first
+   sight (enrichment) for their mapped properties; a creation webhook carries none.
+5. train: `leadbridge backfill hubspot --no-writeback` (the records' history with their mapped
+   properties, propertiesWithHistory),
    `leadbridge train --from-events --promote` (labels with the maturity window, champion gate); when the
    gate keeps it, `leadbridge model promote` as an admin would, reported as gate_passed false.
 6. live: the held-out rows arrive as new contacts at `--rate` per second; leadbridge scores them from the
@@ -29,7 +35,7 @@ columns bench/model.py drops left out). Any tabular CSV works: column kinds are 
    in the sandbox -> the final score written to the CRM (the sandbox's own timestamps).
 
 JSON: rows, rows_test, offline_auc, live_auc, lr_auc, live_ece, live_lift_at_10, graded_share,
-reasons_share, lost, p95_ms, grade_conversion, plus the phases' details.
+reasons_share, lost, p95_ms, grade_conversion, grades_fall, plus the phases' details.
 """
 
 from __future__ import annotations
@@ -71,6 +77,17 @@ SCORE_PROPERTIES = ["leadbridge_score", "leadbridge_grade", "leadbridge_reasons"
 PROTECTED = {"email", "lifecyclestage", "createdate", "lastmodifieddate", "hs_object_id", "firstname", "lastname"}
 MAX_OPTIONS = 1000  # categorical columns with more distinct values become text properties
 GRADES = ("A", "B", "C", "D", "E", "F")
+# X Education's columns that describe who the lead is (not what they did or how they arrived), marked as fit
+# fields the way its admin would from the form's meaning: they train the grade model. Country is read as
+# the built-in fit attribute.
+DEFAULT_FIT = (
+    "What is your current occupation",
+    "Specialization",
+    "City",
+    "Country",
+    "What matters most to you in choosing a course",
+    "How did you hear about X Education",
+)
 
 
 class ReplayError(Exception):
@@ -128,6 +145,7 @@ class Dataset:
     id_column: str | None
     time_column: str | None
     times: pd.Series | None  # parsed --time values (UTC), else None
+    fit: list[str] = field(default_factory=list)  # columns mapped as fit fields
 
 
 def slug(name: str) -> str:
@@ -192,7 +210,8 @@ def load(args: argparse.Namespace) -> Dataset:
         other = other.drop_duplicates(key)
         frame = frame.merge(other, on=key, how="left", suffixes=("", f" ({join_path.stem})"))
     drop = list(args.drop) if args.drop is not None else (list(DEFAULT_DROP) if args.csv is None else [])
-    unknown = [c for c in [*drop, args.id_column, args.time_column] if c and c not in frame.columns]
+    fit = list(args.fit) if args.fit is not None else (list(DEFAULT_FIT) if args.csv is None else [])
+    unknown = [c for c in [*drop, *fit, args.id_column, args.time_column] if c and c not in frame.columns]
     if unknown:
         raise ReplayError(f"column(s) not in {path.name}: {', '.join(unknown)}")
     try:
@@ -214,7 +233,7 @@ def load(args: argparse.Namespace) -> Dataset:
     features = [c for c in data.columns if c not in (args.label, args.id_column, args.time_column)]
     taken = set(PROTECTED) | {n for n in SCORE_PROPERTIES}
     columns = [property_of(c, data[c], taken) for c in features]
-    return Dataset(data, y, train_idx, test_idx, columns, args.label, args.id_column, args.time_column, times)
+    return Dataset(data, y, train_idx, test_idx, columns, args.label, args.id_column, args.time_column, times, fit)
 
 
 # ---- offline: the same split through `leadbridge train --csv` -------------------------------------
@@ -405,7 +424,9 @@ def history_times(data: Dataset, now: float, rng: np.random.Generator) -> np.nda
     end = now - (MATURITY_DAYS + 5) * 86400
     n = len(data.train_idx)
     if data.times is not None:
-        seconds = data.times.iloc[data.train_idx].astype("int64").to_numpy() / 1e9
+        # Seconds since the epoch whatever the parsed unit (pandas 3 parses dates to microseconds, not ns).
+        stamps = data.times.iloc[data.train_idx]
+        seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
         valid = ~data.times.iloc[data.train_idx].isna().to_numpy()
         fallback = seconds[valid].min() if valid.any() else end
         seconds = np.where(valid, seconds, fallback)
@@ -550,10 +571,13 @@ def live_metrics(data: Dataset, sent: dict[str, tuple[int, float]], read: dict[s
         if members:
             by_grade[g] = {"contacts": len(members), "conversion": round(float(np.mean(members)), 4)}
     n = max(1, len(sent))
+    rates = [row["conversion"] for row in by_grade.values()]
     return {
         "live": metrics, "scored": len(scored), "lost": len(sent) - len(scored),
         "graded_share": sum(1 for g in grades if g) / n, "reasons_share": reasons / n,
         "grade_conversion": by_grade,
+        # The grades rank as they should: conversion never rises from one (present) grade to the next.
+        "grades_fall": len(rates) > 1 and all(a >= b for a, b in zip(rates, rates[1:])),
         "p50_ms": round(percentile(latencies, 50) * 1000, 1) if latencies else None,
         "p95_ms": round(percentile(latencies, 95) * 1000, 1) if latencies else None,
     }
@@ -581,7 +605,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--join", nargs=2, metavar=("FILE", "COLUMN"), default=None,
                    help="left-join another CSV on COLUMN (e.g. accounts' firmographics)")
     p.add_argument("--fit", nargs="*", default=None,
-                   help="columns that describe who the lead is: mapped as fit fields (they train the grade model)")
+                   help="columns that describe who the lead is: mapped as fit fields (they train the grade model; "
+                        "default for X Education: occupation, specialization, city, country, what matters most, "
+                        "how they heard)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of rows held out for the live part")
     p.add_argument("--seed", type=int, default=0, help="split seed (as `leadbridge train --seed`)")
     p.add_argument("--rate", type=float, default=50.0, help="held-out contacts created per second")
@@ -636,7 +662,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"{datetime.fromtimestamp(times.min(), UTC):%Y-%m-%d} to "
                       f"{datetime.fromtimestamp(times.max(), UTC):%Y-%m-%d}; inbox {state['counts']}")
             with out.status("fields discover and map"), timed(phases, "schema"):
-                schema = map_schema(stack, data.columns, args.fit or ())
+                schema = map_schema(stack, data.columns, data.fit)
             out.print(f"schema: {schema['status']}" + (f", {len(schema['mapped'])} mapped, "
                                                       f"{len(schema['skipped'])} skipped" if schema["mapped"] else ""))
             with out.status("backfill hubspot (the records' history)"), timed(phases, "backfill"):
@@ -667,7 +693,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lr_auc": off["logistic_regression"]["roc_auc"], "live_ece": live["live"].get("ece"),
         "live_lift_at_10": live["live"].get("lift_at_10"), "graded_share": live["graded_share"],
         "reasons_share": live["reasons_share"], "lost": live["lost"], "p95_ms": live["p95_ms"],
-        "grade_conversion": live["grade_conversion"],
+        "grade_conversion": live["grade_conversion"], "grades_fall": live["grades_fall"],
         "offline": off["offline"], "live": live["live"], "logistic_regression": off["logistic_regression"],
         "train_csv": off["train_csv_report"], "p50_ms": live["p50_ms"],
         "model": {"version": version, "gate_passed": gate_passed, "decision": trained.get("decision_reason"),
@@ -689,6 +715,7 @@ def show(report: dict[str, Any]) -> None:
     for key in ("offline_auc", "live_auc", "lr_auc", "live_ece", "live_lift_at_10", "graded_share", "reasons_share",
                 "lost", "p95_ms"):
         table.add_row(key, fmt(report[key]))
+    table.add_row("grades fall A -> F", str(report["grades_fall"]))
     table.add_row("model (gate passed)", f"{report['model']['version']} ({report['model']['gate_passed']})")
     console().print(table)
     grades = Table(title="held-out conversion per grade")

@@ -39,6 +39,8 @@ def test_bad_csv_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "is not binary" in capsys.readouterr().out
     assert replay.main(["--csv", str(path), "--drop", "Nope"]) == 2
     assert "Nope" in capsys.readouterr().out
+    assert replay.main(["--csv", str(path), "--fit", "Not A Column"]) == 2
+    assert "Not A Column" in capsys.readouterr().out
 
 
 def test_columns_become_typed_properties(tmp_path: Path) -> None:
@@ -72,11 +74,37 @@ def test_replay_scores_held_out_contacts_like_the_offline_model(tmp_path: Path,
     path = synthetic_csv(tmp_path / "leads.csv")
     out = tmp_path / "replay.json"
     assert replay.main(["--csv", str(path), "--id", "Lead Id", "--seed", "1", "--json", str(out),
-                        "--timeout", "300"]) == 0
+                        "--timeout", "300", "--fit", "Plan Type"]) == 0
     report = json.loads(out.read_text())
     assert report["rows"] == 400 and report["rows_test"] == 80
     assert report["lost"] == 0
     assert report["graded_share"] == 1.0 and report["reasons_share"] >= 0.99
+    # The plan is a fit field: the grades (its fit model) rank held-out conversion.
+    assert {m["property"]: m["fit"] for m in report["schema"]["mapped"]}["plan_type"] is True
+    conversion = [row["conversion"] for row in report["grade_conversion"].values()]
+    assert len(conversion) >= 2 and conversion[0] > conversion[-1]
     assert report["offline_auc"] > 0.7
     assert abs(report["live_auc"] - report["offline_auc"]) < 0.05
     assert report["p95_ms"] is not None and report["p95_ms"] > 0
+
+
+def test_x_education_defaults_map_who_the_lead_is_as_fit(tmp_path: Path) -> None:
+    if not replay.DEFAULT_CSV.is_file():
+        pytest.skip("the X Education file is not next to the repository")
+    data = replay.load(replay.parse_args([]))
+    assert data.fit == list(replay.DEFAULT_FIT)
+    path = synthetic_csv(tmp_path / "leads.csv", rows=60)
+    assert replay.load(replay.parse_args(["--csv", str(path)])).fit == []
+
+
+def test_history_keeps_the_time_columns_spacing(tmp_path: Path) -> None:
+    path = synthetic_csv(tmp_path / "leads.csv", rows=100)
+    frame = pd.read_csv(path)
+    frame["Created"] = pd.date_range("2016-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%d")
+    frame.to_csv(path, index=False)
+    data = replay.load(replay.parse_args(["--csv", str(path), "--id", "Lead Id", "--time", "Created"]))
+    now = 2_000_000_000.0
+    times = replay.history_times(data, now, np.random.default_rng(0))
+    # The 80 oldest rows, one day apart, end before the maturity window (pandas 3 parses dates to microseconds).
+    assert times.max() == pytest.approx(now - (replay.MATURITY_DAYS + 5) * 86400)
+    assert times.max() - times.min() == pytest.approx(79 * 86400)
