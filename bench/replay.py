@@ -214,6 +214,11 @@ def load(args: argparse.Namespace) -> Dataset:
     unknown = [c for c in [*drop, *fit, args.id_column, args.time_column] if c and c not in frame.columns]
     if unknown:
         raise ReplayError(f"column(s) not in {path.name}: {', '.join(unknown)}")
+    if args.open_values:
+        if args.label not in frame.columns:
+            raise ReplayError(f"label column {args.label!r} not in {path.name}")
+        # Still-open rows (a deal in progress) have no outcome yet: they are not part of the replay.
+        frame = frame[~frame[args.label].astype(str).str.strip().isin(args.open_values)].reset_index(drop=True)
     try:
         y, labelled = parse_label(frame, args.label)
     except TrainingError as exc:
@@ -598,6 +603,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__.split("\n\n")[0])
     p.add_argument("--csv", type=Path, default=None, help=f"CSV of leads (default {DEFAULT_CSV})")
     p.add_argument("--label", default=DEFAULT_LABEL, help="0/1 (yes/no, won/lost) outcome column (default Converted)")
+    p.add_argument("--open", dest="open_values", nargs="*", default=(),
+                   help="label values of rows with no outcome yet, left out (e.g. Engaging Prospecting)")
     p.add_argument("--id", dest="id_column", default=None, help="id column (never a property)")
     p.add_argument("--time", dest="time_column", default=None,
                    help="created-at column: contacts arrive in its order and the held-out rows are the newest")

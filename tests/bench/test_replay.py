@@ -43,6 +43,19 @@ def test_bad_csv_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "Not A Column" in capsys.readouterr().out
 
 
+def test_open_rows_are_left_out(tmp_path: Path) -> None:
+    path = synthetic_csv(tmp_path / "leads.csv", rows=100)
+    frame = pd.read_csv(path)
+    frame["Stage"] = np.where(frame["Converted"] == 1, "Won", "Lost")
+    frame.loc[:9, "Stage"] = "Engaging"
+    frame.drop(columns=["Converted"]).to_csv(path, index=False)
+    args = ["--csv", str(path), "--id", "Lead Id", "--label", "Stage"]
+    with pytest.raises(replay.ReplayError, match="not binary"):
+        replay.load(replay.parse_args(args))
+    data = replay.load(replay.parse_args([*args, "--open", "Engaging"]))
+    assert len(data.frame) == 90 and "Engaging" not in set(data.frame["Stage"])
+
+
 def test_columns_become_typed_properties(tmp_path: Path) -> None:
     path = synthetic_csv(tmp_path / "leads.csv", rows=100)
     data = replay.load(replay.parse_args(["--csv", str(path), "--id", "Lead Id"]))
@@ -56,17 +69,7 @@ def test_columns_become_typed_properties(tmp_path: Path) -> None:
     assert (newsletter.value("Yes"), newsletter.value("no"), newsletter.value(float("nan"))) == ("true", "false", None)
 
 
-def schema_commands() -> bool:
-    """True when this build has `leadbridge fields discover` and `fields map` (the replay's schema path)."""
-    try:
-        from cli.fields_commands import fields
-    except ModuleNotFoundError:
-        return False
-    return {"discover", "map"} <= set(fields.commands)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not schema_commands(), reason="needs `leadbridge fields discover|map` (issue #15 schema parts)")
 def test_replay_scores_held_out_contacts_like_the_offline_model(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # 320 history rows are fewer outcomes than the product's default minimum for replacing the rules.
