@@ -279,7 +279,8 @@ def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = No
     result.new_leads = sorted(set(result.new_leads))
     session.flush()
     # Won/lost signals among these events (deal stage, lifecycle stage, conversions) become outcome rows.
-    record_outcome_events(session, [to_event(row) for row in rows if not _removed(row) and row.status == "done"])
+    record_outcome_events(session, [event for row, event in zip(rows, events)
+                                    if not _removed(row) and row.status == "done"])
     if gone:
         # Events in the same batch must not bring a purged person's features (and e-mail) back into Redis.
         kept = [(e, lead) for e, lead in zip(feature_events, feature_leads) if int(lead) not in gone]

@@ -90,7 +90,9 @@ def _lead_values(session: Session, crm: str, ids: Sequence[int], redis: Any
                  ) -> list[tuple[int, str, dict[str, Any]]]:
     """(lead id, CRM id, values shown) of the scored leads among `ids` that `crm` holds (its write target)."""
     query = write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
-    query = query.where(LeadCrmId.lead_id.in_(ids), Lead.score.is_not(None))
+    # Both sides by their own index (lead_crm_ids.lead_id, the leads' key): given only one, PostgreSQL
+    # hashed the records against a scan of every lead, each flush.
+    query = query.where(LeadCrmId.lead_id.in_(ids), Lead.id.in_(ids), Lead.score.is_not(None))
     rows = write_targets(crm, session.execute(query))
     return [(lead_id, str(crm_id), shown_values(score, grade, reasons, version, scored_at))
             for lead_id, crm_id, score, grade, reasons, version, scored_at in rows]
