@@ -208,6 +208,19 @@ def _email(value: Any) -> str | None:
     return None
 
 
+def _checked(event: Event, what: str) -> Event | None:
+    """The event through the validation boundary (core.values), or None when it refuses the entry (logged)."""
+    # CRM history is vendor data like any webhook: the same boundary checks its values.
+    try:
+        event, dropped = clean_event(event)
+    except EntryRefused as exc:
+        log.warning(f"backfill.{what}_refused", extra={"crm": event.crm, "reason": exc.reason})
+        return None
+    if dropped:
+        log.info("backfill.values_dropped", extra={"crm": event.crm, "fields": [d.field for d in dropped][:10]})
+    return event
+
+
 def history_events(session: Session, history: History, schema: FeatureSchema | None = None) -> list[Event]:
     """Canonical events for what this run sees that earlier runs did not, in occurred_at order.
 
@@ -238,25 +251,16 @@ def history_events(session: Session, history: History, schema: FeatureSchema | N
             dedupe_key=snap.key, email=snap.email,
         )
         seen_keys.add(snap.key)
-        try:
-            # CRM history is vendor data like any webhook: the same boundary checks its values (core.values).
-            event, dropped = clean_event(event)
-        except EntryRefused as exc:
-            log.warning("backfill.record_refused", extra={"crm": snap.crm, "reason": exc.reason})
-            continue
-        if dropped:
-            log.info("backfill.values_dropped", extra={"crm": snap.crm, "fields": [d.field for d in dropped][:10]})
-        events.append(event)
+        checked = _checked(event, "record")
+        if checked is not None:
+            events.append(checked)
     for event in _value_events(history, schema, now):
         if event.dedupe_key in seen_keys:
             continue
         seen_keys.add(event.dedupe_key)
-        try:
-            event, _dropped = clean_event(event)
-        except EntryRefused as exc:
-            log.warning("backfill.value_refused", extra={"crm": history.crm, "reason": exc.reason})
-            continue
-        events.append(event)
+        checked = _checked(event, "value")
+        if checked is not None:
+            events.append(checked)
     events.sort(key=lambda e: (e.occurred_at, e.dedupe_key))
     return events
 
