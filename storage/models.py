@@ -153,7 +153,9 @@ class LeadCrmId(CrmRecordColumns, Base):
     """One CRM record a lead stands for; a lead may have several (a converted Salesforce Lead and Contact)."""
 
     __tablename__ = "lead_crm_ids"
-    __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_lead_crm_ids_record"),)
+    # object_id leads the key: batch lookups (`object_id IN (...)`) then search the index on any planner
+    # statistics, where (crm, object_type, ...) made a young PostgreSQL table filter every row of a CRM (0006).
+    __table_args__ = (UniqueConstraint("object_id", "object_type", "crm", name="uq_lead_crm_ids_record"),)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     # One-way: adding a row for a lead never loads the lead's other rows.
     lead: Mapped[Lead] = relationship()
@@ -163,7 +165,7 @@ class AccountCrmId(CrmRecordColumns, Base):
     """One CRM record an account stands for (a HubSpot company, a Salesforce Account)."""
 
     __tablename__ = "account_crm_ids"
-    __table_args__ = (UniqueConstraint("crm", "object_type", "object_id", name="uq_account_crm_ids_record"),)
+    __table_args__ = (UniqueConstraint("object_id", "object_type", "crm", name="uq_account_crm_ids_record"),)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     account: Mapped[Account] = relationship()
 

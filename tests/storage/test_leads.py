@@ -121,3 +121,52 @@ def test_several_records_per_lead_and_the_one_each_crm_writes(db: Database) -> N
                                                                       "hubspot": f"h2-{tag}"}
         assert lead_id_by_record(session, "salesforce", "lead", f"00Q{tag}") == converted.id
         assert lead_id_by_record(session, "salesforce", "contact", f"00Q{tag}") is None
+
+
+def _plan(db: Database, generic_sql: str, sqlite_sql: str, args: tuple[str, ...]) -> str:
+    """The plan the database picks for a batch lookup, as PostgreSQL's generic plan (what a prepared statement
+    settles on after a few runs, on whatever statistics the table had) or SQLite's query plan."""
+    with db.engine.connect() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql(f"PREPARE lookup AS {generic_sql}")
+            placeholders = ", ".join(f"'{a}'" for a in args)
+            rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE lookup({placeholders})").all()
+            conn.exec_driver_sql("DEALLOCATE lookup")
+            conn.exec_driver_sql("RESET plan_cache_mode")
+        else:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sqlite_sql}", args).all()
+        conn.rollback()
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+def test_batch_lookups_search_the_index_on_a_young_unanalysed_table(db: Database) -> None:
+    """A record lookup and a lead-id lookup are index searches even before the table has statistics.
+
+    bench/e2e on a fresh PostgreSQL database: with the key ordered (crm, object_type, object_id) the generic plan
+    filtered `object_id IN (...)` over every row of the CRM, 9-12 ms a batch and growing with the table.
+    """
+    with db.session(write=True) as session:
+        leads = [Lead(email=f"p{i}@acme.io") for i in range(2000)]
+        session.add_all(leads)
+        session.flush()
+        session.execute(insert(LeadCrmId), [
+            {"lead_id": lead.id, "crm": "hubspot", "object_type": "contact", "object_id": str(1000 + i),
+             "created_at": datetime.now(UTC)} for i, lead in enumerate(leads)])
+    by_record = _plan(
+        db, "SELECT lead_id FROM lead_crm_ids WHERE crm = $1 AND object_type = $2 AND object_id IN ($3, $4)",
+        "SELECT lead_id FROM lead_crm_ids WHERE crm = ? AND object_type = ? AND object_id IN (?, ?)",
+        ("hubspot", "contact", "1001", "1002"))
+    by_lead = _plan(
+        db, "SELECT id FROM lead_crm_ids WHERE crm = $1 AND object_type IN ($2) AND lead_id IN ($3, $4)",
+        "SELECT id FROM lead_crm_ids WHERE crm = ? AND object_type IN (?) AND lead_id IN (?, ?)",
+        ("hubspot", "contact", "1", "2"))
+    if db.engine.dialect.name == "postgresql":
+        cond = [line for line in by_record.splitlines() if "Index Cond" in line]
+        assert cond and "object_id" in cond[0], by_record
+        assert "Filter" not in by_record, by_record
+        cond = [line for line in by_lead.splitlines() if "Index Cond" in line]
+        assert cond and "lead_id" in cond[0], by_lead
+    else:
+        assert "(object_id=? AND object_type=? AND crm=?)" in by_record, by_record
+        assert "lead_id=?" in by_lead, by_lead
