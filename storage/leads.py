@@ -274,13 +274,15 @@ class _LeadIndex:
         web_ids = sorted({e.object_id for e in events if e.crm == "web"})
         # Each way of matching is its own indexed lookup; a UNION rather than an OR of them, which PostgreSQL
         # could only answer by filtering every lead against the subquery.
+        # The two leads columns stay one OR (a BitmapOr of their indexes; one scan where the table is too young
+        # to have statistics, where a UNION of the two scanned it twice).
         matches: list[Select[Any]] = []
         if records:
             matches.append(select(LeadCrmId.lead_id).where(record_condition(records)))
-        if web_ids:
-            matches.append(select(Lead.id).where(Lead.external_id.in_(web_ids)))
-        if emails:
-            matches.append(select(Lead.id).where(Lead.email.in_(sorted(set(emails)))))
+        on_lead = [*([Lead.external_id.in_(web_ids)] if web_ids else []),
+                   *([Lead.email.in_(sorted(set(emails)))] if emails else [])]
+        if on_lead:
+            matches.append(select(Lead.id).where(or_(*on_lead)))
         if matches:
             # Three short queries rather than one join: the ids (the UNION above), then the leads by primary key
             # and their records by lead id. Filtering leads by the UNION as a subquery had PostgreSQL hash it
