@@ -1,8 +1,6 @@
 """initial schema
 
-Revision ID: 0001
-Revises: 
-Create Date: 2026-11-23 16:18:47.422970
+Written 2026-11-23.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ import storage.types
 
 revision = '0001'
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

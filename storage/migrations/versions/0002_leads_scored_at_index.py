@@ -1,8 +1,6 @@
 """index leads.scored_at for the writeback reconciler
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-23 19:40:00
+Written 2026-11-23.
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from alembic import op
 
 revision = '0002'
 down_revision = '0001'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

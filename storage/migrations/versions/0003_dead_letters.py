@@ -1,8 +1,6 @@
 """dead letters: work a pipeline stage set aside after repeated failures
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-03 10:40:00
+Written 2026-12-03.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ import storage.types
 
 revision = '0003'
 down_revision = '0002'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

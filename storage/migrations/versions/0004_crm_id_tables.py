@@ -3,9 +3,7 @@
 The hubspot_id / salesforce_id columns held one id per CRM; a lead may stand for several records (a converted
 Salesforce Lead and its Contact, merged HubSpot contacts). Existing ids are copied, then the columns go.
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-03 14:20:00
+Written 2026-12-03.
 """
 
 from __future__ import annotations

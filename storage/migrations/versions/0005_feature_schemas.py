@@ -1,8 +1,6 @@
 """feature schemas: versions of the CRM properties an admin mapped to model features
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-04 09:00:00
+Written 2026-12-04.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ import storage.types
 
 revision = '0005'
 down_revision = '0004'
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -6,9 +6,7 @@ over that whole index prefix: every batch lookup read every row of the CRM (meas
 database: 9-12 ms a query, growing with the table). With object_id first, `object_id = ANY(...)` is the index's
 own condition, and `lead_id IN (...)` queries have nothing to prefer over their own index.
 
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-05 09:00:00
+Written 2026-12-05.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ from alembic import op
 
 revision = '0006'
 down_revision = '0005'
-branch_labels = None
-depends_on = None
 
 TABLES = ("lead_crm_ids", "account_crm_ids")
 
