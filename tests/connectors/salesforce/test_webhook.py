@@ -276,26 +276,9 @@ def test_duplicate_notification_in_one_message_is_ignored():
 # === Ack and Fault =====================================================================================
 
 
-# The envelopes as SALESFORCE.md §3.3 and §3.4 give them (copied here so the suite runs without the notes).
-EXPECTED_ACK = b"""<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">
- <soapenv:Body>
-  <notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">
-   <Ack>true</Ack>
-  </notificationsResponse>
- </soapenv:Body>
-</soapenv:Envelope>
-"""
-EXPECTED_FAULT = b"""<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">
- <soapenv:Body>
-  <soapenv:Fault>
-   <faultcode>soapenv:Server</faultcode>
-   <faultstring>Temporary failure storing notifications; please retry</faultstring>
-  </soapenv:Fault>
- </soapenv:Body>
-</soapenv:Envelope>
-"""
+# The envelopes as SALESFORCE.md §3.3 and §3.4 give them (copied into fixtures so the suite runs without the notes).
+EXPECTED_ACK = fixture("ack_documented.xml")
+EXPECTED_FAULT = fixture("fault_documented.xml")
 
 
 def _doc_block(heading: str) -> bytes:
