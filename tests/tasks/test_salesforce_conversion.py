@@ -136,6 +136,16 @@ def deliver(res: Resources, body: bytes) -> IngestResult:
     return result
 
 
+def delivered_lead(res: Resources, feed: Deliveries, sandbox: SandboxCRM, db: Database,
+                   email: str) -> tuple[str, int, set[str]]:
+    """A new Salesforce Lead, delivered: (its Salesforce id, the leadbridge lead id, the records that lead stands for)."""
+    mark = feed.mark()
+    lead_sf = new_lead(sandbox, email)
+    deliver(res, feed.after(mark, "Lead", lead_sf))
+    [(lead_id, records)] = leads_of(db, email)
+    return lead_sf, lead_id, records
+
+
 def shown_score(sandbox: SandboxCRM, sobject: str, record_id: str) -> int | None:
     value = sandbox.store.sf_get(sobject, record_id).get("Leadbridge_Score__c")
     return None if value is None else int(value)
@@ -145,10 +155,7 @@ def test_a_conversion_links_the_contact_and_moves_the_writes_to_it(pipeline: Res
                                                                    receiver: Receiver, db: Database) -> None:
     res = pipeline
     feed = Deliveries(sandbox, receiver, SALESFORCE_ORG)
-    mark = feed.mark()
-    lead_sf = new_lead(sandbox, "ana@acme.io")
-    deliver(res, feed.after(mark, "Lead", lead_sf))
-    [(lead_id, records)] = leads_of(db, "ana@acme.io")
+    lead_sf, lead_id, records = delivered_lead(res, feed, sandbox, db, "ana@acme.io")
     assert records == {lead_sf}
     with db.session() as session:
         score = session.get(Lead, lead_id).score
@@ -185,10 +192,7 @@ def test_a_contact_seen_before_the_conversion_is_merged_into_the_lead(pipeline: 
                                                                       receiver: Receiver, db: Database) -> None:
     res = pipeline
     feed = Deliveries(sandbox, receiver, SALESFORCE_ORG)
-    mark = feed.mark()
-    lead_sf = new_lead(sandbox, "bo@acme.io")
-    deliver(res, feed.after(mark, "Lead", lead_sf))
-    [(lead_id, _)] = leads_of(db, "bo@acme.io")
+    lead_sf, lead_id, _ = delivered_lead(res, feed, sandbox, db, "bo@acme.io")
     feed.quiet()
 
     mark = feed.mark()
