@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +70,17 @@ def save_report(path: str | Path | None, report: Any) -> None:
 def console() -> Console:
     """The console benchmarks print to."""
     return Console()
+
+
+def run_and_report(args: Any, run: Callable[[Any], Any], show: Callable[[Any], None],
+                   errors: tuple[type[BaseException], ...],
+                   describe: Callable[[BaseException], str] = str) -> int:
+    """Run a benchmark, print its tables and save its JSON; an expected error is printed and the exit code is 2."""
+    try:
+        report = run(args)
+    except errors as exc:
+        console().print(f"[red]error:[/red] {describe(exc)}")
+        return 2
+    show(report)
+    save_report(args.json_path, report)
+    return 0

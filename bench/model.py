@@ -22,7 +22,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench._table import console, fmt, metrics_table, save_report
+from bench._table import console, fmt, metrics_table, run_and_report
 from scoring.metrics import mean_metrics
 from scoring.rules import PointsModel, Rule
 from scoring.training import TrainingError, TrainOptions, report_of, run_experiment
@@ -172,15 +172,9 @@ def show(report: dict[str, Any], default_file: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run, print, write JSON."""
     args = parse_args(argv)
-    try:
-        report = run(args)
-    except (TrainingError, OSError, pd.errors.ParserError) as exc:
-        console().print(f"[red]error:[/red] {exc}")
-        return 2
     default_file = args.csv is None or args.csv.resolve() == DEFAULT_CSV.resolve()
-    show(report, default_file)
-    save_report(args.json_path, report)
-    return 0
+    return run_and_report(args, run, lambda report: show(report, default_file),
+                          (TrainingError, OSError, pd.errors.ParserError))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench._table import console, fmt, save_report
+from bench._table import console, fmt, run_and_report
 from bench.e2e import Stack, percentile, start_run, wait_drained
 from bench.model import DEFAULT_CSV, DEFAULT_DROP, DEFAULT_LABEL
 from sandbox import DEFAULT_HUBSPOT_TOKEN
@@ -736,15 +736,7 @@ def show(report: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: replay, print, write JSON."""
-    args = parse_args(argv)
-    try:
-        report = run(args)
-    except ReplayError as exc:
-        console().print(f"[red]error:[/red] {exc}")
-        return 2
-    show(report)
-    save_report(args.json_path, report)
-    return 0
+    return run_and_report(parse_args(argv), run, show, (ReplayError,))
 
 
 if __name__ == "__main__":

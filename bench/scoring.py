@@ -34,7 +34,7 @@ import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench._table import console, fmt, save_report
+from bench._table import console, fmt, run_and_report
 from bench.model import DEFAULT_CSV, DEFAULT_DROP, DEFAULT_LABEL
 from scoring.model import ModelBundle
 from scoring.reasons import agreement, reason_sets, top_contributions_batch
@@ -221,18 +221,14 @@ def show(report: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
-    args = parse_args(argv)
-    try:
-        report = run(args)
-    except (TrainingError, OSError) as exc:
-        console().print(f"[red]error:[/red] {exc}")
-        return 2
-    except subprocess.CalledProcessError as exc:
-        console().print(f"[red]error:[/red] memory probe failed: {exc.stderr[-500:]}")
-        return 2
-    show(report)
-    save_report(args.json_path, report)
-    return 0
+    return run_and_report(parse_args(argv), run, show, (TrainingError, OSError, subprocess.CalledProcessError),
+                          _describe)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"memory probe failed: {exc.stderr[-500:]}"
+    return str(exc)
 
 
 if __name__ == "__main__":
