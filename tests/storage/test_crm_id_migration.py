@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
 from storage.db import make_engine
 from storage.migrate import alembic_config, upgrade
-from tests.services import migrated_database
 
 LEADS = [  # id, email, hubspot_id, salesforce_id
     (1, "ana@acme.io", "101", None),
@@ -22,13 +18,7 @@ LEADS = [  # id, email, hubspot_id, salesforce_id
 ACCOUNTS = [(1, "acme.io", "9001", "001000000000001AAA"), (2, "initech.com", "9002", None)]
 
 
-@pytest.fixture()
-def old_database(tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own (SQLite, or PostgreSQL in external mode) at revision 0003."""
-    with migrated_database(tmp_path, "0003", prefix="leadbridge_mig") as url:
-        yield url
-
-
+@pytest.mark.parametrize("old_database", ["0003"], indirect=True)
 def test_ids_move_to_the_id_tables_and_back(old_database: str) -> None:
     engine = make_engine(old_database)
     try:

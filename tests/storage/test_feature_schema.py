@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -21,7 +20,6 @@ from storage.feature_schema import (
 )
 from storage.migrate import alembic_config, upgrade
 from storage.models import AuditEntry, FeatureSchemaVersion
-from tests.services import migrated_database
 
 BUDGET = MappedField("hubspot", "contacts", "budget", "numeric", "budget", label="Budget")
 TRIAL = MappedField("salesforce", "Lead", "Trial_Start__c", "date", "trial_age", fit=True)
@@ -74,9 +72,8 @@ def test_versions_round_trip_and_history(clean: Database) -> None:
 def test_bad_input_is_refused_and_nothing_changes(clean: Database, fields: list[MappedField], message: str) -> None:
     with clean.session(write=True) as session:
         save_schema(session, [TRIAL], actor="ana@acme.io")
-    with pytest.raises(SchemaError, match=message):
-        with clean.session(write=True) as session:
-            save_schema(session, fields, actor="mallory@acme.io")
+    with pytest.raises(SchemaError, match=message), clean.session(write=True) as session:
+        save_schema(session, fields, actor="mallory@acme.io")
     with clean.session() as session:
         assert active_schema(session).fields == (TRIAL,)
         assert [v.schema.version for v in schema_history(session)] == [1]
@@ -91,13 +88,7 @@ def test_published_version(redis_client) -> None:
     redis_client.delete("lb:schema:version")
 
 
-@pytest.fixture()
-def old_database(tmp_path: Path) -> Iterator[str]:
-    """An empty database of its own (SQLite, or PostgreSQL in external mode) at revision 0004."""
-    with migrated_database(tmp_path, "0004", prefix="leadbridge_mig") as url:
-        yield url
-
-
+@pytest.mark.parametrize("old_database", ["0004"], indirect=True)
 def test_migration_0005_up_and_down(old_database: str) -> None:
     engine = make_engine(old_database)
     try:
