@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, g, request
@@ -300,11 +301,23 @@ def _batch_inputs(data: dict[str, Any]) -> list[dict[str, Any]]:
     return inputs
 
 
-def _batch_request(object_type: str) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    """The object type, body and inputs of a v3 batch call, each checked in that order."""
+@dataclass(frozen=True)
+class BatchCall:
+    """A v3 batch call: when it started, its object type, body and inputs, and the store it works on."""
+
+    started: float
+    otype: str
+    data: dict[str, Any]
+    inputs: list[dict[str, Any]]
+    store: SandboxStore
+
+
+def _batch_request(object_type: str) -> BatchCall:
+    """The v3 batch call being served, its object type, body and inputs each checked in that order."""
+    started = time.time()
     otype = _otype(object_type)
     data = _body()
-    return otype, data, _batch_inputs(data)
+    return BatchCall(started, otype, data, _batch_inputs(data), current_sandbox().store)
 
 
 def _batch_response(results: list[dict[str, Any]], missing: list[str], otype: str, started: float,
@@ -325,9 +338,8 @@ def _batch_response(results: list[dict[str, Any]], missing: list[str], otype: st
 @bp.route("/crm/v3/objects/<object_type>/batch/read", methods=["POST"])
 def batch_read(object_type: str) -> Response:
     """Read up to 100 records by id or unique property; 207 lists the ids not found."""
-    started = time.time()
-    otype, data, inputs = _batch_request(object_type)
-    store = current_sandbox().store
+    call = _batch_request(object_type)
+    started, otype, data, inputs, store = call.started, call.otype, call.data, call.inputs, call.store
     props = data.get("properties") or []
     id_prop = data.get("idProperty")
     results, missing = [], []
@@ -347,9 +359,8 @@ def batch_read(object_type: str) -> Response:
 @bp.route("/crm/v3/objects/<object_type>/batch/update", methods=["POST"])
 def batch_update(object_type: str) -> Response:
     """Update up to 100 records; invalid property values fail the whole batch, unknown ids come back as 207."""
-    started = time.time()
-    otype, data, inputs = _batch_request(object_type)
-    store = current_sandbox().store
+    call = _batch_request(object_type)
+    started, otype, data, inputs, store = call.started, call.otype, call.data, call.inputs, call.store
     ids = [str(i.get("id", "")) for i in inputs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -378,9 +389,8 @@ def batch_update(object_type: str) -> Response:
 @bp.route("/crm/v3/objects/<object_type>/batch/create", methods=["POST"])
 def batch_create(object_type: str) -> Response:
     """Create up to 100 records (201); any invalid input fails the batch."""
-    started = time.time()
-    otype, data, inputs = _batch_request(object_type)
-    store = current_sandbox().store
+    call = _batch_request(object_type)
+    started, otype, data, inputs, store = call.started, call.otype, call.data, call.inputs, call.store
     results = []
     at = _clock()
     with store.lock:
@@ -397,7 +407,8 @@ def batch_create(object_type: str) -> Response:
 @bp.route("/crm/v3/objects/<object_type>/batch/archive", methods=["POST"])
 def batch_archive(object_type: str) -> Response:
     """Archive up to 100 records (204)."""
-    otype, _, inputs = _batch_request(object_type)
+    call = _batch_request(object_type)
+    otype, inputs = call.otype, call.inputs
     for item in inputs:
         current_sandbox().store.hs_archive(otype, str(item.get("id", "")))
     return Response(status=204)
@@ -660,24 +671,35 @@ def assoc_archive(from_type: str, from_id: str, to_type: str, to_id: str) -> Res
     return Response(status=204)
 
 
+def _assoc_batch(from_type: str, to_type: str, types_of: Callable[[dict[str, Any]], list[int] | None],
+                 entry: Callable[[tuple[str, str], str, str, list[int]], dict[str, Any]], status: int) -> Response:
+    """Associate many pairs: each input's types (None: the default), and its result entry; 404 for an unknown record."""
+    pair = _assoc_pair(from_type, to_type)
+    inputs = _batch_inputs(_body())
+    started = time.time()
+    results = []
+    for item in inputs:
+        fid, tid = str(item["from"]["id"]), str(item["to"]["id"])
+        type_ids = types_of(item)
+        try:
+            store_ids = current_sandbox().store.hs_associate(pair[0], fid, pair[1], tid, type_ids)
+        except KeyError as exc:
+            return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
+        results.append(entry(pair, fid, tid, store_ids))
+    return _json({"status": "COMPLETE", "results": results, "startedAt": iso_ms(started), "completedAt": iso_ms()},
+                 status)
+
+
 @bp.route("/crm/v4/associations/<from_type>/<to_type>/batch/associate/default", methods=["POST"])
 def assoc_batch_default(from_type: str, to_type: str) -> Response:
     """Associate many pairs with the default type."""
-    pair = _assoc_pair(from_type, to_type)
-    data = _body()
-    inputs = _batch_inputs(data)
-    started = time.time()
-    results = []
-    default, _ = schema.HS_ASSOC_TYPE_IDS.get(pair, (0, None))
-    for item in inputs:
-        fid, tid = str(item["from"]["id"]), str(item["to"]["id"])
-        try:
-            current_sandbox().store.hs_associate(pair[0], fid, pair[1], tid)
-        except KeyError as exc:
-            return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
-        results.append({"associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": default},
-                        "from": {"id": fid}, "to": {"id": tid}})
-    return _json({"status": "COMPLETE", "results": results, "startedAt": iso_ms(started), "completedAt": iso_ms()})
+
+    def entry(pair: tuple[str, str], fid: str, tid: str, _: list[int]) -> dict[str, Any]:
+        default, _primary = schema.HS_ASSOC_TYPE_IDS.get(pair, (0, None))
+        return {"associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": default},
+                "from": {"id": fid}, "to": {"id": tid}}
+
+    return _assoc_batch(from_type, to_type, lambda item: None, entry, 200)
 
 
 @bp.route("/crm/v4/associations/<from_type>/<to_type>/batch/read", methods=["POST"])
@@ -715,19 +737,13 @@ def assoc_batch_read(from_type: str, to_type: str) -> Response:
 @bp.route("/crm/v4/associations/<from_type>/<to_type>/batch/create", methods=["POST"])
 def assoc_batch_create(from_type: str, to_type: str) -> Response:
     """Associate many pairs with explicit types (201)."""
-    pair = _assoc_pair(from_type, to_type)
-    data = _body()
-    inputs = _batch_inputs(data)
-    started = time.time()
-    results = []
-    for item in inputs:
-        fid, tid = str(item["from"]["id"]), str(item["to"]["id"])
-        type_ids = [int(t["associationTypeId"]) for t in item.get("types") or []]
-        try:
-            store_ids = current_sandbox().store.hs_associate(pair[0], fid, pair[1], tid, type_ids or None)
-        except KeyError as exc:
-            return hs_error(404, f"No object with id {exc.args[0]}", "OBJECT_NOT_FOUND")
-        results.append({"fromObjectTypeId": schema.HS_TYPE_IDS[pair[0]], "fromObjectId": int(fid),
-                        "toObjectTypeId": schema.HS_TYPE_IDS[pair[1]], "toObjectId": int(tid),
-                        "labels": [t["label"] for t in _assoc_types(*pair, store_ids) if t["label"]]})
-    return _json({"status": "COMPLETE", "results": results, "startedAt": iso_ms(started), "completedAt": iso_ms()}, 201)
+
+    def types_of(item: dict[str, Any]) -> list[int] | None:
+        return [int(t["associationTypeId"]) for t in item.get("types") or []] or None
+
+    def entry(pair: tuple[str, str], fid: str, tid: str, store_ids: list[int]) -> dict[str, Any]:
+        return {"fromObjectTypeId": schema.HS_TYPE_IDS[pair[0]], "fromObjectId": int(fid),
+                "toObjectTypeId": schema.HS_TYPE_IDS[pair[1]], "toObjectId": int(tid),
+                "labels": [t["label"] for t in _assoc_types(*pair, store_ids) if t["label"]]}
+
+    return _assoc_batch(from_type, to_type, types_of, entry, 201)

@@ -183,3 +183,26 @@ def test_rate_limit_429_body_and_headers(make_sandbox) -> None:  # type: ignore[
     assert exc.headers["X-HubSpot-RateLimit-Max"] == "3"
     assert 1 <= int(exc.headers["Retry-After"]) <= 10
     assert admin(crm, "GET", "/requests", params={"family": "hubspot"}).json()["requests"][-1]["status"] == 429
+
+
+def test_v4_batch_associations_default_and_labelled(sandbox: SandboxCRM) -> None:
+    """The SDK's v4 batch associate calls (default type, explicit type) link records; an unknown id is a 404."""
+    from hubspot.crm.associations.v4 import (BatchInputPublicAssociationMultiPost,
+                                             BatchInputPublicDefaultAssociationMultiPost)
+    from hubspot.crm.associations.v4.exceptions import ApiException as AssocApiException
+
+    [a, b] = _seed_contacts(sandbox, 2, with_company=False)
+    company = sandbox.store.hs_create("companies", {"name": "Initech", "domain": "initech.com"}, source="CRM_UI")["id"]
+    batch = HubSpot(access_token=DEFAULT_HUBSPOT_TOKEN, host=sandbox.base_url).crm.associations.v4.batch_api
+    made = batch.create_default("contacts", "companies", BatchInputPublicDefaultAssociationMultiPost(
+        inputs=[{"from": {"id": a}, "to": {"id": company}}]))
+    assert [(r._from.id, r.to.id, r.association_spec.association_type_id) for r in made.results] == [(a, company, 279)]
+    labelled = batch.create("contacts", "companies", BatchInputPublicAssociationMultiPost(inputs=[
+        {"from": {"id": b}, "to": {"id": company},
+         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]))
+    assert [(r.from_object_id, r.to_object_id) for r in labelled.results] == [(b, company)]
+    assert {tid for tid, _ in sandbox.store.hs_associations("contacts", b, "companies")} == {company}
+    with pytest.raises(AssocApiException) as info:
+        batch.create_default("contacts", "companies", BatchInputPublicDefaultAssociationMultiPost(
+            inputs=[{"from": {"id": "999999"}, "to": {"id": company}}]))
+    assert info.value.status == 404
