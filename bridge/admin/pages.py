@@ -121,3 +121,9 @@ def db(write: bool = False) -> Iterator[Session]:
     """A database session for a view (committed when the block ends without an error)."""
     with services().db.session(write=write) as session:
         yield session
+
+
+def done(message: str, endpoint: str, **values: Any) -> ResponseReturnValue:
+    """Post/Redirect/Get after a change: say what happened on the next page, and send the browser there."""
+    flash(message, "info")
+    return redirect(url_for(endpoint, **values))

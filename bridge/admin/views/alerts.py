@@ -6,6 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
+from bridge.admin import pages
 from bridge.admin.pages import bp, db
 from services import alerts as ops
 from bridge.admin.forms import form_int
@@ -47,8 +48,7 @@ def create_alert() -> ResponseReturnValue:
     with db(write=True) as session:
         rule = ops.create_rule(session, security.actor(), _input())
         name = rule.name
-    flash(f"Alert rule {name!r} created.", "info")
-    return redirect(url_for("admin.alerts"))
+    return pages.done(f"Alert rule {name!r} created.", "admin.alerts")
 
 
 @bp.get("/alerts/<int:rule_id>")
@@ -67,8 +67,7 @@ def update_alert(rule_id: int) -> ResponseReturnValue:
     with db(write=True) as session:
         rule = ops.update_rule(session, security.actor(), rule_id, _input())
         name = rule.name
-    flash(f"Alert rule {name!r} saved.", "info")
-    return redirect(url_for("admin.alerts"))
+    return pages.done(f"Alert rule {name!r} saved.", "admin.alerts")
 
 
 @bp.post("/alerts/<int:rule_id>/delete")
@@ -77,8 +76,7 @@ def delete_alert(rule_id: int) -> ResponseReturnValue:
     """Remove a rule."""
     with db(write=True) as session:
         ops.delete_rule(session, security.actor(), rule_id)
-    flash("Alert rule removed.", "info")
-    return redirect(url_for("admin.alerts"))
+    return pages.done("Alert rule removed.", "admin.alerts")
 
 
 @bp.post("/alerts/<int:rule_id>/test")

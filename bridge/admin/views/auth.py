@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge import security
+from bridge.admin import pages
 from bridge.admin.pages import bp, safe_next
 
 
@@ -29,5 +30,4 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """End the session."""
     security.logout()
-    flash("You are logged out.", "info")
-    return redirect(url_for("admin.login"))
+    return pages.done("You are logged out.", "admin.login")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge import security
+from bridge.admin import pages
 from bridge.admin.pages import bp, db
 from services import mappings as ops
 from bridge.extensions import services
@@ -27,8 +28,7 @@ def save_mappings(crm: str, object_type: str) -> ResponseReturnValue:
              if f"field_{output}" in request.form}
     with db(write=True) as session:
         ops.save_mappings(session, security.actor(), crm, object_type, names)
-    flash(f"Field mapping for {crm} {object_type} saved.", "info")
-    return redirect(url_for("admin.mappings"))
+    return pages.done(f"Field mapping for {crm} {object_type} saved.", "admin.mappings")
 
 
 @bp.post("/mappings/test-write")

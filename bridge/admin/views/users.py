@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from bridge import security
+from bridge.admin import pages
 from bridge.admin.pages import bp, db
 from services import users as ops
 from storage.users import ROLES, list_tokens, list_users
@@ -34,8 +35,7 @@ def add_user() -> ResponseReturnValue:
         user = ops.add_user(session, security.actor(), email=request.form.get("email", ""),
                             password=request.form.get("password", ""), role=request.form.get("role", "viewer"))
         email = user.email
-    flash(f"User {email} added.", "info")
-    return redirect(url_for("admin.users"))
+    return pages.done(f"User {email} added.", "admin.users")
 
 
 @bp.post("/users/<int:user_id>/role")
@@ -46,8 +46,7 @@ def change_role(user_id: int) -> ResponseReturnValue:
         user = ops.change_role(session, security.actor(), user_id, request.form.get("role", ""),
                                acting_user_id=_me().user_id)
         message = f"{user.email} is now {user.role}."
-    flash(message, "info")
-    return redirect(url_for("admin.users"))
+    return pages.done(message, "admin.users")
 
 
 @bp.post("/users/<int:user_id>/delete")
@@ -56,8 +55,7 @@ def remove_user(user_id: int) -> ResponseReturnValue:
     """Remove a user."""
     with db(write=True) as session:
         ops.remove_user(session, security.actor(), user_id, acting_user_id=_me().user_id)
-    flash("User removed.", "info")
-    return redirect(url_for("admin.users"))
+    return pages.done("User removed.", "admin.users")
 
 
 @bp.get("/tokens")
@@ -86,5 +84,4 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     me = _me()
     with db(write=True) as session:
         ops.revoke_token(session, security.actor(), token_id, owner_id=me.user_id)
-    flash("Token revoked.", "info")
-    return redirect(url_for("admin.tokens"))
+    return pages.done("Token revoked.", "admin.tokens")
