@@ -97,14 +97,13 @@ def test_batch_and_single_row_choices_agree() -> None:
 # ---- phrasing -----------------------------------------------------------------------------------
 
 
-def test_column_names_become_words() -> None:
-    assert humanise("TotalVisits") == "total visits"
-    assert humanise("lead_source") == "lead source"
-    assert humanise("Annual_Revenue__c") == "annual revenue"
-    assert humanise("hs_lead_status") == "lead status"
-    assert humanise("numberOfEmployees") == "number of employees"
-    assert humanise("Do Not Email") == "do not email"
-    assert humanise("CRM ID") == "CRM ID"
+@pytest.mark.parametrize(("column", "words"), [
+    ("TotalVisits", "total visits"), ("lead_source", "lead source"), ("Annual_Revenue__c", "annual revenue"),
+    ("hs_lead_status", "lead status"), ("numberOfEmployees", "number of employees"), ("Do Not Email", "do not email"),
+    ("CRM ID", "CRM ID"),
+])
+def test_column_names_become_words(column: str, words: str) -> None:
+    assert humanise(column) == words
 
 
 def test_numbers_are_rounded_for_reading() -> None:
