@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Celery
+from sqlalchemy.orm import Session
 
 from flask.typing import ResponseReturnValue
 
@@ -22,7 +26,7 @@ from services.overview import build_overview
 from bridge.api.endpoints import endpoint
 from bridge.metrics import configured_crms
 from bridge.api import schemas as s
-from bridge.extensions import services
+from bridge.extensions import Services, services
 from storage.audit import list_entries
 from storage.users import list_tokens, list_users
 from tasks.config import QUEUES
@@ -37,6 +41,7 @@ def _errors(*codes: int) -> dict[int, tuple[Any, str]]:
 
 READ = _errors(400, 401)
 WRITE = _errors(400, 401, 403, 413, 415)
+T = TypeVar("T")
 
 
 def _db(write: bool = False) -> Any:
@@ -45,6 +50,17 @@ def _db(write: bool = False) -> Any:
 
 def _actor() -> str:
     return security.actor()
+
+
+def _commit_then_queue(change: Callable[[Session, Services], T], enqueue: Callable[[Celery, T], bool]) -> tuple[T, bool]:
+    """Make a change in one transaction, then queue its work: after the commit, or a fast worker would find nothing.
+
+    Returns the change's result and whether the broker took the work (the sweepers send it later when not).
+    """
+    svc = services()
+    with _db(write=True) as session:
+        result = change(session, svc)
+    return result, enqueue(svc.celery, result)
 
 
 # --- sources -----------------------------------------------------------------------------------------
@@ -147,9 +163,8 @@ def list_outbox(query: s.OutboxQuery) -> ResponseReturnValue:
           body=s.Replay, responses={202: (s.ReplayResult, "set back to pending and queued"), **WRITE, **_errors(404)})
 def replay_inbox(body: s.Replay) -> ResponseReturnValue:
     """Set the rows back to pending and hand them to the ingest stage again."""
-    with _db(write=True) as session:
-        ids = delivery_ops.replay_inbox(session, _actor(), body.ids)
-    queued = delivery_ops.enqueue_ingest(services().celery, ids)
+    ids, queued = _commit_then_queue(lambda session, _: delivery_ops.replay_inbox(session, _actor(), body.ids),
+                                     delivery_ops.enqueue_ingest)
     return s.ReplayResult(replayed=ids, queued=queued), 202
 
 
@@ -158,10 +173,9 @@ def replay_inbox(body: s.Replay) -> ResponseReturnValue:
                                     **_errors(404)})
 def replay_outbox(body: s.Replay) -> ResponseReturnValue:
     """Queue the leads of failed or dead-lettered CRM writes for the writeback stage (with their current values)."""
-    svc = services()
-    with _db(write=True) as session:
-        leads = delivery_ops.replay_outbox(session, svc.redis, _actor(), body.ids)
-    queued = delivery_ops.enqueue_writeback(svc.celery, list(leads))
+    leads, queued = _commit_then_queue(
+        lambda session, svc: delivery_ops.replay_outbox(session, svc.redis, _actor(), body.ids),
+        lambda celery, crms: delivery_ops.enqueue_writeback(celery, list(crms)))
     return s.OutboxReplayResult(leads=leads, queued=queued), 202
 
 
@@ -196,10 +210,9 @@ def get_dead_letter(letter_id: int) -> ResponseReturnValue:
                                            **_errors(404, 409)})
 def retry_dead_letters(body: s.DeadLetterIds) -> ResponseReturnValue:
     """Hand open dead letters back to their stages (audited)."""
-    svc = services()
-    with _db(write=True) as session:
-        plan = dead_letter_ops.retry_dead_letters(session, svc.redis, _actor(), body.ids)
-    queued = dead_letter_ops.enqueue_retry(svc.celery, plan)
+    plan, queued = _commit_then_queue(
+        lambda session, svc: dead_letter_ops.retry_dead_letters(session, svc.redis, _actor(), body.ids),
+        dead_letter_ops.enqueue_retry)
     return s.DeadLetterRetryResult(retried=sorted(set(body.ids)), inbox_rows=plan.inbox_ids,
                                    leads_scored=plan.score_leads, crms_written=plan.write_crms, queued=queued), 202
 
