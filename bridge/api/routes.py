@@ -9,6 +9,7 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
 
 from bridge import security
 from services import Conflict, NotFound
@@ -42,6 +43,7 @@ def _errors(*codes: int) -> dict[int, tuple[Any, str]]:
 READ = _errors(400, 401)
 WRITE = _errors(400, 401, 403, 413, 415)
 T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
 
 
 def _db(write: bool = False) -> Any:
@@ -50,6 +52,12 @@ def _db(write: bool = False) -> Any:
 
 def _actor() -> str:
     return security.actor()
+
+
+def _paged(page: Any, item: type[BaseModel], out: type[P], **extra: Any) -> P:
+    """One page of rows as the API's page model (inside the session: the rows are database objects)."""
+    return out(items=[item.model_validate(row) for row in page.rows], total=page.total, limit=page.limit,
+               offset=page.offset, **extra)
 
 
 def _commit_then_queue(change: Callable[[Session, Services], T], enqueue: Callable[[Celery, T], bool]) -> tuple[T, bool]:
@@ -130,8 +138,7 @@ def source_deliveries(source_id: int, query: s.InboxQuery) -> ResponseReturnValu
         source_ops.get_source(session, services().settings, source_id)
         page = delivery_ops.list_inbox(session, status=query.status, source_id=source_id, search=query.q,
                                        limit=query.limit, offset=query.offset)
-        items = [s.InboxEventOut.model_validate(row) for row in page.rows]
-    return s.InboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+        return _paged(page, s.InboxEventOut, s.InboxPage), 200
 
 
 # --- deliveries -------------------------------------------------------------------------------------
@@ -144,8 +151,7 @@ def list_inbox(query: s.InboxQuery) -> ResponseReturnValue:
     with _db() as session:
         page = delivery_ops.list_inbox(session, status=query.status, source_id=query.source_id, search=query.q,
                                        limit=query.limit, offset=query.offset)
-        items = [s.InboxEventOut.model_validate(row) for row in page.rows]
-    return s.InboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+        return _paged(page, s.InboxEventOut, s.InboxPage), 200
 
 
 @endpoint("/deliveries/outbox", "GET", summary="Outbox: CRM and Slack writes (status dead = dead letter)",
@@ -155,8 +161,7 @@ def list_outbox(query: s.OutboxQuery) -> ResponseReturnValue:
     with _db() as session:
         page = delivery_ops.list_outbox(session, status=query.status, target=query.target, search=query.q,
                                         limit=query.limit, offset=query.offset)
-        items = [s.OutboxItemOut.model_validate(row) for row in page.rows]
-    return s.OutboxPage(items=items, total=page.total, limit=page.limit, offset=page.offset), 200
+        return _paged(page, s.OutboxItemOut, s.OutboxPage), 200
 
 
 @endpoint("/deliveries/inbox/replay", "POST", summary="Replay inbox events", tag="deliveries", role="admin",
@@ -189,9 +194,8 @@ def list_dead_letters(query: s.DeadLetterQuery) -> ResponseReturnValue:
     with _db() as session:
         page = dead_letter_ops.list_dead_letters(session, stage=query.stage, status=query.status, limit=query.limit,
                                                  offset=query.offset)
-        items = [s.DeadLetterOut.model_validate(row) for row in page.rows]
         counts = dead_letter_ops.counts(session)
-    return s.DeadLetterPage(items=items, total=page.total, limit=page.limit, offset=page.offset, counts=counts), 200
+        return _paged(page, s.DeadLetterOut, s.DeadLetterPage, counts=counts), 200
 
 
 @endpoint("/dead-letters/<int:letter_id>", "GET", summary="One dead letter with its payload", tag="dead letters",
