@@ -373,8 +373,8 @@ def lead_mix(session: Session, now: datetime | None = None) -> LeadMix:
     """Score distribution of every scored lead, grade mix of the last 24 h vs the same 24 h a week earlier, and
     the reasons the most recently scored leads show most often."""
     moment = now or utcnow()
-    band = func.min(Lead.score / 10, SCORE_BANDS - 1) if session.get_bind().dialect.name == "sqlite" else \
-        func.least(Lead.score / 10, SCORE_BANDS - 1)
+    smaller = func.min if session.get_bind().dialect.name == "sqlite" else func.least  # of two values
+    band = smaller(Lead.score // 10, SCORE_BANDS - 1)
     per_band = {int(b): int(c) for b, c in session.execute(
         select(band.label("band"), func.count()).where(Lead.score.is_not(None)).group_by("band"))}
     bands = [(f"{10 * i}-{10 * i + 9 if i < SCORE_BANDS - 1 else 100}", per_band.get(i, 0)) for i in range(SCORE_BANDS)]
