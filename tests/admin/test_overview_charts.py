@@ -68,6 +68,7 @@ def test_each_range_draws_and_totals_the_measurements_in_its_window(admin_client
     for card in ("events", "backlog-chart", "latency-chart", "score-distribution", "grade-mix"):
         assert re.search(rf'id="{card}">\s*<h2>[^<]+</h2>\s*<svg class="chart', html), card
     assert 'href="/admin/?range=week"' in html and 'aria-current="page">last hour<' in html
+    assert "minutes old" not in html and "nothing measured yet" not in html
 
     week = totals(admin_client.get("/admin/?range=week").text)
     assert int(week["received"]) == sum(r.received for r in rows) + old.received
@@ -94,6 +95,11 @@ def test_an_unknown_range_is_refused_with_a_message(admin_client: Any, api: Any,
     empty = admin_client.get("/admin/")
     assert empty.status_code == 200 and "nothing measured yet" in empty.text
     assert totals(empty.text)["received"] == "0"
+    # Measurements that stopped coming are shown as such, not as a quiet pipeline.
+    with clean_db.session() as session:
+        session.add(_measurement(m.slot_start(utcnow() - timedelta(minutes=20)), 30, 1))
+    stale = admin_client.get("/admin/").text
+    assert re.search(r"the newest measurement is (19|20) minutes old: is `leadbridge beat` running\?", stale)
 
 
 def test_lead_charts_count_scores_grades_today_and_a_week_before_and_reasons(admin_client: Any, api: Any,
