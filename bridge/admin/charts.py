@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-WIDTH = 720
-HEIGHT = 200
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 12, 14, 26
+# Drawn at about this size in a card of the overview's two-column grid, so 12-unit text reads as 12-14 px.
+WIDTH = 560
+HEIGHT = 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 12, 22, 26
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ def number(value: float) -> str:
 
 def duration(seconds: float) -> str:
     """Seconds as ms below a second, seconds below two minutes, else minutes."""
+    if seconds <= 0:
+        return "0"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
     if seconds < 120:
@@ -148,17 +151,17 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
 def _legend(out: list[str], entries: Sequence[tuple[str, str]]) -> None:
     x = WIDTH - PAD_RIGHT
     for text, css in reversed(entries):
-        width = 14 + 6.5 * len(text)
+        width = 14 + 6.6 * len(text)
         x -= width
-        out.append(f'<rect x="{round(x, 1)}" y="2" width="10" height="3" class="key {escape(css)}"/>'
-                   f'<text x="{round(x + 13, 1)}" y="8" class="tick legend">{escape(text)}</text>')
+        out.append(f'<rect x="{round(x, 1)}" y="5" width="10" height="3" class="key {escape(css)}"/>'
+                   f'<text x="{round(x + 13, 1)}" y="11" class="tick legend">{escape(text)}</text>')
         x -= 10
 
 
 def bar_chart(categories: Sequence[str], groups: Sequence[Bars], *, label: str,
               unit: Callable[[float], str] = number, css: str = "") -> Markup:
     """Vertical bars per category, the groups side by side (e.g. today beside a week ago)."""
-    out = _open(label, "bars " + css)
+    out = _open(label, "columns " + css)
     values = [v for group in groups for v in group.values]
     top = nice_ceiling(max(values, default=0.0))
     y = _y_axis(out, top, unit)
@@ -207,16 +210,17 @@ class Mark:
     text: str
 
 
+STEP_WIDTH = 720  # the lead page gives it a whole card
 STEP_HEIGHT = 240
 EVENT_LANE = 22
 
 
 def step_chart(steps: Sequence[Step], marks: Sequence[Mark], *, until: datetime, label: str) -> Markup:
     """The score as a step line over time (it holds until the next score), with the events as ticks under it."""
-    out = _open(label, "steps", STEP_HEIGHT)
+    out = _open(label, "steps", STEP_HEIGHT, STEP_WIDTH)
     chart_bottom = STEP_HEIGHT - PAD_BOTTOM - EVENT_LANE
     inner_h = chart_bottom - PAD_TOP
-    inner_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    inner_w = STEP_WIDTH - PAD_LEFT - PAD_RIGHT
     moments = [s.at for s in steps] + [m.at for m in marks]
     first = min(moments, default=until)
     last = max([until, *moments])
@@ -229,7 +233,7 @@ def step_chart(steps: Sequence[Step], marks: Sequence[Mark], *, until: datetime,
         return round(PAD_TOP + inner_h * (1 - max(0.0, min(100.0, score)) / 100), 1)
 
     for value in (0, 25, 50, 75, 100):
-        out.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y(value)}" y2="{y(value)}" '
+        out.append(f'<line x1="{PAD_LEFT}" x2="{STEP_WIDTH - PAD_RIGHT}" y1="{y(value)}" y2="{y(value)}" '
                    f'class="grid-line"/><text x="{PAD_LEFT - 6}" y="{y(value) + 4}" class="tick" '
                    f'text-anchor="end">{value}</text>')
     if steps:
@@ -244,7 +248,7 @@ def step_chart(steps: Sequence[Step], marks: Sequence[Mark], *, until: datetime,
             out.append(f'<circle cx="{x(step.at)}" cy="{y(step.score)}" r="3.5" class="dot"><title>{escape(text)}'
                        f'</title></circle>')
     lane = chart_bottom + 6
-    out.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{lane + 8}" y2="{lane + 8}" class="grid-line"/>'
+    out.append(f'<line x1="{PAD_LEFT}" x2="{STEP_WIDTH - PAD_RIGHT}" y1="{lane + 8}" y2="{lane + 8}" class="grid-line"/>'
                f'<text x="{PAD_LEFT - 6}" y="{lane + 12}" class="tick" text-anchor="end">events</text>')
     for mark in marks:
         out.append(f'<rect x="{round(x(mark.at) - 1.5, 1)}" y="{lane}" width="3" height="16" class="event">'
@@ -252,7 +256,7 @@ def step_chart(steps: Sequence[Step], marks: Sequence[Mark], *, until: datetime,
     wide = span > 86400
     out.append(f'<text x="{PAD_LEFT}" y="{STEP_HEIGHT - 6}" class="tick">'
                f'{escape(first.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M:%S"))}</text>'
-               f'<text x="{WIDTH - PAD_RIGHT}" y="{STEP_HEIGHT - 6}" class="tick" text-anchor="end">'
+               f'<text x="{STEP_WIDTH - PAD_RIGHT}" y="{STEP_HEIGHT - 6}" class="tick" text-anchor="end">'
                f'{escape(last.strftime("%Y-%m-%d %H:%M" if wide else "%m-%d %H:%M:%S"))} UTC</text>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -55,12 +55,12 @@ def overview_charts(series: ops.Series, mix: ops.LeadMix) -> dict[str, Any]:
         ], label=f"events per second over the last {series.range}", unit=lambda v: f"{charts.number(v)}/s"),
         "backlog": charts.time_chart(starts, bar, [
             charts.Line("events waiting", recorded("backlog"), "s1"),
-            charts.Line("leads waiting for a CRM write", recorded("write_backlog"), "s3"),
+            charts.Line("leads to write", recorded("write_backlog"), "s3"),
         ], label=f"backlog over the last {series.range}"),
         "latency": charts.time_chart(starts, bar, [
-            charts.Line("webhook → processed p50", latency("ingest", "p50"), "s1"),
+            charts.Line("processed p50", latency("ingest", "p50"), "s1"),
             charts.Line("p95", latency("ingest", "p95"), "s1 dashed"),
-            charts.Line("score → CRM p50", latency("write", "p50"), "s3"),
+            charts.Line("CRM ack p50", latency("write", "p50"), "s3"),
             charts.Line("p95", latency("write", "p95"), "s3 dashed"),
         ], label=f"latency over the last {series.range}", unit=charts.duration),
         "scores": charts.bar_chart([band for band, _ in mix.score_bands],
