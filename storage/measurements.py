@@ -163,8 +163,8 @@ def record_slots(session: Session, now: datetime, *, backlog: int | None, write_
                      "ingest_latency": figures.ingest_latency, "write_latency": figures.write_latency})
     if not rows:
         return 0
-    result = session.execute(_insert_new(session).values(rows))
-    return max(0, int(result.rowcount or 0))
+    # Counted through RETURNING: psycopg reports no rowcount (-1) for an INSERT .. ON CONFLICT DO NOTHING.
+    return len(session.execute(_insert_new(session).values(rows).returning(Measurement.id)).all())
 
 
 def _insert_new(session: Session) -> Any:
