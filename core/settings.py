@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     enrich_ttl_hours: float = Field(24.0, ge=0, description="how long a lead's CRM enrichment is cached in Redis")
     decay_rescore_hours: float = Field(6.0, gt=0, description="leads not re-scored for this long are re-scored (decay)")
     retention_days: int = Field(120, ge=1, description="raw inbox events older than this are purged")
+    measurements_minute_hours: float = Field(
+        48.0, ge=1, description="hours the overview's 30-second measurements are kept before they become hour rows")
+    measurements_hour_days: float = Field(400.0, ge=1, description="days the hourly measurements are kept")
     hubspot_rate_limit: int = Field(190, ge=1, description="HubSpot requests allowed per window, shared by all workers")
     hubspot_rate_window: float = Field(10.0, gt=0, description="HubSpot rate-limit window in seconds")
     alert_channel_interval: float = Field(1.0, ge=0, description="minimum seconds between Slack messages per channel")

@@ -111,37 +111,3 @@ def score_moves(history: list[ScoreHistory], events: list[InboxEvent]) -> list[S
         ))
         previous = point
     return list(reversed(moves))  # newest first on the page
-
-
-@dataclass(frozen=True)
-class Chart:
-    """An SVG line chart of scores over time, as coordinates a template can draw."""
-
-    width: int
-    height: int
-    points: str  # "x,y x,y ..." for <polyline>
-    dots: list[tuple[float, float, int, str]]  # x, y, score, label
-    y_ticks: list[tuple[float, int]]
-    first: str
-    last: str
-
-
-def score_chart(history: list[ScoreHistory], width: int = 720, height: int = 220) -> Chart | None:
-    """Scale the history onto a 0-100 by time grid; None when there is nothing to draw."""
-    if not history:
-        return None
-    pad_left, pad_right, pad_top, pad_bottom = 36, 12, 10, 24
-    inner_w, inner_h = width - pad_left - pad_right, height - pad_top - pad_bottom
-    start = history[0].created_at.timestamp()
-    span = max(history[-1].created_at.timestamp() - start, 1.0)
-    dots = []
-    for i, point in enumerate(history):
-        if len(history) == 1:
-            x = pad_left + inner_w / 2
-        else:
-            x = pad_left + inner_w * (point.created_at.timestamp() - start) / span
-        y = pad_top + inner_h * (1 - max(0, min(100, point.score)) / 100)
-        dots.append((round(x, 1), round(y, 1), point.score, f"{point.created_at:%Y-%m-%d %H:%M:%S} UTC: {point.score}"))
-    ticks = [(round(pad_top + inner_h * (1 - v / 100), 1), v) for v in (0, 25, 50, 75, 100)]
-    return Chart(width, height, " ".join(f"{x},{y}" for x, y, _, _ in dots), dots, ticks,
-                 f"{history[0].created_at:%Y-%m-%d %H:%M}", f"{history[-1].created_at:%Y-%m-%d %H:%M}")

@@ -19,10 +19,12 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.pipeline import pipeline_health
 from core.keys import HEARTBEAT_KEY, RATELIMIT_PREFIX
 from core.records import utcnow
-from storage.models import InboxEvent, OutboxItem, ScoreHistory
+from services import OperationError
+from services.pipeline import pipeline_health
+from storage import measurements
+from storage.models import InboxEvent, Lead, OutboxItem, ScoreHistory
 
 HEARTBEAT_STALE = 120  # seconds
 LATENCY_SAMPLE = 5000
@@ -238,3 +240,164 @@ def build_overview(session: Session, redis: redis_lib.Redis, celery: Celery, que
         view.checks["pipeline"] = f"unknown: {type(exc).__name__}"
     view.checks["model drift"] = drift_state(session)
     return view
+
+
+# --- charts: the stored measurements over a range, and the scored leads --------------------------------
+
+RANGES: dict[str, tuple[timedelta, int]] = {  # range -> (length, seconds per bar)
+    "hour": (timedelta(hours=1), 30),
+    "day": (timedelta(days=1), 600),
+    "week": (timedelta(days=7), 3600),
+}
+
+
+@dataclass(frozen=True)
+class SeriesBin:
+    """One bar of the time charts: what the measurements starting in [start, start + seconds) add up to."""
+
+    start: datetime
+    received: int = 0
+    processed: int = 0
+    written: int = 0
+    backlog: int | None = None  # the largest sample
+    write_backlog: int | None = None
+    ingest: Percentiles = Percentiles(0)  # webhook received -> processed
+    write: Percentiles = Percentiles(0)  # score created -> CRM acknowledged
+    recorded: bool = False  # False: no measurement in this bar (beat was not running)
+
+
+@dataclass(frozen=True)
+class Series:
+    """The measurements of one range, in bars, with the totals of the whole window [start, end)."""
+
+    range: str
+    start: datetime
+    end: datetime
+    bin_seconds: int
+    bins: list[SeriesBin]
+    received: int
+    processed: int
+    written: int
+    backlog_peak: int | None
+    backlog_last: int | None
+    write_backlog_peak: int | None
+    ingest: Percentiles
+    write: Percentiles
+    rows: int  # measurements in the window
+
+
+def _histogram_percentiles(counts: list[int]) -> Percentiles:
+    quantile = measurements.histogram_quantile
+    return Percentiles(sum(counts), quantile(counts, 0.50), quantile(counts, 0.95), quantile(counts, 0.99))
+
+
+def check_range(name: str | None) -> str:
+    """The chart range asked for (hour when not given); anything else is an OperationError naming the choices."""
+    value = (name or "hour").strip().lower()
+    if value not in RANGES:
+        raise OperationError(f"range must be one of {', '.join(RANGES)}")
+    return value
+
+
+def measurement_series(session: Session, range_name: str = "hour", now: datetime | None = None) -> Series:
+    """The range's measurements in bars, ending with the newest period recorded (or now, before the first)."""
+    m = measurements
+    name = check_range(range_name)
+    length, width = RANGES[name]
+    end = m.period_end(session) or m.slot_start(now or utcnow())
+    start = end - length
+    rows = m.rows_between(session, start, end)
+    grouped: dict[int, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(int((row.started_at - start).total_seconds()) // width, []).append(row)
+    bins = []
+    for index in range(int(length.total_seconds()) // width):
+        members = grouped.get(index)
+        at = start + timedelta(seconds=index * width)
+        if not members:
+            bins.append(SeriesBin(at))
+            continue
+        merged = m.merge_rows(members)
+        bins.append(SeriesBin(at, merged["received"], merged["processed"], merged["written"], merged["backlog"],
+                              merged["write_backlog"], _histogram_percentiles(merged["ingest_latency"]),
+                              _histogram_percentiles(merged["write_latency"]), True))
+    total = m.merge_rows(rows)
+    sampled = [row.backlog for row in rows if row.backlog is not None]
+    return Series(
+        range=name, start=start, end=end, bin_seconds=width, bins=bins, received=total["received"],
+        processed=total["processed"], written=total["written"], backlog_peak=total["backlog"],
+        backlog_last=sampled[-1] if sampled else None, write_backlog_peak=total["write_backlog"],
+        ingest=_histogram_percentiles(total["ingest_latency"]), write=_histogram_percentiles(total["write_latency"]),
+        rows=len(rows),
+    )
+
+
+GRADE_ORDER = ("A", "B", "C", "D", "E", "F")
+SCORE_BANDS = 10  # 0-9, 10-19, ..., 90-100
+REASON_LEADS = 5000  # top reasons are counted over this many of the most recently scored leads
+TOP_REASONS = 10
+
+
+@dataclass(frozen=True)
+class LeadMix:
+    """The scored leads: their score distribution, grade mix in the last day vs a week before, top reasons."""
+
+    generated_at: datetime
+    scored: int  # leads with a score
+    score_bands: list[tuple[str, int]]  # ("0-9", leads), ..., ("90-100", leads)
+    day_start: datetime  # "today": leads scored in [day_start, generated_at)
+    grades_today: dict[str, int]  # grade ("none": no grade) -> leads
+    week_ago_start: datetime  # "a week ago": leads scored in [week_ago_start, week_ago_end), from score history
+    week_ago_end: datetime
+    grades_week_ago: dict[str, int]
+    reasons: list[tuple[str, int]]  # the most common reasons, with how many leads show each
+    reason_leads: int  # leads whose reasons were counted
+
+    @property
+    def grades(self) -> list[str]:
+        """Every grade either day shows, A first, "none" last."""
+        seen = set(self.grades_today) | set(self.grades_week_ago)
+        known = [g for g in GRADE_ORDER if g in seen]
+        return known + sorted(seen - set(known) - {"none"}) + (["none"] if "none" in seen else [])
+
+
+def _grade_counts(pairs: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for grade, count in pairs:
+        key = grade or "none"
+        out[key] = out.get(key, 0) + int(count)
+    return out
+
+
+def lead_mix(session: Session, now: datetime | None = None) -> LeadMix:
+    """Score distribution of every scored lead, grade mix of the last 24 h vs the same 24 h a week earlier, and
+    the reasons the most recently scored leads show most often."""
+    moment = now or utcnow()
+    smaller = func.min if session.get_bind().dialect.name == "sqlite" else func.least  # of two values
+    band = smaller(Lead.score // 10, SCORE_BANDS - 1)
+    per_band = {int(b): int(c) for b, c in session.execute(
+        select(band.label("band"), func.count()).where(Lead.score.is_not(None)).group_by("band"))}
+    bands = [(f"{10 * i}-{10 * i + 9 if i < SCORE_BANDS - 1 else 100}", per_band.get(i, 0)) for i in range(SCORE_BANDS)]
+    day_start = moment - timedelta(days=1)
+    today = _grade_counts(session.execute(
+        select(Lead.grade, func.count()).where(Lead.score.is_not(None), Lead.scored_at >= day_start,
+                                               Lead.scored_at < moment).group_by(Lead.grade)))
+    week_end = moment - timedelta(days=7)
+    week_start = week_end - timedelta(days=1)
+    # Each lead's last score of that day, read from the history (the leads table holds only the current one).
+    last = (select(func.max(ScoreHistory.id).label("id"))
+            .where(ScoreHistory.created_at >= week_start, ScoreHistory.created_at < week_end)
+            .group_by(ScoreHistory.lead_id).subquery())
+    week_ago = _grade_counts(session.execute(
+        select(ScoreHistory.grade, func.count()).join(last, last.c.id == ScoreHistory.id).group_by(ScoreHistory.grade)))
+    counted = 0
+    reasons: dict[str, int] = {}
+    for row in session.scalars(select(Lead.reasons).where(Lead.score.is_not(None))
+                               .order_by(Lead.scored_at.desc(), Lead.id.desc()).limit(REASON_LEADS)):
+        counted += 1
+        for reason in {str(r) for r in row or ()}:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_REASONS]
+    return LeadMix(generated_at=moment, scored=sum(per_band.values()), score_bands=bands, day_start=day_start,
+                   grades_today=today, week_ago_start=week_start, week_ago_end=week_end, grades_week_ago=week_ago,
+                   reasons=top, reason_leads=counted)

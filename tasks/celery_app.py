@@ -32,6 +32,9 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         "flush-writebacks": {"task": "tasks.maintenance.flush_writebacks", "schedule": 30.0},
         "rescore-decayed": {"task": "tasks.maintenance.rescore_decayed", "schedule": 600.0},
         "purge-old-events": {"task": "tasks.maintenance.purge_old_events", "schedule": 3600.0},
+        # The overview's charts: a row per 30 s, merged into hour rows (and expired) hourly.
+        "record-measurements": {"task": "tasks.maintenance.record_measurements", "schedule": 30.0},
+        "downsample-measurements": {"task": "tasks.maintenance.downsample_measurements", "schedule": 3600.0},
         # Learning loop: the retrain task decides itself whether it is due (LearningConfig.retrain_every_hours).
         "collect-outcomes": {"task": "tasks.learning.collect_outcomes", "schedule": 900.0},
         "retrain-if-due": {"task": "tasks.learning.retrain", "schedule": 3600.0},

@@ -1,4 +1,4 @@
-"""Periodic upkeep run by beat: inbox sweeper, decay re-scoring, retention purge, paused writebacks."""
+"""Periodic upkeep run by beat: inbox sweeper, decay re-scoring, retention purge, paused writebacks, measurements."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy import delete
 
 from core.keys import DIRTY_KEY, ENRICHED_KEY, REENRICHED_KEY, RESCORED_KEY
 from core.records import utcnow
-from storage.inbox import mark_enqueued, stale_pending
+from storage import measurements
+from storage.inbox import BACKLOG_CAP, backlog, mark_enqueued, stale_pending
 from storage.models import InboxEvent
 from storage.scores import leads_behind_their_events, leads_scored_before
 from tasks.resources import claim_repairs, resources
@@ -153,3 +154,25 @@ def flush_writebacks() -> int:
             flush.delay(crm, ACCOUNTS.kind)
             kicked += 1
     return kicked
+
+
+@shared_task(name="tasks.maintenance.record_measurements", ignore_result=True)
+def record_measurements() -> int:
+    """Record the pipeline's figures for each settled 30-second period not recorded yet (the overview's charts)."""
+    res = resources()
+    write_backlog = sum(int(res.redis.scard(DIRTY_KEY.format(crm=crm))) for crm in ("hubspot", "salesforce"))
+    with res.db.session(write=True) as session:
+        # Capped: under a deep backlog an exact count would visit every waiting row every 30 s.
+        waiting = backlog(session, cap=BACKLOG_CAP)
+        return measurements.record_slots(session, utcnow(), backlog=waiting, write_backlog=write_backlog)
+
+
+@shared_task(name="tasks.maintenance.downsample_measurements", ignore_result=True)
+def downsample_measurements() -> dict[str, int]:
+    """Merge 30-second measurements older than the minute retention into hour rows; drop hour rows past theirs."""
+    res = resources()
+    now = utcnow()
+    with res.db.session(write=True) as session:
+        merged = measurements.downsample(session, now - timedelta(hours=res.settings.measurements_minute_hours))
+        purged = measurements.purge(session, now - timedelta(days=res.settings.measurements_hour_days))
+    return {"merged": merged, "purged": purged}

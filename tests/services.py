@@ -22,6 +22,7 @@ from storage.models import (
     FeatureSchemaVersion,
     InboxEvent,
     Lead,
+    Measurement,
     OutboxItem,
     Outcome,
     ScoreHistory,
@@ -30,7 +31,7 @@ from storage.models import (
 
 # Children before parents, so foreign keys hold while rows go.
 PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source,
-                   FeatureSchemaVersion)
+                   FeatureSchemaVersion, Measurement)
 
 
 @contextmanager

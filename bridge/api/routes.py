@@ -23,6 +23,7 @@ from services import mappings as mapping_ops
 from services import models as model_ops
 from services import sources as source_ops
 from services import users as user_ops
+from services import overview as overview_ops
 from services.overview import build_overview
 from bridge.api.endpoints import endpoint
 from bridge.metrics import configured_crms
@@ -515,6 +516,47 @@ def overview() -> ResponseReturnValue:
         latency={k: s.PercentilesOut.model_validate(v.__dict__) for k, v in view.latency.items()},
         backlog=view.backlog, queues=view.queues, crm_budget=view.crm_budget, checks=view.checks,
         failing=view.failing,
+    ), 200
+
+
+def _percentiles(p: overview_ops.Percentiles) -> s.PercentilesOut:
+    return s.PercentilesOut.model_validate(p.__dict__)
+
+
+@endpoint("/overview/series", "GET", summary="Measurements over a range", tag="overview", query=s.SeriesQuery,
+          responses={200: (s.SeriesOut, "events, CRM writes, backlogs and latencies in bars"), **READ})
+def overview_series(query: s.SeriesQuery) -> ResponseReturnValue:
+    """The overview's time charts: what beat measured every 30 s (hours once downsampled) over the range."""
+    with _db() as session:
+        series = overview_ops.measurement_series(session, query.range)
+    return s.SeriesOut(
+        range=series.range, start=series.start, end=series.end, bin_seconds=series.bin_seconds,
+        received=series.received, processed=series.processed, written=series.written,
+        backlog_peak=series.backlog_peak, backlog_last=series.backlog_last,
+        write_backlog_peak=series.write_backlog_peak, ingest_latency=_percentiles(series.ingest),
+        write_latency=_percentiles(series.write), measurements=series.rows,
+        bins=[s.SeriesBinOut(start=b.start, recorded=b.recorded, received=b.received, processed=b.processed,
+                             written=b.written, backlog=b.backlog, write_backlog=b.write_backlog,
+                             ingest_latency=_percentiles(b.ingest), write_latency=_percentiles(b.write))
+              for b in series.bins],
+    ), 200
+
+
+@endpoint("/overview/leads", "GET", summary="Score distribution, grade mix and top reasons", tag="overview",
+          responses={200: (s.LeadMixOut, "the overview's lead charts"), **READ})
+def overview_leads() -> ResponseReturnValue:
+    """How the scored leads are spread over scores, their grades today vs a week before, their top reasons."""
+    with _db() as session:
+        mix = overview_ops.lead_mix(session)
+    return s.LeadMixOut(
+        generated_at=mix.generated_at, scored=mix.scored,
+        score_bands=[s.ScoreBand(band=band, leads=count) for band, count in mix.score_bands],
+        today=s.GradeDay(start=mix.day_start, end=mix.generated_at, leads=sum(mix.grades_today.values()),
+                         grades=mix.grades_today),
+        week_ago=s.GradeDay(start=mix.week_ago_start, end=mix.week_ago_end, leads=sum(mix.grades_week_ago.values()),
+                            grades=mix.grades_week_ago),
+        reasons=[s.ReasonCount(reason=reason, leads=count) for reason, count in mix.reasons],
+        reason_leads=mix.reason_leads,
     ), 200
 
 

@@ -680,6 +680,81 @@ class OverviewOut(Out):
     failing: list[str]
 
 
+class SeriesQuery(Body):
+    """Which range of the stored measurements to return."""
+
+    range: Literal["hour", "day", "week"] = Field(
+        "hour", description="the last hour (30-second bars), day (10-minute bars) or week (hour bars)")
+
+
+class SeriesBinOut(Out):
+    """One bar: the measurements that started in [start, start + bin_seconds)."""
+
+    start: datetime
+    recorded: bool = Field(description="false when nothing was measured in this bar (beat was not running)")
+    received: int
+    processed: int
+    written: int = Field(description="CRM records whose write the CRM accepted")
+    backlog: int | None = Field(description="the most inbox events seen waiting")
+    write_backlog: int | None = Field(description="the most leads seen waiting for a CRM write")
+    ingest_latency: PercentilesOut = Field(description="webhook received to processed, seconds")
+    write_latency: PercentilesOut = Field(description="score created to the CRM's acknowledgement, seconds")
+
+
+class SeriesOut(Out):
+    """The overview's time charts: the measurements of a range in bars, and the window's totals."""
+
+    range: Literal["hour", "day", "week"]
+    start: datetime
+    end: datetime = Field(description="the end of the newest period measured")
+    bin_seconds: int
+    received: int
+    processed: int
+    written: int
+    backlog_peak: int | None
+    backlog_last: int | None
+    write_backlog_peak: int | None
+    ingest_latency: PercentilesOut
+    write_latency: PercentilesOut
+    measurements: int = Field(description="stored measurements (30-second or hour rows) in the window")
+    bins: list[SeriesBinOut]
+
+
+class ScoreBand(Out):
+    """How many leads have a score in this band."""
+
+    band: str
+    leads: int
+
+
+class GradeDay(Out):
+    """The grades of the leads scored in [start, end) (each lead's last score there)."""
+
+    start: datetime
+    end: datetime
+    leads: int
+    grades: dict[str, int] = Field(description='grade -> leads ("none": scored without a grade)')
+
+
+class ReasonCount(Out):
+    """A reason and how many leads show it."""
+
+    reason: str
+    leads: int
+
+
+class LeadMixOut(Out):
+    """The overview's lead charts: score distribution, grade mix today vs a week before, top reasons."""
+
+    generated_at: datetime
+    scored: int = Field(description="leads with a score")
+    score_bands: list[ScoreBand]
+    today: GradeDay = Field(description="the last 24 hours (current scores)")
+    week_ago: GradeDay = Field(description="the same 24 hours a week earlier (from the score history)")
+    reasons: list[ReasonCount]
+    reason_leads: int = Field(description="the most recently scored leads whose reasons were counted")
+
+
 # --- audit, users, tokens ---------------------------------------------------------------------------
 
 

@@ -20,7 +20,8 @@ from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FeatureSchemaVersion, FieldMapping,
-                            InboxEvent, Lead, ModelVersion, OutboxItem, Outcome, ScoreHistory, Source, User)
+                            InboxEvent, Lead, Measurement, ModelVersion, OutboxItem, Outcome, ScoreHistory, Source,
+                            User)
 from storage.users import create_token, hash_password
 from tests.services import broker_urls
 
@@ -32,7 +33,7 @@ BROKER_DB = 7  # API tests publish to their own broker database, so no worker co
 PASSWORD = "correct horse battery staple"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
 TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, FeatureSchemaVersion, OutboxItem, ScoreHistory,
-          Outcome, InboxEvent, Lead, Account, ModelVersion, Source)
+          Outcome, InboxEvent, Lead, Account, ModelVersion, Source, Measurement)
 
 
 def wipe(db: Database) -> None:

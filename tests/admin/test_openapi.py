@@ -19,7 +19,8 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from bridge.api.endpoints import OPERATIONS
 from core.records import utcnow
 from storage.db import Database
-from storage.models import AlertRule, InboxEvent, Lead, ModelVersion, ScoreHistory, User
+from storage.measurements import histogram_of, slot_start
+from storage.models import AlertRule, InboxEvent, Lead, Measurement, ModelVersion, ScoreHistory, User
 from storage.sources import create_source
 from storage.users import create_token
 from tests.crm_ids import with_ids
@@ -48,6 +49,21 @@ def test_document_is_openapi_3_1_and_lists_every_route(admin_app: Any) -> None:
     for path_item in doc["paths"].values():
         for operation in path_item.values():
             assert "default" in operation["responses"] and operation["summary"]
+
+
+def test_the_overview_charts_are_documented_with_their_ranges(admin_app: Any) -> None:
+    doc = admin_app.test_client().get("/api/openapi.json").json
+    series = doc["paths"]["/api/overview/series"]["get"]
+    (param,) = series["parameters"]
+    assert param["name"] == "range" and param["in"] == "query" and not param["required"]
+    assert param["schema"]["enum"] == ["hour", "day", "week"] and param["schema"]["default"] == "hour"
+    assert series["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SeriesOut")
+    leads = doc["paths"]["/api/overview/leads"]["get"]
+    assert leads["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/LeadMixOut")
+    schemas = doc["components"]["schemas"]
+    assert {"bins", "received", "processed", "written", "ingest_latency", "write_latency"} <= set(
+        schemas["SeriesOut"]["properties"])
+    assert {"score_bands", "today", "week_ago", "reasons"} <= set(schemas["LeadMixOut"]["properties"])
 
 
 @pytest.fixture()
@@ -80,6 +96,8 @@ def existing(clean_db: Database, tmp_path: Path, make_user: Callable[..., User])
         session.add(InboxEvent(source_id=source.id, dedupe_key="seed", crm="hubspot", object_type="contact",
                                object_id="1", event_type="created", email="seed@example.com", properties={},
                                occurred_at=now, received_at=now, status="failed", attempts=1, error="seed"))
+        session.add(Measurement(seconds=30, started_at=slot_start(now), received=3, processed=2, written=1, backlog=1,
+                                write_backlog=0, ingest_latency=histogram_of([0.01, 0.2]), write_latency=histogram_of([1.0])))
         (tmp_path / "seed").mkdir()
         (tmp_path / "seed" / "metadata.json").write_text(json.dumps({"metrics": {"roc_auc": 0.7}}))
         session.add(ModelVersion(version="seed-1", kind="lead", status="candidate", path=str(tmp_path / "seed"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
-from bridge.admin.pages import bp, db
-from services import leads as ops
+from bridge.admin import charts
 from bridge.admin.forms import PAGE_SIZE, page_args
+from bridge.admin.pages import bp, db
+from core.records import utcnow
+from services import leads as ops
 
 
 @bp.get("/leads")
@@ -25,4 +28,29 @@ def lead(lead_id: int) -> ResponseReturnValue:
     """One lead in full."""
     with db() as session:
         detail = ops.lead_detail(session, lead_id)
-    return render_template("admin/lead.html", d=detail, chart=ops.score_chart(detail.history))
+    return render_template("admin/lead.html", d=detail, chart=score_steps(detail))
+
+
+def event_text(event: object) -> str:
+    """An event as the chart's tooltip names it: its type, the page class of a page view, its source."""
+    properties = getattr(event, "properties", None) or {}
+    page_class = properties.get("page_class") if isinstance(properties, dict) else None
+    kind = str(getattr(event, "event_type", ""))
+    return f"{kind}{f' ({page_class})' if page_class else ''} from {getattr(event, 'crm', '')}"
+
+
+def score_steps(detail: ops.LeadDetail) -> Markup | None:
+    """The lead's score history as a step chart, each step noting what moved it, with its events under it."""
+    if not detail.history and not detail.events:
+        return None
+    steps = []
+    for move in reversed(detail.moves):  # oldest first
+        note = "first score" if move.delta is None else f"{move.delta:+d}"
+        note += f" ({move.trigger})"
+        if move.events:
+            shown = ", ".join(event_text(e) for e in move.events[:5])
+            note += f" after {shown}" + (f" and {len(move.events) - 5} more" if len(move.events) > 5 else "")
+        steps.append(charts.Step(move.at, move.score, note))
+    marks = [charts.Mark(e.received_at, f"{event_text(e)}, occurred {e.occurred_at:%Y-%m-%d %H:%M:%S}")
+             for e in detail.events]
+    return charts.step_chart(steps, marks, until=utcnow(), label="the lead's score over time, with its events")
