@@ -6,7 +6,7 @@ hour rows and percentiles are estimated again from the sum). Events processed in
 new index on inbox.processed_at (without it each 30 s would read every row of the inbox), and the overview's grade
 mix of a day a week ago through one on score_history.created_at.
 
-Written 2026-12-06.
+Written 2026-12-04.
 """
 
 from __future__ import annotations
