@@ -1,21 +1,29 @@
 """Pages say things the way a person reads them (issue 19): times in UTC instead of epoch milliseconds, field names
-read whole. Formatting lives in bridge/admin/display.py."""
+read whole, and the audit log as "field: before → after" lines with the before recorded wherever a writer changes
+something. Formatting lives in bridge/admin/display.py."""
 
 from __future__ import annotations
 
 import html
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
 
-from bridge.admin.display import epoch_ms, plain, timestamp
+from bridge.admin.display import audit_changes, epoch_ms, plain, timestamp
+from cli.sources_commands import sources as sources_cli
 from connectors.base import shown_values
+from core.records import utcnow
 from sandbox import SandboxCRM
+from services import alerts, users
+from services import sources as source_ops
+from services.alerts import RuleInput
 from storage.db import Database
-from storage.models import Lead, User
+from storage.models import AuditEntry, Lead, User
 from tests.admin.conftest import PASSWORD, csrf_of, log_in
 from tests.admin.test_browser import browser_page, serve_web, shot  # noqa: F401  (browser_page: a fixture)
 from tests.admin.test_trial_write import hubspot_app  # noqa: F401  (a fixture)
@@ -48,6 +56,67 @@ def test_times_and_values_read_as_text() -> None:
         "source: seats; fit: yes | source: rating; fit: no")
     assert plain("<script>") == "<script>" and plain(None) == "–"  # escaping is the template's job
     assert plain("x" * 500).endswith("…") and len(plain("x" * 500)) == 300
+
+
+def test_audit_changes_are_fields_that_moved() -> None:
+    changes = audit_changes({"threshold": 80, "name": "Hot"}, {"threshold": 90, "name": "Hot"})
+    assert [(c.field, c.before, c.after) for c in changes] == [("threshold", "80", "90")]
+    created = audit_changes(None, {"name": "Hot", "threshold": 80})
+    assert [(c.field, c.before, c.after) for c in created] == [("name", None, "Hot"), ("threshold", None, "80")]
+    deleted = audit_changes({"name": "Hot"}, None)
+    assert [(c.field, c.before, c.after) for c in deleted] == [("name", "Hot", None)]
+
+
+# --- the audit log ---------------------------------------------------------------------------------
+
+
+def test_the_audit_log_shows_each_change_as_before_and_after(admin_client: Any, clean_db: Database,
+                                                             settings_overrides: dict[str, Any]) -> None:
+    from core.settings import load_settings
+
+    settings = load_settings(settings_overrides, env_file=None)
+    actor = admin_client.user.email
+    with clean_db.session() as session:
+        rule = alerts.create_rule(session, actor, RuleInput(name="Hot <leads>", threshold=80, channel="#hot"))
+        alerts.update_rule(session, actor, rule.id, RuleInput(threshold=90, grades=["A", "B"]))
+        source, _ = source_ops.create_source(session, settings, actor, kind="events", name="web")
+        source_ops.rotate_secret(session, settings, actor, source.id, overlap_hours=2)
+        viewer = users.add_user(session, actor, email="vi@acme.io", password=PASSWORD, role="viewer")
+        token = users.create_token(session, actor, viewer.id, "ci")
+        users.revoke_token(session, actor, token.id)
+
+    page = admin_client.get("/admin/audit").text
+    text = visible(page)
+    assert "\\u003c" not in page and '{"' not in text and "[redacted]" not in text
+    assert "name: Hot <leads>" in text  # the create: what it was made with
+    assert "threshold: 80 → 90" in text and "grades: none → A, B" in text
+    with clean_db.session() as session:
+        entries = {e.action: e for e in session.scalars(select(AuditEntry))}
+    # The writers that change something record what it was before.
+    rotation = entries["source.rotate_secret"]
+    assert rotation.before == {"old_key_accepted_until": None}
+    until = rotation.after["old_key_accepted_until"]
+    assert datetime.fromisoformat(until) - utcnow() > timedelta(hours=1.9)
+    assert f"old_key_accepted_until: – → {timestamp(until)}" in text
+    assert entries["api_token.revoke"].before == {"name": "ci", "revoked": False}
+    assert "revoked: no → yes" in text
+
+
+def test_the_cli_records_what_a_source_was(service_env: dict[str, str], clean_db: Database) -> None:
+    runner = CliRunner()
+    for args in (["add", "--kind", "events", "--name", "site"], ["disable", "site"],
+                 ["rotate-secret", "site", "--overlap-hours", "3"]):
+        done = runner.invoke(sources_cli, args, env=service_env)
+        assert done.exit_code == 0, done.output
+    with clean_db.session() as session:
+        entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    assert [e.action for e in entries] == ["source.create", "source.disable", "source.rotate_secret"]
+    created, disabled, rotated = entries
+    assert created.before is None and created.after["enabled"] is True
+    assert disabled.before["enabled"] is True and disabled.after["enabled"] is False
+    assert rotated.before["old_key_accepted_until"] is None and rotated.after["old_key_accepted_until"]
+    assert [(c.field, c.before, c.after) for c in audit_changes(disabled.before, disabled.after)] == [
+        ("enabled", "yes", "no")]
 
 
 # --- the field mapping page ------------------------------------------------------------------------
