@@ -11,11 +11,14 @@ PYTEST_ARGS ?=
 
 .PHONY: run test test-external browser lint clean
 
+# The package install is not --quiet: pip's lines (Collecting ..., Downloading ... with its progress bar) show a
+# first install (a few minutes) moving.
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "leadbridge needs Python >= 3.11 (set PYTHON=python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing leadbridge and its dependencies into $(VENV) (the first time takes a few minutes)..."
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install -e ".[test]"
 	@touch $(STAMP)
 
 run: $(STAMP)

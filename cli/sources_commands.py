@@ -20,6 +20,7 @@ from storage.sources import (
     SourceError,
     SourceView,
     create_source,
+    get_source,
     list_sources,
     rotate_secret,
     set_enabled,
@@ -46,21 +47,35 @@ def _describe(settings: Settings, view: SourceView) -> dict[str, Any]:
     return data
 
 
-def _run(action: Any, audit: str | None = None) -> Any:
+def _audit_state(session: Any, name_or_id: str) -> dict[str, Any] | None:
+    """What the audit log records of a source (None when there is none); no secrets."""
+    try:
+        source = get_source(session, name_or_id)
+    except SourceError:
+        return None
+    until = source.previous_secret_expires_at
+    return {"name": source.name, "kind": source.kind, "enabled": source.enabled, "org_id": source.org_id,
+            "old_key_accepted_until": until.isoformat() if until else None}
+
+
+def _run(action: Any, audit: str | None = None, name: str | None = None) -> Any:
     settings = settings_or_exit()
     database = _database(settings)
     try:
         with database.session(write=True) as session:
+            before = _audit_state(session, name) if audit is not None and name is not None else None
             result = action(session)
             if audit is not None:
-                # The same audit trail as the admin UI: who (this shell's user), what, which source; no secrets.
+                # The same audit trail as the admin UI: who (this shell's user), what, which source, what it was
+                # before; no secrets.
                 from cli.users_commands import cli_actor
                 from storage.audit import record
 
+                session.flush()
                 views = result if isinstance(result, list) else [result]
                 for view in views:
-                    record(session, actor=cli_actor(), action=audit, target=f"source:{view.id}",
-                           after={"name": view.name, "kind": view.kind, "enabled": view.enabled, "org_id": view.org_id})
+                    record(session, actor=cli_actor(), action=audit, target=f"source:{view.id}", before=before,
+                           after=_audit_state(session, str(view.id)))
             return settings, result
     except SourceError as exc:
         fail(str(exc))
@@ -117,7 +132,7 @@ def list_command(as_json: bool) -> None:
 @click.argument("name")
 def disable(name: str) -> None:
     """Refuse deliveries to source NAME (403) until it is enabled again."""
-    _run(lambda s: set_enabled(s, name, False), audit="source.disable")
+    _run(lambda s: set_enabled(s, name, False), audit="source.disable", name=name)
     click.echo(f"source {name!r} disabled")
 
 
@@ -125,7 +140,7 @@ def disable(name: str) -> None:
 @click.argument("name")
 def enable(name: str) -> None:
     """Accept deliveries to source NAME again."""
-    _run(lambda s: set_enabled(s, name, True), audit="source.enable")
+    _run(lambda s: set_enabled(s, name, True), audit="source.enable", name=name)
     click.echo(f"source {name!r} enabled")
 
 
@@ -141,7 +156,7 @@ def rotate(name: str, secret: str | None, overlap_hours: float | None, as_json: 
     if hours < 0:
         fail("--overlap-hours must be >= 0")
     settings, view = _run(lambda s: rotate_secret(s, name, overlap=timedelta(hours=hours), secret=secret),
-                          audit="source.rotate_secret")
+                          audit="source.rotate_secret", name=name)
     data = _describe(settings, view)
     data["previous_secret_valid_hours"] = hours
     if as_json:

@@ -157,7 +157,8 @@ def retry_dead_letters(session: Session, redis: Redis, actor: str, ids: Sequence
         pipe.sadd(DIRTY_KEY.format(crm=crm), *lead_ids)
     pipe.execute()
     record(session, actor=actor, action="dead_letter.retry", target=f"dead_letters:{len(letters)}",
-           after={"ids": [letter.id for letter in letters][:100],
+           before={"status": "open"},
+           after={"status": "retried", "ids": [letter.id for letter in letters][:100],
                   "stages": sorted({letter.stage for letter in letters})})
     return RetryPlan(inbox_ids, score_leads, sorted(writes))
 
@@ -190,6 +191,7 @@ def discard_dead_letters(session: Session, redis: Redis, actor: str, ids: Sequen
     if score_leads:
         redis.srem(SCORE_ASIDE_KEY, *score_leads)
     record(session, actor=actor, action="dead_letter.discard", target=f"dead_letters:{len(letters)}",
-           after={"ids": [letter.id for letter in letters][:100],
+           before={"status": "open"},
+           after={"status": "discarded", "ids": [letter.id for letter in letters][:100],
                   "stages": sorted({letter.stage for letter in letters})})
     return [letter.id for letter in letters]

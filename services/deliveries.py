@@ -115,13 +115,19 @@ def replay_inbox(session: Session, actor: str, ids: Sequence[int]) -> list[int]:
     Replaying is safe for any row: ingest resolves leads idempotently and skips rows already done.
     """
     wanted = _ids(ids)
-    found = list(session.scalars(select(InboxEvent.id).where(InboxEvent.id.in_(wanted)).order_by(InboxEvent.id)))
+    rows = session.execute(select(InboxEvent.id, InboxEvent.status).where(InboxEvent.id.in_(wanted))
+                           .order_by(InboxEvent.id)).all()
+    found = [row.id for row in rows]
     if not found:
         raise OperationError("none of those inbox rows exist", 404, "not_found")
+    was: dict[str, int] = {}
+    for row in rows:
+        was[row.status] = was.get(row.status, 0) + 1
     session.execute(update(InboxEvent).where(InboxEvent.id.in_(found)).values(status="pending", error=None))
     mark_enqueued(session, found, utcnow())
     record(session, actor=actor, action="delivery.replay_inbox", target=f"inbox:{len(found)} rows",
-           after={"ids": found[:100], "count": len(found)})
+           before={"status": ", ".join(f"{status} ({n})" for status, n in sorted(was.items()))},
+           after={"status": f"pending ({len(found)})", "ids": found[:100], "count": len(found)})
     return found
 
 

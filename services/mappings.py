@@ -125,6 +125,7 @@ class TrialWriteResult:
     written: bool = False
     error: str | None = None  # the vendor's own message when the write was refused
     source: str = ""  # where the values came from
+    outputs: dict[str, str] = field(default_factory=dict)  # CRM field name -> the leadbridge output it holds
 
 
 def _values_for(session: Session, crm: str, object_type: str, record_id: str) -> tuple[dict[str, Any], str]:
@@ -219,7 +220,8 @@ def trial_write(
     outcome = TrialWriteResult(crm=crm, object_type=object_type, record_id=record_id,
                               fields={k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v))
                                       for k, v in sent.items()},
-                              written=written, error=error if not written else None, source=origin)
+                              written=written, error=error if not written else None, source=origin,
+                              outputs={names[o]: o for o in values if names.get(o) in sent})
     record(session, actor=actor, action="field_mapping.test_write", target=f"{crm}:{object_type}:{record_id}",
            after={"written": written, "fields": sorted(sent), "error": outcome.error})
     return outcome

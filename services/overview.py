@@ -93,6 +93,25 @@ def _durations(session: Session, end: Any, begin: Any, since: datetime, *where: 
     return [max(0.0, (stop - start).total_seconds()) for start, stop in rows if start is not None]
 
 
+def writeback_latency(session: Session, since: datetime) -> Percentiles:
+    """Seconds from a score's creation to the CRM's acknowledgement of its write, per record written since `since`.
+
+    Read from the writeback's batch rows (tasks.writeback records each written record's latency), newest
+    first, up to LATENCY_SAMPLE records.
+    """
+    rows = session.scalars(
+        select(OutboxItem.payload)
+        .where(OutboxItem.status.in_(("sent", "partial")), OutboxItem.created_at >= since,
+               OutboxItem.kind == "fields", OutboxItem.object_type == "batch")
+        .order_by(OutboxItem.created_at.desc()).limit(LATENCY_SAMPLE))
+    samples: list[float] = []
+    for payload in rows:
+        samples.extend(float(ms) / 1000 for ms in (payload or {}).get("latency_ms") or ())
+        if len(samples) >= LATENCY_SAMPLE:
+            break
+    return percentiles(samples)
+
+
 def ack_latency() -> Percentiles:
     """Webhook acknowledgement latency from the web processes' Prometheus histogram (all processes)."""
     from prometheus_client import REGISTRY, CollectorRegistry
@@ -204,7 +223,7 @@ def build_overview(session: Session, redis: redis_lib.Redis, celery: Celery, que
             "ingest": percentiles(_durations(session, InboxEvent.processed_at, InboxEvent.received_at, hour)),
             "event_to_score": percentiles(_durations(session, ScoreHistory.created_at, ScoreHistory.feature_time, hour,
                                                      ScoreHistory.trigger == "event")),
-            "writeback": percentiles(_durations(session, OutboxItem.sent_at, OutboxItem.created_at, hour)),
+            "writeback": writeback_latency(session, hour),
         }
         inbox = {s: int(c) for s, c in session.execute(select(InboxEvent.status, func.count())
                                                        .group_by(InboxEvent.status))}

@@ -57,6 +57,13 @@ def _state(source: Source) -> dict[str, Any]:
             "signature_version": source.signature_version}
 
 
+def _rotation_state(source: Source) -> dict[str, Any]:
+    """What a rotation changes, for the audit log. The key names avoid the word "secret": the audit log redacts
+    any value under such a key, and these are neither secrets nor derived from one."""
+    return {"old_key_accepted_until": (source.previous_secret_expires_at.isoformat()
+                                       if source.previous_secret_expires_at else None)}
+
+
 def list_sources(session: Session, settings: Settings) -> list[SourceInfo]:
     """Every source with its URL, masked secret and last-24-hour event count."""
     return [_info(session, settings, s) for s in session.scalars(select(Source).order_by(Source.id))]
@@ -110,6 +117,7 @@ def rotate_secret(
     if not 0 <= hours <= MAX_OVERLAP_HOURS:
         raise OperationError(f"the overlap must be between 0 and {MAX_OVERLAP_HOURS} hours")
     clean_secret = clean_text(secret, "secret", max_length=512, required=False)
+    before = _rotation_state(source)
     try:
         view = store.rotate_source_secret(source, overlap=timedelta(hours=hours), secret=clean_secret)
     except store.SourceError as exc:
@@ -117,8 +125,7 @@ def rotate_secret(
     session.flush()
     info = _info(session, settings, source)
     record(session, actor=actor, action="source.rotate_secret", target=f"source:{source.id}",
-           after={"previous_secret_valid_until": info.previous_secret_valid_until.isoformat()
-                  if info.previous_secret_valid_until else None, "overlap_hours": hours})
+           before=before, after={**_rotation_state(source), "overlap_hours": hours})
     assert view.secret is not None
     return info, view.secret
 

@@ -77,9 +77,12 @@ def revoke_token(session: Session, actor: str, token_id: int, *, owner_id: int |
     """Revoke a token (only one of `owner_id`'s, when given)."""
     check_id(token_id, "token")
     owner = get_user(session, owner_id) if owner_id is not None else None
+    existing = session.get(ApiToken, token_id)
+    was_revoked = existing is not None and existing.revoked_at is not None
     try:
         row = store.revoke_token(session, token_id, owner=owner)
     except store.UserError as exc:
         raise NotFound(str(exc)) from None
-    record(session, actor=actor, action="api_token.revoke", target=f"api_token:{row.id}", after={"name": row.name})
+    record(session, actor=actor, action="api_token.revoke", target=f"api_token:{row.id}",
+           before={"name": row.name, "revoked": was_revoked}, after={"name": row.name, "revoked": True})
     return row

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -251,10 +251,19 @@ def flush_once(res: Resources, crm: str, outbox: Outbox = LEADS) -> int:
                               default=str)
         for crm_id, (lead_id, fp) in prints.items()}))
     sendable = {crm_id: values for crm_id, values in updates.items() if crm_id not in unusable}
+    acked: dict[str, datetime] = {}
+
+    def send(batch: Mapping[str, Mapping[str, Any]]) -> WriteResult:
+        result = outbox.write(connector, batch)
+        # The moment the CRM answered this call (isolating a refused record makes several calls per batch).
+        at = utcnow()
+        acked.update((crm_id, at) for crm_id in result.written)
+        return result
+
     try:
         written, failed = ([], {})
         if sendable:
-            written, failed = write_isolated(lambda batch: outbox.write(connector, batch), sendable)
+            written, failed = write_isolated(send, sendable)
     except TransientConnectorError:
         _settle(res, crm, outbox, dirty=sending, sent=sending)
         raise
@@ -269,7 +278,8 @@ def flush_once(res: Resources, crm: str, outbox: Outbox = LEADS) -> int:
     failed = {**unusable, **failed}
     _settle(res, crm, outbox, written={prints[crm_id][0]: prints[crm_id][1] for crm_id in written},
             sent=sending, refused={prints[crm_id][0]: prints[crm_id][1] for crm_id in failed})
-    _record(res, crm, outbox, prints, written=tuple(written), failed=failed, error=None, status="sent")
+    _record(res, crm, outbox, prints, written=tuple(written), failed=failed, error=None, status="sent",
+            acked=acked, updates=updates)
     if failed:
         refusals = {prints[crm_id][0]: (failed[crm_id], updates[crm_id]) for crm_id in failed}
         set_aside_writes(res, crm, refusals, outbox)
@@ -450,14 +460,34 @@ def _patiently(record: Callable[[], Any], patience: float = REDIS_PATIENCE) -> A
             time.sleep(0.5)
 
 
+def write_latencies_ms(acked: Mapping[str, datetime], updates: Mapping[str, Mapping[str, Any]]) -> list[int]:
+    """Per record written: the CRM's acknowledgement time minus the creation time (scored_at) of the score sent."""
+    out: list[int] = []
+    for crm_id, at in acked.items():
+        scored_at = (updates.get(crm_id) or {}).get("scored_at")
+        if isinstance(scored_at, datetime):
+            out.append(max(0, round((at - scored_at).total_seconds() * 1000)))
+    return sorted(out)
+
+
 def _record(res: Resources, crm: str, outbox: Outbox, prints: dict[str, tuple[int, str]], *,
-            written: tuple[str, ...] | Any, failed: dict[str, str], error: str | None, status: str) -> None:
-    """One outbox row for the batch, plus a dead-letter row per record the vendor refused."""
+            written: tuple[str, ...] | Any, failed: dict[str, str], error: str | None, status: str,
+            acked: Mapping[str, datetime] | None = None,
+            updates: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """One outbox row for the batch, plus a dead-letter row per record the vendor refused.
+
+    The batch row's sent_at is when the CRM acknowledged its last call, and its payload's latency_ms holds,
+    per record written, that acknowledgement minus the score's creation (the overview's writeback latency).
+    """
     now = utcnow()
+    payload: dict[str, Any] = {"records": len(prints), "written": len(written)}
+    if acked and updates:
+        payload["latency_ms"] = write_latencies_ms(acked, updates)
     rows = [{
         "target": crm, "kind": "fields", "object_type": "batch", "object_id": None, "lead_id": None,
-        "payload": {"records": len(prints), "written": len(written)}, "status": status if not failed else "partial",
-        "attempts": 1, "error": error, "created_at": now, "updated_at": now, "sent_at": now if written else None,
+        "payload": payload, "status": status if not failed else "partial",
+        "attempts": 1, "error": error, "created_at": now, "updated_at": now,
+        "sent_at": (max(acked.values()) if acked else now) if written else None,
     }]
     for crm_id, message in failed.items():
         rows.append({

@@ -114,9 +114,17 @@ def test_the_wheel_ships_and_imports_every_package(tmp_path: Path) -> None:
     source = tmp_path / "source"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__",
                                                                   "tests", "bench", "test-output"))
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=600)
+    # Verbose: pip shows the build backend's own output only then, and with it setuptools' warnings. Offline.
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "--verbose", "-w", str(tmp_path / "dist"), str(source)],
+                           capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr
+    # No warning about our pyproject.toml (the `license` table form once gave one per build step on `make run`).
+    # setuptools raises them from its pyproject readers (config/_apply_pyprojecttoml.py, pyprojecttoml.py).
+    output = built.stdout + built.stderr
+    ours = [line.strip() for line in output.splitlines()
+            if "Warning" in line and ("pyproject" in line or "`project." in line)]
+    assert not ours, "setuptools warns about pyproject.toml:\n" + "\n".join(ours)
     (wheel,) = (tmp_path / "dist").glob("leadbridge-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:

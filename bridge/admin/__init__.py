@@ -11,8 +11,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the admin pages."""
+    from bridge.admin import display
     from bridge.admin.pages import bp
     from bridge.admin.views import register
 
     register(bp)
     app.register_blueprint(bp)
+    display.init_app(app)

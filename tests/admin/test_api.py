@@ -114,7 +114,8 @@ def test_replay_sets_rows_pending_and_queues_them_for_ingest(api: Any, broker: t
         rows = {r.id: (r.status, r.error) for r in session.scalars(select(InboxEvent))}
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "delivery.replay_inbox")).one()
     assert all(rows[i] == ("pending", None) for i in ids[:2])
-    assert entry.after == {"ids": ids[:2], "count": 2}
+    assert entry.before == {"status": "failed (2)"}
+    assert entry.after == {"status": "pending (2)", "ids": ids[:2], "count": 2}
     assert api("POST", "/deliveries/inbox/replay", json={"ids": [999999]}).status_code == 404
     assert api("POST", "/deliveries/inbox/replay", json={"ids": []}).status_code == 400
 

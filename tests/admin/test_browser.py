@@ -154,6 +154,9 @@ def test_admin_end_to_end_in_a_browser(service_env: dict[str, str], worker_proce
         {"eventId": 2, "subscriptionId": 12, "portalId": 62515, "appId": 1, "occurredAt": occurred + 1,
          "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": 9001,
          "propertyName": "email", "propertyValue": "ana.lopez@acme.io"},
+        {"eventId": 3, "subscriptionId": 12, "portalId": 62515, "appId": 1, "occurredAt": occurred + 2,
+         "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": 9001,
+         "propertyName": "jobtitle", "propertyValue": "VP Sales"},
     ])
     assert answer.status_code == 202, answer.text
     page.goto(web + "/admin/sources")
@@ -180,14 +183,26 @@ def test_admin_end_to_end_in_a_browser(service_env: dict[str, str], worker_proce
         time.sleep(0.5)
     with clean_db.session() as session:
         lead = session.scalars(select(Lead).where(Lead.email == "ana.lopez@acme.io")).one()
-        stored_score, lead_id = lead.score, lead.id
+        stored_score, stored_grade, stored_reasons, lead_id = lead.score, lead.grade, lead.reasons, lead.id
     assert stored_score is not None, "the pipeline did not score the lead within 30 s"
     page.reload()
     assert page.inner_text("#leads-table td.score").strip() == str(stored_score)
+    # Every scored lead has a grade, and the pages show it (issue 19 saw "–" for every lead).
+    assert stored_grade in ("A", "B", "C", "D", "F")
+    assert page.inner_text("#leads-table td.grade").strip() == stored_grade
     shot(page, "05-leads")
     page.click(f"#leads-table a[href='/admin/leads/{lead_id}']")
     page.wait_for_selector("#current-score")
     assert page.inner_text("#lead-score").strip() == str(stored_score)
+    assert page.inner_text("#lead-grade").strip() == stored_grade
+    # Each reason reads once with its sign: the stored "+ "/"- "/"= " becomes the list marker, not a second sign
+    # before the text (issue 19 saw "+ + requested a demo").
+    assert any(r.startswith("+ ") for r in stored_reasons), stored_reasons  # a VP: "+ senior decision maker"
+    items = page.locator("#lead-reasons li")
+    assert [items.nth(i).inner_text().strip() for i in range(items.count())] == [r[2:] for r in stored_reasons]
+    markers = page.evaluate("""() => [...document.querySelectorAll('#lead-reasons li')]
+        .map(li => getComputedStyle(li, '::before').content)""")
+    assert markers == [{"+": '"+"', "-": '"–"', "=": '"="'}[r[0]] for r in stored_reasons]
     assert page.inner_text("#lead-email").strip() == "ana.lopez@acme.io"
     assert page.is_visible("#score-history svg.chart")
     shot(page, "06-lead")
@@ -207,7 +222,7 @@ def test_admin_end_to_end_in_a_browser(service_env: dict[str, str], worker_proce
     row = page.locator("#audit-table tr", has_text="alert_rule.update")
     assert row.count() == 1
     text = row.inner_text()
-    assert EMAIL in text and '"threshold": 75' in text and '"threshold": 85' in text
+    assert EMAIL in text and "threshold: 75 → 85" in text
     assert "source.create" in page.inner_text("#audit-table") and "user.add" in page.inner_text("#audit-table")
     shot(page, "08-audit")
 
