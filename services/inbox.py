@@ -83,7 +83,10 @@ def get_inbox_event(session: Session, row_id: int, *, mask_personal: bool) -> In
 
 def _lead_of(session: Session, row: InboxEvent) -> int | None:
     """The lead this row's record (or e-mail) belongs to now, if any."""
-    lead_id = lead_id_by_record(session, row.crm, row.object_type, row.object_id)
+    if row.crm == "web":  # a behavioural event names the person by the site's user id
+        lead_id = session.scalar(select(Lead.id).where(Lead.external_id == row.object_id))
+    else:
+        lead_id = lead_id_by_record(session, row.crm, row.object_type, row.object_id)
     if lead_id is None and row.email:
         lead_id = session.scalar(select(Lead.id).where(Lead.email == row.email).order_by(Lead.id).limit(1))
     return lead_id
