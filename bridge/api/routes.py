@@ -171,9 +171,8 @@ def get_inbox_event(inbox_id: int) -> ResponseReturnValue:
                                    **_errors(401, 403, 404)})
 def retry_inbox_event(inbox_id: int) -> ResponseReturnValue:
     """Back to pending with a fresh count of attempts, handed to the ingest stage (audited)."""
-    with _db(write=True) as session:
-        row_id = inbox_ops.retry_inbox_event(session, _actor(), inbox_id)
-    queued = delivery_ops.enqueue_ingest(services().celery, [row_id])
+    row_id, queued = _commit_then_queue(lambda session, _: inbox_ops.retry_inbox_event(session, _actor(), inbox_id),
+                                        lambda celery, row: delivery_ops.enqueue_ingest(celery, [row]))
     return s.InboxRetryResult(id=row_id, status="pending", queued=queued), 202
 
 

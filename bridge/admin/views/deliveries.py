@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin.pages import bp, db
+from bridge.admin.pages import bp, db, done
 from services import deliveries as ops
 from services import inbox as inbox_ops
 from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
@@ -99,7 +99,7 @@ def retry_inbox_event(inbox_id: int) -> ResponseReturnValue:
     else:
         flash(f"Inbox event {row_id} is pending again; the queue is unreachable, so the sweeper will hand it over "
               "when it is back.", "error")
-    return redirect(url_for("admin.inbox_event", inbox_id=row_id), 303)
+    return redirect(url_for("admin.inbox_event", inbox_id=row_id))
 
 
 @bp.post("/deliveries/inbox/<int:inbox_id>/discard")
@@ -108,8 +108,7 @@ def discard_inbox_event(inbox_id: int) -> ResponseReturnValue:
     """Set one unprocessed inbox row aside for good."""
     with db(write=True) as session:
         row_id = inbox_ops.discard_inbox_event(session, security.actor(), inbox_id)
-    flash(f"Inbox event {row_id} discarded: it will not be processed.", "info")
-    return redirect(url_for("admin.inbox_event", inbox_id=row_id), 303)
+    return done(f"Inbox event {row_id} discarded: it will not be processed.", "admin.inbox_event", inbox_id=row_id)
 
 
 def _next_or_deliveries() -> str:
