@@ -93,6 +93,12 @@ def _session_key(sid: str) -> str:
     return SESSION_KEY.format(digest=hashlib.sha256(sid.encode()).hexdigest())
 
 
+def session_digest() -> str | None:
+    """A name for this browser session that does not reveal its id (None without a session)."""
+    sid = session.get("sid")
+    return hashlib.sha256(sid.encode()).hexdigest() if isinstance(sid, str) else None
+
+
 def login(user: User) -> None:
     """Start a fresh session for `user` (a new id and CSRF token, so a planted session id is useless)."""
     sid = secrets.token_urlsafe(32)

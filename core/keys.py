@@ -93,6 +93,9 @@ LOGIN_FAILURES_ADDRESS_KEY = PREFIX + "login-failures:address:{address}"
 # A CRM account's shared request budget (connectors.ratelimit token bucket), e.g. bucket "hubspot:<portal>".
 RATELIMIT_PREFIX = PREFIX + "ratelimit:"
 RATELIMIT_KEY = RATELIMIT_PREFIX + "{bucket}"
+# A source secret just created or rotated (encrypted), kept for the one page that shows it to the admin's session
+# (bridge.admin sources views, `{digest}` the session's); deleted when shown, expires after 10 minutes.
+SECRET_ONCE_KEY = PREFIX + "secret-once:{digest}:{source}"
 # Time of the last heartbeat task run (beat sends it, a worker runs it); the overview and doctor read it.
 HEARTBEAT_KEY = PREFIX + "beat:heartbeat"
 

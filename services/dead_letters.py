@@ -30,6 +30,10 @@ from tasks.names import INGEST_TASK, SCORE_TASK, WRITEBACK_TASK
 
 MAX_AT_ONCE = 1000
 _EMAIL = re.compile(r"[^\s@\"'<>]{1,64}@[^\s@\"'<>]{1,255}")
+# Fields that name or reach a person, as HubSpot, Salesforce and Segment spell them (compared lower-cased).
+_PERSONAL_KEYS = frozenset({"name", "firstname", "first_name", "lastname", "last_name", "fullname", "full_name",
+                            "ip", "birthday", "salutation"})
+_PERSONAL_WORDS = ("phone", "address", "street", "postal", "zip")
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def counts(session: Session) -> dict[str, dict[str, int]]:
 
 
 def get_dead_letter(session: Session, letter_id: int, *, mask_personal: bool) -> DeadLetterView:
-    """One dead letter with its payload; `mask_personal` hides e-mail addresses (for viewers)."""
+    """One dead letter with its payload; `mask_personal` hides e-mails, names, phones and addresses (for viewers)."""
     letter = get_row(session, DeadLetter, letter_id, "dead letter")
     payload: dict[str, Any] = dict(letter.payload or {})
     if letter.inbox_id is not None:
@@ -87,19 +91,26 @@ def get_dead_letter(session: Session, letter_id: int, *, mask_personal: bool) ->
                                  "properties": row.properties or {}}, "inbox_status": row.status}
     shown = scrub(payload)  # secret-looking keys are never shown
     if mask_personal:
-        shown = _mask(shown)
+        shown = masked(shown)
     return DeadLetterView(letter.id, letter.stage, letter.status, letter.crm, letter.inbox_id, letter.lead_id,
                           letter.error, letter.attempts, letter.created_at, letter.updated_at, letter.resolved_by, shown)
 
 
-def _mask(value: Any) -> Any:
+def masked(value: Any) -> Any:
+    """A copy of `value` with e-mail addresses, and the values of name, phone and address fields, masked."""
     if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
+        return {k: "***" if _is_personal(str(k)) and v not in (None, "") else masked(v)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_mask(v) for v in value]
+        return [masked(v) for v in value]
     if isinstance(value, str):
         return _EMAIL.sub("***@***", value)
     return value
+
+
+def _is_personal(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return lowered in _PERSONAL_KEYS or any(word in lowered for word in _PERSONAL_WORDS)
 
 
 def _open_letters(session: Session, ids: Sequence[int]) -> list[DeadLetter]:

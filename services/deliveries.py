@@ -19,7 +19,7 @@ from storage.inbox import mark_enqueued
 from storage.models import InboxEvent, OutboxItem, Source
 from tasks.names import INGEST_TASK, WRITEBACK_TASK
 
-INBOX_STATUSES = ("pending", "done", "ignored", "failed")
+INBOX_STATUSES = ("pending", "done", "ignored", "failed", "dead", "discarded")
 OUTBOX_STATUSES = ("pending", "sent", "partial", "skipped", "failed", "dead")
 
 CRMS = ("hubspot", "salesforce")

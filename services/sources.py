@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services import Conflict, OperationError, clean_text, get_row
+from core.keys import SECRET_ONCE_KEY
 from core.records import utcnow
 from core.settings import Settings
 from storage import sources as store
 from storage.audit import record
+from storage.crypto import CryptoError, decrypt, encrypt
 from storage.models import InboxEvent, Source
 
 MAX_OVERLAP_HOURS = 24 * 30
+SHOW_ONCE_SECONDS = 600  # long enough to follow the redirect (or come back from a slow network), no longer
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,28 @@ def rotate_secret(
            before=before, after={**_rotation_state(source), "overlap_hours": hours})
     assert view.secret is not None
     return info, view.secret
+
+
+def keep_secret_to_show(redis: Redis, owner: str, source_id: int, secret: str, *, created: bool) -> None:
+    """Keep a new secret (encrypted, for 10 minutes) for the page the admin's browser is sent to next."""
+    value = encrypt(json.dumps({"secret": secret, "created": bool(created)}))
+    redis.set(SECRET_ONCE_KEY.format(digest=owner, source=source_id), value, ex=SHOW_ONCE_SECONDS)
+
+
+def take_secret_to_show(redis: Redis, owner: str, source_id: int) -> tuple[str, bool] | None:
+    """The kept secret and whether the source was just created, deleted as it is read (None: shown already)."""
+    pipe = redis.pipeline(transaction=True)  # read and delete together: a second tab gets nothing
+    key = SECRET_ONCE_KEY.format(digest=owner, source=source_id)
+    pipe.get(key)
+    pipe.delete(key)
+    raw, _ = pipe.execute()
+    if raw is None:
+        return None
+    try:
+        kept = json.loads(decrypt(raw.decode() if isinstance(raw, bytes) else str(raw)))
+    except (CryptoError, ValueError):  # written under another encryption key: as good as gone
+        return None
+    return str(kept["secret"]), bool(kept["created"])
 
 
 def recent_events(session: Session, source_id: int, limit: int = 20) -> list[InboxEvent]:

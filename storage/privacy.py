@@ -28,7 +28,7 @@ PERSON_TYPES: dict[str, tuple[str, ...]] = {}
 for _crm, _type in sorted(LEAD_KINDS):
     PERSON_TYPES.setdefault(_crm, ())
     PERSON_TYPES[_crm] += (_type,)
-UNPROCESSED = ("pending", "failed", "dead")  # inbox rows no worker has turned into lead data (yet)
+UNPROCESSED = ("pending", "failed", "dead", "discarded")  # inbox rows no worker has turned into lead data
 CHUNK = 500  # ids per IN (...) clause
 
 # Redis keys that hold something about one person, derived from core.keys so a renamed or added key is purged

@@ -17,6 +17,7 @@ from services import alerts as alert_ops
 from services import dead_letters as dead_letter_ops
 from services import field_discovery as discovery_ops
 from services import fields as field_ops
+from services import inbox as inbox_ops
 from services import deliveries as delivery_ops
 from services import leads as lead_ops
 from services import mappings as mapping_ops
@@ -153,6 +154,36 @@ def list_inbox(query: s.InboxQuery) -> ResponseReturnValue:
         page = delivery_ops.list_inbox(session, status=query.status, source_id=query.source_id, search=query.q,
                                        limit=query.limit, offset=query.offset)
         return _paged(page, s.InboxEventOut, s.InboxPage), 200
+
+
+@endpoint("/deliveries/inbox/<int:inbox_id>", "GET", summary="One inbox event with its payload and history",
+          tag="deliveries", responses={200: (s.InboxEventDetail, "the event"), **READ, **_errors(404)})
+def get_inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """Payload, error, attempts and processing history (personal data masked for viewers)."""
+    principal = security.current()
+    with _db() as session:
+        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not (principal and principal.is_admin))
+    return s.InboxEventDetail.model_validate(view), 200
+
+
+@endpoint("/deliveries/inbox/<int:inbox_id>/retry", "POST", summary="Retry one inbox event", tag="deliveries",
+          role="admin", responses={202: (s.InboxRetryResult, "set back to pending and queued"),
+                                   **_errors(401, 403, 404)})
+def retry_inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """Back to pending with a fresh count of attempts, handed to the ingest stage (audited)."""
+    row_id, queued = _commit_then_queue(lambda session, _: inbox_ops.retry_inbox_event(session, _actor(), inbox_id),
+                                        lambda celery, row: delivery_ops.enqueue_ingest(celery, [row]))
+    return s.InboxRetryResult(id=row_id, status="pending", queued=queued), 202
+
+
+@endpoint("/deliveries/inbox/<int:inbox_id>/discard", "POST", summary="Discard one inbox event", tag="deliveries",
+          role="admin", responses={200: (s.InboxDiscardResult, "set aside; it will not be processed"),
+                                   **_errors(401, 403, 404, 409)})
+def discard_inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """Only a row not processed yet (pending, failed or dead) can be discarded (audited)."""
+    with _db(write=True) as session:
+        row_id = inbox_ops.discard_inbox_event(session, _actor(), inbox_id)
+    return s.InboxDiscardResult(id=row_id, status="discarded"), 200
 
 
 @endpoint("/deliveries/outbox", "GET", summary="Outbox: CRM and Slack writes (status dead = dead letter)",

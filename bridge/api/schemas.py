@@ -136,6 +136,54 @@ class InboxPage(Out):
     offset: int
 
 
+class InboxHistoryOut(Out):
+    """One step in an inbox row's life."""
+
+    at: datetime
+    what: str
+    by: str | None = Field(description="who did it; null: the pipeline")
+
+
+class InboxEventDetail(Out):
+    """One received event opened: payload (secrets scrubbed; e-mails, names, phones and addresses masked for
+    viewers), error, attempts and processing history."""
+
+    id: int
+    source_id: int | None
+    source_name: str | None
+    crm: str
+    object_type: str
+    object_id: str
+    event_type: str
+    status: str
+    attempts: int
+    error: str | None
+    occurred_at: datetime
+    received_at: datetime
+    enqueued_at: datetime | None
+    processed_at: datetime | None
+    lead_id: int | None = Field(description="the lead the event's record or e-mail belongs to now, if any")
+    payload: dict[str, Any]
+    history: list[InboxHistoryOut]
+    dead_letter_ids: list[int]
+    can_discard: bool = Field(description="only pending, failed and dead rows can be discarded")
+
+
+class InboxRetryResult(Out):
+    """An inbox row set back to pending."""
+
+    id: int
+    status: Literal["pending"]
+    queued: bool = Field(description="false when the broker was unreachable (the sweeper will re-send)")
+
+
+class InboxDiscardResult(Out):
+    """An inbox row set aside for good."""
+
+    id: int
+    status: Literal["discarded"]
+
+
 class OutboxItemOut(Out):
     """One CRM or Slack write (status "dead": the dead letter; `error` holds the vendor's message)."""
 
@@ -165,7 +213,7 @@ class OutboxPage(Out):
 class InboxQuery(Body):
     """Inbox filters."""
 
-    status: Literal["pending", "done", "ignored", "failed", "dead"] | None = None
+    status: Literal["pending", "done", "ignored", "failed", "dead", "discarded"] | None = None
     source_id: int | None = Field(None, ge=1, le=2_147_483_647)
     q: Annotated[str, StringConstraints(max_length=320, pattern=LINE)] | None = Field(
         None, description="CRM object id, or the start of an e-mail")

@@ -93,9 +93,10 @@ def existing(clean_db: Database, tmp_path: Path, make_user: Callable[..., User])
         session.flush()
         session.add(ScoreHistory(lead_id=lead.id, score=50, probability=0.5, grade="C", reasons=["+ x"],
                                  model_version="seed", trigger="event", feature_time=now))
-        session.add(InboxEvent(source_id=source.id, dedupe_key="seed", crm="hubspot", object_type="contact",
-                               object_id="1", event_type="created", email="seed@example.com", properties={},
-                               occurred_at=now, received_at=now, status="failed", attempts=1, error="seed"))
+        row = InboxEvent(source_id=source.id, dedupe_key="seed", crm="hubspot", object_type="contact",
+                         object_id="1", event_type="created", email="seed@example.com", properties={},
+                         occurred_at=now, received_at=now, status="failed", attempts=1, error="seed")
+        session.add(row)
         session.add(Measurement(seconds=30, started_at=slot_start(now), received=3, processed=2, written=1, backlog=1,
                                 write_backlog=0, ingest_latency=histogram_of([0.01, 0.2]), write_latency=histogram_of([1.0])))
         (tmp_path / "seed").mkdir()
@@ -105,7 +106,7 @@ def existing(clean_db: Database, tmp_path: Path, make_user: Callable[..., User])
         token = create_token(session, session.get(User, other.id), "seed")  # type: ignore[arg-type]
         session.flush()
         return {"source_id": source.id, "rule_id": rule.id, "lead_id": lead.id, "user_id": other.id,
-                "token_id": token.id, "version": "seed-1"}
+                "token_id": token.id, "version": "seed-1", "inbox_id": row.id}
 
 
 @pytest.mark.parametrize(("method", "path"), _documented_operations(), ids=lambda v: str(v))

@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import select
 
 from core.records import utcnow
+from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.model_registry import store_drift_report
 from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, ScoreHistory,
                             Source, User)
-from tests.admin.conftest import page_csrf
+from tests.admin.conftest import logged_in_client, page_csrf
 from tests.crm_ids import with_ids
 
 PAGES = ("/admin/", "/admin/sources", "/admin/mappings", "/admin/fields", "/admin/alerts", "/admin/deliveries",
@@ -42,25 +43,45 @@ def test_viewer_sees_read_pages_without_change_forms(viewer_client: Any) -> None
     assert "/admin/audit" not in nav and "/admin/users" not in nav
 
 
-def test_source_page_flow(admin_client: Any, clean_db: Database) -> None:
+def test_source_page_flow(admin_client: Any, clean_db: Database, redis_url: str) -> None:
     csrf = page_csrf(admin_client, "/admin/sources")
     created = admin_client.post("/admin/sources", data={"csrf_token": csrf, "kind": "hubspot", "name": "hs-ui",
                                                         "org_id": "62515", "signature_version": "v3"})
-    assert created.status_code == 201
+    # Post/Redirect/Get: the POST answers with a redirect, so refreshing the page shown cannot create it again.
+    assert created.status_code == 303
     with clean_db.session() as session:
         source = session.scalars(select(Source).where(Source.name == "hs-ui")).one()
-    secret = _code(created.text, "webhook-secret")
-    assert len(secret) >= 32 and secret in created.text
-    assert f"/webhooks/hubspot/{source.slug}" in _code(created.text, "webhook-url")
-    assert "Target URL" in created.text  # the vendor's setup steps
+    assert created.headers["Location"].endswith(f"/admin/sources/{source.id}/secret")
+    kept = [key for key in make_redis_client(redis_url).scan_iter(match="lb:secret-once:*")]
+    assert len(kept) == 1 and 0 < make_redis_client(redis_url).ttl(kept[0]) <= 600
+    shown = admin_client.get(created.headers["Location"]).text
+    secret = _code(shown, "webhook-secret")
+    assert len(secret) >= 32 and secret in shown and "Source created" in shown
+    assert f"/webhooks/hubspot/{source.slug}" in _code(shown, "webhook-url")
+    assert "Target URL" in shown  # the vendor's setup steps
+    again = admin_client.get(created.headers["Location"]).text  # a refresh: shown once, never again
+    assert secret not in again and "shown once already" in again and secret[-4:] in _code(again, "secret-hint")
+    assert not list(make_redis_client(redis_url).scan_iter(match="lb:secret-once:*"))
     detail = admin_client.get(f"/admin/sources/{source.id}").text
     assert secret not in detail and secret[-4:] in _code(detail, "secret-hint")
+    assert 'name="confirm"' in detail
 
-    # Rotation shows the new secret once and keeps the old one valid for the overlap.
-    rotated = admin_client.post(f"/admin/sources/{source.id}/rotate", data={"csrf_token": csrf, "overlap_hours": "2"})
-    assert rotated.status_code == 200
-    new_secret = _code(rotated.text, "webhook-secret")
-    assert new_secret != secret and "still accepted until" in rotated.text
+    # Rotation needs its confirmation box; without it nothing changes and the page says why.
+    unconfirmed = admin_client.post(f"/admin/sources/{source.id}/rotate", data={"csrf_token": csrf, "overlap_hours": "2"},
+                                    headers={"Referer": f"http://localhost/admin/sources/{source.id}"},
+                                    follow_redirects=True)
+    assert unconfirmed.status_code == 200 and "confirm the rotation" in unconfirmed.text
+    with clean_db.session() as session:
+        assert session.get(Source, source.id).previous_secret is None
+
+    # Rotation shows the new secret once (after a redirect) and keeps the old one valid for the overlap.
+    rotated = admin_client.post(f"/admin/sources/{source.id}/rotate",
+                                data={"csrf_token": csrf, "overlap_hours": "2", "confirm": "yes"})
+    assert rotated.status_code == 303 and rotated.headers["Location"].endswith(f"/admin/sources/{source.id}/secret")
+    shown = admin_client.get(rotated.headers["Location"]).text
+    new_secret = _code(shown, "webhook-secret")
+    assert new_secret != secret and "Secret rotated" in shown and "still accepted until" in shown
+    assert new_secret not in admin_client.get(rotated.headers["Location"]).text
     with clean_db.session() as session:
         row = session.get(Source, source.id)
         assert row.previous_secret_expires_at - utcnow() > timedelta(hours=1.9)
@@ -71,6 +92,20 @@ def test_source_page_flow(admin_client: Any, clean_db: Database) -> None:
         assert session.get(Source, source.id).enabled is False
         actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == ["source.create", "source.rotate_secret", "source.disable"]
+
+
+def test_a_kept_secret_is_encrypted_and_only_for_the_session_that_made_it(admin_app: Any, admin_client: Any,
+                                                                        make_user: Any, clean_db: Database,
+                                                                        redis_url: str) -> None:
+    created = admin_client.post("/admin/sources", data={"csrf_token": page_csrf(admin_client, "/admin/sources"),
+                                                        "kind": "events", "name": "web", "secret": "whsec_" + "k" * 40})
+    assert created.status_code == 303
+    redis = make_redis_client(redis_url)
+    (key,) = list(redis.scan_iter(match="lb:secret-once:*"))
+    assert b"kkkk" not in redis.get(key) and redis.get(key).startswith(b"enc1:")  # encrypted like stored secrets
+    other_admin = logged_in_client(admin_app, make_user("admin"))
+    assert "k" * 40 not in other_admin.get(created.headers["Location"]).text  # another session sees nothing
+    assert "k" * 40 in admin_client.get(created.headers["Location"]).text  # the one that made it does, once
 
 
 def test_bad_form_input_is_explained_on_the_page(admin_client: Any, clean_db: Database) -> None:

@@ -51,6 +51,7 @@ PINNED = {
     "LOGIN_FAILURES_ADDRESS_KEY": "lb:login-failures:address:{address}",
     "RATELIMIT_KEY": "lb:ratelimit:{bucket}",
     "HEARTBEAT_KEY": "lb:beat:heartbeat",
+    "SECRET_ONCE_KEY": "lb:secret-once:{digest}:{source}",
 }
 KEY_LITERAL = re.compile(r"^(lb|leadbridge):(\S|$)")
 

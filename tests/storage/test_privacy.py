@@ -1,4 +1,5 @@
-"""forget_person against a worker that is turning the person's pending events into a lead at that very moment."""
+"""forget_person against a worker that is turning the person's pending events into a lead at that very moment,
+and on rows no worker will read."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 from sqlalchemy import func, select
 
+from core.records import utcnow
 from storage.db import Database
 from storage.models import InboxEvent, Lead
 from storage.privacy import find_person, forget_person
@@ -55,3 +57,16 @@ def test_a_lead_a_worker_commits_meanwhile_is_forgotten_too(world: World, db: Da
         assert session.scalar(select(func.count()).select_from(Lead)) == 0
     assert rows_containing(db, ERIN) == [] and rows_containing(db, "u_erin") == []
     assert redis_containing(world.res.redis, ERIN) == []
+
+
+def test_a_discarded_row_that_names_the_person_only_in_its_payload_is_forgotten(world: World, db: Database) -> None:
+    """An admin's discard leaves a row unprocessed: its payload may be the only place the e-mail is (no lead)."""
+    now = utcnow()
+    with db.session() as session:
+        session.add(InboxEvent(crm="hubspot", object_type="contact", object_id="7311", event_type="property_change",
+                               email=None, properties={"notes": f"call {ERIN} back"}, dedupe_key="discarded-erin",
+                               occurred_at=now, received_at=now, status="discarded", attempts=2))
+    with db.session(write=True) as session:
+        purged = forget_person(session, find_person(session, emails=[ERIN]), redis=None, actor="test")
+    assert purged["events"] == 1
+    assert rows_containing(db, ERIN) == []

@@ -1,13 +1,17 @@
-"""Deliveries: inbox and outbox with status, attempts and errors, filters, replay, and the dead letter."""
+"""Deliveries: inbox and outbox with status, attempts and errors, filters, replay, and the dead letter; one inbox
+row opened with its payload and history, retried or discarded."""
 
 from __future__ import annotations
+
+import json
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin.pages import bp, db
+from bridge.admin.pages import bp, db, done
 from services import deliveries as ops
+from services import inbox as inbox_ops
 from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
 from bridge.extensions import services
 
@@ -72,6 +76,39 @@ def replay_outbox() -> ResponseReturnValue:
         flash(f"{count} lead(s) marked for writing; the queue is unreachable, so the periodic flush will write them.",
               "error")
     return redirect(_next_or_deliveries())
+
+
+@bp.get("/deliveries/inbox/<int:inbox_id>")
+def inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """One received event: payload, error, attempts and what happened to it (personal data masked for viewers)."""
+    principal = security.current()
+    with db() as session:
+        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not (principal and principal.is_admin))
+    return render_template("admin/inbox_event.html", e=view,
+                           payload=json.dumps(view.payload, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+@bp.post("/deliveries/inbox/<int:inbox_id>/retry")
+@security.admin_only
+def retry_inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """Set one inbox row back to pending (a fresh count of attempts) and hand it to the ingest stage."""
+    with db(write=True) as session:
+        row_id = inbox_ops.retry_inbox_event(session, security.actor(), inbox_id)
+    if ops.enqueue_ingest(services().celery, [row_id]):
+        flash(f"Inbox event {row_id} is pending again and queued for ingest.", "info")
+    else:
+        flash(f"Inbox event {row_id} is pending again; the queue is unreachable, so the sweeper will hand it over "
+              "when it is back.", "error")
+    return redirect(url_for("admin.inbox_event", inbox_id=row_id))
+
+
+@bp.post("/deliveries/inbox/<int:inbox_id>/discard")
+@security.admin_only
+def discard_inbox_event(inbox_id: int) -> ResponseReturnValue:
+    """Set one unprocessed inbox row aside for good."""
+    with db(write=True) as session:
+        row_id = inbox_ops.discard_inbox_event(session, security.actor(), inbox_id)
+    return done(f"Inbox event {row_id} discarded: it will not be processed.", "admin.inbox_event", inbox_id=row_id)
 
 
 def _next_or_deliveries() -> str:

@@ -1,12 +1,14 @@
-"""Sources: list, create (secret shown once), enable/disable, rotate the secret, recent deliveries."""
+"""Sources: list, create (secret shown once, after a redirect), enable/disable, rotate the secret (confirmed),
+recent deliveries."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
 from bridge.admin.pages import bp, db
+from services import OperationError
 from services import sources as ops
 from bridge.admin.forms import form_float
 from bridge.extensions import services
@@ -24,16 +26,42 @@ def sources() -> ResponseReturnValue:
 @bp.post("/sources")
 @security.admin_only
 def create_source() -> ResponseReturnValue:
-    """Create a source and show its secret this one time."""
-    settings = services().settings
+    """Create a source, then send the browser to the page that shows its secret once (a refresh sends nothing)."""
+    svc = services()
     with db(write=True) as session:
         info, secret = ops.create_source(
-            session, settings, security.actor(), kind=request.form.get("kind", ""), name=request.form.get("name", ""),
+            session, svc.settings, security.actor(), kind=request.form.get("kind", ""), name=request.form.get("name", ""),
             secret=request.form.get("secret") or None, org_id=request.form.get("org_id") or None,
             signature_version=request.form.get("signature_version") or "v3",
         )
+    return _show_secret_next(info.id, secret, created=True)
+
+
+def _show_secret_next(source_id: int, secret: str, *, created: bool) -> ResponseReturnValue:
+    """Post/Redirect/Get: keep the secret for this session's next page, and send the browser there."""
+    ops.keep_secret_to_show(services().redis, _owner(), source_id, secret, created=created)
+    return redirect(url_for("admin.source_secret", source_id=source_id), 303)
+
+
+def _owner() -> str:
+    # The blueprint only lets logged-in sessions this far, so there is always a session to name.
+    owner = security.session_digest()
+    if owner is None:
+        abort(401)
+    return owner
+
+
+@bp.get("/sources/<int:source_id>/secret")
+def source_secret(source_id: int) -> ResponseReturnValue:
+    """The secret just created or rotated, shown this once; afterwards the page says it was shown."""
+    svc = services()
+    with db() as session:
+        info = ops.get_source(session, svc.settings, source_id)
+    principal = security.current()
+    kept = ops.take_secret_to_show(svc.redis, _owner(), source_id) if principal and principal.is_admin else None
+    secret, created = kept if kept else (None, False)
     return render_template("admin/source_secret.html", source=info, secret=secret, steps=ops.setup_steps(info),
-                           created=True), 201
+                           created=created)
 
 
 @bp.get("/sources/<int:source_id>")
@@ -61,10 +89,16 @@ def set_source_enabled(source_id: int) -> ResponseReturnValue:
 @bp.post("/sources/<int:source_id>/rotate")
 @security.admin_only
 def rotate_source_secret(source_id: int) -> ResponseReturnValue:
-    """Give a source a new secret (shown once); the old one keeps working for the overlap."""
+    """Give a source a new secret (shown once, after a redirect); the old one keeps working for the overlap.
+
+    The form's confirmation box must be ticked: a rotation the vendor side is not told about breaks deliveries
+    once the overlap ends, so it is never done by a stray click.
+    """
+    if request.form.get("confirm") != "yes":
+        raise OperationError("tick the box to confirm the rotation: the vendor side must be given the new secret "
+                             "before the old one stops working")
     hours = form_float("overlap_hours", label="the overlap", low=0, high=ops.MAX_OVERLAP_HOURS)
     with db(write=True) as session:
-        info, secret = ops.rotate_secret(session, services().settings, security.actor(), source_id,
-                                         overlap_hours=hours, secret=request.form.get("secret") or None)
-    return render_template("admin/source_secret.html", source=info, secret=secret, steps=ops.setup_steps(info),
-                           created=False)
+        _info, secret = ops.rotate_secret(session, services().settings, security.actor(), source_id,
+                                          overlap_hours=hours, secret=request.form.get("secret") or None)
+    return _show_secret_next(source_id, secret, created=False)

@@ -1,4 +1,4 @@
-// leadbridge admin: copy buttons and "select all" checkboxes. No framework, no build step.
+// leadbridge admin: copy buttons, "select all" checkboxes, table labels for phones. No framework, no build step.
 (function () {
   "use strict";
 
@@ -39,6 +39,25 @@
     }
     copyText(text.trim(), button);
   });
+
+  // On a phone a table's rows show as blocks of "label: value" lines (table.stack in admin.css). The labels are
+  // the table's own column headings, so no page has to repeat them on every cell; without this script the
+  // tables keep their columns and scroll sideways inside their own box.
+  function labelCells(table) {
+    if (!table.tHead || !table.tHead.rows.length || table.classList.contains("compact")) { return; }
+    var labels = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent.trim(); });
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      Array.prototype.forEach.call(body.rows, function (row) {
+        Array.prototype.forEach.call(row.cells, function (cell, i) {
+          if (labels[i] && cell.colSpan === 1 && !cell.hasAttribute("data-label")) {
+            cell.setAttribute("data-label", labels[i]);
+          }
+        });
+      });
+    });
+    table.classList.add("stack");
+  }
+  document.querySelectorAll("main table").forEach(labelCells);
 
   document.addEventListener("change", function (event) {
     var box = event.target;
