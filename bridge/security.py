@@ -177,6 +177,12 @@ def current() -> Principal | None:
     return g.get("principal")
 
 
+def sees_personal_data() -> bool:
+    """Whether this request may see personal data unmasked in payloads (admins only; viewers see it masked)."""
+    principal = current()
+    return bool(principal and principal.is_admin)
+
+
 def actor() -> str:
     """How the audit log names who made this request."""
     principal = current()

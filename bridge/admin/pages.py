@@ -6,12 +6,13 @@ The pages call the same operations (services) as the JSON API.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -127,3 +128,8 @@ def done(message: str, endpoint: str, **values: Any) -> ResponseReturnValue:
     """Post/Redirect/Get after a change: say what happened on the next page, and send the browser there."""
     flash(message, "info")
     return redirect(url_for(endpoint, **values))
+
+
+def pretty_json(value: Any) -> str:
+    """A payload as the detail pages show it: indented, keys sorted, non-ASCII kept readable."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

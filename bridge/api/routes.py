@@ -160,9 +160,8 @@ def list_inbox(query: s.InboxQuery) -> ResponseReturnValue:
           tag="deliveries", responses={200: (s.InboxEventDetail, "the event"), **READ, **_errors(404)})
 def get_inbox_event(inbox_id: int) -> ResponseReturnValue:
     """Payload, error, attempts and processing history (personal data masked for viewers)."""
-    principal = security.current()
     with _db() as session:
-        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not (principal and principal.is_admin))
+        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not security.sees_personal_data())
     return s.InboxEventDetail.model_validate(view), 200
 
 
@@ -234,10 +233,8 @@ def list_dead_letters(query: s.DeadLetterQuery) -> ResponseReturnValue:
           responses={200: (s.DeadLetterDetail, "the dead letter"), **READ, **_errors(404)})
 def get_dead_letter(letter_id: int) -> ResponseReturnValue:
     """Payload, error and attempts (e-mail addresses masked for viewers)."""
-    principal = security.current()
     with _db() as session:
-        view = dead_letter_ops.get_dead_letter(session, letter_id,
-                                               mask_personal=not (principal and principal.is_admin))
+        view = dead_letter_ops.get_dead_letter(session, letter_id, mask_personal=not security.sees_personal_data())
     return s.DeadLetterDetail.model_validate(view), 200
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from functools import lru_cache
@@ -23,12 +27,14 @@ from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FeatureSch
                             InboxEvent, Lead, Measurement, ModelVersion, OutboxItem, Outcome, ScoreHistory, Source,
                             User)
 from storage.users import create_token, hash_password
+from tests.processes import free_port
 from tests.services import broker_urls
 
 # One encryption key for this test session, shared with every subprocess through the environment, so a secret
 # encrypted by one process is readable by another (and no key file is written into the working directory).
 os.environ.setdefault("LEADBRIDGE_ENCRYPTION_KEY", Fernet.generate_key().decode())
 
+REPO = Path(__file__).resolve().parents[2]
 BROKER_DB = 7  # API tests publish to their own broker database, so no worker consumes what they inspect
 PASSWORD = "correct horse battery staple"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
@@ -148,3 +154,91 @@ def viewer_client(admin_app: Any, make_user: Callable[..., User]) -> Any:
 def page_csrf(client: Any, path: str = "/admin/") -> str:
     """The CSRF token of a logged-in client's session, read from a page."""
     return csrf_of(client.get(path).text)
+
+
+# --- a real web process and a real browser ---------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"`leadbridge web` exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+def serve_web(env: dict[str, str]) -> Iterator[str]:
+    """`leadbridge web` (gunicorn, one process) on a free port with `env`; yields its base URL, stops it after."""
+    port = free_port()
+    env = {**env, "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_WEB_THREADS": "4"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "web"], env=env, cwd=REPO, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base + "/readyz", proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture()
+def web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
+    """`leadbridge web` (gunicorn) on a free port, on the test database, Redis and broker."""
+    yield from serve_web(service_env)
+
+
+@pytest.fixture()
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (Playwright's own browser download does not work offline)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture()
+def browser_page(chromium: Any) -> Iterator[Any]:
+    """A Chromium page at a desktop size."""
+    context = chromium.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot into test-output/admin/."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
+
+
+def browser_log_in(page: Any, base: str, path: str, user: User) -> None:
+    """Open `path`, log in there as `user` (the test password), and wait to land back on it."""
+    page.goto(base + path)
+    page.fill("input[name=email]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button:has-text('Log in')")
+    page.wait_for_url("**" + path)

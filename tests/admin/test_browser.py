@@ -6,11 +6,7 @@ see the audit entry. Screenshots of each page go to test-output/admin/."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,79 +19,12 @@ from cli.users_commands import users
 from core.signatures import hubspot_v3_signature
 from storage.db import Database
 from storage.models import Lead
-from tests.admin.conftest import OUTPUT, PASSWORD
-from tests.processes import free_port
+from tests.admin.conftest import PASSWORD, shot
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 EMAIL = "ops@example.com"
 
 
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"`leadbridge web` exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready within {timeout}s")
-
-
-def serve_web(env: dict[str, str]) -> Iterator[str]:
-    """`leadbridge web` (gunicorn, one process) on a free port with `env`; yields its base URL, stops it after."""
-    port = free_port()
-    env = {**env, "LEADBRIDGE_PORT": str(port), "LEADBRIDGE_WEB_WORKERS": "1", "LEADBRIDGE_WEB_THREADS": "4"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "web"], env=env, cwd=REPO, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base + "/readyz", proc)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture()
-def web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
-    """`leadbridge web` (gunicorn) on a free port, on the test database, Redis and broker."""
-    yield from serve_web(service_env)
-
-
-@pytest.fixture()
-def browser_page() -> Iterator[Any]:
-    """A Chromium page (Debian's browser; Playwright's own download is not used)."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-def shot(page: Any, name: str) -> None:
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(OUTPUT / f"{name}.png"), full_page=True)
 
 
 def signed_hubspot_post(url: str, secret: str, events: list[dict[str, Any]]) -> requests.Response:

@@ -24,8 +24,7 @@ from core.runtime import sqlite_url
 from storage import measurements as m
 from storage.db import Database
 from storage.models import InboxEvent, Lead, Measurement, OutboxItem, ScoreHistory
-from tests.admin.conftest import PASSWORD
-from tests.admin.test_browser import browser_page, shot  # noqa: F401  (browser_page is a fixture)
+from tests.admin.conftest import PASSWORD, shot
 from tests.processes import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +124,7 @@ def _count(session: Any, *where: Any) -> int:
 
 @pytest.mark.slow
 def test_overview_chart_totals_equal_the_database_after_a_minute_of_traffic(product: dict[str, Any],
-                                                                          browser_page: Any) -> None:  # noqa: F811
+                                                                          browser_page: Any) -> None:
     db: Database = product["db"]
     base: str = product["base"]
     started = time.monotonic()

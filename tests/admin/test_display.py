@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +24,7 @@ from services import sources as source_ops
 from services.alerts import RuleInput
 from storage.db import Database
 from storage.models import AuditEntry, Lead, User
-from tests.admin.conftest import PASSWORD, csrf_of, log_in
-from tests.admin.test_browser import browser_page, serve_web, shot  # noqa: F401  (browser_page: a fixture)
+from tests.admin.conftest import PASSWORD, browser_log_in, csrf_of, log_in, shot
 from tests.admin.test_trial_write import hubspot_app  # noqa: F401  (a fixture)
 from tests.crm_ids import with_ids
 
@@ -146,22 +145,10 @@ def test_the_test_write_result_shows_scored_at_as_a_time(hubspot_app: Any, sandb
     assert shown_values(91, "A", ["+ requested a demo"], "m7", scored_at)["scored_at"] == scored_at
 
 
-@pytest.fixture()
-def admin_web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
-    """`leadbridge web` on the test database."""
-    yield from serve_web(service_env)
-
-
 @pytest.mark.slow
-def test_mapping_inputs_show_whole_field_names(admin_web: str, browser_page: Any,  # noqa: F811
-                                               make_user: Callable[..., User]) -> None:
+def test_mapping_inputs_show_whole_field_names(web: str, browser_page: Any, make_user: Callable[..., User]) -> None:
     page = browser_page
-    user = make_user("admin")
-    page.goto(admin_web + "/admin/mappings")
-    page.fill("input[name=email]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url("**/admin/mappings")
+    browser_log_in(page, web, "/admin/mappings", make_user("admin"))
     shot(page, "30-field-mapping")
     inputs = page.locator("input.field-name, form[id^=mapping-] input[name^=field_]")
     assert inputs.count() >= 12  # HubSpot contacts and companies, Salesforce Lead, Contact, Account...

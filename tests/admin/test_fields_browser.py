@@ -13,8 +13,7 @@ from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from services.fields import current_schema
 from storage.db import Database
 from storage.models import User
-from tests.admin.conftest import PASSWORD
-from tests.admin.test_browser import browser_page, serve_web, shot  # noqa: F401  (browser_page: a fixture)
+from tests.admin.conftest import browser_log_in, serve_web, shot
 from tests.admin.test_fields_api import add_properties
 
 
@@ -32,15 +31,10 @@ def overflow(page: Any) -> int:
 
 
 @pytest.mark.slow
-def test_map_a_discovered_property_from_the_fields_page(hubspot_web: str, browser_page: Any,  # noqa: F811
+def test_map_a_discovered_property_from_the_fields_page(hubspot_web: str, browser_page: Any,
                                                         clean_db: Database, make_user: Callable[..., User]) -> None:
     page = browser_page
-    user = make_user("admin")
-    page.goto(hubspot_web + "/admin/fields")
-    page.fill("input[name=email]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button:has-text('Log in')")
-    page.wait_for_url("**/admin/fields")
+    browser_log_in(page, hubspot_web, "/admin/fields", make_user("admin"))
     assert page.locator("header nav a:has-text('Fields')").count() == 1
 
     # The custom property the sandbox CRM holds is listed with its fill rate and suggested kind.

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from storage.models import (Account, AlertRule, AuditEntry, DeadLetter, InboxEve
                             OutboxItem, ScoreHistory, User)
 from storage.sources import create_source
 from tests.admin.conftest import OUTPUT, PASSWORD
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_ARGS, serve_web
 from tests.crm_ids import with_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,27 +217,6 @@ def admin_pages(app: Any, params: dict[str, Any]) -> list[tuple[str, str]]:
     return pages
 
 
-@pytest.fixture()
-def walk_web(service_env: dict[str, str], clean_db: Database) -> Iterator[str]:
-    """`leadbridge web` (gunicorn) on a free port, on the test database and Redis."""
-    yield from serve_web(service_env)
-
-
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    """Debian's Chromium through Playwright (its own download is not used)."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 def shots_dir() -> Path:
     """Where the walk's screenshots go."""
     path = Path(os.environ.get("LEADBRIDGE_WALK_SHOTS") or OUTPUT / "walk")
@@ -291,7 +269,7 @@ def log_in(context: Any, base: str, user: User) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_every_admin_page_at_desktop_and_phone_widths(walk_web: str, browser: Any, admin_app: Any,
+def test_every_admin_page_at_desktop_and_phone_widths(web: str, chromium: Any, admin_app: Any,
                                                       clean_db: Database, redis_url: str,
                                                       make_user: Callable[..., User], tmp_path: Path) -> None:
     params = seed(clean_db, make_redis_client(redis_url), tmp_path / "models")
@@ -301,23 +279,23 @@ def test_every_admin_page_at_desktop_and_phone_widths(walk_web: str, browser: An
     failures: list[str] = []
     seen = 0
 
-    anonymous = browser.new_context()
+    anonymous = chromium.new_context()
     page = anonymous.new_page()
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": HEIGHT[width]})
-        page.goto(walk_web + "/admin/login")
+        page.goto(web + "/admin/login")
         check_page(page, f"logged out {width} px /admin/login", failures)
         page.screenshot(path=str(out / f"anonymous-{width}-login.png"), full_page=True)
     anonymous.close()
 
     for role in ("admin", "viewer"):
-        context = browser.new_context(viewport={"width": WIDTHS[0], "height": HEIGHT[WIDTHS[0]]})
-        page = log_in(context, walk_web, make_user(role))
+        context = chromium.new_context(viewport={"width": WIDTHS[0], "height": HEIGHT[WIDTHS[0]]})
+        page = log_in(context, web, make_user(role))
         for width in WIDTHS:
             page.set_viewport_size({"width": width, "height": HEIGHT[width]})
             for _endpoint, path in pages:
                 label = f"{role} {width} px {path}"
-                response = page.goto(walk_web + path)
+                response = page.goto(web + path)
                 assert response is not None, label
                 allowed = (200,) if role == "admin" else (200, 403)  # viewers are refused the admin-only pages
                 if response.status not in allowed:
@@ -332,11 +310,11 @@ def test_every_admin_page_at_desktop_and_phone_widths(walk_web: str, browser: An
     assert not failures, f"{len(failures)} problem(s) on the admin pages:\n" + "\n".join(failures)
 
     if os.environ.get("LEADBRIDGE_README_SHOTS") == "1":
-        readme_shots(browser, walk_web, make_user("admin", email="revops@example.com"), params, clean_db,
+        readme_shots(chromium, web, make_user("admin", email="revops@example.com"), params, clean_db,
                      make_redis_client(redis_url))
 
 
-def readme_shots(browser: Any, base: str, admin: User, params: dict[str, Any], db: Database, redis: Any) -> None:
+def readme_shots(chromium: Any, base: str, admin: User, params: dict[str, Any], db: Database, redis: Any) -> None:
     """The README's pictures: the overview, a lead, the alert rules (desktop width, top of each page), taken of
     a running installation: workers alive, the walk's deliberately broken rows dealt with."""
     redis.set(HEARTBEAT_KEY, str(time.time()), ex=300)
@@ -345,7 +323,7 @@ def readme_shots(browser: Any, base: str, admin: User, params: dict[str, Any], d
         session.execute(update(InboxEvent).where(InboxEvent.status == "pending").values(status="discarded"))
     target = REPO / "docs" / "screenshots"
     target.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
+    context = chromium.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
     page = log_in(context, base, admin)
     for name, path, height in (("overview", "/admin/", 1440), ("lead", f"/admin/leads/{params['lead_id']}", 1000),
                                ("alert-rules", "/admin/alerts", 720)):

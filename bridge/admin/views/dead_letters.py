@@ -8,7 +8,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin.pages import bp, db
+from bridge.admin.pages import bp, db, pretty_json
 from services import dead_letters as ops
 from bridge.admin.forms import PAGE_SIZE, form_ids, page_args
 from bridge.extensions import services
@@ -34,11 +34,9 @@ def dead_letters() -> ResponseReturnValue:
 @bp.get("/dead-letters/<int:letter_id>")
 def dead_letter(letter_id: int) -> ResponseReturnValue:
     """One dead letter: what the stage was given, the error and the attempts (e-mails masked for viewers)."""
-    principal = security.current()
     with db() as session:
-        view = ops.get_dead_letter(session, letter_id, mask_personal=not (principal and principal.is_admin))
-    return render_template("admin/dead_letter.html", d=view,
-                           payload=json.dumps(view.payload, indent=2, ensure_ascii=False, sort_keys=True))
+        view = ops.get_dead_letter(session, letter_id, mask_personal=not security.sees_personal_data())
+    return render_template("admin/dead_letter.html", d=view, payload=pretty_json(view.payload))
 
 
 def _ids() -> list[int]:

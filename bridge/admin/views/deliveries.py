@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
-from bridge.admin.pages import bp, db, done
+from bridge.admin.pages import bp, db, done, pretty_json
 from services import deliveries as ops
 from services import inbox as inbox_ops
 from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
@@ -81,11 +81,9 @@ def replay_outbox() -> ResponseReturnValue:
 @bp.get("/deliveries/inbox/<int:inbox_id>")
 def inbox_event(inbox_id: int) -> ResponseReturnValue:
     """One received event: payload, error, attempts and what happened to it (personal data masked for viewers)."""
-    principal = security.current()
     with db() as session:
-        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not (principal and principal.is_admin))
-    return render_template("admin/inbox_event.html", e=view,
-                           payload=json.dumps(view.payload, indent=2, ensure_ascii=False, sort_keys=True))
+        view = inbox_ops.get_inbox_event(session, inbox_id, mask_personal=not security.sees_personal_data())
+    return render_template("admin/inbox_event.html", e=view, payload=pretty_json(view.payload))
 
 
 @bp.post("/deliveries/inbox/<int:inbox_id>/retry")
