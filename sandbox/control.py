@@ -10,9 +10,10 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 FAULT_KINDS = ("status", "slow", "drop")
+S = TypeVar("S")  # what a rate limit keeps per key
 
 
 class FaultSpecError(ValueError):
@@ -112,20 +113,32 @@ class FaultInjector:
             self._faults.clear()
 
 
-class SlidingWindowLimiter:
+class _PerKeyLimit(Generic[S]):
+    """A vendor rate limit's state per key (a token, a channel), shared by request threads."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, S] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Forget every key's state: each starts again with its full allowance."""
+        with self._lock:
+            self._state.clear()
+
+
+class SlidingWindowLimiter(_PerKeyLimit[deque[float]]):
     """A rolling-window request counter per key (HubSpot counts per token over a rolling 10 s)."""
 
     def __init__(self, max_requests: int, window_seconds: float) -> None:
+        super().__init__()
         self.max_requests = max_requests
         self.window = window_seconds
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def hit(self, key: str, now: float | None = None) -> tuple[bool, int, float]:
         """Count one request; returns (allowed, remaining, seconds until a slot frees up)."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            q = self._hits.setdefault(key, deque())
+            q = self._state.setdefault(key, deque())
             while q and now - q[0] >= self.window:
                 q.popleft()
             if len(q) >= self.max_requests:
@@ -133,20 +146,14 @@ class SlidingWindowLimiter:
             q.append(now)
             return True, self.max_requests - len(q), 0.0
 
-    def reset(self) -> None:
-        """Forget every counted request."""
-        with self._lock:
-            self._hits.clear()
 
-
-class TokenBucket:
+class TokenBucket(_PerKeyLimit[tuple[float, float]]):
     """A token bucket per key: `rate` tokens a second up to `burst` (Slack's ~1 msg/s with short bursts)."""
 
     def __init__(self, rate: float, burst: int) -> None:
+        super().__init__()
         self.rate = rate
         self.burst = burst
-        self._state: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
 
     def take(self, key: str, now: float | None = None) -> tuple[bool, float]:
         """Take one token; returns (allowed, seconds until the next token)."""
@@ -159,11 +166,6 @@ class TokenBucket:
                 return True, 0.0
             self._state[key] = (tokens, now)
             return False, (1.0 - tokens) / self.rate
-
-    def reset(self) -> None:
-        """Refill every bucket."""
-        with self._lock:
-            self._state.clear()
 
 
 def retry_after_header(seconds: float) -> str:

@@ -280,8 +280,8 @@ class SeriesBin:
     written: int = 0
     backlog: int | None = None  # the largest sample
     write_backlog: int | None = None
-    ingest: Percentiles = Percentiles(0)  # webhook received -> processed
-    write: Percentiles = Percentiles(0)  # score created -> CRM acknowledged
+    ingest_latency: Percentiles = Percentiles(0)  # webhook received -> processed
+    write_latency: Percentiles = Percentiles(0)  # score created -> CRM acknowledged
     recorded: bool = False  # False: no measurement in this bar (beat was not running)
 
 
@@ -300,9 +300,9 @@ class Series:
     backlog_peak: int | None
     backlog_last: int | None
     write_backlog_peak: int | None
-    ingest: Percentiles
-    write: Percentiles
-    rows: int  # measurements in the window
+    ingest_latency: Percentiles
+    write_latency: Percentiles
+    measurements: int  # stored measurements (30-second or hour rows) in the window
 
 
 def _histogram_percentiles(counts: list[int]) -> Percentiles:
@@ -346,8 +346,8 @@ def measurement_series(session: Session, range_name: str = "hour", now: datetime
         range=name, start=start, end=end, bin_seconds=width, bins=bins, received=total["received"],
         processed=total["processed"], written=total["written"], backlog_peak=total["backlog"],
         backlog_last=sampled[-1] if sampled else None, write_backlog_peak=total["write_backlog"],
-        ingest=_histogram_percentiles(total["ingest_latency"]), write=_histogram_percentiles(total["write_latency"]),
-        rows=len(rows),
+        ingest_latency=_histogram_percentiles(total["ingest_latency"]),
+        write_latency=_histogram_percentiles(total["write_latency"]), measurements=len(rows),
     )
 
 

@@ -541,14 +541,10 @@ def overview() -> ResponseReturnValue:
         generated_at=view.generated_at,
         events_per_minute=[s.MinuteCount(minute=m, count=c) for m, c in view.events_per_minute],
         events_last_minute=view.events_last_minute,
-        latency={k: s.PercentilesOut.model_validate(v.__dict__) for k, v in view.latency.items()},
+        latency={k: s.PercentilesOut.model_validate(v) for k, v in view.latency.items()},
         backlog=view.backlog, queues=view.queues, crm_budget=view.crm_budget, checks=view.checks,
         failing=view.failing,
     ), 200
-
-
-def _percentiles(p: overview_ops.Percentiles) -> s.PercentilesOut:
-    return s.PercentilesOut.model_validate(p.__dict__)
 
 
 @endpoint("/overview/series", "GET", summary="Measurements over a range", tag="overview", query=s.SeriesQuery,
@@ -557,17 +553,7 @@ def overview_series(query: s.SeriesQuery) -> ResponseReturnValue:
     """The overview's time charts: what beat measured every 30 s (hours once downsampled) over the range."""
     with _db() as session:
         series = overview_ops.measurement_series(session, query.range)
-    return s.SeriesOut(
-        range=series.range, start=series.start, end=series.end, bin_seconds=series.bin_seconds,
-        received=series.received, processed=series.processed, written=series.written,
-        backlog_peak=series.backlog_peak, backlog_last=series.backlog_last,
-        write_backlog_peak=series.write_backlog_peak, ingest_latency=_percentiles(series.ingest),
-        write_latency=_percentiles(series.write), measurements=series.rows,
-        bins=[s.SeriesBinOut(start=b.start, recorded=b.recorded, received=b.received, processed=b.processed,
-                             written=b.written, backlog=b.backlog, write_backlog=b.write_backlog,
-                             ingest_latency=_percentiles(b.ingest), write_latency=_percentiles(b.write))
-              for b in series.bins],
-    ), 200
+    return s.SeriesOut.model_validate(series), 200
 
 
 @endpoint("/overview/leads", "GET", summary="Score distribution, grade mix and top reasons", tag="overview",

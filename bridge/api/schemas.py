@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from core.feature_schema import FieldKind
+from services.inbox import HistoryEntry, InboxEventView
 from services.leads import ScoreMove
+from services.overview import Percentiles, Series, SeriesBin
 from services.sources import SourceInfo
 
 # Single-line text: no control characters (PostgreSQL refuses NUL, and none belong in a name).
@@ -24,6 +26,7 @@ Grade = Literal["A", "B", "C", "D", "E", "F"]
 Role = Literal["admin", "viewer"]
 ModelKind = Literal["lead", "csv"]
 Output = Literal["score", "grade", "reasons", "tier", "model_version", "scored_at"]
+ChartRange = Literal["hour", "day", "week"]  # services.overview.RANGES
 
 
 class Body(BaseModel):
@@ -38,12 +41,18 @@ class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def _out_of(name: str, record: type, doc: str, *, drop: tuple[str, ...] = (), **extra: Any) -> Any:
-    """A response model with the fields of a service dataclass (kept in step), less `drop`, plus `extra`."""
+def _out_of(name: str, record: type, doc: str, *, drop: tuple[str, ...] = (),
+            describe: Mapping[str, str] | None = None, **extra: Any) -> Any:
+    """A response model with the fields of a service dataclass (kept in step), less `drop`, plus `extra`.
+
+    A name in `extra` that the dataclass has keeps its place and takes the new type (e.g. the response model of a
+    nested dataclass); `describe` gives fields their OpenAPI descriptions. Every field is required in the response.
+    """
     hints = get_type_hints(record)
-    fields: dict[str, Any] = {f.name: (hints[f.name], ...) for f in dataclasses.fields(record)
-                              if f.name not in drop}
-    fields.update((key, (kind, ...)) for key, kind in extra.items())
+    kinds: dict[str, Any] = {f.name: hints[f.name] for f in dataclasses.fields(record) if f.name not in drop}
+    kinds.update(extra)
+    notes = describe or {}
+    fields = {key: (kind, Field(..., description=notes.get(key))) for key, kind in kinds.items()}
     return create_model(name, __base__=Out, __doc__=doc, **fields)
 
 
@@ -136,37 +145,15 @@ class InboxPage(Out):
     offset: int
 
 
-class InboxHistoryOut(Out):
-    """One step in an inbox row's life."""
-
-    at: datetime
-    what: str
-    by: str | None = Field(description="who did it; null: the pipeline")
-
-
-class InboxEventDetail(Out):
-    """One received event opened: payload (secrets scrubbed; e-mails, names, phones and addresses masked for
-    viewers), error, attempts and processing history."""
-
-    id: int
-    source_id: int | None
-    source_name: str | None
-    crm: str
-    object_type: str
-    object_id: str
-    event_type: str
-    status: str
-    attempts: int
-    error: str | None
-    occurred_at: datetime
-    received_at: datetime
-    enqueued_at: datetime | None
-    processed_at: datetime | None
-    lead_id: int | None = Field(description="the lead the event's record or e-mail belongs to now, if any")
-    payload: dict[str, Any]
-    history: list[InboxHistoryOut]
-    dead_letter_ids: list[int]
-    can_discard: bool = Field(description="only pending, failed and dead rows can be discarded")
+InboxHistoryOut = _out_of("InboxHistoryOut", HistoryEntry, "One step in an inbox row's life.",
+                          describe={"by": "who did it; null: the pipeline"})
+InboxEventDetail = _out_of(
+    "InboxEventDetail", InboxEventView,
+    "One received event opened: payload (secrets scrubbed; e-mails, names, phones and addresses masked for "
+    "viewers), error, attempts and processing history.",
+    describe={"lead_id": "the lead the event's record or e-mail belongs to now, if any",
+              "can_discard": "only pending, failed and dead rows can be discarded"},
+    history=list[InboxHistoryOut])
 
 
 class InboxRetryResult(Out):
@@ -705,13 +692,7 @@ class MinuteCount(Out):
     count: int
 
 
-class PercentilesOut(Out):
-    """Latency percentiles in seconds."""
-
-    count: int
-    p50: float | None
-    p95: float | None
-    p99: float | None
+PercentilesOut = _out_of("PercentilesOut", Percentiles, "Latency percentiles in seconds.")
 
 
 class OverviewOut(Out):
@@ -731,41 +712,24 @@ class OverviewOut(Out):
 class SeriesQuery(Body):
     """Which range of the stored measurements to return."""
 
-    range: Literal["hour", "day", "week"] = Field(
+    range: ChartRange = Field(
         "hour", description="the last hour (30-second bars), day (10-minute bars) or week (hour bars)")
 
 
-class SeriesBinOut(Out):
-    """One bar: the measurements that started in [start, start + bin_seconds)."""
-
-    start: datetime
-    recorded: bool = Field(description="false when nothing was measured in this bar (beat was not running)")
-    received: int
-    processed: int
-    written: int = Field(description="CRM records whose write the CRM accepted")
-    backlog: int | None = Field(description="the most inbox events seen waiting")
-    write_backlog: int | None = Field(description="the most leads seen waiting for a CRM write")
-    ingest_latency: PercentilesOut = Field(description="webhook received to processed, seconds")
-    write_latency: PercentilesOut = Field(description="score created to the CRM's acknowledgement, seconds")
-
-
-class SeriesOut(Out):
-    """The overview's time charts: the measurements of a range in bars, and the window's totals."""
-
-    range: Literal["hour", "day", "week"]
-    start: datetime
-    end: datetime = Field(description="the end of the newest period measured")
-    bin_seconds: int
-    received: int
-    processed: int
-    written: int
-    backlog_peak: int | None
-    backlog_last: int | None
-    write_backlog_peak: int | None
-    ingest_latency: PercentilesOut
-    write_latency: PercentilesOut
-    measurements: int = Field(description="stored measurements (30-second or hour rows) in the window")
-    bins: list[SeriesBinOut]
+SeriesBinOut = _out_of(
+    "SeriesBinOut", SeriesBin, "One bar: the measurements that started in [start, start + bin_seconds).",
+    describe={"recorded": "false when nothing was measured in this bar (beat was not running)",
+              "written": "CRM records whose write the CRM accepted",
+              "backlog": "the most inbox events seen waiting",
+              "write_backlog": "the most leads seen waiting for a CRM write",
+              "ingest_latency": "webhook received to processed, seconds",
+              "write_latency": "score created to the CRM's acknowledgement, seconds"},
+    ingest_latency=PercentilesOut, write_latency=PercentilesOut)
+SeriesOut = _out_of(
+    "SeriesOut", Series, "The overview's time charts: the measurements of a range in bars, and the window's totals.",
+    describe={"end": "the end of the newest period measured",
+              "measurements": "stored measurements (30-second or hour rows) in the window"},
+    range=ChartRange, bins=list[SeriesBinOut], ingest_latency=PercentilesOut, write_latency=PercentilesOut)
 
 
 class ScoreBand(Out):
