@@ -77,6 +77,14 @@ OUTCOMES_SINCE_KEY = PREFIX + "learning:outcomes_since:{crm}"
 RETRAIN_LOCK_KEY = PREFIX + "learning:retrain_lock"
 # Marker that a drift report already asked for a retrain (tasks.learning); expires.
 DRIFT_RETRAIN_KEY = PREFIX + "learning:drift_retrain"
+# The online learner's snapshot that scorers blend with the champion, and its weight, as JSON
+# {"version", "weight"}; absent while the champion serves alone. The learner (tasks.online_learning) re-publishes
+# it on every run, so a Redis that lost it serves the champion alone for one run at most.
+ONLINE_SERVING_KEY = PREFIX + "model:online"
+# Lock held by the one running online-learning pass (tasks.online_learning).
+ONLINE_LOCK_KEY = PREFIX + "learning:online_lock"
+# Marker that an ADWIN change already asked for a retrain (tasks.online_learning); expires.
+ADWIN_RETRAIN_KEY = PREFIX + "learning:adwin_retrain"
 
 # --- alerts -----------------------------------------------------------------------------------------
 # Cooldown of one alert rule for one lead (tasks.alerts); expires after the rule's cooldown.

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     learning_retrain_on_drift: bool = True
     learning_retrain_every_hours: float = Field(168, gt=0, description="scheduled retraining interval")
     learning_drift_retrain_cooldown_hours: float = Field(24, ge=0, description="minimum gap between drift retrains")
+    learning_online: bool = Field(True, description="learn an online challenger (River) from each matured outcome")
+    learning_online_model: Literal["arf", "hat"] = Field(
+        "arf", description="the online challenger: arf (Adaptive Random Forest) or hat (Hoeffding Adaptive Tree)")
+    learning_online_blend_weight: float = Field(
+        0.5, ge=0, le=1, description="weight of the online model's log-odds when the blend serves")
+    learning_online_gate_labels: int = Field(
+        500, ge=100, description="newest matured labels on which the gate compares champion and blend")
+    learning_adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN's confidence on the live error stream")
+    learning_adwin_retrain: bool = Field(True, description="retrain when ADWIN detects a change in the live error")
 
     # Sandbox mode (`leadbridge run` without CRM credentials)
     sandbox_port: int = Field(8765, ge=1, le=65535, description="port of the sandbox CRM started by `run`")

@@ -17,7 +17,7 @@ The model is loaded once by the caller and passed in; nothing here reads files o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -163,9 +163,17 @@ class Scorer:
         min_outcomes: int = DEFAULT_MIN_OUTCOMES,
         min_positives: int = DEFAULT_MIN_POSITIVES,
         mode: Mode = "probability",
+        online: Any = None,
+        online_weight: float = 0.0,
+        online_version: str = "online",
     ) -> None:
         self.rules = rules
         self.mode = mode
+        # The online challenger (scoring.online.OnlineModel) while its blend with the model serves: the
+        # probability blends the two on log-odds; grade and reasons stay the model's.
+        self.online = online
+        self.online_weight = online_weight
+        self.online_version = online_version
         self.model: ModelBundle | None = None
         if model is not None:
             outcomes = model.metadata.get("outcomes", {})
@@ -175,6 +183,27 @@ class Scorer:
                 self.model = model
 
     @property
+    def blending(self) -> bool:
+        """True while the online challenger's blend with the model serves."""
+        return self.model is not None and self.online is not None and self.online_weight > 0
+
+    @property
+    def version(self) -> str:
+        """What produced the scores: the model's version, plus the online snapshot's while the blend serves."""
+        if self.model is None:
+            return f"rules:{self.rules.name}"
+        if self.blending:
+            return f"{self.model.version}+{self.online_version}"[:64]
+        return self.model.version
+
+    def blend(self, probabilities: Sequence[float], vectors: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The model's probabilities blended with the online challenger's on the same vectors."""
+        from scoring.online import blend
+
+        return np.array([blend(float(p), self.online.predict_proba(v), self.online_weight)
+                         for p, v in zip(probabilities, vectors)], dtype=float)
+
+    @property
     def using_rules(self) -> bool:
         """True while the cold-start rules serve."""
         return self.model is None
@@ -182,7 +211,12 @@ class Scorer:
     def score(self, features: Mapping[str, Any], *, feature_time: datetime | None = None) -> Score:
         """Score one lead with the model, or with the rules during cold start (graded by their fit points)."""
         if self.model is not None:
-            return score(features, self.model, feature_time=feature_time, mode=self.mode)
+            result = score(features, self.model, feature_time=feature_time, mode=self.mode)
+            if self.blending:
+                p = self.blend([result.probability], [features])[0]
+                result = replace(result, probability=p, value=int(to_value(p, self.model, self.mode)),
+                                 model_version=self.version)
+            return result
         value, reasons = self.rules.score_row(features)
         return Score(
             value=value,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -339,3 +340,51 @@ class Measurement(Base):
     write_backlog: Mapped[int | None] = mapped_column(Integer)  # leads waiting for a CRM write when sampled
     ingest_latency: Mapped[list[Any]] = mapped_column(JSON, default=list)  # webhook received -> processed
     write_latency: Mapped[list[Any]] = mapped_column(JSON, default=list)  # score created -> CRM acknowledged
+
+
+class PrequentialScore(Base):
+    """One matured outcome as a model predicted it before learning from it (live test-then-train).
+
+    `model` is champion (the XGBoost score the lead had at its decision time), online (the River learner
+    just before it learned the label) or blend (the two on log-odds). The online learner's cursor: a label
+    with an `online` row has been learned.
+    """
+
+    __tablename__ = "prequential_scores"
+    __table_args__ = (UniqueConstraint("lead_id", "model", name="uq_prequential_scores_lead_model"),
+                      Index("ix_prequential_scores_model_labelled", "model", "labelled_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(20))  # champion | online | blend
+    model_version: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    won: Mapped[bool] = mapped_column(Boolean)
+    decision_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    labelled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class OnlineSnapshot(Base):
+    """A saved state of the online learner (an HMAC-authenticated pickle); scorers load the serving one."""
+
+    __tablename__ = "online_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # arf | hat
+    schema_version: Mapped[str | None] = mapped_column(String(64))
+    learned: Mapped[int] = mapped_column(Integer, default=0)
+    positives: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class ModelEvent(Base):
+    """What happened to the models, in time: drift checks (PSI per feature), ADWIN changes, retrainings,
+    the online model's promotions and rebuilds. The admin's drift chart marks them."""
+
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # drift_check | adwin_change | retrain | online_serving | online_rebuilt
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

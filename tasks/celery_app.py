@@ -10,7 +10,7 @@ from tasks.config import CeleryConfig
 
 # Modules whose tasks every worker registers.
 TASK_MODULES = ["tasks.system", "tasks.ingest", "tasks.score", "tasks.writeback", "tasks.alerts", "tasks.maintenance",
-                "tasks.learning"]
+                "tasks.learning", "tasks.online_learning"]
 
 
 def create_celery(settings: Settings | None = None, urls: ServiceUrls | None = None) -> Celery:
@@ -24,21 +24,27 @@ def create_celery(settings: Settings | None = None, urls: ServiceUrls | None = N
     return app
 
 
+# Periodic work run by `leadbridge beat`: (entry name, task, every N seconds).
+PERIODIC: tuple[tuple[str, str, float], ...] = (
+    ("heartbeat", "tasks.system.heartbeat", 30.0),
+    ("sweep-inbox", "tasks.maintenance.sweep_inbox", 15.0),
+    ("flush-writebacks", "tasks.maintenance.flush_writebacks", 30.0),
+    ("rescore-decayed", "tasks.maintenance.rescore_decayed", 600.0),
+    ("purge-old-events", "tasks.maintenance.purge_old_events", 3600.0),
+    # The overview's charts: a row per 30 s, merged into hour rows (and expired) hourly.
+    ("record-measurements", "tasks.maintenance.record_measurements", 30.0),
+    ("downsample-measurements", "tasks.maintenance.downsample_measurements", 3600.0),
+    # Learning loop: the retrain task decides itself whether it is due (LearningConfig.retrain_every_hours).
+    ("collect-outcomes", "tasks.learning.collect_outcomes", 900.0),
+    ("retrain-if-due", "tasks.learning.retrain", 3600.0),
+    ("check-drift", "tasks.learning.check_drift", 3600.0),
+    ("score-accounts", "tasks.learning.score_accounts", 1800.0),
+    ("sync-champion", "tasks.learning.sync_champion", 60.0),
+    # The online challenger learns each matured outcome (test first), the gate and ADWIN run on its records.
+    ("learn-online", "tasks.online_learning.learn_online", 300.0),
+)
+
+
 def beat_schedule() -> dict[str, dict[str, object]]:
-    """Periodic work run by `leadbridge beat`."""
-    return {
-        "heartbeat": {"task": "tasks.system.heartbeat", "schedule": 30.0},
-        "sweep-inbox": {"task": "tasks.maintenance.sweep_inbox", "schedule": 15.0},
-        "flush-writebacks": {"task": "tasks.maintenance.flush_writebacks", "schedule": 30.0},
-        "rescore-decayed": {"task": "tasks.maintenance.rescore_decayed", "schedule": 600.0},
-        "purge-old-events": {"task": "tasks.maintenance.purge_old_events", "schedule": 3600.0},
-        # The overview's charts: a row per 30 s, merged into hour rows (and expired) hourly.
-        "record-measurements": {"task": "tasks.maintenance.record_measurements", "schedule": 30.0},
-        "downsample-measurements": {"task": "tasks.maintenance.downsample_measurements", "schedule": 3600.0},
-        # Learning loop: the retrain task decides itself whether it is due (LearningConfig.retrain_every_hours).
-        "collect-outcomes": {"task": "tasks.learning.collect_outcomes", "schedule": 900.0},
-        "retrain-if-due": {"task": "tasks.learning.retrain", "schedule": 3600.0},
-        "check-drift": {"task": "tasks.learning.check_drift", "schedule": 3600.0},
-        "score-accounts": {"task": "tasks.learning.score_accounts", "schedule": 1800.0},
-        "sync-champion": {"task": "tasks.learning.sync_champion", "schedule": 60.0},
-    }
+    """Periodic work run by `leadbridge beat` (Celery's beat_schedule shape)."""
+    return {name: {"task": task, "schedule": every} for name, task, every in PERIODIC}

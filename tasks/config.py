@@ -16,6 +16,7 @@ TASK_ROUTES = {
     "tasks.writeback.*": {"queue": "writeback"},
     "tasks.alerts.*": {"queue": "alerts"},
     "tasks.learning.*": {"queue": "learning"},
+    "tasks.online_learning.*": {"queue": "learning"},
     "tasks.maintenance.*": {"queue": "learning"},
     "tasks.system.*": {"queue": "learning"},
 }

@@ -58,6 +58,13 @@ class LearningConfig:
     min_outcomes: int = 500
     min_positives: int = 50
     models_dir: Path = Path(".leadbridge/models")
+    # The online challenger and ADWIN (tasks.online_learning)
+    online: bool = True
+    online_model: str = "arf"
+    online_blend_weight: float = 0.5
+    online_gate_labels: int = 500
+    adwin_delta: float = 0.002
+    adwin_retrain: bool = True
 
     # Settings field -> config field; read with getattr so the loop runs before Settings declares them.
     SETTINGS: ClassVar[dict[str, str]] = {
@@ -67,6 +74,9 @@ class LearningConfig:
         "learning_retrain_on_drift": "retrain_on_drift", "learning_retrain_every_hours": "retrain_every_hours",
         "learning_drift_retrain_cooldown_hours": "drift_retrain_cooldown_hours",
         "min_outcomes": "min_outcomes", "min_positives": "min_positives",
+        "learning_online": "online", "learning_online_model": "online_model",
+        "learning_online_blend_weight": "online_blend_weight", "learning_online_gate_labels": "online_gate_labels",
+        "learning_adwin_delta": "adwin_delta", "learning_adwin_retrain": "adwin_retrain",
     }
 
     @classmethod
@@ -210,8 +220,12 @@ def retrain_from_events(
     promote: bool = True,
     seed: int = 0,
     progress: Callable[[str, int, int | None], None] | None = None,
+    window_start: datetime | None = None,
 ) -> RetrainResult:
-    """Train a challenger from stored events and outcomes, record it, and promote it if it wins."""
+    """Train a challenger from stored events and outcomes, record it, and promote it if it wins.
+
+    `window_start` (ADWIN's window) keeps only labels decided from then on, when enough of both classes remain.
+    """
     from scoring.champion import train_challenger
     from scoring.dataset import label_counts
     from scoring.model import BundleError, ModelBundle
@@ -230,6 +244,7 @@ def retrain_from_events(
         current = champion(session, "lead")
         champion_path = current.path if current is not None else None
         champion_version = current.version if current is not None else None
+    window_note = _restrict_window(data, window_start) if window_start is not None else None
     counts = label_counts(data.labels)
     base = RetrainResult(status="skipped", reason="", labelled=counts["labelled"], positives=counts["positives"])
     if counts["labelled"] < MIN_TRAINING_LABELS or not counts["positives"] or not counts["negatives"]:
@@ -278,7 +293,7 @@ def retrain_from_events(
                      "holdout_rows": len(result.y_holdout), "events": data.events,
                      "leads_seen": data.leads_seen, "maturity_days": config.maturity_days,
                      "dropped_for_retention": data.dropped_for_retention,
-                     "decision_gap_hours": config.decision_gap_hours},
+                     "decision_gap_hours": config.decision_gap_hours, "window": window_note},
         "dropped_columns": experiment.dropped,
     }
     with db.session(write=True) as session:
@@ -286,6 +301,12 @@ def retrain_from_events(
                            labelled_outcomes=counts["labelled"], window=(data.window_start, data.window_end))
         if will_promote:
             promote_in_session(session, row.version, actor, how=f"auto:{reason}")
+        from storage.prequential import record_event
+
+        record_event(session, "retrain", {"reason": reason, "promoted": will_promote, "labelled": counts["labelled"],
+                                          "window_start": data.window_start.isoformat() if data.window_start else None,
+                                          "window": window_note, "outcome": why[:300]},
+                     model_version=row.version, at=now)
     if will_promote:
         set_champion_key(redis, registered["version"])
     from scoring.training import report_of
@@ -297,6 +318,26 @@ def retrain_from_events(
         report={**report_of(experiment), "champion_comparison": metrics["champion_comparison"],
                 "training": metrics["training"]},
     )
+
+
+def _restrict_window(data: Any, start: datetime) -> dict[str, Any]:
+    """Keep only the labels decided at or after `start` in `data` (frame and labels), when at least
+    MIN_TRAINING_LABELS with both classes remain; say what was done."""
+    from scoring.training_set import DECISION_COLUMN
+
+    kept = [label for label in data.labels if label.decision_time >= start]
+    won = sum(1 for label in kept if label.won)
+    note: dict[str, Any] = {"start": start.isoformat(), "labels_in_window": len(kept), "labels_total": len(data.labels)}
+    if len(kept) < MIN_TRAINING_LABELS or not won or won == len(kept):
+        note["applied"] = False
+        note["why"] = f"only {len(kept)} labels ({won} won) in the window; trained on all {len(data.labels)}"
+        return note
+    times = data.frame[DECISION_COLUMN].map(lambda v: datetime.fromisoformat(str(v)))
+    data.frame = data.frame[(times >= start).to_numpy()].reset_index(drop=True)
+    data.labels = kept
+    data.window_start = min(label.decision_time for label in kept)
+    note["applied"] = True
+    return note
 
 
 def retrain_due(db: Database, config: LearningConfig, now: datetime | None = None) -> bool:
@@ -312,8 +353,11 @@ def retrain_due(db: Database, config: LearningConfig, now: datetime | None = Non
 
 
 @shared_task(name="tasks.learning.retrain", ignore_result=True, soft_time_limit=1500, time_limit=1800)
-def retrain(reason: str = "schedule", force: bool = False) -> dict[str, Any]:
-    """Beat (hourly check) and drift: retrain when due; one run at a time across all workers."""
+def retrain(reason: str = "schedule", force: bool = False, window_start: str | None = None) -> dict[str, Any]:
+    """Beat (hourly check), drift and ADWIN: retrain when due; one run at a time across all workers.
+
+    `window_start` (ISO time, from ADWIN) limits training to labels decided since then.
+    """
     res = resources()
     config = config_of(res)
     if not force and reason == "schedule" and not retrain_due(res.db, config):
@@ -322,7 +366,9 @@ def retrain(reason: str = "schedule", force: bool = False) -> dict[str, Any]:
     if not res.redis.set(RETRAIN_LOCK_KEY, token, nx=True, ex=1900):
         return {"status": "skipped", "reason": "another retraining is running"}
     try:
-        result = retrain_from_events(res.db, res.redis, config, reason=reason, actor=f"beat:{reason}")
+        start = datetime.fromisoformat(window_start) if window_start else None
+        result = retrain_from_events(res.db, res.redis, config, reason=reason, actor=f"beat:{reason}",
+                                     window_start=start)
     finally:
         if (res.redis.get(RETRAIN_LOCK_KEY) or b"").decode() == token:
             res.redis.delete(RETRAIN_LOCK_KEY)
@@ -393,6 +439,11 @@ def check_drift_now(db: Database, redis: Any, store: Any, config: LearningConfig
         payload["note"] = f"only {len(rows)} leads in the live window; need {MIN_DRIFT_ROWS} for a drift check"
     with db.session(write=True) as session:
         store_drift_report(session, version, payload)
+        from storage.prequential import record_event
+
+        record_event(session, "drift_check", {"features": payload.get("features") or {}, "score": payload.get("score"),
+                                              "alert": bool(report.alert), "live_rows": report.live_rows,
+                                              "threshold": report.threshold}, model_version=version, at=now)
         if report.alert:
             record(session, actor=actor, action="model.drift_alert", target=f"model:{version}",
                    after={"drifted": report.drifted[:10], "threshold": report.threshold,

@@ -9,12 +9,15 @@ champion the schema in force cannot feed is refused and the rules serve instead.
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from hashlib import sha256
 from typing import Any
 
 import redis
@@ -25,7 +28,7 @@ from connectors.base import CrmConnector
 from connectors.registry import build_connector
 from core.gc_tuning import settle_heap
 from core.feature_schema import FeatureSchema, serving_problems
-from core.keys import CHAMPION_KEY, FEATURE_SCHEMA_KEY
+from core.keys import CHAMPION_KEY, FEATURE_SCHEMA_KEY, ONLINE_SERVING_KEY
 from core.runtime import ServiceUrls, redis_client, service_urls
 from core.settings import Settings, load_settings
 from storage.db import Database
@@ -45,7 +48,8 @@ class Resources:
     db: Database
     redis: redis.Redis
     _scorer: Any = None
-    _scorer_version: tuple[str | None, int] | None = None
+    _scorer_version: tuple[str | None, int, str | None] | None = None
+    _online: tuple[str, Any] | None = None  # (snapshot version, OnlineModel) last loaded
     _schema: FeatureSchema | None = None
     _schema_published: int | None = None  # the published version when `_schema` was read
     _schema_read: float = -1e9
@@ -89,18 +93,58 @@ class Resources:
         """The scorer for the current champion (or the cold-start rules when there is none)."""
         from scoring.scorer import Scorer
 
-        raw = self.redis.get(CHAMPION_KEY)
+        raw, online_raw = self.redis.mget(CHAMPION_KEY, ONLINE_SERVING_KEY)  # one round trip per batch
         wanted = raw.decode() if raw else None
+        online = online_raw.decode() if online_raw else None
         schema = self.schema()
         with self._lock:
-            if self._scorer is None or (wanted, schema.version) != self._scorer_version:
+            if self._scorer is None or (wanted, schema.version, online) != self._scorer_version:
                 bundle = self._load_champion(wanted, schema)
+                model, weight = self._load_online(online, schema) if bundle is not None else (None, 0.0)
                 self._scorer = Scorer(bundle, min_outcomes=self.settings.min_outcomes,
-                                      min_positives=self.settings.min_positives, mode=self.settings.score_mode)
-                self._scorer_version = (wanted, schema.version)
+                                      min_positives=self.settings.min_positives, mode=self.settings.score_mode,
+                                      online=model, online_weight=weight,
+                                      online_version=self._online[0] if model is not None and self._online else "")
+                self._scorer_version = (wanted, schema.version, online)
                 log.info("model.loaded", extra={"version": bundle.version if bundle is not None else "rules",
-                                                "schema": schema.version})
+                                                "schema": schema.version,
+                                                "online": self._online[0] if model is not None and self._online else None})
             return self._scorer
+
+    def online_key(self) -> bytes:
+        """The HMAC key of online-learner snapshots, derived from the installation's secret key (never stored)."""
+        return hmac.new(self.settings.resolved_secret_key().encode(), b"leadbridge online model snapshot v1",
+                        sha256).digest()
+
+    def _load_online(self, published: str | None, schema: FeatureSchema) -> tuple[Any, float]:
+        """The online snapshot the learner published for blending, and its weight; (None, 0) when none serves
+        or it cannot be used (unreadable, or learned on another feature schema)."""
+        if not published:
+            return None, 0.0
+        from scoring.online import OnlineModelError, OnlineModel
+        from storage.prequential import snapshot_named
+
+        try:
+            spec = json.loads(published)
+            version, weight = str(spec["version"]), float(spec["weight"])
+        except (ValueError, KeyError, TypeError):
+            log.error("model.online_key_unreadable")
+            return None, 0.0
+        if self._online is None or self._online[0] != version:
+            with self.db.session() as session:
+                row = snapshot_named(session, version)
+                state = row.state if row is not None else None
+            if state is None:
+                return None, 0.0
+            try:
+                self._online = (version, OnlineModel.from_bytes(state, self.online_key()))
+            except OnlineModelError as exc:
+                log.error("model.online_unreadable", extra={"version": version, "error": str(exc)[:200]})
+                return None, 0.0
+        model = self._online[1]
+        if model.schema_version != schema.version:
+            return None, 0.0  # learned on other features: the learner rebuilds it on its next pass
+        return model, weight
 
     def _load_champion(self, version: str | None, schema: FeatureSchema) -> Any:
         from scoring.model import ModelBundle

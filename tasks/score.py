@@ -18,7 +18,7 @@ from connectors.registry import PROVIDERS
 from core.keys import DIRTY_KEY, FEATURE_TRAITS_KEY, SCORE_ASIDE_KEY
 from core.progress import record_progress
 from core.records import Score, utcnow
-from scoring.scorer import score_frame  # imported before workers fork, so children share the pages
+from scoring.scorer import score_frame, to_value  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
 from storage.models import LeadCrmId
 from storage.scores import ScoreChange, apply_scores
@@ -122,10 +122,14 @@ def compute_scores(res: Resources, lead_ids: Sequence[int], as_of: datetime | No
     scorer = res.scorer()
     if scorer.model is not None and len(lead_ids) > 1:
         batch = score_frame(pd.DataFrame(vectors), scorer.model, mode=scorer.mode)
+        probabilities, values = batch.probabilities, batch.values
+        if scorer.blending:  # the online challenger's blend serves: grades and reasons stay the champion's
+            probabilities = scorer.blend(probabilities, vectors)
+            values = to_value(probabilities, scorer.model, scorer.mode)
         return {
-            lead_id: Score(value=int(batch.values[i]), probability=float(batch.probabilities[i]),
+            lead_id: Score(value=int(values[i]), probability=float(probabilities[i]),
                            grade=batch.grades[i], reasons=tuple(batch.reasons[i]),
-                           model_version=scorer.model.version, feature_time=as_of)
+                           model_version=scorer.version, feature_time=as_of)
             for i, lead_id in enumerate(lead_ids)
         }
     return {lead_id: scorer.score(vector, feature_time=as_of) for lead_id, vector in zip(lead_ids, vectors)}

@@ -13,24 +13,38 @@ from sqlalchemy import delete
 from core.records import Event
 from storage.db import Database
 from storage.inbox import store_events
-from storage.models import Account, InboxEvent, Lead, ModelVersion, OutboxItem, Outcome, ScoreHistory
+from storage.models import (
+    Account,
+    InboxEvent,
+    Lead,
+    ModelEvent,
+    ModelVersion,
+    OnlineSnapshot,
+    OutboxItem,
+    Outcome,
+    PrequentialScore,
+    ScoreHistory,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
+def wipe_world(db: Database, redis_client: Any) -> None:
+    """Delete leads, events, outcomes, scores, models and the learner's state; clear the model keys."""
+    with db.session(write=True) as session:
+        for model in (PrequentialScore, OnlineSnapshot, ModelEvent, Outcome, ScoreHistory, OutboxItem, ModelVersion,
+                      InboxEvent, Lead, Account):
+            session.execute(delete(model))
+    redis_client.delete("lb:model:champion", "lb:model:online")
+
+
 @pytest.fixture()
 def clean(db: Database, redis_client: Any) -> Iterator[Database]:
     """The test database without leads, events, outcomes, scores or models; the champion key cleared."""
-    def wipe() -> None:
-        with db.session(write=True) as session:
-            for model in (Outcome, ScoreHistory, OutboxItem, ModelVersion, InboxEvent, Lead, Account):
-                session.execute(delete(model))
-        redis_client.delete("lb:model:champion")
-
-    wipe()
+    wipe_world(db, redis_client)
     yield db
-    wipe()
+    wipe_world(db, redis_client)
 
 
 def web_event(user: str, event_type: str, at: datetime, key: str, props: dict[str, Any] | None = None,
