@@ -57,8 +57,9 @@ class Calibrator:
         return cls(method, a=float(data.get("a", 1.0)), b=float(data.get("b", 0.0)))
 
 
-def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method = "platt") -> Calibrator:
-    """Fit a calibrator on held-out margins and labels."""
+def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method = "platt",
+                   sample_weight: np.ndarray | None = None) -> Calibrator:
+    """Fit a calibrator on held-out margins and labels (optionally weighted per row)."""
     # scikit-learn is imported here, not at module level: scoring processes load calibrators but never
     # fit them, and the import costs memory and start-up time.
     from sklearn.isotonic import IsotonicRegression
@@ -69,12 +70,12 @@ def fit_calibrator(margin: np.ndarray, y: np.ndarray, method: Method = "platt") 
     if method == "none" or len(np.unique(y)) < 2:
         return Calibrator("none")
     if method == "isotonic":
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y, sample_weight=sample_weight)
         return Calibrator(
             "isotonic",
             x=tuple(float(v) for v in iso.X_thresholds_),
             y=tuple(float(v) for v in iso.y_thresholds_),
         )
     # Nearly unregularised: two parameters on hundreds of rows don't need a prior.
-    lr = LogisticRegression(C=1e4, max_iter=1000).fit(margin[:, None], y)
+    lr = LogisticRegression(C=1e4, max_iter=1000).fit(margin[:, None], y, sample_weight=sample_weight)
     return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))

@@ -132,14 +132,16 @@ def train_challenger(
     progress: Callable[[str], None] | None = None,
     now: datetime | None = None,
     reference_rows: Sequence[Mapping[str, Any]] | None = None,
+    sample_weight: Sequence[float] | np.ndarray | None = None,
 ) -> ChallengerResult:
     """Train a challenger on `frame`, evaluate it and the champion (or the rules) on its holdout, decide.
 
     The drift reference stored with the challenger is the profile of `reference_rows` (the population
     it will score, sampled like the live window: see scoring.training_set.population_rows), or of its
-    training rows when none are given.
+    training rows when none are given. `sample_weight` (one per row of `frame`) weighs the challenger's
+    training and calibration; both models are judged unweighted on the same holdout.
     """
-    experiment = run_experiment(frame, options, seed=seed, progress=progress, now=now)
+    experiment = run_experiment(frame, options, seed=seed, progress=progress, now=now, sample_weight=sample_weight)
     train_part, holdout, y = split_frame(frame, options, seed)
     p_challenger = experiment.test_probabilities
     if len(p_challenger) != len(y):

@@ -9,8 +9,9 @@ it: numeric features get up to 10 quantile bins (edges that coincide, as with a 
 as 0.01% so the logarithm stays finite. Rule of thumb: below 0.1 stable, 0.1-0.2 moderate, above 0.2
 (the default alert threshold, configurable) a real shift.
 
-Optionally, `ErrorDriftDetector` runs ADWIN (from the `river` package, when installed) over the
-prequential error stream: it signals when the model's recent error rate differs from its past.
+`ErrorDriftDetector` runs ADWIN (river) over the prequential error stream: it signals when the model's
+recent error rate differs from its past, and its window (`width`, `adwin_window_start`) says how far
+back the current concept goes.
 """
 
 from __future__ import annotations
@@ -229,43 +230,61 @@ def drift_report(
 
 
 class ErrorDriftDetector:
-    """ADWIN over the prequential error (|y - p|), when the optional `river` package is installed."""
+    """ADWIN (river.drift.ADWIN) over the prequential error |y - p|, fed in the order labels arrive.
+
+    It is both a trigger (`update` returns True when the recent error rate differs from the older one,
+    at confidence `delta`: a false alarm on a stationary stream has probability about `delta` per check)
+    and a window: after a change ADWIN drops the older part of its window, so `width` is how many of the
+    newest labels still look like the current concept (see `adwin_window_start`).
+    """
 
     def __init__(self, delta: float = 0.002) -> None:
-        try:
-            from river.drift import ADWIN
-        except ImportError as exc:  # optional: PSI works without it
-            raise RuntimeError("ADWIN needs the optional `river` package (pip install river)") from exc
-        self._adwin = ADWIN(delta=delta)
-        self.detections = 0
+        from river.drift import ADWIN
 
-    @staticmethod
-    def available() -> bool:
-        """True when `river` is importable."""
-        try:
-            import river.drift  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        self._adwin = ADWIN(delta=delta)
+        self.delta = delta
+        self.detections = 0
+        self.seen = 0
+
+    @property
+    def width(self) -> int:
+        """How many of the newest labels ADWIN currently keeps (all of them until a change cuts the window)."""
+        return int(self._adwin.width)
+
+    @property
+    def error_rate(self) -> float:
+        """The mean error over ADWIN's current window."""
+        return float(self._adwin.estimation)
 
     def update(self, y: int, p: float) -> bool:
         """Feed one prequential outcome; True when ADWIN detects a change in the error rate."""
         self._adwin.update(abs(float(y) - float(p)))
+        self.seen += 1
         if self._adwin.drift_detected:
             self.detections += 1
             return True
         return False
 
 
-def prequential_adwin(records: Sequence[Any], delta: float = 0.002) -> dict[str, Any] | None:
+def adwin_window_start(decision_times: Sequence[datetime], width: int) -> datetime | None:
+    """Decision time of the oldest example ADWIN still holds: `decision_times` in label order, the last
+    `width` of them are ADWIN's window (None when the window is empty).
+
+    Labels arrive out of decision order (wins mature sooner than losses), so this is the earliest decision
+    time among the window's labels, not that of the window's first label.
+    """
+    if width <= 0 or not decision_times:
+        return None
+    return min(decision_times[-width:])
+
+
+def prequential_adwin(records: Sequence[Any], delta: float = 0.002) -> dict[str, Any]:
     """ADWIN over a prequential stream (records with .won, .probability, .labelled_at, in label order).
 
-    Returns how many changes in the error rate it detected and when (None without `river`).
+    Returns how many changes in the error rate it detected and when.
     """
-    if not ErrorDriftDetector.available():
-        return None
     detector = ErrorDriftDetector(delta)
     changes = [r.labelled_at.isoformat() for r in records if detector.update(int(r.won), r.probability)]
     errors = [abs(int(r.won) - float(r.probability)) for r in records]
-    return {"detections": len(changes), "at": changes[:20], "delta": delta,
+    return {"detections": len(changes), "at": changes[:20], "delta": delta, "width": detector.width,
             "mean_error": float(np.mean(errors)) if errors else None}

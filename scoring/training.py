@@ -237,12 +237,19 @@ def fit_head(
     validation_fraction: float,
     calibration: str,
     nthread: int | None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[Head, dict[str, Any]]:
-    """Train candidate boosters with early stopping, keep the best, calibrate it on validation rows."""
+    """Train candidate boosters with early stopping, keep the best, calibrate it on validation rows.
+
+    `sample_weight` (one per row of X) weighs the boosters' fit, the early-stopping loss and the calibration.
+    """
     fit_idx, val_idx = split_rows(y, validation_fraction, seed, order)
     names, types = pre.xgb_feature_names, pre.feature_types
-    dfit = xgb.DMatrix(X[fit_idx], y[fit_idx], feature_names=names, feature_types=types, enable_categorical=True)
-    dval = xgb.DMatrix(X[val_idx], y[val_idx], feature_names=names, feature_types=types, enable_categorical=True)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    dfit = xgb.DMatrix(X[fit_idx], y[fit_idx], feature_names=names, feature_types=types, enable_categorical=True,
+                       weight=None if w is None else w[fit_idx])
+    dval = xgb.DMatrix(X[val_idx], y[val_idx], feature_names=names, feature_types=types, enable_categorical=True,
+                       weight=None if w is None else w[val_idx])
     if nthread is None:
         nthread = 1 if len(y) < 50_000 else 2
     best: tuple[float, xgb.Booster, dict[str, Any]] | None = None
@@ -260,7 +267,8 @@ def fit_head(
     booster = booster[: int(booster.best_iteration) + 1]
     best_iteration = booster.num_boosted_rounds() - 1
     margin_val = booster.predict(dval, output_margin=True)
-    calibrator = fit_calibrator(margin_val, y[val_idx], calibration)  # type: ignore[arg-type]
+    calibrator = fit_calibrator(margin_val, y[val_idx], calibration,  # type: ignore[arg-type]
+                                sample_weight=None if w is None else w[val_idx])
     head = Head(booster=booster, pre=pre, calibrator=calibrator, best_iteration=best_iteration)
     info = {
         "params": {k: v for k, v in params.items() if k != "nthread"},
@@ -347,14 +355,25 @@ def run_experiment(
     seed: int = 0,
     progress: Progress | None = None,
     now: datetime | None = None,
+    sample_weight: Sequence[float] | np.ndarray | None = None,
 ) -> Experiment:
-    """Train on a holdout split of `frame`, evaluate model and baselines on the holdout, return all of it."""
+    """Train on a holdout split of `frame`, evaluate model and baselines on the holdout, return all of it.
+
+    `sample_weight` (one per row of `frame`, e.g. scoring.replay.edr_weights) weighs the boosters and their
+    calibration; the holdout metrics and the baselines stay unweighted, so they compare like with like.
+    """
     step = progress or (lambda _msg: None)
     missing = [c for c in (options.id_column, *options.fit_columns, *options.keep) if c and c not in frame.columns]
     if missing:
         raise TrainingError(f"column(s) not found: {', '.join(missing)}")
     y_all, labelled = parse_label(frame, options.label)
     data = frame.loc[labelled].reset_index(drop=True)
+    weights: np.ndarray | None = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight, dtype=float)
+        if weights.shape != (len(frame),) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise TrainingError("sample_weight needs one finite, non-negative weight per row of the frame")
+        weights = weights[labelled]
     if len(data) < 50:
         raise TrainingError(f"only {len(data)} labelled rows; need at least 50")
     dropped: dict[str, str] = {}
@@ -376,6 +395,7 @@ def run_experiment(
     y_train, y_test = y_all[train_idx], y_all[test_idx]
     raw_train, raw_test = features.iloc[train_idx], features.iloc[test_idx]
     order_train = order[train_idx] if order is not None else None
+    w_train = weights[train_idx] if weights is not None else None
 
     step("preprocess")
     pre = Preprocessor.fit(raw_train, missing_tokens=options.missing_tokens,
@@ -401,7 +421,7 @@ def run_experiment(
     step("boosters")
     main, main_info = fit_head(
         X_train, y_train, pre, seed=seed, order=order_train, validation_fraction=options.validation_fraction,
-        calibration=options.calibration, nthread=options.nthread,
+        calibration=options.calibration, nthread=options.nthread, sample_weight=w_train,
     )
     fit_head_obj: Head | None = None
     fit_info: dict[str, Any] | None = None
@@ -412,7 +432,7 @@ def run_experiment(
         X_fit = fit_pre.matrix_from_clean(clean_train)
         fit_head_obj, fit_info = fit_head(
             X_fit, y_train, fit_pre, seed=seed, order=order_train, validation_fraction=options.validation_fraction,
-            calibration=options.calibration, nthread=options.nthread,
+            calibration=options.calibration, nthread=options.nthread, sample_weight=w_train,
         )
         grade_thresholds = grade_cut_points(fit_head_obj.proba(X_fit))
 
@@ -448,6 +468,7 @@ def run_experiment(
             "holdout_rows": len(test_idx),
             "split": "time-ordered" if order is not None else f"stratified random (seed {seed})",
             "window": window,
+            "weighted": weights is not None,
         },
         "outcomes": {"labelled": len(data), "positives": int(y_all.sum())},
         "fit_training": fit_info,

@@ -83,12 +83,7 @@ def test_prequential_and_drift_commands(service_env: dict[str, str], clean: Data
     assert report["tested"] == report["labels"] == len(leads)
     assert report["overall"]["roc_auc"] == 1.0 and report["models"] == {"rules:test": len(leads)}
     assert report["windows"] and all(w["rows"] for w in report["windows"][:1])
-    from scoring.drift import ErrorDriftDetector
-
-    if ErrorDriftDetector.available():  # river is optional
-        assert "ADWIN on the prequential error" in result.stdout and report["adwin"]["detections"] >= 0
-    else:
-        assert report["adwin"] is None
+    assert "ADWIN on the prequential error" in result.stdout and report["adwin"]["detections"] >= 0
     result = run(service_env, "model", "drift")
     assert result.returncode == 1 and "no champion with a drift reference" in result.stderr
     listed = run(service_env, "model", "list", "--json")

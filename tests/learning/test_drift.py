@@ -99,7 +99,6 @@ def test_too_few_live_rows_give_no_alert() -> None:
 
 
 def test_adwin_flags_a_jump_in_the_prequential_error() -> None:
-    pytest.importorskip("river")
     detector = ErrorDriftDetector()
     rng = np.random.default_rng(1)
     early = [detector.update(int(rng.random() < 0.9), 0.9) for _ in range(1000)]  # small errors
