@@ -38,9 +38,11 @@ from bench._table import console, fmt, run_and_report
 from bench.model import DEFAULT_CSV, DEFAULT_DROP, DEFAULT_LABEL
 from scoring.model import ModelBundle
 from scoring.reasons import agreement, reason_sets, top_contributions_batch
-from scoring.scorer import score, score_frame
-from scoring.training import TrainingError, TrainOptions, run_experiment
+from scoring.scorer import Scorer, score, score_frame
+from scoring.training import TrainingError, TrainOptions, parse_label, run_experiment
 
+LEARN_ROWS = 3000  # labels the online challenger learns before it is timed predicting
+SINGLE_ONLINE = 2000
 DEFAULT_FIT = ("Country", "City", "Specialization", "What is your current occupation")
 TARGETS = {"single_p99_ms": 5.0, "batch_leads_per_s": 5000.0, "reasons_agreement": 0.95, "rss_mb": 300.0}
 
@@ -104,7 +106,7 @@ def _measure(args: argparse.Namespace, csv: Path, default_file: bool, frame: pd.
     out = console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=out) as progress:
-        task = progress.add_task("model", total=6)
+        task = progress.add_task("model", total=7)
         if args.model is not None:
             bundle = ModelBundle.load(args.model).warm()
         else:
@@ -157,6 +159,9 @@ def _measure(args: argparse.Namespace, csv: Path, default_file: bool, frame: pd.
         agree = agreement(ours_sets, exact_sets)
         agree_approx = agreement(approx_sets, exact_sets)
 
+        progress.update(task, advance=1, description="online challenger: learn, then blend")
+        online = {kind: _online_cost(kind, frame, args.label, rows, batch, bundle) for kind in ("arf", "hat")}
+
         progress.update(task, advance=1, description="memory (fresh process)")
         probe = subprocess.run(
             [sys.executable, "-c", PROBE, bundle_dir, str(batch_csv)],
@@ -180,6 +185,7 @@ def _measure(args: argparse.Namespace, csv: Path, default_file: bool, frame: pd.
             "reasons_agreement": 1.0,
         },
         "saabas_approx": {"batch_leads_per_s": timings["approx"], "reasons_agreement": agree_approx},
+        "online": online,
         "method": "lookup-table exact TreeSHAP (scoring.treeshap)",
         "model_version": bundle.version,
         "trees": bundle.main.best_iteration + 1,
@@ -188,6 +194,39 @@ def _measure(args: argparse.Namespace, csv: Path, default_file: bool, frame: pd.
         "batch_rows": len(batch),
         "csv": str(csv),
     }
+
+
+def _online_cost(kind: str, frame: pd.DataFrame, label: str, rows: list[dict[str, Any]], batch: pd.DataFrame,
+                 bundle: ModelBundle) -> dict[str, Any]:
+    """What the online challenger costs: learning one label, and scoring with the blend it serves as (the
+    champion's batch with reasons, plus one online prediction and a log-odds blend per lead)."""
+    from scoring.online import OnlineModel
+
+    columns = [c for c in frame.columns if c != label]
+    model = OnlineModel(kind, columns=columns)
+    y = parse_label(frame, label)[0]
+    train = _rows(frame[columns])[:LEARN_ROWS]
+    learn: list[float] = []
+    for x, target in zip(train, y[:LEARN_ROWS]):
+        t = time.perf_counter()
+        model.learn(x, bool(target))
+        learn.append(time.perf_counter() - t)
+    single: list[float] = []
+    for row in rows[:SINGLE_ONLINE]:
+        t = time.perf_counter()
+        model.predict_proba(row)
+        single.append(time.perf_counter() - t)
+    scorer = Scorer(bundle, min_outcomes=1, min_positives=1, online=model, online_weight=0.5, online_version=kind)
+    vectors = batch.to_dict("records")
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        scored = score_frame(batch, bundle, reasons="exact")
+        scorer.blend(scored.probabilities, vectors)
+        best = min(best, time.perf_counter() - t)
+    return {"learned": len(learn), "learn_p50_ms": _percentile_ms(learn, 50), "learn_p99_ms": _percentile_ms(learn, 99),
+            "predict_p50_ms": _percentile_ms(single, 50), "predict_p99_ms": _percentile_ms(single, 99),
+            "blend_batch_leads_per_s": len(batch) / best}
 
 
 def show(report: dict[str, Any]) -> None:
@@ -206,6 +245,13 @@ def show(report: dict[str, Any]) -> None:
     table.add_row("reference: xgboost Saabas approx", "", "", f"{s['batch_leads_per_s']:,.0f}",
                   fmt(s["reasons_agreement"], 4))
     out.print(table)
+    online = Table(title="online challenger (River; learned on the first rows, then serving as a blend with the model)")
+    for col in ("model", "learn p50 ms", "learn p99 ms", "predict p50 ms", "predict p99 ms", "blend batch leads/s"):
+        online.add_column(col, justify="right" if col != "model" else "left")
+    for kind, o in report["online"].items():
+        online.add_row(kind, fmt(o["learn_p50_ms"], 3), fmt(o["learn_p99_ms"], 3), fmt(o["predict_p50_ms"], 3),
+                       fmt(o["predict_p99_ms"], 3), f"{o['blend_batch_leads_per_s']:,.0f}")
+    out.print(online)
     checks = Table(title="targets")
     for col in ("check", "target", "measured", "ok"):
         checks.add_column(col)

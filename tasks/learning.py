@@ -65,6 +65,7 @@ class LearningConfig:
     online_gate_labels: int = 500
     adwin_delta: float = 0.002
     adwin_retrain: bool = True
+    replay_weights: bool = True  # Experience-Delayed Replay weights in batch retraining (scoring.replay)
 
     # Settings field -> config field; read with getattr so the loop runs before Settings declares them.
     SETTINGS: ClassVar[dict[str, str]] = {
@@ -77,6 +78,7 @@ class LearningConfig:
         "learning_online": "online", "learning_online_model": "online_model",
         "learning_online_blend_weight": "online_blend_weight", "learning_online_gate_labels": "online_gate_labels",
         "learning_adwin_delta": "adwin_delta", "learning_adwin_retrain": "adwin_retrain",
+        "learning_replay_weights": "replay_weights",
     }
 
     @classmethod
@@ -257,12 +259,13 @@ def retrain_from_events(
             champion_bundle = ModelBundle.load(champion_path)
         except BundleError as exc:
             log.warning("learning.champion_unreadable", extra={"version": champion_version, "error": str(exc)[:200]})
+    weights, weights_note = replay_weights(db, data) if config.replay_weights else (None, None)
     step("training", 0, None)
     try:
         result = train_challenger(data.frame, train_options(schema), champion=champion_bundle, margin=config.promotion_margin,
                                   metric=config.promotion_metric, seed=seed, now=now,
                                   progress=lambda what: step(f"training: {what}", 1, None),
-                                  reference_rows=data.reference_rows)
+                                  reference_rows=data.reference_rows, sample_weight=weights)
     except TrainingError as exc:
         base.reason = f"training failed: {exc}"
         return base
@@ -293,7 +296,8 @@ def retrain_from_events(
                      "holdout_rows": len(result.y_holdout), "events": data.events,
                      "leads_seen": data.leads_seen, "maturity_days": config.maturity_days,
                      "dropped_for_retention": data.dropped_for_retention,
-                     "decision_gap_hours": config.decision_gap_hours, "window": window_note},
+                     "decision_gap_hours": config.decision_gap_hours, "window": window_note,
+                     "replay_weights": weights_note},
         "dropped_columns": experiment.dropped,
     }
     with db.session(write=True) as session:
@@ -318,6 +322,32 @@ def retrain_from_events(
         report={**report_of(experiment), "champion_comparison": metrics["champion_comparison"],
                 "training": metrics["training"]},
     )
+
+
+def replay_weights(db: Database, data: Any) -> tuple[Any, dict[str, Any]]:
+    """Experience-Delayed Replay weights (scoring.replay.edr_weights) for the rows of `data.frame`: the delay is
+    decision time -> label, the error |y - p| of the score the lead had at its decision time (0.5 when it had
+    none); and a summary for the model's record."""
+    import numpy as np
+
+    from scoring.dataset import prequential_records
+    from scoring.replay import DEFAULT_ERROR_POWER, DEFAULT_HALF_LIFE_DAYS, edr_weights
+    from scoring.training_set import ID_COLUMN
+    from storage.outcomes import score_history
+
+    with db.session() as session:
+        history = score_history(session, [int(label.lead_id) for label in data.labels if label.lead_id.isdigit()])
+    records, _untested = prequential_records(data.labels, history)
+    live = {record.lead_id: record.probability for record in records}
+    by_lead = {label.lead_id: label for label in data.labels}
+    rows = [by_lead[str(lead)] for lead in data.frame[ID_COLUMN]]
+    delays = [(label.labelled_at - label.decision_time) / timedelta(days=1) for label in rows]
+    errors = [abs(int(label.won) - live[label.lead_id]) if label.lead_id in live else 0.5 for label in rows]
+    weights = edr_weights(delays, errors, [label.won for label in rows])
+    return weights, {"half_life_days": DEFAULT_HALF_LIFE_DAYS, "error_power": DEFAULT_ERROR_POWER,
+                     "with_live_score": sum(1 for label in rows if label.lead_id in live), "rows": len(rows),
+                     "min": float(np.min(weights)) if len(weights) else None,
+                     "max": float(np.max(weights)) if len(weights) else None}
 
 
 def _restrict_window(data: Any, start: datetime) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,15 +61,13 @@ def _to_dt(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def _vectors(frame: Any) -> list[dict[str, Any]]:
-    """The feature columns of a decision frame, one dict per row (NaN as None, as the online store gives it)."""
-    from scoring.training_set import META_COLUMNS
+def _vectors_at(index: Any, labels: Sequence[Any]) -> tuple[list[dict[str, Any]], Any]:
+    """Each label's feature vector as of its decision time (the offline point-in-time code), and the same as a
+    frame for the champion."""
+    import pandas as pd
 
-    columns = [c for c in frame.columns if c not in META_COLUMNS]
-    out: list[dict[str, Any]] = []
-    for row in frame[columns].itertuples(index=False, name=None):
-        out.append({c: (None if isinstance(v, float) and v != v else v) for c, v in zip(columns, row)})
-    return out
+    vectors = [index.features_at(label.lead_id, label.decision_time) for label in labels]
+    return vectors, pd.DataFrame(vectors, columns=list(index.schema.feature_names))
 
 
 def _champion_predictions(champion: Any, frame: Any, labels: Sequence[Any], history: Mapping[str, Any]
@@ -140,7 +139,7 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
     from scoring.labels import label_leads
     from scoring.model import BundleError, ModelBundle
     from scoring.online import OnlineModel, OnlineModelError, blend
-    from scoring.training_set import EventIndex, build_decision_frame
+    from scoring.training_set import EventIndex
     from storage.feature_schema import active_schema
     from storage.model_registry import champion as champion_row
     from storage.outcomes import load_events, score_history, stored_outcomes
@@ -160,7 +159,7 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
     index = EventIndex(stored.events, stored.lead_of, schema=schema)
 
     model: OnlineModel | None = None
-    if snap is not None and snap.schema_version == schema.version:
+    if snap is not None and snap.schema_version == str(schema.version):
         try:
             model = OnlineModel.from_bytes(snap.state, key)
         except OnlineModelError as exc:
@@ -169,12 +168,10 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
         # Rebuild: replay every label already learned, in label order, on vectors rebuilt as of their decision
         # times (no pickle needed to survive a lost snapshot, a rotated key or a new feature schema).
         model = OnlineModel(config.online_model, seed=0, columns=list(schema.feature_names),
-                            schema_version=schema.version)
+                            schema_version=str(schema.version))
         replay = [label for label in labels if int(label.lead_id) in learned]
-        if replay:
-            frame = build_decision_frame(index, replay)
-            for label, vector in zip(replay, _vectors(frame)):
-                model.learn(vector, label.won)
+        for label, vector in zip(replay, _vectors_at(index, replay)[0]):
+            model.learn(vector, label.won)
         result.rebuilt = True
     new = [label for label in labels if int(label.lead_id) not in learned][:limit]
     champion = None
@@ -185,12 +182,12 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
             log.warning("learning.online.champion_unreadable", extra={"error": str(exc)[:200]})
     scored: list[Scored] = []
     if new:
-        frame = build_decision_frame(index, new)
+        vectors, frame = _vectors_at(index, new)
         with db.session() as session:
             history = score_history(session, [int(label.lead_id) for label in new])
         champion_p = _champion_predictions(champion, frame, new, history)
         version = f"online-{model.n_learned}"
-        for label, vector, pc in zip(new, _vectors(frame), champion_p):
+        for label, vector, pc in zip(new, vectors, champion_p):
             lead = int(label.lead_id)
             po = model.predict_proba(vector)  # test first: the label is not learned yet
             common = {"won": label.won, "decision_time": label.decision_time, "labelled_at": label.labelled_at}
@@ -202,17 +199,18 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
             model.learn(vector, label.won)
         result.learned = len(new)
         result.tested = {m: sum(1 for s in scored if s.model == m) for m in ("champion", "online", "blend")}
-    snapshot = f"online-{model.n_learned}-{now.strftime('%Y%m%dT%H%M%S')}"
+    # Unique even for two passes at one instant (a rebuild right after a pass that learned nothing new).
+    snapshot = f"online-{model.n_learned}-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
     with db.session(write=True) as session:
         add_scores(session, scored)
         if result.rebuilt or scored:
-            save_snapshot(session, version=snapshot, kind=model.kind, schema_version=schema.version,
+            save_snapshot(session, version=snapshot, kind=model.kind, schema_version=str(schema.version),
                           learned=model.n_learned, positives=model.n_positive, state=model.to_bytes(key))
             result.snapshot = snapshot
         if result.rebuilt:
             from storage.prequential import record_event
 
-            record_event(session, "online_rebuilt", {"replayed": model.n_learned, "schema": schema.version},
+            record_event(session, "online_rebuilt", {"replayed": model.n_learned, "schema": str(schema.version)},
                          model_version=snapshot, at=now)
         else:
             current = latest_snapshot(session)
@@ -254,28 +252,33 @@ def _watch_errors(db: Database, redis: Any, config: LearningConfig, *, now: date
     """Feed the champion's live errors since the last reset to ADWIN; on a new change, record it and ask for a
     retraining on the window ADWIN keeps. Returns the change (or None)."""
     from scoring.drift import ErrorDriftDetector, adwin_window_start
+    from storage.model_registry import champion as champion_row
     from storage.prequential import last_event, record_event, scores_of
 
     with db.session() as session:
-        # ADWIN restarts after each change it reported and after each retraining that changed the champion:
-        # the errors before belong to another model or another regime.
-        reset = last_event(session, ["adwin_change", "retrain"])
-        since = reset.at if reset is not None else None
-        errors = scores_of(session, "champion", since=None)
-    # Replaying the same stream gives the same detections (ADWIN is deterministic): only labels stored after
-    # the reset can raise a new change.
-    stream = [s for s in errors if since is None or s.labelled_at > since]
+        # ADWIN restarts after each change it reported and when another champion was promoted: the errors
+        # before belong to another regime or another model.
+        reported = last_event(session, ["adwin_change"])
+        row = champion_row(session, "lead")
+        resets = [t for t in (reported.at if reported is not None else None,
+                              row.promoted_at if row is not None else None) if t is not None]
+        since = max(resets) if resets else None
+        # Replaying the same stream gives the same detections (ADWIN is deterministic): only labels stored
+        # since the last pass can raise a new change.
+        stream = [s for s in scores_of(session, "champion", since=since) if since is None or s.labelled_at > since]
     detector = ErrorDriftDetector(config.adwin_delta)
     change: dict[str, Any] | None = None
     times: list[datetime] = []
     for s in stream:
         times.append(s.decision_time)
-        if detector.update(int(s.won), s.probability):
-            start = adwin_window_start(times, detector.width)
-            change = {"labels": len(times), "width": detector.width,
-                      "window_start": start.isoformat() if start else None, "labelled_at": s.labelled_at.isoformat()}
+        if detector.update(int(s.won), s.probability) and change is None:
+            change = {"labels": len(times), "labelled_at": s.labelled_at.isoformat()}
     if change is None:
         return None
+    # The window is the one ADWIN keeps now, after the whole stream: the labels of the current regime.
+    start = adwin_window_start(times, detector.width)
+    change.update(width=detector.width, detections=detector.detections,
+                  window_start=start.isoformat() if start else None)
     with db.session(write=True) as session:
         record_event(session, "adwin_change", change, at=now)
     log.info("learning.adwin.change", extra={"width": change["width"], "window_start": change["window_start"]})

@@ -142,7 +142,7 @@ class Resources:
                 log.error("model.online_unreadable", extra={"version": version, "error": str(exc)[:200]})
                 return None, 0.0
         model = self._online[1]
-        if model.schema_version != schema.version:
+        if model.schema_version != str(schema.version):
             return None, 0.0  # learned on other features: the learner rebuilds it on its next pass
         return model, weight
 
