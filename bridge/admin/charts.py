@@ -91,6 +91,8 @@ def _y_axis(out: list[str], top: float, unit: Callable[[float], str], height: in
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:
+    if span > timedelta(days=14):  # weeks apart: the time of day is noise
+        return moment.strftime("%Y-%m-%d")
     return moment.strftime("%m-%d %H:%M" if span > timedelta(days=1) else "%H:%M")
 
 
