@@ -13,7 +13,8 @@ a week's handful. A window with fewer than `min_labels` labels, or with only one
 
 Drift (`drift_history`) reads the drift checks (`model_events`, kind drift_check): the population stability index
 (PSI) of the live score and of each feature against the training data, with the alert threshold. The features
-shown are the `top` with the highest latest PSI.
+shown are the `top` with the highest latest PSI (each feature's newest measured value: a check that could not
+measure a feature does not hide it).
 """
 
 from __future__ import annotations
