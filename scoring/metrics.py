@@ -29,6 +29,16 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total)
 
 
+def log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-15) -> float:
+    """Mean negative log-likelihood of labels `y` (0/1) under probabilities `p` (clipped to [eps, 1 - eps], as
+    scikit-learn's log_loss does); NaN for no rows."""
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    if y.size == 0:
+        return float("nan")
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def lift_at(y: np.ndarray, p: np.ndarray, fraction: float = 0.1) -> float:
     """Conversion rate among the top `fraction` of scores divided by the overall rate.
 

@@ -4,7 +4,7 @@ When a lead's label becomes known, the score it gets here is the one from the mo
 the lead's *decision time* (see scoring.labels): a model that could not have seen this label. Only
 after that is the label released into the training pool the next retraining reads. Over time the
 records give an honest running estimate of live quality; `rolling_metrics` turns them into rolling
-ROC AUC and calibration (ECE, Brier, mean score vs conversion rate) per time window.
+ROC AUC, log loss and calibration (ECE, Brier, mean score vs conversion rate) per time window.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from scoring.labels import LabelledLead
-from scoring.metrics import expected_calibration_error
+from scoring.metrics import expected_calibration_error, log_loss
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class WindowMetrics:
     ece: float
     mean_probability: float
     conversion_rate: float
+    log_loss: float = float("nan")
 
     def to_json(self) -> dict[str, object]:
         """Plain-JSON form (NaN as None)."""
@@ -99,7 +100,7 @@ class WindowMetrics:
         return {"start": self.start.isoformat(), "end": self.end.isoformat(), "rows": self.rows,
                 "positives": self.positives, "roc_auc": num(self.roc_auc), "brier": num(self.brier),
                 "ece": num(self.ece), "mean_probability": num(self.mean_probability),
-                "conversion_rate": num(self.conversion_rate)}
+                "conversion_rate": num(self.conversion_rate), "log_loss": num(self.log_loss)}
 
 
 def auc(y: Sequence[int], p: Sequence[float]) -> float:
@@ -126,6 +127,7 @@ def window_metrics(records: Sequence[PrequentialRecord], start: datetime, end: d
         brier=float(np.mean((p - y) ** 2)) if n else float("nan"),
         ece=expected_calibration_error(y, p) if n else float("nan"),
         mean_probability=float(p.mean()) if n else float("nan"), conversion_rate=float(y.mean()) if n else float("nan"),
+        log_loss=log_loss(y, p),
     )
 
 

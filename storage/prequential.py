@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.records import utcnow
@@ -115,3 +115,11 @@ def last_event(session: Session, kinds: Iterable[str]) -> ModelEvent | None:
     """The newest event of these kinds, or None."""
     return session.scalars(select(ModelEvent).where(ModelEvent.kind.in_(list(kinds)))
                            .order_by(ModelEvent.at.desc(), ModelEvent.id.desc()).limit(1)).first()
+
+
+def first_moment(session: Session) -> datetime | None:
+    """The earliest label time of a stored prequential score or model event (where a history starts), or None."""
+    moments = [session.scalar(select(func.min(PrequentialScore.labelled_at))),
+               session.scalar(select(func.min(ModelEvent.at)))]
+    found = [m for m in moments if m is not None]
+    return min(found) if found else None

@@ -91,21 +91,36 @@ def _y_axis(out: list[str], top: float, unit: Callable[[float], str], height: in
 
 
 def _time_label(moment: datetime, span: timedelta) -> str:
+    if span > timedelta(days=14):  # weeks apart: the time of day is noise
+        return moment.strftime("%Y-%m-%d")
     return moment.strftime("%m-%d %H:%M" if span > timedelta(days=1) else "%H:%M")
 
 
+@dataclass(frozen=True)
+class Marker:
+    """An event marked on a time chart: a vertical line at `at`, its sentence as the tooltip, a class for its colour."""
+
+    at: datetime
+    text: str
+    css: str
+
+
 def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line], *, label: str,
-               unit: Callable[[float], str] = number, css: str = "") -> Markup:
-    """Lines over time, one point per bar (drawn at the bar's middle; gaps where nothing was measured)."""
+               unit: Callable[[float], str] = number, css: str = "", marks: Sequence[Marker] = (),
+               at_end: bool = False, legend: bool = True) -> Markup:
+    """Lines over time, one point per bar (drawn at the bar's middle, or its end with `at_end` when a point stands
+    for everything up to then; gaps where nothing was measured), `marks` as vertical lines. With legend=False the
+    page shows the key itself (see `key`), e.g. when the names would not fit on the chart."""
     out = _open(label, "time " + css)
     values = [v for line in lines for v in line.values if v is not None]
     top = nice_ceiling(max(values, default=0.0))
     y = _y_axis(out, top, unit)
     inner = WIDTH - PAD_LEFT - PAD_RIGHT
     count = max(len(starts), 1)
+    offset = 1.0 if at_end else 0.5
 
     def x(index: float) -> float:
-        return round(PAD_LEFT + inner * (index + 0.5) / count, 1)
+        return round(PAD_LEFT + inner * (index + offset) / count, 1)
 
     for line in lines:
         segment: list[str] = []
@@ -128,7 +143,7 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
     # One transparent column per bar carries the tooltip with every line's value there.
     column = inner / count
     for index, start in enumerate(starts):
-        parts = [f"{start:%Y-%m-%d %H:%M:%S} UTC"]
+        parts = [f"up to {start + bar:%Y-%m-%d %H:%M} UTC" if at_end else f"{start:%Y-%m-%d %H:%M:%S} UTC"]
         for line in lines:
             value = line.values[index] if index < len(line.values) else None
             parts.append(f"{line.label}: {'no data' if value is None else unit(value)}")
@@ -137,15 +152,33 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
                    f'</title></rect>')
     if starts:
         span = starts[-1] + bar - starts[0]
+        for mark in marks:  # after the hover columns, so a mark's own tooltip is the one shown over it
+            share = (mark.at - starts[0]) / span
+            if 0 <= share <= 1:
+                at = round(PAD_LEFT + inner * share, 1)
+                out.append(f'<g class="mark {escape(mark.css)}"><title>{escape(f"{mark.at:%Y-%m-%d %H:%M} UTC: {mark.text}")}'
+                           f'</title><line x1="{at}" x2="{at}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}" class="mark-line"/>'
+                           f'<line x1="{at}" x2="{at}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}" class="mark-hit"/></g>')
         out.append(f'<text x="{PAD_LEFT}" y="{HEIGHT - 8}" class="tick">{escape(_time_label(starts[0], span))}</text>')
         middle = starts[0] + span / 2
         out.append(f'<text x="{PAD_LEFT + inner / 2}" y="{HEIGHT - 8}" class="tick" text-anchor="middle">'
                    f'{escape(_time_label(middle, span))}</text>')
         out.append(f'<text x="{WIDTH - PAD_RIGHT}" y="{HEIGHT - 8}" class="tick" text-anchor="end">'
                    f'{escape(_time_label(starts[-1] + bar, span))} UTC</text>')
-    _legend(out, [(line.label, line.css) for line in lines])
+    if legend:
+        _legend(out, [(line.label, line.css) for line in lines])
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def key(lines: Sequence[tuple[str, str]], marks: Sequence[tuple[str, str]] = ()) -> Markup:
+    """A chart's key as an HTML list under it (it wraps on a phone, where a key drawn in the chart would not fit):
+    (label, class) of each line, then of each kind of mark."""
+    items = [f'<li><svg class="chart swatch" viewBox="0 0 18 8" aria-hidden="true"><line x1="0" x2="18" y1="4" y2="4" '
+             f'class="line {escape(css)}"/></svg>{escape(text)}</li>' for text, css in lines]
+    items += [f'<li><svg class="chart swatch" viewBox="0 0 18 8" aria-hidden="true"><g class="mark {escape(css)}">'
+              f'<line x1="9" x2="9" y1="0" y2="8" class="mark-line"/></g></svg>{escape(text)}</li>' for text, css in marks]
+    return Markup(f'<ul class="chart-key">{"".join(items)}</ul>')
 
 
 def _legend(out: list[str], entries: Sequence[tuple[str, str]]) -> None:

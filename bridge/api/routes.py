@@ -6,30 +6,30 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Celery
-from sqlalchemy.orm import Session
-
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from bridge import security
+from bridge.api import schemas as s
+from bridge.api.endpoints import endpoint
+from bridge.extensions import Services, services
+from bridge.metrics import configured_crms
 from services import Conflict, NotFound
 from services import alerts as alert_ops
 from services import dead_letters as dead_letter_ops
+from services import deliveries as delivery_ops
 from services import field_discovery as discovery_ops
 from services import fields as field_ops
 from services import inbox as inbox_ops
-from services import deliveries as delivery_ops
 from services import leads as lead_ops
+from services import learning as learning_ops
 from services import mappings as mapping_ops
 from services import models as model_ops
+from services import overview as overview_ops
 from services import sources as source_ops
 from services import users as user_ops
-from services import overview as overview_ops
 from services.overview import build_overview
-from bridge.api.endpoints import endpoint
-from bridge.metrics import configured_crms
-from bridge.api import schemas as s
-from bridge.extensions import Services, services
 from storage.audit import list_entries
 from storage.users import list_tokens, list_users
 from tasks.config import QUEUES
@@ -524,6 +524,25 @@ def rollback_model(body: s.Rollback) -> ResponseReturnValue:
         out = _model_out(model_ops.describe(row))
     model_ops.announce_champion(services().redis, row)
     return out, 200
+
+
+@endpoint("/models/live-quality", "GET", summary="Live quality per model over time", tag="models",
+          query=s.LiveQualityQuery, responses={200: (s.LiveQualityOut, "a point per week and model"), **READ})
+def live_quality(query: s.LiveQualityQuery) -> ResponseReturnValue:
+    """Rolling ROC AUC, log loss and ECE of the champion, the online learner and their blend on the same matured
+    labels (each scored before the model learned it), with the events to mark. The models page charts it."""
+    with _db() as session:
+        view = learning_ops.live_quality(session, weeks=query.weeks, window_days=query.window_days)
+    return s.LiveQualityOut.model_validate(view), 200
+
+
+@endpoint("/models/drift", "GET", summary="Drift over time", tag="models", query=s.DriftQuery,
+          responses={200: (s.DriftHistoryOut, "the drift checks of the weeks asked for"), **READ})
+def drift_history(query: s.DriftQuery) -> ResponseReturnValue:
+    """PSI of the live score and of the top features per drift check, the threshold, and the events to mark."""
+    with _db() as session:
+        view = learning_ops.drift_history(session, weeks=query.weeks, top=query.top)
+    return s.DriftHistoryOut.model_validate(view), 200
 
 
 # --- overview and audit -----------------------------------------------------------------------------

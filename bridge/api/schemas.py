@@ -12,6 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from core.feature_schema import FieldKind
 from services.inbox import HistoryEntry, InboxEventView
 from services.leads import ScoreMove
+from services.learning import (
+    DriftHistory,
+    DriftPoint,
+    FeaturePsi,
+    LiveQuality,
+    ModelEventMark,
+    ModelQuality,
+    QualityPoint,
+)
 from services.overview import Percentiles, Series, SeriesBin
 from services.sources import SourceInfo
 
@@ -680,6 +689,57 @@ class Rollback(Body):
     """Which kind of model to roll back."""
 
     kind: ModelKind = "lead"
+
+
+class LiveQualityQuery(Body):
+    """How many weeks of live quality to return, and how long each point's window is."""
+
+    weeks: int = Field(26, ge=1, le=104, description="weekly points, ending now (fewer when the history is shorter)")
+    window_days: int = Field(28, ge=7, le=364, description="each point measures the labels of this many days up to it")
+
+
+class DriftQuery(Body):
+    """How many weeks of drift checks to return, and how many features."""
+
+    weeks: int = Field(26, ge=1, le=104, description="weeks back from now (fewer when the history is shorter)")
+    top: int = Field(4, ge=1, le=20, description="the features with the highest latest PSI")
+
+
+ModelEventMarkOut = _out_of(
+    "ModelEventMarkOut", ModelEventMark, "An event the charts mark: a drift alert, an ADWIN change, a retraining "
+    "(its challenger promoted or the champion kept), the blend switched on or off.",
+    describe={"text": "what happened, as a sentence", "model_version": "the model or online snapshot it concerns"},
+    mark=Literal["drift_alert", "adwin_change", "retrain_promoted", "retrain_kept", "blend_on", "blend_off"])
+QualityPointOut = _out_of(
+    "QualityPointOut", QualityPoint, "One model's quality on the labels that arrived in [start, end).",
+    describe={"labels": "labels in the window (the same for every model)", "positives": "of them won",
+              "roc_auc": "null with fewer than min_labels labels or a single class",
+              "log_loss": "mean negative log-likelihood (lower is better); null as roc_auc",
+              "ece": "expected calibration error, 10 bins (lower is better); null as roc_auc"})
+ModelQualityOut = _out_of("ModelQualityOut", ModelQuality, "One model's rolling quality, a point per week.",
+                          model=Literal["champion", "online", "blend"], points=list[QualityPointOut])
+LiveQualityOut = _out_of(
+    "LiveQualityOut", LiveQuality,
+    "The live prequential comparison: each matured label as the champion, the online learner and their blend "
+    "predicted it before learning it, every model on the same labels, in trailing windows a week apart.",
+    describe={"week_ends": "the end of each point's window, oldest first (the last is now)",
+              "labels": "labels every model scored, in any window returned",
+              "unmatched": "labels in the same time that not every model scored (left out)",
+              "events": "the events to mark in the weeks returned"},
+    models=list[ModelQualityOut], events=list[ModelEventMarkOut])
+FeaturePsiOut = _out_of("FeaturePsiOut", FeaturePsi, "A feature's PSI in one check (null: not measurable).")
+DriftPointOut = _out_of(
+    "DriftPointOut", DriftPoint, "One drift check of the live window against the training data.",
+    describe={"score_psi": "PSI of the live score", "features": "PSI of the top features, in the order of `features`",
+              "live_rows": "live leads in the check's window"},
+    features=list[FeaturePsiOut])
+DriftHistoryOut = _out_of(
+    "DriftHistoryOut", DriftHistory, "PSI over time from the drift checks, with the alert threshold.",
+    describe={"week_ends": "the weekly axis the admin draws, oldest first (the last is now)",
+              "threshold": "the newest check's alert threshold",
+              "features": "the features with the highest latest PSI, highest first",
+              "events": "the events to mark in the weeks returned"},
+    checks=list[DriftPointOut], events=list[ModelEventMarkOut])
 
 
 # --- overview ---------------------------------------------------------------------------------------

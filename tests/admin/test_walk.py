@@ -32,6 +32,7 @@ from storage.models import (Account, AlertRule, AuditEntry, DeadLetter, InboxEve
                             OutboxItem, ScoreHistory, User)
 from storage.sources import create_source
 from tests.admin.conftest import OUTPUT, PASSWORD
+from tests.admin.learning_data import seed_learning
 from tests.crm_ids import with_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,8 @@ def epoch_number(text: str) -> str | None:
 
 def seed(db: Database, redis: Any, models_dir: Path) -> dict[str, Any]:
     """A small but lifelike installation: sources, leads with score histories, an hour of events, writes to the
-    CRMs, a dead letter per stage, an alert rule, a serving model with a drift report and some audit entries.
+    CRMs, a dead letter per stage, an alert rule, a serving model with a drift report, three weeks of prequential
+    scores and model events, and some audit entries.
     Returns the ids the admin's path parameters name."""
     now = utcnow()
     people = [  # first, last, title, country, score, grade, reasons
@@ -185,6 +187,9 @@ def seed(db: Database, redis: Any, models_dir: Path) -> dict[str, Any]:
         store_drift_report(session, "m-2024.06", {
             "features": {"pricing_views_7d": 0.08, "demo_requested": 0.03, "free_email": 0.02}, "score": 0.05,
             "threshold": 0.25, "drifted": [], "alert": False, "live_rows": 480, "checked_at": now.isoformat()})
+        # Three weeks of matured outcomes as each model scored them, drift checks and marked events: the models
+        # page's drift and live-quality charts.
+        seed_learning(session, [lead.id for lead in leads], now)
         session.add_all([
             AuditEntry(actor="ops@example.com", action="source.create", target=f"source:{hubspot.id}",
                        after={"name": "hubspot-prod", "kind": "hubspot", "enabled": True},
