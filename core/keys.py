@@ -83,6 +83,9 @@ DRIFT_RETRAIN_KEY = PREFIX + "learning:drift_retrain"
 ONLINE_SERVING_KEY = PREFIX + "model:online"
 # Lock held by the one running online-learning pass (tasks.online_learning).
 ONLINE_LOCK_KEY = PREFIX + "learning:online_lock"
+# What the last online-learning pass saw (newest outcome id, leads old enough to have matured): a pass that
+# finds the same skips its work, so an install without new outcomes pays one query every five minutes.
+ONLINE_SEEN_KEY = PREFIX + "learning:online_seen"
 # Marker that an ADWIN change already asked for a retrain (tasks.online_learning); expires.
 ADWIN_RETRAIN_KEY = PREFIX + "learning:adwin_retrain"
 

@@ -152,6 +152,13 @@ def record_slots(session: Session, now: datetime, *, backlog: int | None, write_
 
     Two runs at once (a delayed beat message) write each period once: the second insert is skipped.
     """
+    return insert_slots(session, slot_rows(session, now, backlog=backlog, write_backlog=write_backlog))
+
+
+def slot_rows(session: Session, now: datetime, *, backlog: int | None, write_backlog: int | None
+              ) -> list[dict[str, Any]]:
+    """The rows of every due 30-second period (reads only: the task runs it outside SQLite's writer lock, since
+    reading a busy period's inbox rows takes long enough to hold up every webhook and ingest commit)."""
     slots = due_slots(latest_slot(session), now)
     rows = []
     for start in slots:
@@ -161,10 +168,15 @@ def record_slots(session: Session, now: datetime, *, backlog: int | None, write_
                      "processed": figures.processed, "written": figures.written,
                      "backlog": backlog if newest else None, "write_backlog": write_backlog if newest else None,
                      "ingest_latency": figures.ingest_latency, "write_latency": figures.write_latency})
+    return rows
+
+
+def insert_slots(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert measured periods, skipping any recorded meanwhile; returns the rows written."""
     if not rows:
         return 0
     # Counted through RETURNING: psycopg reports no rowcount (-1) for an INSERT .. ON CONFLICT DO NOTHING.
-    return len(session.execute(_insert_new(session).values(rows).returning(Measurement.id)).all())
+    return len(session.execute(_insert_new(session).values(list(rows)).returning(Measurement.id)).all())
 
 
 def _insert_new(session: Session) -> Any:

@@ -161,10 +161,12 @@ def record_measurements() -> int:
     """Record the pipeline's figures for each settled 30-second period not recorded yet (the overview's charts)."""
     res = resources()
     write_backlog = sum(int(res.redis.scard(DIRTY_KEY.format(crm=crm))) for crm in ("hubspot", "salesforce"))
-    with res.db.session(write=True) as session:
+    with res.db.session() as session:  # reads only: SQLite's writer lock is taken for the insert alone
         # Capped: under a deep backlog an exact count would visit every waiting row every 30 s.
         waiting = backlog(session, cap=BACKLOG_CAP)
-        return measurements.record_slots(session, utcnow(), backlog=waiting, write_backlog=write_backlog)
+        rows = measurements.slot_rows(session, utcnow(), backlog=waiting, write_backlog=write_backlog)
+    with res.db.session(write=True) as session:
+        return measurements.insert_slots(session, rows)
 
 
 @shared_task(name="tasks.maintenance.downsample_measurements", ignore_result=True)

@@ -25,12 +25,12 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
 
-from core.keys import ADWIN_RETRAIN_KEY, ONLINE_LOCK_KEY, ONLINE_SERVING_KEY
+from core.keys import ADWIN_RETRAIN_KEY, ONLINE_LOCK_KEY, ONLINE_SEEN_KEY, ONLINE_SERVING_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.learning import LearningConfig, config_of
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_LABELS_PER_PASS = 5000  # a backlog (first pass after an upgrade) is worked through over several passes
 MIN_GATE_LABELS = 100  # AUC on fewer labels is noise; both classes need MIN_GATE_CLASS each
 MIN_GATE_CLASS = 20
+FULL_PASS_EVERY = 6 * 3600  # seconds: a pass runs at least this often even when nothing seems new
 
 
 @dataclass
@@ -129,6 +130,20 @@ def gate_decision(champion: Sequence[Any], blend: Sequence[Any], margin: float, 
                                                 f"by >= {margin} on {len(pairs)} labels"}
     return {**out, "serve": False, "reason": f"blend AUC {a_blend:.4f} does not beat champion {a_champion:.4f} "
                                              f"by {margin} on {len(pairs)} labels"}
+
+
+def what_is_new(db: Database, config: LearningConfig, now: datetime) -> str:
+    """A cheap fingerprint of what could have matured: the newest outcome id and how many leads are older than
+    the maturity window (wins mature when recorded; losses when their lead has waited out the window)."""
+    from sqlalchemy import func, select
+
+    from storage.models import Lead, Outcome
+
+    with db.session() as session:
+        newest = session.scalar(select(func.max(Outcome.id)))
+        old = session.scalar(select(func.count()).select_from(Lead).where(
+            Lead.created_at <= now - timedelta(days=config.maturity_days)))
+    return f"{newest or 0}:{old or 0}"
 
 
 def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: bytes, *, now: datetime | None = None,
@@ -303,7 +318,12 @@ def learn_online() -> dict[str, Any]:
     if not res.redis.set(ONLINE_LOCK_KEY, token, nx=True, ex=600):
         return {"status": "skipped", "reason": "another pass is running"}
     try:
-        done = learn_online_now(res.db, res.redis, config, res.online_key())
+        now = utcnow()
+        seen = what_is_new(res.db, config, now)
+        if seen == "0:0" or res.redis.get(ONLINE_SEEN_KEY) == seen.encode():
+            return {"status": "skipped", "reason": "no outcome has matured since the last pass"}
+        done = learn_online_now(res.db, res.redis, config, res.online_key(), now=now)
+        res.redis.set(ONLINE_SEEN_KEY, seen, ex=FULL_PASS_EVERY)
     finally:
         if (res.redis.get(ONLINE_LOCK_KEY) or b"").decode() == token:
             res.redis.delete(ONLINE_LOCK_KEY)

@@ -46,6 +46,7 @@ PINNED = {
     "DRIFT_RETRAIN_KEY": "lb:learning:drift_retrain",
     "ONLINE_SERVING_KEY": "lb:model:online",
     "ONLINE_LOCK_KEY": "lb:learning:online_lock",
+    "ONLINE_SEEN_KEY": "lb:learning:online_seen",
     "ADWIN_RETRAIN_KEY": "lb:learning:adwin_retrain",
     "ALERT_COOLDOWN_KEY": "lb:alert:cool:{rule}:{lead}",
     "ALERT_CHANNEL_KEY": "lb:alert:chan:{channel}",

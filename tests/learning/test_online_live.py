@@ -217,3 +217,22 @@ def test_retraining_on_adwin_window_uses_only_the_labels_in_it(clean: Database, 
     with clean.session() as session:
         events_ = [e for e in session.scalars(select(ModelEvent).where(ModelEvent.kind == "retrain"))]
     assert [e.detail["reason"] for e in events_] == ["schedule", "adwin", "adwin"]
+
+
+def test_the_fingerprint_moves_when_an_outcome_arrives_or_a_lead_matures(clean: Database, tmp_path: Path) -> None:
+    from storage.models import Outcome
+    from tasks.online_learning import what_is_new
+
+    cfg = config(tmp_path)
+    now = T0 + 100 * DAY
+    assert what_is_new(clean, cfg, now) == "0:0"  # nothing to learn: the beat task skips its pass
+    with clean.session(write=True) as session:
+        lead = Lead(email="a@corp.io", properties={}, created_at=T0)
+        session.add(lead)
+        session.flush()
+        lead_id = lead.id
+    matured = what_is_new(clean, cfg, now)
+    assert matured == "0:1" and what_is_new(clean, cfg, T0 + DAY) == "0:0"
+    with clean.session(write=True) as session:
+        session.add(Outcome(lead_id=lead_id, won=True, occurred_at=T0 + 5 * DAY, source="test"))
+    assert what_is_new(clean, cfg, now) not in (matured, "0:0")
