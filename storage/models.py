@@ -372,6 +372,8 @@ class OnlineSnapshot(Base):
     version: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(20))  # arf | hat
     schema_version: Mapped[str | None] = mapped_column(String(64))
+    # What a label means when it was learned (the label policy); another one makes the learner start over.
+    definition: Mapped[str | None] = mapped_column(String(100))
     learned: Mapped[int] = mapped_column(Integer, default=0)
     positives: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[bytes] = mapped_column(LargeBinary)

@@ -66,11 +66,11 @@ def scores_of(session: Session, model: str, *, since: datetime | None = None, li
     return rows
 
 
-def save_snapshot(session: Session, *, version: str, kind: str, schema_version: str | None, learned: int,
-                  positives: int, state: bytes, keep: int = SNAPSHOTS_KEPT) -> OnlineSnapshot:
+def save_snapshot(session: Session, *, version: str, kind: str, schema_version: str | None, definition: str | None,
+                  learned: int, positives: int, state: bytes, keep: int = SNAPSHOTS_KEPT) -> OnlineSnapshot:
     """Store a learner snapshot and drop all but the newest `keep`."""
-    row = OnlineSnapshot(version=version, kind=kind, schema_version=schema_version, learned=learned,
-                         positives=positives, state=state, created_at=utcnow())
+    row = OnlineSnapshot(version=version, kind=kind, schema_version=schema_version, definition=definition,
+                         learned=learned, positives=positives, state=state, created_at=utcnow())
     session.add(row)
     session.flush()
     old = list(session.scalars(select(OnlineSnapshot.id).order_by(OnlineSnapshot.id.desc()).offset(keep)))

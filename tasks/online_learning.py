@@ -132,6 +132,11 @@ def gate_decision(champion: Sequence[Any], blend: Sequence[Any], margin: float, 
                                              f"by {margin} on {len(pairs)} labels"}
 
 
+def label_definition(config: LearningConfig) -> str:
+    """What a label means (the label policy): the learner is rebuilt when it changes."""
+    return f"maturity={config.maturity_days:g}d gap={config.decision_gap_hours:g}h"
+
+
 def what_is_new(db: Database, config: LearningConfig, now: datetime) -> str:
     """A cheap fingerprint of what could have matured: the newest outcome id and how many leads are older than
     the maturity window (wins mature when recorded; losses when their lead has waited out the window)."""
@@ -173,8 +178,11 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
     labels = [label for label in labels if label.lead_id.isdigit()]
     index = EventIndex(stored.events, stored.lead_of, schema=schema)
 
+    definition = label_definition(config)
     model: OnlineModel | None = None
-    if snap is not None and snap.schema_version == str(schema.version):
+    # Another feature schema, another label definition or another kind of learner: start over (by replay).
+    if (snap is not None and snap.schema_version == str(schema.version) and snap.definition == definition
+            and snap.kind == config.online_model):
         try:
             model = OnlineModel.from_bytes(snap.state, key)
         except OnlineModelError as exc:
@@ -220,12 +228,14 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
         add_scores(session, scored)
         if result.rebuilt or scored:
             save_snapshot(session, version=snapshot, kind=model.kind, schema_version=str(schema.version),
+                          definition=definition,
                           learned=model.n_learned, positives=model.n_positive, state=model.to_bytes(key))
             result.snapshot = snapshot
         if result.rebuilt:
             from storage.prequential import record_event
 
-            record_event(session, "online_rebuilt", {"replayed": model.n_learned, "schema": str(schema.version)},
+            record_event(session, "online_rebuilt", {"replayed": model.n_learned, "schema": str(schema.version),
+                                                     "definition": definition, "kind": model.kind},
                          model_version=snapshot, at=now)
         else:
             current = latest_snapshot(session)

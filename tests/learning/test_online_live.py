@@ -236,3 +236,23 @@ def test_the_fingerprint_moves_when_an_outcome_arrives_or_a_lead_matures(clean: 
     with clean.session(write=True) as session:
         session.add(Outcome(lead_id=lead_id, won=True, occurred_at=T0 + 5 * DAY, source="test"))
     assert what_is_new(clean, cfg, now) not in (matured, "0:0")
+
+
+def test_a_new_label_definition_or_learner_kind_starts_the_learner_over(clean: Database, redis_client: Any,
+                                                                        tmp_path: Path) -> None:
+    events, outcomes = world_events(leads=200, seed=8)
+    store_world(clean, events, outcomes)
+    first = learn_online_now(clean, redis_client, config(tmp_path), KEY, now=T0 + 150 * DAY)
+    assert first.rebuilt and first.learned
+    assert not learn_online_now(clean, redis_client, config(tmp_path), KEY, now=T0 + 150 * DAY).rebuilt
+    longer = learn_online_now(clean, redis_client, config(tmp_path, maturity_days=45), KEY, now=T0 + 150 * DAY)
+    assert longer.rebuilt
+    other = learn_online_now(clean, redis_client, config(tmp_path, maturity_days=45, online_model="arf"), KEY,
+                             now=T0 + 150 * DAY)
+    assert other.rebuilt
+    with clean.session() as session:
+        newest = session.scalars(select(OnlineSnapshot).order_by(OnlineSnapshot.id.desc())).first()
+        rebuilt = [e.detail for e in session.scalars(select(ModelEvent).where(ModelEvent.kind == "online_rebuilt"))]
+    assert newest.kind == "arf" and newest.definition == "maturity=45d gap=24h"
+    assert [d["definition"] for d in rebuilt] == ["maturity=30d gap=24h", "maturity=45d gap=24h",
+                                                  "maturity=45d gap=24h"]

@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('version', sa.String(length=64), nullable=False),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('schema_version', sa.String(length=64), nullable=True),
+    sa.Column('definition', sa.String(length=100), nullable=True),
     sa.Column('learned', sa.Integer(), nullable=False),
     sa.Column('positives', sa.Integer(), nullable=False),
     sa.Column('state', sa.LargeBinary(), nullable=False),
