@@ -304,15 +304,17 @@ def _watch_errors(db: Database, redis: Any, config: LearningConfig, *, now: date
     start = adwin_window_start(times, detector.width)
     change.update(width=detector.width, detections=detector.detections,
                   window_start=start.isoformat() if start else None)
+    asked = config.adwin_retrain and bool(redis.set(ADWIN_RETRAIN_KEY, now.isoformat(), nx=True,
+                                                     ex=max(60, int(config.drift_retrain_cooldown_hours * 3600))))
+    change["retrain"] = "asked" if asked else ("off" if not config.adwin_retrain else "cooldown")
     with db.session(write=True) as session:
         record_event(session, "adwin_change", change, at=now)
-    log.info("learning.adwin.change", extra={"width": change["width"], "window_start": change["window_start"]})
-    if config.adwin_retrain and redis.set(ADWIN_RETRAIN_KEY, now.isoformat(), nx=True,
-                                          ex=max(60, int(config.drift_retrain_cooldown_hours * 3600))):
+    log.info("learning.adwin.change", extra={"width": change["width"], "window_start": change["window_start"],
+                                             "retrain": change["retrain"]})
+    if asked:
         from tasks.learning import retrain
 
         retrain.delay(reason="adwin", force=True, window_start=change["window_start"])
-        change["retrain"] = "asked"
     return change
 
 

@@ -256,3 +256,47 @@ def test_a_new_label_definition_or_learner_kind_starts_the_learner_over(clean: D
     assert newest.kind == "arf" and newest.definition == "maturity=45d gap=24h"
     assert [d["definition"] for d in rebuilt] == ["maturity=30d gap=24h", "maturity=45d gap=24h",
                                                   "maturity=45d gap=24h"]
+
+
+def test_a_worker_pass_reports_an_adwin_change_and_retrains_on_its_window(
+        worker_process: Any, clean: Database, redis_client: Any, settings_overrides: dict[str, Any]) -> None:
+    from core.keys import ADWIN_RETRAIN_KEY, ONLINE_SEEN_KEY
+    from tasks.celery_app import create_celery
+    from tests.processes import wait_for
+
+    events, outcomes = world_events(leads=400)
+    leads = store_world(clean, events, outcomes)
+    redis_client.delete(ADWIN_RETRAIN_KEY, ONLINE_SEEN_KEY)
+    # The champion's live record: right on the first 250 labels, wrong on the rest (its error rate jumps).
+    rng = np.random.default_rng(2)
+    ids = sorted(leads.values())
+    stream = []
+    for i, lead in enumerate(ids):
+        y = bool(rng.random() < 0.3)
+        p = (0.85 if y else 0.15) if i < 250 else (0.15 if y else 0.85)
+        at = T0 + i * timedelta(hours=2)
+        common = {"lead_id": lead, "model_version": "v", "probability": p, "won": y, "decision_time": at,
+                  "labelled_at": at + DAY}
+        stream += [Scored(model="champion", **common), Scored(model="online", **common)]  # all learned already
+    with clean.session(write=True) as session:
+        add_scores(session, stream)
+    celery = create_celery(load_settings(settings_overrides, env_file=None))
+    try:
+        celery.send_task("tasks.online_learning.learn_online")
+
+        def events_of(kind: str) -> list[ModelEvent]:
+            with clean.session() as session:
+                return list(session.scalars(select(ModelEvent).where(ModelEvent.kind == kind)))
+
+        wait_for(lambda: bool(events_of("retrain")), 240, "the retraining ADWIN asked for")
+        change = events_of("adwin_change")[0].detail
+        assert 250 <= change["labels"] <= 330 and change["retrain"] == "asked"
+        retrain = events_of("retrain")[0].detail
+        assert retrain["reason"] == "adwin" and retrain["window"]["start"] == change["window_start"]
+        assert events_of("online_rebuilt")  # no snapshot existed: the learner replayed every learned label
+        # The next pass finds nothing new and skips; the change is not reported twice.
+        celery.send_task("tasks.online_learning.learn_online")
+        wait_for(lambda: redis_client.get(ONLINE_SEEN_KEY) is not None, 60, "the pass's fingerprint")
+        assert len(events_of("adwin_change")) == 1
+    finally:
+        redis_client.delete(ADWIN_RETRAIN_KEY, ONLINE_SEEN_KEY, "lb:learning:online_lock")
