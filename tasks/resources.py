@@ -26,8 +26,8 @@ from sqlalchemy import select
 
 from connectors.base import CrmConnector
 from connectors.registry import build_connector
-from core.gc_tuning import settle_heap
 from core.feature_schema import FeatureSchema, serving_problems
+from core.gc_tuning import settle_heap
 from core.keys import CHAMPION_KEY, FEATURE_SCHEMA_KEY, ONLINE_SERVING_KEY
 from core.runtime import ServiceUrls, redis_client, service_urls
 from core.settings import Settings, load_settings
@@ -121,7 +121,7 @@ class Resources:
         or it cannot be used (unreadable, or learned on another feature schema)."""
         if not published:
             return None, 0.0
-        from scoring.online import OnlineModelError, OnlineModel
+        from scoring.online import OnlineModel, OnlineModelError
         from storage.prequential import snapshot_named
 
         try:
