@@ -6,7 +6,6 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "brier", "ece", "lift_at_10")
 
@@ -56,6 +55,10 @@ def lift_at(y: np.ndarray, p: np.ndarray, fraction: float = 0.1) -> float:
 
 def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """All report metrics for labels `y` (0/1) and probabilities `p`."""
+    # Imported here: scikit-learn costs ~120 MB and a second of start-up, and the web process (the admin's
+    # charts read this module) never evaluates a model.
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
     both = len(np.unique(y)) == 2

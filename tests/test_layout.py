@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -158,3 +160,14 @@ def test_the_dockerfile_copies_every_package() -> None:
     dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, flags=re.MULTILINE))
     assert set(PACKAGES) <= copied, f"deploy/Dockerfile does not copy: {sorted(set(PACKAGES) - copied)}"
+
+
+def test_the_web_process_loads_no_model_libraries() -> None:
+    """The web app (webhooks, admin, API) never trains or scores: scikit-learn, XGBoost, River and pandas would add
+    ~250 MB to each gunicorn process (scikit-learn alone ~120 MB, reached once through the admin's charts)."""
+    probe = ("import sys; from bridge import create_app; create_app(); "
+             "print(','.join(m for m in ('sklearn', 'xgboost', 'river', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LEADBRIDGE_DATA_DIR": str(Path(tempfile.mkdtemp()))})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
