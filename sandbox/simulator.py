@@ -4,8 +4,16 @@ Every contact has a latent intent (plus its account's fit). Intent drives behavi
 pricing/docs/case studies/careers/blog, e-mail opens and clicks, form fills, downloads, webinars, demo
 requests) and, separately, whether the contact converts; won/lost outcomes arrive days after the activity.
 Nothing observable is copied into the label, so a model has to learn the relation from behaviour, as it would
-with a real funnel. With `drift_day` set, after that day pricing views stop depending on intent while webinar
-attendance starts to: a concept drift the learning loop should notice.
+with a real funnel. With `drift_day` set, the funnel changes on that day, in one of three ways (`drift_kind`):
+- "sudden" (the default): pricing views stop depending on intent while webinar attendance starts to;
+- "gradual": a new segment (say, developers arriving through the docs) takes a growing share of new
+  contacts, from 0 on the drift day to `segment_share` `segment_ramp_days` later; for them pricing
+  views say nothing about intent and docs views say a lot;
+- "seasonal": a campaign brought low-intent contacts (`campaign_share` of new contacts, intent lowered by
+  `campaign_intent_shift`) that behaved like everyone else while it ran; when it ends, on the drift day,
+  its audience stays (it keeps arriving) and is retargeted with a pricing-page ad: intent-free pricing
+  views from the people least likely to buy.
+Concept drifts the learning loop should notice.
 
 Everything is deterministic given the seed (one `random.Random`, consumed in a fixed order; message ids are
 UUIDv5 of the seed and a counter). Events can be produced with simulated timestamps (fast, for training and
@@ -84,6 +92,7 @@ class SimContact:
     created_at: datetime
     intent: float
     converts: bool
+    segment: str = "core"  # core, or the drift scenario's "new" segment / "campaign" audience
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +126,12 @@ class SimulatorConfig:
     max_contacts_per_account: int = 5
     days: int = 120
     start: datetime = field(default_factory=lambda: datetime(2024, 1, 1, tzinfo=UTC))
-    drift_day: int | None = None  # after this day pricing views stop predicting conversion and webinars start to
+    drift_day: int | None = None  # the day the funnel changes (how: drift_kind); None: it never does
+    drift_kind: str = "sudden"  # sudden | gradual | seasonal (see the module docstring)
+    segment_share: float = 0.7  # gradual: share of new contacts in the new segment once the ramp is over
+    segment_ramp_days: float = 28.0  # gradual: days from the drift until the new segment reaches its share
+    campaign_share: float = 0.35  # seasonal: share of new contacts the campaign brings
+    campaign_intent_shift: float = -1.0  # seasonal: the campaign audience's intent, relative to everyone else's
     free_email_share: float = 0.2
     base_rate: float = -2.2  # conversion log-odds offset (about 15-25% of contacts convert)
     lost_label_share: float = 0.7  # non-converters whose "lost" outcome is recorded (the rest stay open)
@@ -178,9 +192,14 @@ class FunnelSimulation:
         return cache
 
 
+DRIFT_KINDS = ("sudden", "gradual", "seasonal")
+
+
 def simulate(config: SimulatorConfig | None = None) -> FunnelSimulation:
     """Generate a funnel deterministically from the config's seed."""
     cfg = config or SimulatorConfig()
+    if cfg.drift_kind not in DRIFT_KINDS:
+        raise ValueError(f"unknown drift_kind {cfg.drift_kind!r}; use one of {', '.join(DRIFT_KINDS)}")
     rng = random.Random(cfg.seed)
     ids = _Ids(cfg.seed)
     accounts = [_make_account(rng, i) for i in range(cfg.accounts)]
@@ -243,18 +262,34 @@ def _make_contact(rng: random.Random, cfg: SimulatorConfig, account: SimAccount,
         n += 1
     used.add(email)
     created = cfg.start + timedelta(days=rng.uniform(0, max(1.0, cfg.days - 10)))
+    # The segment is drawn only in the scenarios that have one, so every other funnel consumes the
+    # random stream exactly as before (same seed, same funnel).
+    segment = _segment(rng, cfg, created)
     intent = rng.gauss(0, 1) + 0.5 * account.fit + 0.4 * title_w - (0.5 if free else 0.0)
+    if segment == "campaign":
+        intent += cfg.campaign_intent_shift
     # Conversion depends on the hidden intent and fit only; behaviour is a noisy window onto intent.
     p = _sigmoid(cfg.base_rate + 1.6 * intent + 0.3 * account.fit)
     converts = rng.random() < p
     key = ids.next().replace("-", "")[:16]
     return SimContact(f"u_{key}", ids.next(), account.key, first, last, email, title, seniority, created, intent,
-                      converts)
+                      converts, segment)
+
+
+def _segment(rng: random.Random, cfg: SimulatorConfig, created: datetime) -> str:
+    if cfg.drift_day is None or cfg.drift_kind == "sudden":
+        return "core"
+    if cfg.drift_kind == "seasonal":
+        return "campaign" if rng.random() < cfg.campaign_share else "core"
+    days_in = (created - cfg.start).total_seconds() / 86400 - cfg.drift_day
+    share = 0.0 if days_in < 0 else cfg.segment_share * min(1.0, days_in / max(cfg.segment_ramp_days, 1e-9))
+    return "new" if rng.random() < share else "core"
 
 
 def _behaviour(rng: random.Random, cfg: SimulatorConfig, c: SimContact, end: datetime, ids: _Ids) -> list[SimEvent]:
     out: list[SimEvent] = []
     drift_at = cfg.start + timedelta(days=cfg.drift_day) if cfg.drift_day is not None else None
+    sudden = cfg.drift_kind == "sudden"
     weekly_sessions = math.exp(0.3 + 0.6 * c.intent)
     t = c.created_at
     identified = False
@@ -264,7 +299,7 @@ def _behaviour(rng: random.Random, cfg: SimulatorConfig, c: SimContact, end: dat
         if t >= end:
             break
         sessions += 1
-        drifted = drift_at is not None and t >= drift_at
+        drifted = sudden and drift_at is not None and t >= drift_at
         if not identified and sessions >= 2 and rng.random() < 0.6:
             identified = True
             out.append(SimEvent(t, c.key, "identify", "identify", {
@@ -277,7 +312,10 @@ def _behaviour(rng: random.Random, cfg: SimulatorConfig, c: SimContact, end: dat
         for p in range(pages):
             # After the drift, pricing visits come from a separate, intent-free process (below), not sessions.
             pricing_w = 0.0 if drifted else _sigmoid(-2.2 + 1.3 * c.intent)
-            weights = {"pricing": pricing_w, "docs": 0.15 + 0.05 * max(0.0, c.intent),
+            docs_w = 0.15 + 0.05 * max(0.0, c.intent)
+            if c.segment == "new":  # the new segment reads the docs when it means business, and glances at pricing
+                pricing_w, docs_w = 0.12, 0.05 + 0.8 * _sigmoid(-1.5 + 1.6 * c.intent)
+            weights = {"pricing": pricing_w, "docs": docs_w,
                        "case_studies": _sigmoid(-2.5 + 0.7 * c.intent), "careers": _sigmoid(-2.5 - 0.8 * c.intent),
                        "blog": 0.3, "other": 0.25}
             page_class = _weighted(rng, weights)
@@ -296,12 +334,15 @@ def _behaviour(rng: random.Random, cfg: SimulatorConfig, c: SimContact, end: dat
             if rng.random() < _sigmoid(-4.2 + 1.5 * c.intent):
                 out.append(SimEvent(st + timedelta(minutes=2), c.key, "track", "Demo Requested",
                                     {"form": "demo", "url": WEBSITE + "/demo"}, True, ids.next()))
-    if drift_at is not None and drift_at < end:
-        # After the drift everyone looks at pricing at the same rate (say, a public price change): the count no
-        # longer says anything about intent.
+    retargeted = cfg.drift_kind == "seasonal" and c.segment == "campaign"
+    if drift_at is not None and drift_at < end and (sudden or retargeted):
+        # Sudden: after the drift everyone looks at pricing at the same rate (say, a public price change): the
+        # count no longer says anything about intent. Seasonal: the campaign's audience clicks the retargeting
+        # ad to the pricing page about twice a week, whatever its intent.
         t = max(c.created_at, drift_at)
+        per_day = 2.0 / 7.0 if retargeted else 1.0 / 7.0
         while True:
-            t = t + timedelta(days=rng.expovariate(1.0 / 7.0))
+            t = t + timedelta(days=rng.expovariate(per_day))
             if t >= end:
                 break
             path = rng.choice(PAGES["pricing"])

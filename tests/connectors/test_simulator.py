@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from standardwebhooks import Webhook
 
 from sandbox import SandboxCRM
-from sandbox.simulator import FREE_DOMAINS, EventSender, SandboxCrmFeed, SimulatorConfig, run, simulate
+from sandbox.simulator import (
+    FREE_DOMAINS,
+    EventSender,
+    FunnelSimulation,
+    SandboxCrmFeed,
+    SimulatorConfig,
+    run,
+    simulate,
+)
 
 from .conftest import Receiver
 
@@ -76,6 +85,49 @@ def test_drift_moves_the_signal_from_pricing_to_webinars() -> None:
            for j in (1, 2)}
     assert auc[("pre", 1)] > 0.7 and auc[("post", 1)] < 0.6  # pricing views stop predicting
     assert auc[("post", 2)] > auc[("pre", 2)] + 0.05  # webinars start to
+
+
+def _signal_aucs(sim: FunnelSimulation, cutoff: datetime, signal: str) -> dict[str, float]:
+    """ROC AUC of one behaviour count for outcomes before the cutoff and for contacts created after it."""
+    phases: dict[str, list[tuple[int, int]]] = {"pre": [], "post": []}
+    for o in sim.outcomes:
+        contact = sim.contact_by_key[o.contact_key]
+        phase = "pre" if o.at < cutoff else "post" if contact.created_at >= cutoff else None
+        if phase:
+            phases[phase].append((int(o.won), sim.behaviour_counts(o.contact_key, o.at).get(signal, 0)))
+    return {p: roc_auc_score([r[0] for r in rows], [r[1] for r in rows]) for p, rows in phases.items()}
+
+
+def test_gradual_drift_brings_a_segment_whose_intent_shows_in_the_docs() -> None:
+    cfg = SimulatorConfig(seed=3, accounts=400, days=160, drift_day=60, drift_kind="gradual")
+    sim = simulate(cfg)
+    drift = cfg.start + timedelta(days=60)
+    assert all(c.segment == "core" for c in sim.contacts if c.created_at < drift)
+    late = [c for c in sim.contacts if c.created_at >= drift + timedelta(days=cfg.segment_ramp_days)]
+    assert 0.55 < sum(c.segment == "new" for c in late) / len(late) < 0.85
+    pricing = _signal_aucs(sim, drift + timedelta(days=cfg.segment_ramp_days), "page:Pricing")
+    docs = _signal_aucs(sim, drift + timedelta(days=cfg.segment_ramp_days), "page:Docs")
+    assert pricing["post"] < pricing["pre"] - 0.05 and docs["post"] > docs["pre"] + 0.05
+
+
+def test_seasonal_drift_retargets_the_campaign_audience_to_pricing() -> None:
+    cfg = SimulatorConfig(seed=3, accounts=400, days=160, drift_day=80, drift_kind="seasonal")
+    sim = simulate(cfg)
+    campaign = [c for c in sim.contacts if c.segment == "campaign"]
+    assert 0.25 < len(campaign) / len(sim.contacts) < 0.45
+    core = [c for c in sim.contacts if c.segment == "core"]
+    assert np.mean([c.converts for c in campaign]) < np.mean([c.converts for c in core]) - 0.05
+    pricing = _signal_aucs(sim, cfg.start + timedelta(days=80), "page:Pricing")
+    assert pricing["pre"] > 0.7 and pricing["post"] < pricing["pre"] - 0.1
+
+
+def test_drift_kinds_leave_the_default_funnel_alone() -> None:
+    plain = simulate(SimulatorConfig(seed=4, accounts=40, days=60))
+    control = simulate(SimulatorConfig(seed=4, accounts=40, days=60, drift_kind="seasonal"))  # no drift day
+    assert plain.contacts == control.contacts and plain.outcomes == control.outcomes
+    assert all(c.segment == "core" for c in plain.contacts)
+    with pytest.raises(ValueError, match="drift_kind"):
+        simulate(SimulatorConfig(accounts=5, drift_day=10, drift_kind="tidal"))
 
 
 def test_fast_run_delivers_signed_batches_and_crm_records(sandbox: SandboxCRM, receiver: Receiver) -> None:

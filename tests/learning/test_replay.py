@@ -70,11 +70,12 @@ def test_replay_order_is_a_weighted_permutation() -> None:
     assert sorted(order) == list(range(2000))
     assert order == replay_order(delays, errors, won, seed=3)
     assert order != replay_order(delays, errors, won, seed=4)
-    w = edr_weights(delays, errors, won)
-    position = np.empty(2000)
-    position[order] = np.arange(2000)
-    heavy, light = w > np.quantile(w, 0.8), w < np.quantile(w, 0.2)
-    assert position[heavy].mean() < position[light].mean() - 300
+    # Weighted sampling without replacement: the first draw picks label i with probability w_i / sum(w).
+    d, e, y = [0.0, 10.0, 40.0], [0.9, 0.5, 0.1], [True, True, True]
+    w = edr_weights(d, e, y)
+    first = np.bincount([replay_order(d, e, y, seed=s)[0] for s in range(4000)], minlength=3) / 4000
+    assert first == pytest.approx(w / w.sum(), abs=0.03)
+    assert w[0] > w[1] > w[2]
     assert replay_order([], [], []) == []
 
 
