@@ -24,8 +24,11 @@ decision time (prequential test), then released for training. Strategies:
   (labels decided since the oldest one ADWIN still holds, at least MIN_WINDOW_LABELS of the newest);
 - online: the online challenger alone (scoring.online.OnlineModel, ARF), learning each day's matured
   labels in EDR order with EDR weights (scoring.replay), as a measurement;
-- hybrid (the product default): adwin's loop with EDR-weighted XGBoost training, blended on log-odds
-  with the online model. Blend weight rule: each day, the weight in {0, 0.25, 0.5, 0.75} with the lowest
+- hybrid: adwin's loop with EDR-weighted XGBoost training, blended on log-odds with the online model.
+  What the product ships by default is adwin's loop plus the online challenger under its gate, without the
+  EDR weights (LEADBRIDGE_LEARNING_REPLAY_WEIGHTS=false): they cost ~0.01 AUC here. The gate keeps the
+  online model's weight at 0 while it loses on the prequential window, which it did in every scenario, so
+  the product default's figures are the adwin row's. Blend weight rule: each day, the weight in {0, 0.25, 0.5, 0.75} with the lowest
   log-loss over the last BLEND_WINDOW matured labels (each scored as served at its decision time), and 0
   unless the online model alone beats the champion's ROC AUC on that window: the online model gets a say
   only while it is winning on the prequential window, and only as much as the recent labels support.

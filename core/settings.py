@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     learning_adwin_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN's confidence on the live error stream")
     learning_adwin_retrain: bool = Field(True, description="retrain when ADWIN detects a change in the live error")
     learning_replay_weights: bool = Field(
-        True, description="weigh batch retraining by Experience-Delayed Replay (short delay, high error weigh more)")
+        False, description="weigh batch retraining by Experience-Delayed Replay (short delay, high error weigh more)")
 
     # Sandbox mode (`leadbridge run` without CRM credentials)
     sandbox_port: int = Field(8765, ge=1, le=65535, description="port of the sandbox CRM started by `run`")

@@ -40,6 +40,11 @@ OUTCOME_OVERLAP = timedelta(hours=1)  # re-read a little: CRM clocks and indexin
 LIVE_WINDOW_LIMIT = 5000
 MIN_DRIFT_ROWS = 100  # PSI over ten bins is noise below this
 MIN_TRAINING_LABELS = 50
+# An ADWIN window narrower than this is widened to the newest this many labels (bench.drift's tuned value: a
+# window of a few dozen labels right after a change trains a worse model than the stale one).
+ADWIN_MIN_WINDOW_LABELS = 300
+REPLAY_FLOOR = 0.5
+REPLAY_ERROR_POWER = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,10 @@ class LearningConfig:
     online_gate_labels: int = 500
     adwin_delta: float = 0.002
     adwin_retrain: bool = True
-    replay_weights: bool = True  # Experience-Delayed Replay weights in batch retraining (scoring.replay)
+    # Experience-Delayed Replay weights in batch retraining (scoring.replay): off by default, since bench.drift
+    # measured them ~0.01 AUC below unweighted training on its funnels (noisy labels: the error term mostly
+    # up-weights noise).
+    replay_weights: bool = False
 
     # Settings field -> config field; read with getattr so the loop runs before Settings declares them.
     SETTINGS: ClassVar[dict[str, str]] = {
@@ -246,6 +254,8 @@ def retrain_from_events(
         current = champion(session, "lead")
         champion_path = current.path if current is not None else None
         champion_version = current.version if current is not None else None
+    if window_start is None:
+        window_start = adwin_window(db)  # every retraining reads the window ADWIN keeps, once it reported one
     window_note = _restrict_window(data, window_start) if window_start is not None else None
     counts = label_counts(data.labels)
     base = RetrainResult(status="skipped", reason="", labelled=counts["labelled"], positives=counts["positives"])
@@ -324,6 +334,16 @@ def retrain_from_events(
     )
 
 
+def adwin_window(db: Database) -> datetime | None:
+    """The start of the window ADWIN kept at its last reported change (None before any)."""
+    from storage.prequential import last_event
+
+    with db.session() as session:
+        change = last_event(session, ["adwin_change"])
+    start = (change.detail or {}).get("window_start") if change is not None else None
+    return datetime.fromisoformat(start) if start else None
+
+
 def replay_weights(db: Database, data: Any) -> tuple[Any, dict[str, Any]]:
     """Experience-Delayed Replay weights (scoring.replay.edr_weights) for the rows of `data.frame`: the delay is
     decision time -> label, the error |y - p| of the score the lead had at its decision time (0.5 when it had
@@ -331,7 +351,7 @@ def replay_weights(db: Database, data: Any) -> tuple[Any, dict[str, Any]]:
     import numpy as np
 
     from scoring.dataset import prequential_records
-    from scoring.replay import DEFAULT_ERROR_POWER, DEFAULT_HALF_LIFE_DAYS, edr_weights
+    from scoring.replay import DEFAULT_HALF_LIFE_DAYS, edr_weights
     from scoring.training_set import ID_COLUMN
     from storage.outcomes import score_history
 
@@ -343,28 +363,34 @@ def replay_weights(db: Database, data: Any) -> tuple[Any, dict[str, Any]]:
     rows = [by_lead[str(lead)] for lead in data.frame[ID_COLUMN]]
     delays = [(label.labelled_at - label.decision_time) / timedelta(days=1) for label in rows]
     errors = [abs(int(label.won) - live[label.lead_id]) if label.lead_id in live else 0.5 for label in rows]
-    weights = edr_weights(delays, errors, [label.won for label in rows])
-    return weights, {"half_life_days": DEFAULT_HALF_LIFE_DAYS, "error_power": DEFAULT_ERROR_POWER,
+    # The gentle tilt bench.drift measured (its hybrid): a high floor and a square-root error term.
+    weights = edr_weights(delays, errors, [label.won for label in rows], floor=REPLAY_FLOOR,
+                          error_power=REPLAY_ERROR_POWER)
+    return weights, {"half_life_days": DEFAULT_HALF_LIFE_DAYS, "error_power": REPLAY_ERROR_POWER, "floor": REPLAY_FLOOR,
                      "with_live_score": sum(1 for label in rows if label.lead_id in live), "rows": len(rows),
                      "min": float(np.min(weights)) if len(weights) else None,
                      "max": float(np.max(weights)) if len(weights) else None}
 
 
 def _restrict_window(data: Any, start: datetime) -> dict[str, Any]:
-    """Keep only the labels decided at or after `start` in `data` (frame and labels), when at least
-    MIN_TRAINING_LABELS with both classes remain; say what was done."""
-    from scoring.training_set import DECISION_COLUMN
+    """Keep in `data` (frame and labels) the labels decided at or after `start` (ADWIN's window), widened to the
+    newest ADWIN_MIN_WINDOW_LABELS when the window holds fewer (as bench.drift measured it); say what was done."""
+    from scoring.training_set import ID_COLUMN
 
-    kept = [label for label in data.labels if label.decision_time >= start]
+    ordered = sorted(data.labels, key=lambda label: label.decision_time)
+    kept = [label for label in ordered if label.decision_time >= start]
+    if len(kept) < ADWIN_MIN_WINDOW_LABELS:
+        kept = ordered[-ADWIN_MIN_WINDOW_LABELS:]
     won = sum(1 for label in kept if label.won)
     note: dict[str, Any] = {"start": start.isoformat(), "labels_in_window": len(kept), "labels_total": len(data.labels)}
-    if len(kept) < MIN_TRAINING_LABELS or not won or won == len(kept):
+    if len(kept) == len(data.labels) or not won or won == len(kept):
         note["applied"] = False
-        note["why"] = f"only {len(kept)} labels ({won} won) in the window; trained on all {len(data.labels)}"
+        note["why"] = (f"the window holds {len(kept)} labels ({won} won) of {len(data.labels)}: trained on all"
+                       if len(kept) < len(data.labels) else "every label is in the window")
         return note
-    times = data.frame[DECISION_COLUMN].map(lambda v: datetime.fromisoformat(str(v)))
-    data.frame = data.frame[(times >= start).to_numpy()].reset_index(drop=True)
-    data.labels = kept
+    keep = {label.lead_id for label in kept}
+    data.frame = data.frame[data.frame[ID_COLUMN].astype(str).isin(keep).to_numpy()].reset_index(drop=True)
+    data.labels = [label for label in data.labels if label.lead_id in keep]
     data.window_start = min(label.decision_time for label in kept)
     note["applied"] = True
     return note

@@ -16,8 +16,8 @@ from core.settings import load_settings
 from scoring.online import OnlineModel
 from storage.db import Database
 from storage.models import AuditEntry, Lead, ModelEvent, OnlineSnapshot, PrequentialScore
-from storage.prequential import Scored, add_scores, scores_of
-from tasks.learning import LearningConfig, retrain_from_events
+from storage.prequential import Scored, add_scores, record_event, scores_of
+from tasks.learning import ADWIN_MIN_WINDOW_LABELS, LearningConfig, retrain_from_events
 from tasks.online_learning import _apply_gate, _watch_errors, gate_decision, learn_online_now
 from tasks.resources import Resources
 from tests.learning.conftest import DAY, T0, store_world, web_event, wipe_world, world_events
@@ -209,14 +209,33 @@ def test_retraining_on_adwin_window_uses_only_the_labels_in_it(clean: Database, 
     start = T0 + 40 * DAY
     windowed = retrain_from_events(clean, redis_client, cfg, now=T0 + 150 * DAY, reason="adwin", window_start=start)
     note = windowed.report["training"]["window"]
-    assert note["applied"] and note["labels_in_window"] < note["labels_total"] == full.labelled
-    assert windowed.labelled == note["labels_in_window"]
+    decided_since = sum(1 for label in windowed_labels(clean, cfg) if label.decision_time >= start)
+    assert note["applied"] and note["labels_total"] == full.labelled
+    assert windowed.labelled == note["labels_in_window"] == max(decided_since, ADWIN_MIN_WINDOW_LABELS)
+    assert windowed.labelled < full.labelled
+    # A window of a few labels right after a change is widened to the newest ADWIN_MIN_WINDOW_LABELS.
     too_late = retrain_from_events(clean, redis_client, cfg, now=T0 + 150 * DAY, reason="adwin",
                                    window_start=T0 + 149 * DAY)
-    assert not too_late.report["training"]["window"]["applied"] and too_late.labelled == full.labelled
+    assert too_late.report["training"]["window"]["applied"] and too_late.labelled == ADWIN_MIN_WINDOW_LABELS
+    # Once ADWIN reported a change, the scheduled retraining reads its window too.
+    with clean.session(write=True) as session:
+        record_event(session, "adwin_change", {"window_start": start.isoformat()}, at=T0 + 150 * DAY)
+    scheduled = retrain_from_events(clean, redis_client, cfg, now=T0 + 151 * DAY)
+    assert scheduled.report["training"]["window"]["start"] == start.isoformat()
+    assert scheduled.labelled == windowed.labelled
     with clean.session() as session:
         events_ = [e for e in session.scalars(select(ModelEvent).where(ModelEvent.kind == "retrain"))]
-    assert [e.detail["reason"] for e in events_] == ["schedule", "adwin", "adwin"]
+    assert [e.detail["reason"] for e in events_] == ["schedule", "adwin", "adwin", "schedule"]
+
+
+def windowed_labels(db: Database, cfg: LearningConfig) -> list[Any]:
+    from scoring.dataset import labelled_leads
+    from scoring.features import ACTIVITY_TYPES
+    from storage.outcomes import load_events, stored_outcomes
+
+    with db.session() as session:
+        return labelled_leads(load_events(session, ACTIVITY_TYPES), stored_outcomes(session), T0 + 150 * DAY,
+                              cfg.policy)
 
 
 def test_the_fingerprint_moves_when_an_outcome_arrives_or_a_lead_matures(clean: Database, tmp_path: Path) -> None:
