@@ -202,8 +202,8 @@ def share_touched_within(curve: SurvivalCurve, t: float, confidence: float = 0.9
     if i == 0:
         return Interval(0.0, 0.0, 0.0, confidence)
     s, v = float(curve.survival[i - 1]), float(curve.greenwood[i - 1])
-    if s <= 0 or s >= 1 or not math.isfinite(v):
-        return Interval(1 - s, 1 - s, 1 - s, confidence) if s <= 0 else Interval(0.0, 0.0, 0.0, confidence)
+    if s == 0:  # every lead still at risk was touched: no variance left to estimate
+        return Interval(1.0, 1.0, 1.0, confidence)
     # On log(-log S) the interval stays inside (0, 1) and is closer to nominal in small samples than S ± z se.
     w = _z(confidence) * math.sqrt(v) / abs(math.log(s))
     return Interval(1 - s, 1 - s ** math.exp(-w), 1 - s ** math.exp(w), confidence)
