@@ -255,3 +255,162 @@ def km_median_difference(pilot_durations: Sequence[float] | np.ndarray, pilot_to
                 medians.append(median_of(t[pick], e[pick]))
             diffs[b] = medians[0] - medians[1]
     return _percentile(diffs, float(estimate), confidence)
+
+
+# --- power: what the pilot can see --------------------------------------------------------------------------------
+
+def _rate_effect_size(baseline_rate: float, effect: float) -> float:
+    """Cohen's h for baseline_rate + effect vs baseline_rate (arcsine scale: variance 1/n whatever the rate)."""
+    target = baseline_rate + effect
+    if not (0 < baseline_rate < 1 and 0 < target <= 1):
+        raise ValueError(f"rates must lie in (0, 1]: baseline {baseline_rate}, with effect {target}")
+    return 2 * math.asin(math.sqrt(target)) - 2 * math.asin(math.sqrt(baseline_rate))
+
+
+def minimum_detectable_effect(n_pilot: int, n_control: int, baseline_rate: float, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """Smallest rise in a rate (pilot minus control, as a proportion) that these arm sizes detect with `power`.
+
+    A two-sided z-test on the arcsine scale (statsmodels' NormalIndPower with Cohen's h), for a baseline rate
+    declared before the pilot; not post-hoc power from the observed effect.
+    """
+    z = _z(1 - alpha) + NormalDist().inv_cdf(power)
+    h = z * math.sqrt(1 / n_pilot + 1 / n_control)
+    angle = min(math.asin(math.sqrt(baseline_rate)) + h / 2, math.pi / 2)
+    return math.sin(angle) ** 2 - baseline_rate
+
+
+def minimum_detectable_difference(n_pilot: int, n_control: int, sd: float, alpha: float = 0.05,
+                                  power: float = 0.8) -> float:
+    """Smallest difference of means (e.g. minutes to first touch) detectable with `power`, given an expected sd."""
+    return (_z(1 - alpha) + NormalDist().inv_cdf(power)) * sd * math.sqrt(1 / n_pilot + 1 / n_control)
+
+
+def leads_needed(baseline_rate: float, effect: float, control_share: float, alpha: float = 0.05,
+                 power: float = 0.8) -> int:
+    """Leads with an outcome, both arms together, needed to detect a pre-declared rise of `effect` in a rate."""
+    if not 0 < control_share < 1:
+        raise ValueError(f"control_share must be in (0, 1), got {control_share}")
+    z = _z(1 - alpha) + NormalDist().inv_cdf(power)
+    h = _rate_effect_size(baseline_rate, effect)
+    return math.ceil((z / h) ** 2 * (1 / control_share + 1 / (1 - control_share)))
+
+
+def more_leads_needed(n_pilot: int, n_control: int, baseline_rate: float, effect: float, alpha: float = 0.05,
+                      power: float = 0.8) -> int:
+    """How many more closed leads (at the current split) the pre-declared effect needs; 0 when there are enough."""
+    total = n_pilot + n_control
+    needed = leads_needed(baseline_rate, effect, n_control / total, alpha, power)
+    return max(0, needed - total)
+
+
+# --- anytime-valid inference --------------------------------------------------------------------------------------
+
+def mixing_parameter(horizon: int, alpha: float = 0.05) -> float:
+    """rho of the normal mixture that makes the confidence sequence narrowest after `horizon` observations."""
+    # Waudby-Smith et al., "Time-uniform central limit theory and asymptotic confidence sequences" (2024): any
+    # rho > 0 is valid; this one minimises the width at t = horizon, so size it to the pilot's planned leads.
+    return math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / horizon)
+
+
+def confidence_sequence(values: Sequence[float] | np.ndarray, in_pilot: Sequence[bool] | np.ndarray,
+                        pilot_share: float, horizon: int, alpha: float = 0.05,
+                        burn_in: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pilot-minus-control mean after each lead (in the order outcomes arrived), with an asymptotic confidence
+    sequence: with probability about 1 - alpha it covers the true difference at every t at once, so it can be
+    looked at every week.
+
+    Each lead contributes an augmented inverse-probability-weighted term (the randomisation probability
+    `pilot_share` is known by design), centred on the arm means of the leads before it; the Gaussian-mixture
+    boundary with `mixing_parameter(horizon, alpha)` is put around their running mean. Until each arm has
+    `burn_in` leads the interval is (-inf, inf): the boundary is asymptotic and the variance estimate is noise.
+    Leads are assumed independent: with owners or pods assigned, use the fixed-horizon cluster bootstrap.
+    """
+    y = _values(values, "values")
+    a = np.asarray(in_pilot, dtype=bool)
+    if a.shape != y.shape:
+        raise ValueError("values and in_pilot must have the same length")
+    if not 0 < pilot_share < 1:
+        raise ValueError(f"pilot_share must be in (0, 1), got {pilot_share}")
+    # Arm means from earlier leads only (predictable), so each term still has the true difference as its mean.
+    n1 = np.r_[0, np.cumsum(a)[:-1]]
+    n0 = np.r_[0, np.cumsum(~a)[:-1]]
+    m1 = np.divide(np.r_[0.0, np.cumsum(y * a)[:-1]], n1, out=np.zeros(y.size), where=n1 > 0)
+    m0 = np.divide(np.r_[0.0, np.cumsum(y * ~a)[:-1]], n0, out=np.zeros(y.size), where=n0 > 0)
+    phi = m1 - m0 + a * (y - m1) / pilot_share - ~a * (y - m0) / (1 - pilot_share)
+    t = np.arange(1, y.size + 1)
+    estimate = np.cumsum(phi) / t
+    variance = np.maximum(np.cumsum(phi**2) / t - estimate**2, 0.0)
+    rho2 = mixing_parameter(horizon, alpha) ** 2
+    half = np.sqrt(variance) * np.sqrt(2 * (t * rho2 + 1) / (t * t * rho2) * np.log(np.sqrt(t * rho2 + 1) / alpha))
+    warm = (np.cumsum(a) >= burn_in) & (np.cumsum(~a) >= burn_in)
+    return estimate, np.where(warm, estimate - half, -np.inf), np.where(warm, estimate + half, np.inf)
+
+
+def anytime_interval(values: Sequence[float] | np.ndarray, in_pilot: Sequence[bool] | np.ndarray,
+                     pilot_share: float, horizon: int, alpha: float = 0.05, burn_in: int = 20) -> Interval:
+    """The confidence sequence at the latest lead, as an Interval (valid however often it has been looked at)."""
+    estimate, low, high = confidence_sequence(values, in_pilot, pilot_share, horizon, alpha, burn_in)
+    return Interval(float(estimate[-1]), float(low[-1]), float(high[-1]), 1 - alpha)
+
+
+def conclusive(fixed: Interval, anytime: Interval, n: int, horizon: int) -> bool:
+    """Conclusive only when the pilot reached its pre-set horizon and the fixed-horizon CI excludes 0, or when the
+    anytime-valid interval excludes 0; a fixed-horizon CI read early at a weekly look is never enough."""
+    return (n >= horizon and excludes_zero(fixed)) or excludes_zero(anytime)
+
+
+# --- the sentence -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ValueSummary:
+    """What the sentence says: differences are pilot minus control."""
+
+    response_minutes: Interval | None  # median minutes to first touch; negative means scored leads were sooner
+    win_rate: Interval | None  # as proportions (0.021 is 2.1 points)
+    conclusive: bool
+    more_needed: int = 0  # closed leads still needed for the pre-declared effect
+
+
+def _about(n: int) -> str:
+    """Two significant figures: "about 870" reads as the estimate it is."""
+    if n < 100:
+        return str(n)
+    digits = 10 ** (len(str(n)) - 2)
+    return f"{round(n / digits) * digits:,}"
+
+
+
+def _response_phrase(d: Interval) -> str:
+    level = f"{d.confidence:.0%}"
+    word = "sooner" if d.estimate < 0 else "later"
+    head = f"Scored leads were contacted {abs(d.estimate):.0f} min {word}"
+    if d.high < 0 and not math.isinf(d.low):  # both ends sooner: "18-63 min", as sooner amounts
+        return f"{head} ({level} CI {-d.high:.0f}-{-d.low:.0f} min)"
+    if d.low > 0 and not math.isinf(d.high):
+        return f"{head} ({level} CI {d.low:.0f}-{d.high:.0f} min)"
+    low = "no bound" if math.isinf(d.low) else f"{abs(d.low):.0f} min {'sooner' if d.low < 0 else 'later'}"
+    high = "no bound" if math.isinf(d.high) else f"{abs(d.high):.0f} min {'sooner' if d.high < 0 else 'later'}"
+    return f"{head} ({level} CI {low} to {high})"
+
+
+def value_sentence(summary: ValueSummary) -> str:
+    """The plain-language verdict, e.g. "Scored leads were contacted 41 min sooner (95% CI 18-63 min); win rate
+    +2.1 points (CI -0.8 to +5.0), not yet conclusive: about 900 more closed leads needed"."""
+    parts = []
+    if summary.response_minutes is not None:
+        parts.append(_response_phrase(summary.response_minutes))
+    if summary.win_rate is not None:
+        w = summary.win_rate
+        label = "win rate" if parts else "Win rate"
+        ci = "CI" if parts else f"{w.confidence:.0%} CI"
+        parts.append(f"{label} {100 * w.estimate:+.1f} points ({ci} {100 * w.low:+.1f} to {100 * w.high:+.1f})")
+    if not parts:
+        return "No results yet"
+    if summary.conclusive:
+        verdict = "conclusive"
+    elif summary.more_needed > 0:
+        verdict = f"not yet conclusive: about {_about(summary.more_needed)} more closed leads needed"
+    else:
+        verdict = "not yet conclusive"
+    return "; ".join(parts) + ", " + verdict
