@@ -315,7 +315,7 @@ def mixing_parameter(horizon: int, alpha: float = 0.05) -> float:
 
 def confidence_sequence(values: Sequence[float] | np.ndarray, in_pilot: Sequence[bool] | np.ndarray,
                         pilot_share: float, horizon: int, alpha: float = 0.05,
-                        burn_in: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        burn_in: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pilot-minus-control mean after each lead (in the order outcomes arrived), with an asymptotic confidence
     sequence: with probability about 1 - alpha it covers the true difference at every t at once, so it can be
     looked at every week.
@@ -323,7 +323,8 @@ def confidence_sequence(values: Sequence[float] | np.ndarray, in_pilot: Sequence
     Each lead contributes an augmented inverse-probability-weighted term (the randomisation probability
     `pilot_share` is known by design), centred on the arm means of the leads before it; the Gaussian-mixture
     boundary with `mixing_parameter(horizon, alpha)` is put around their running mean. Until each arm has
-    `burn_in` leads the interval is (-inf, inf): the boundary is asymptotic and the variance estimate is noise.
+    `burn_in` leads the interval is (-inf, inf): the boundary is asymptotic, and with 20 a 10% control arm of 20%
+    win rates was called in 3.2% of A/A pilots at ten weekly looks (1.7% with 100), mostly at the first looks.
     Leads are assumed independent: with owners or pods assigned, use the fixed-horizon cluster bootstrap.
     """
     y = _values(values, "values")
@@ -348,7 +349,7 @@ def confidence_sequence(values: Sequence[float] | np.ndarray, in_pilot: Sequence
 
 
 def anytime_interval(values: Sequence[float] | np.ndarray, in_pilot: Sequence[bool] | np.ndarray,
-                     pilot_share: float, horizon: int, alpha: float = 0.05, burn_in: int = 20) -> Interval:
+                     pilot_share: float, horizon: int, alpha: float = 0.05, burn_in: int = 100) -> Interval:
     """The confidence sequence at the latest lead, as an Interval (valid however often it has been looked at)."""
     estimate, low, high = confidence_sequence(values, in_pilot, pilot_share, horizon, alpha, burn_in)
     return Interval(float(estimate[-1]), float(low[-1]), float(high[-1]), 1 - alpha)
