@@ -111,6 +111,16 @@ def history_cutoff(stored: StoredEvents, oldest_lead: datetime | None) -> dateti
     return oldest_event + timedelta(milliseconds=HORIZON_MS)
 
 
+def live_score_at(history: ScoreHistory, lead_id: str | int, at: datetime) -> Prediction | None:
+    """The score a lead had at `at` (within PREQUENTIAL_SLACK after it) in its score history, or None."""
+    times, values = history.get(str(lead_id), ([], []))
+    i = bisect.bisect_right(times, at + PREQUENTIAL_SLACK)
+    if i == 0:
+        return None
+    p, version = values[i - 1]
+    return Prediction(p, version)
+
+
 def prequential_records(labels: Sequence[LabelledLead], history: ScoreHistory) -> tuple[list[PrequentialRecord], int]:
     """Test-then-train over labels: each scored by the lead's live score at its decision time.
 
@@ -118,15 +128,7 @@ def prequential_records(labels: Sequence[LabelledLead], history: ScoreHistory) -
     labels had no score at their decision time.
     """
 
-    def live_score(label: LabelledLead) -> Prediction | None:
-        times, values = history.get(str(label.lead_id), ([], []))
-        i = bisect.bisect_right(times, label.decision_time + PREQUENTIAL_SLACK)
-        if i == 0:
-            return None
-        p, version = values[i - 1]
-        return Prediction(p, version)
-
-    evaluator = PrequentialEvaluator(live_score)
+    evaluator = PrequentialEvaluator(lambda label: live_score_at(history, label.lead_id, label.decision_time))
     records = evaluator.observe_all(labels)
     return records, evaluator.untested
 

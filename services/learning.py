@@ -244,12 +244,15 @@ def drift_history(session: Session, *, now: datetime | None = None, weeks: int =
     ends = week_ends(session, now, weeks)
     since = ends[0] - STEP
     events = _events(session, since, now)
-    checks = [e for e in events if e.kind == "drift_check"]
+    checks = []  # (event, its detail, its feature PSIs)
+    for event in events:
+        if event.kind == "drift_check":
+            detail = event.detail if isinstance(event.detail, dict) else {}
+            features = detail.get("features") if isinstance(detail.get("features"), dict) else {}
+            checks.append((event, detail, features))
     latest: dict[str, float] = {}  # each feature's newest measured PSI
     threshold = None
-    for event in checks:
-        detail = event.detail if isinstance(event.detail, dict) else {}
-        features = detail.get("features") if isinstance(detail.get("features"), dict) else {}
+    for _event, detail, features in checks:
         for name, value in features.items():
             psi = _number(value)
             if psi is not None:
@@ -258,9 +261,7 @@ def drift_history(session: Session, *, now: datetime | None = None, weeks: int =
             threshold = _number(detail.get("threshold"))
     chosen = [name for name, _ in sorted(latest.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
     points = []
-    for event in checks:
-        detail = event.detail if isinstance(event.detail, dict) else {}
-        features = detail.get("features") if isinstance(detail.get("features"), dict) else {}
+    for event, detail, features in checks:
         rows = detail.get("live_rows")
         points.append(DriftPoint(
             at=event.at, model_version=event.model_version, score_psi=_number(detail.get("score")),

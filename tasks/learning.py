@@ -19,7 +19,8 @@ tests call the same code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,7 +235,8 @@ def retrain_from_events(
 ) -> RetrainResult:
     """Train a challenger from stored events and outcomes, record it, and promote it if it wins.
 
-    `window_start` (ADWIN's window) keeps only labels decided from then on, when enough of both classes remain.
+    `window_start` (ADWIN's window; default: the one kept at ADWIN's last reported change) keeps the labels decided
+    from then on, widened to the newest ADWIN_MIN_WINDOW_LABELS (see _restrict_window).
     """
     from scoring.champion import train_challenger
     from scoring.dataset import label_counts
@@ -396,6 +398,20 @@ def _restrict_window(data: Any, start: datetime) -> dict[str, Any]:
     return note
 
 
+@contextmanager
+def exclusive(redis: Any, key: str, seconds: int, token: str) -> Iterator[bool]:
+    """Hold `key` as a lock for one run across all workers: yields False when another run holds it. Released
+    only by its holder (a run that outlived `seconds` must not free the next run's lock)."""
+    if not redis.set(key, token, nx=True, ex=seconds):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        if (redis.get(key) or b"").decode() == token:
+            redis.delete(key)
+
+
 def retrain_due(db: Database, config: LearningConfig, now: datetime | None = None) -> bool:
     """True when no lead model was trained in the last `retrain_every_hours`."""
     from sqlalchemy import func
@@ -418,16 +434,12 @@ def retrain(reason: str = "schedule", force: bool = False, window_start: str | N
     config = config_of(res)
     if not force and reason == "schedule" and not retrain_due(res.db, config):
         return {"status": "skipped", "reason": "not due"}
-    token = f"{reason}:{utcnow().isoformat()}"
-    if not res.redis.set(RETRAIN_LOCK_KEY, token, nx=True, ex=1900):
-        return {"status": "skipped", "reason": "another retraining is running"}
-    try:
+    with exclusive(res.redis, RETRAIN_LOCK_KEY, 1900, f"{reason}:{utcnow().isoformat()}") as held:
+        if not held:
+            return {"status": "skipped", "reason": "another retraining is running"}
         start = datetime.fromisoformat(window_start) if window_start else None
         result = retrain_from_events(res.db, res.redis, config, reason=reason, actor=f"beat:{reason}",
                                      window_start=start)
-    finally:
-        if (res.redis.get(RETRAIN_LOCK_KEY) or b"").decode() == token:
-            res.redis.delete(RETRAIN_LOCK_KEY)
     log.info("learning.retrain.%s", result.status, extra={"version": result.version, "reason": result.reason[:300]})
     return {"status": result.status, "reason": result.reason, "version": result.version}
 

@@ -33,7 +33,7 @@ from celery import shared_task
 from core.keys import ADWIN_RETRAIN_KEY, ONLINE_LOCK_KEY, ONLINE_SEEN_KEY, ONLINE_SERVING_KEY
 from core.records import utcnow
 from storage.db import Database
-from tasks.learning import LearningConfig, config_of
+from tasks.learning import LearningConfig, config_of, exclusive
 from tasks.resources import resources
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ class OnlinePass:
     serving: bool = False
     gate: dict[str, Any] = field(default_factory=dict)
     adwin_change: dict[str, Any] | None = None
-    skipped: str | None = None
 
 
 def _to_dt(value: Any) -> datetime:
@@ -76,13 +75,10 @@ def _champion_predictions(champion: Any, frame: Any, labels: Sequence[Any], hist
     """The champion's probability per label: the model in force on the rebuilt vector when it was trained before
     the label was known (an honest test, on the same vector the online learner sees), else the lead's live
     score at its decision time (scoring.dataset's prequential lookup), else None."""
-    import bisect
-
-    from scoring.dataset import PREQUENTIAL_SLACK
+    from scoring.dataset import live_score_at
     from scoring.scorer import score_frame
 
     out: list[tuple[float, str] | None] = [None] * len(labels)
-    fresh: list[int] = []
     if champion is not None:
         trained_at = champion.metadata.get("trained_at")
         trained = _to_dt(trained_at) if trained_at else None
@@ -92,13 +88,10 @@ def _champion_predictions(champion: Any, frame: Any, labels: Sequence[Any], hist
             for j, i in enumerate(fresh):
                 out[i] = (float(batch.probabilities[j]), champion.version)
     for i, label in enumerate(labels):
-        if out[i] is not None:
-            continue
-        times, values = history.get(str(label.lead_id), ([], []))
-        k = bisect.bisect_right(times, label.decision_time + PREQUENTIAL_SLACK)
-        if k:
-            p, version = values[k - 1]
-            out[i] = (float(p), version.split("+")[0])
+        if out[i] is None:
+            live = live_score_at(history, label.lead_id, label.decision_time)
+            if live is not None:
+                out[i] = (float(live.probability), live.model_version.split("+")[0])
     return out
 
 
@@ -326,19 +319,15 @@ def learn_online() -> dict[str, Any]:
     if not config.online:
         res.redis.delete(ONLINE_SERVING_KEY)
         return {"status": "off"}
-    token = utcnow().isoformat()
-    if not res.redis.set(ONLINE_LOCK_KEY, token, nx=True, ex=600):
-        return {"status": "skipped", "reason": "another pass is running"}
-    try:
-        now = utcnow()
+    now = utcnow()
+    with exclusive(res.redis, ONLINE_LOCK_KEY, 600, now.isoformat()) as held:
+        if not held:
+            return {"status": "skipped", "reason": "another pass is running"}
         seen = what_is_new(res.db, config, now)
         if seen == "0:0" or res.redis.get(ONLINE_SEEN_KEY) == seen.encode():
             return {"status": "skipped", "reason": "no outcome has matured since the last pass"}
         done = learn_online_now(res.db, res.redis, config, res.online_key(), now=now)
         res.redis.set(ONLINE_SEEN_KEY, seen, ex=FULL_PASS_EVERY)
-    finally:
-        if (res.redis.get(ONLINE_LOCK_KEY) or b"").decode() == token:
-            res.redis.delete(ONLINE_LOCK_KEY)
     if done.learned or done.rebuilt:
         log.info("learning.online.pass", extra={"learned": done.learned, "rebuilt": done.rebuilt,
                                                 "serving": done.serving})

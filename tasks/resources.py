@@ -49,6 +49,7 @@ class Resources:
     redis: redis.Redis
     _scorer: Any = None
     _scorer_version: tuple[str | None, int, str | None] | None = None
+    _bundle: Any = None  # the champion's ModelBundle (None: the rules serve)
     _online: tuple[str, Any] | None = None  # (snapshot version, OnlineModel) last loaded
     _schema: FeatureSchema | None = None
     _schema_published: int | None = None  # the published version when `_schema` was read
@@ -99,16 +100,18 @@ class Resources:
         schema = self.schema()
         with self._lock:
             if self._scorer is None or (wanted, schema.version, online) != self._scorer_version:
-                bundle = self._load_champion(wanted, schema)
-                model, weight = self._load_online(online, schema) if bundle is not None else (None, 0.0)
+                # The champion is loaded again only when it or the schema moved: the learner publishes a new
+                # online snapshot every pass while the blend serves, and that must not reload XGBoost each time.
+                if self._scorer is None or self._scorer_version[:2] != (wanted, schema.version):
+                    self._bundle = self._load_champion(wanted, schema)
+                bundle = self._bundle
+                model, weight, snapshot = self._load_online(online, schema) if bundle is not None else (None, 0.0, "")
                 self._scorer = Scorer(bundle, min_outcomes=self.settings.min_outcomes,
                                       min_positives=self.settings.min_positives, mode=self.settings.score_mode,
-                                      online=model, online_weight=weight,
-                                      online_version=self._online[0] if model is not None and self._online else "")
+                                      online=model, online_weight=weight, online_version=snapshot)
                 self._scorer_version = (wanted, schema.version, online)
                 log.info("model.loaded", extra={"version": bundle.version if bundle is not None else "rules",
-                                                "schema": schema.version,
-                                                "online": self._online[0] if model is not None and self._online else None})
+                                                "schema": schema.version, "online": snapshot or None})
             return self._scorer
 
     def online_key(self) -> bytes:
@@ -116,11 +119,11 @@ class Resources:
         return hmac.new(self.settings.resolved_secret_key().encode(), b"leadbridge online model snapshot v1",
                         sha256).digest()
 
-    def _load_online(self, published: str | None, schema: FeatureSchema) -> tuple[Any, float]:
-        """The online snapshot the learner published for blending, and its weight; (None, 0) when none serves
-        or it cannot be used (unreadable, or learned on another feature schema)."""
+    def _load_online(self, published: str | None, schema: FeatureSchema) -> tuple[Any, float, str]:
+        """The online snapshot the learner published for blending, its weight and version; (None, 0, "") when none
+        serves or it cannot be used (unreadable, or learned on another feature schema)."""
         if not published:
-            return None, 0.0
+            return None, 0.0, ""
         from scoring.online import OnlineModel, OnlineModelError
         from storage.prequential import snapshot_named
 
@@ -129,22 +132,22 @@ class Resources:
             version, weight = str(spec["version"]), float(spec["weight"])
         except (ValueError, KeyError, TypeError):
             log.error("model.online_key_unreadable")
-            return None, 0.0
+            return None, 0.0, ""
         if self._online is None or self._online[0] != version:
             with self.db.session() as session:
                 row = snapshot_named(session, version)
                 state = row.state if row is not None else None
             if state is None:
-                return None, 0.0
+                return None, 0.0, ""
             try:
                 self._online = (version, OnlineModel.from_bytes(state, self.online_key()))
             except OnlineModelError as exc:
                 log.error("model.online_unreadable", extra={"version": version, "error": str(exc)[:200]})
-                return None, 0.0
+                return None, 0.0, ""
         model = self._online[1]
         if model.schema_version != str(schema.version):
-            return None, 0.0  # learned on other features: the learner rebuilds it on its next pass
-        return model, weight
+            return None, 0.0, ""  # learned on other features: the learner rebuilds it on its next pass
+        return model, weight, version
 
     def _load_champion(self, version: str | None, schema: FeatureSchema) -> Any:
         from scoring.model import ModelBundle
