@@ -13,6 +13,7 @@ with its leaky columns dropped (see that folder's README) and `Last Activity` ke
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from bench._table import console, fmt, metrics_table, run_and_report
 from scoring.metrics import mean_metrics
-from scoring.rules import PointsModel, Rule
+from scoring.rules import PointsModel
 from scoring.training import TrainingError, TrainOptions, report_of, run_experiment
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "x_education" / "Leads.csv"
@@ -45,27 +46,9 @@ DEFAULT_DROP = (
 TARGETS = {"roc_auc": 0.900, "margin_over_lr": 0.005, "ece": 0.03, "lift_at_10": 2.45}
 
 # A hand-built scorecard for the X Education file, written the way a marketing-ops admin would from
-# the form's meaning (engagement time, intent of the lead origin, occupation), not fitted to data.
-X_EDUCATION_SCORECARD = PointsModel(
-    name="x_education hand-built scorecard",
-    base=30,
-    rules=(
-        Rule("Total Time Spent on Website", "gte", 300, 10, "spent 5+ minutes on the website"),
-        Rule("Total Time Spent on Website", "gte", 900, 15, "spent 15+ minutes on the website"),
-        Rule("TotalVisits", "gte", 5, 5, "5+ visits"),
-        Rule("Lead Origin", "eq", "Lead Add Form", 25, "came through the lead add form"),
-        Rule("Lead Origin", "eq", "Lead Import", -5, "imported list"),
-        Rule("Lead Source", "in", ("Reference", "Welingak Website"), 15, "referral or partner site"),
-        Rule("What is your current occupation", "eq", "Working Professional", 20, "working professional"),
-        Rule("What is your current occupation", "eq", "Student", -5, "student"),
-        Rule("Last Activity", "eq", "Had a Phone Conversation", 15, "talked to sales"),
-        Rule("Last Activity", "eq", "SMS Sent", 10, "SMS sent"),
-        Rule("Last Activity", "eq", "Email Opened", 5, "opened an e-mail"),
-        Rule("Last Activity", "eq", "Olark Chat Conversation", -5, "only chatted"),
-        Rule("Last Activity", "eq", "Email Bounced", -15, "e-mail bounced"),
-        Rule("Do Not Email", "eq", 1.0, -10, "opted out of e-mail"),
-    ),
-)
+# the form's meaning (engagement time, intent of the lead origin, occupation), not fitted to data; kept in
+# the JSON form `--scorecard` reads (PointsModel.to_json), so it is edited like any other scorecard.
+X_EDUCATION_SCORECARD = Path(__file__).with_name("x_education_scorecard.json")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -78,7 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--id", dest="id_column", default=None, help="id column (never a feature)")
     p.add_argument("--time", dest="time_column", default=None, help="time column: holdout = newest rows")
     p.add_argument("--seeds", type=int, default=5, help="number of holdout seeds (default 5)")
-    p.add_argument("--scorecard", type=Path, default=None, help="hand-built points scorecard JSON for the rules baseline")
+    p.add_argument("--scorecard", type=Path, default=None, help="hand-built points scorecard JSON for the rules baseline "
+                   "(default for the X Education file: bench/x_education_scorecard.json)")
     p.add_argument("--json", dest="json_path", type=Path, default=None, help="write the report here")
     return p.parse_args(argv)
 
@@ -90,13 +74,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise TrainingError(f"CSV file not found: {csv}")
     default_file = args.csv is None or csv.resolve() == DEFAULT_CSV.resolve()
     drop = tuple(args.drop) if args.drop is not None else (DEFAULT_DROP if default_file else ())
-    scorecard = None
-    if args.scorecard is not None:
-        import json
-
-        scorecard = PointsModel.from_json(json.loads(args.scorecard.read_text()))
-    elif default_file:
-        scorecard = X_EDUCATION_SCORECARD
+    scorecard_file = args.scorecard or (X_EDUCATION_SCORECARD if default_file else None)
+    scorecard = PointsModel.from_json(json.loads(scorecard_file.read_text())) if scorecard_file else None
     frame = pd.read_csv(csv, low_memory=False)
     options = TrainOptions(
         label=args.label, id_column=args.id_column, time_column=args.time_column, drop=drop,
