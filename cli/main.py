@@ -246,7 +246,7 @@ def worker(queues: str, concurrency: int | None) -> None:
 @cli.command()
 def beat() -> None:
     """Run only the periodic scheduler (sweeper, decay re-scoring, retraining, retention)."""
-    from tasks.celery_app import create_celery
+    from tasks.celery_app import beat_schedule, create_celery
 
     settings = settings_or_exit()
     configure_logging(settings)
@@ -255,6 +255,7 @@ def beat() -> None:
     with embedded_services(settings) as urls:
         os.environ.update(urls.as_env())
         app = create_celery(settings, urls)
+        app.conf.beat_schedule = beat_schedule()
         app.start(["--quiet", "beat", f"--loglevel={settings.log_level}"])
 
 

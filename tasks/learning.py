@@ -34,6 +34,7 @@ from core.keys import ACCOUNT_VERSION_KEY, DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.resources import Resources, resources
+from tasks.schedule import every
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def collect_outcomes_from(db: Database, redis: Any, connectors: Mapping[str, Any
 
 
 @shared_task(name="tasks.learning.collect_outcomes", ignore_result=True, soft_time_limit=240, time_limit=300)
+@every(900.0)
 def collect_outcomes() -> dict[str, dict[str, int]]:
     """Beat: read won/lost outcomes from every configured CRM into the outcomes table."""
     from connectors.base import ConnectorError
@@ -424,7 +426,9 @@ def retrain_due(db: Database, config: LearningConfig, now: datetime | None = Non
     return last is None or now - last >= timedelta(hours=config.retrain_every_hours)
 
 
+# Hourly: the task decides itself whether a retraining is due (LearningConfig.retrain_every_hours).
 @shared_task(name="tasks.learning.retrain", ignore_result=True, soft_time_limit=1500, time_limit=1800)
+@every(3600.0)
 def retrain(reason: str = "schedule", force: bool = False, window_start: str | None = None) -> dict[str, Any]:
     """Beat (hourly check), drift and ADWIN: retrain when due; one run at a time across all workers.
 
@@ -522,6 +526,7 @@ def check_drift_now(db: Database, redis: Any, store: Any, config: LearningConfig
 
 
 @shared_task(name="tasks.learning.check_drift", ignore_result=True, soft_time_limit=240, time_limit=300)
+@every(3600.0)
 def check_drift() -> dict[str, Any]:
     """Beat: drift report for the champion; alert (admin, audit, Slack) and retrain when PSI crosses the threshold."""
     from connectors.base import ConnectorError
@@ -639,6 +644,7 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
 
 
 @shared_task(name="tasks.learning.score_accounts", ignore_result=True, soft_time_limit=240, time_limit=300)
+@every(1800.0)
 def score_accounts() -> dict[str, int]:
     """Beat: account scores from their contacts, written to HubSpot companies and Salesforce Accounts."""
     from connectors.base import ConnectorError
@@ -657,6 +663,7 @@ def score_accounts() -> dict[str, int]:
 
 
 @shared_task(name="tasks.learning.sync_champion", ignore_result=True, soft_time_limit=20, time_limit=30)
+@every(60.0)
 def sync_champion() -> str | None:
     """Beat: keep the Redis champion key equal to the champion row, so every worker serves the same model."""
     from storage.model_registry import sync_champion_key

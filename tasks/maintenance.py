@@ -16,6 +16,7 @@ from storage.inbox import BACKLOG_CAP, backlog, mark_enqueued, stale_pending
 from storage.models import InboxEvent
 from storage.scores import leads_behind_their_events, leads_scored_before
 from tasks.resources import claim_repairs, resources
+from tasks.schedule import every
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ RESCORE_WINDOW = timedelta(minutes=15)  # how far back the sweeper looks for lea
 
 
 @shared_task(name="tasks.maintenance.sweep_inbox", ignore_result=True)
+@every(15.0)
 def sweep_inbox() -> int:
     """Re-enqueue inbox rows not processed in time (a lost message, a dead worker, a restarted Redis)."""
     from tasks.ingest import process_events
@@ -114,6 +116,7 @@ def reenrich_lost(res: Any) -> int:
 
 
 @shared_task(name="tasks.maintenance.rescore_decayed", ignore_result=True)
+@every(600.0)
 def rescore_decayed() -> int:
     """Re-score leads not scored for a while, so a score falls when interest cools (windows expire)."""
     from tasks.score import score_leads
@@ -128,6 +131,7 @@ def rescore_decayed() -> int:
 
 
 @shared_task(name="tasks.maintenance.purge_old_events", ignore_result=True)
+@every(3600.0)
 def purge_old_events() -> int:
     """Delete processed raw inbox events older than the retention period (pending ones are kept)."""
     res = resources()
@@ -140,6 +144,7 @@ def purge_old_events() -> int:
 
 
 @shared_task(name="tasks.maintenance.flush_writebacks", ignore_result=True)
+@every(30.0)
 def flush_writebacks() -> int:
     """Kick writeback for CRMs with dirty leads or accounts (after a pause or a lost message)."""
     from tasks.writeback import ACCOUNTS, flush
@@ -156,7 +161,9 @@ def flush_writebacks() -> int:
     return kicked
 
 
+# The overview's charts: a row per 30 s, merged into hour rows (and expired) hourly.
 @shared_task(name="tasks.maintenance.record_measurements", ignore_result=True)
+@every(30.0)
 def record_measurements() -> int:
     """Record the pipeline's figures for each settled 30-second period not recorded yet (the overview's charts)."""
     res = resources()
@@ -170,6 +177,7 @@ def record_measurements() -> int:
 
 
 @shared_task(name="tasks.maintenance.downsample_measurements", ignore_result=True)
+@every(3600.0)
 def downsample_measurements() -> dict[str, int]:
     """Merge 30-second measurements older than the minute retention into hour rows; drop hour rows past theirs."""
     res = resources()

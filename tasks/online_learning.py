@@ -35,6 +35,7 @@ from core.records import utcnow
 from storage.db import Database
 from tasks.learning import LearningConfig, config_of, exclusive
 from tasks.resources import resources
+from tasks.schedule import every
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,9 @@ def _watch_errors(db: Database, redis: Any, config: LearningConfig, *, now: date
     return change
 
 
+# The online challenger learns each matured outcome (test first); the gate and ADWIN run on its records.
 @shared_task(name="tasks.online_learning.learn_online", ignore_result=True, soft_time_limit=540, time_limit=600)
+@every(300.0)
 def learn_online() -> dict[str, Any]:
     """Beat: one online-learning pass (test-then-train, gate, ADWIN); one process at a time."""
     res = resources()
