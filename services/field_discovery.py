@@ -8,7 +8,6 @@ private app, so `webhook_subscriptions` only says what the admin must enable, in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,6 @@ FEATURE_KINDS = ("numeric", "categorical", "boolean", "date", "text")
 SKIP = "skip"
 DEFAULT_SAMPLE = 200
 MAX_SAMPLE = 1000
-DEFAULT_OBJECTS: dict[str, tuple[str, ...]] = {"hubspot": ("contacts",), "salesforce": ("Lead", "Contact")}
 CATEGORICAL_MAX = 50  # more distinct values than this is not a category a model can learn from a sample
 MIN_JUDGED = 10  # filled values needed before "almost every value differs" says anything
 SPARSE = 0.05  # below this fill rate the reason says so
@@ -37,8 +35,6 @@ _CONTACT_DETAIL = {"email", "phone", "url"}  # Salesforce types; HubSpot says fi
 _UNUSABLE = {"base64": "binary content", "address": "a compound address (map its parts)",
              "location": "a compound geolocation", "anyType": "a value of any type", "time": "a time of day",
              "encryptedstring": "encrypted", "file": "a file"}
-_HUBSPOT_OBJECTS = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_SALESFORCE_OBJECTS = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 
 @dataclass(frozen=True)
@@ -169,9 +165,9 @@ def check_request(crm: str, objects: Sequence[str] | None, sample: int) -> tuple
         raise NotFound(f"crm must be one of {', '.join(PROVIDERS)}, not {crm!r}")
     if not 0 <= sample <= MAX_SAMPLE:
         raise OperationError(f"sample must be between 0 and {MAX_SAMPLE} records, not {sample}")
-    chosen = tuple(dict.fromkeys(o.strip() for o in objects or () if o.strip())) or DEFAULT_OBJECTS[crm]
-    pattern = _HUBSPOT_OBJECTS if crm == "hubspot" else _SALESFORCE_OBJECTS
-    bad = [o for o in chosen if not pattern.match(o)]
+    fields = provider(crm).fields
+    chosen = tuple(dict.fromkeys(o.strip() for o in objects or () if o.strip())) or tuple(fields.FEATURE_OBJECTS)
+    bad = [o for o in chosen if not fields.OBJECT_NAME.match(o)]
     if bad:
         raise OperationError(f"not a {provider(crm).label} object name: {', '.join(repr(b) for b in bad)}")
     return chosen

@@ -23,6 +23,7 @@ FEATURE_OBJECTS = ("contacts",)
 ACTION_PROPERTIES = ("hubspot_owner_id", "hs_lead_status")
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 FIELD_NAME_RULE = "is not a HubSpot property name (lower-case letters, digits and _)"
+OBJECT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")  # an object type in API paths: contacts, p_custom, 2-123
 RECORD_ID = re.compile(r"^[0-9]{1,20}$")
 
 

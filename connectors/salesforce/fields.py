@@ -23,6 +23,7 @@ FEATURE_OBJECTS = ("Lead", "Contact")
 ACTION_PROPERTIES = ("OwnerId", "Status")
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 FIELD_NAME_RULE = "is not a Salesforce field API name (letters, digits and _, e.g. Score__c)"
+OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")  # an sObject API name (Lead, Custom__c)
 RECORD_ID = re.compile(r"^(00Q|003|001)[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
 ID_PREFIXES = {"00Q": "Lead", "003": "Contact", "001": "Account"}  # key prefix -> object
 
