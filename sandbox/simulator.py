@@ -268,12 +268,17 @@ def _make_contact(rng: random.Random, cfg: SimulatorConfig, account: SimAccount,
     intent = rng.gauss(0, 1) + 0.5 * account.fit + 0.4 * title_w - (0.5 if free else 0.0)
     if segment == "campaign":
         intent += cfg.campaign_intent_shift
-    # Conversion depends on the hidden intent and fit only; behaviour is a noisy window onto intent.
-    p = _sigmoid(cfg.base_rate + 1.6 * intent + 0.3 * account.fit)
+    p = conversion_probability(cfg, intent, account.fit)
     converts = rng.random() < p
     key = ids.next().replace("-", "")[:16]
     return SimContact(f"u_{key}", ids.next(), account.key, first, last, email, title, seniority, created, intent,
                       converts, segment)
+
+
+def conversion_probability(cfg: SimulatorConfig, intent: float, fit: float) -> float:
+    """How likely a contact converts: from its hidden intent and its account's fit only (behaviour is a noisy
+    window onto intent, never a cause)."""
+    return _sigmoid(cfg.base_rate + 1.6 * intent + 0.3 * fit)
 
 
 def _segment(rng: random.Random, cfg: SimulatorConfig, created: datetime) -> str:
