@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -110,6 +110,18 @@ def response_times(facts: Sequence[LeadFacts], now: datetime) -> tuple[np.ndarra
             durations.append(max(0.0, _minutes(f.crossed_at, now)))
             touched.append(False)
     return np.asarray(durations, dtype=float), np.asarray(touched, dtype=bool)
+
+
+def as_of(f: LeadFacts, now: datetime) -> LeadFacts:
+    """The facts as they stood at `now`: what happened later has not happened yet."""
+    def seen(at: datetime | None) -> datetime | None:
+        return at if at is not None and at <= now else None
+
+    closed = seen(f.closed_at)
+    opportunity = seen(f.opportunity_at)
+    return replace(f, crossed_at=seen(f.crossed_at), first_touch_at=seen(f.first_touch_at), sql_at=seen(f.sql_at),
+                   opportunity_at=opportunity, amount=f.amount if opportunity else 0.0, closed_at=closed,
+                   won=f.won if closed else None)
 
 
 def _arms(facts: Sequence[LeadFacts]) -> dict[str, list[LeadFacts]]:
@@ -268,7 +280,8 @@ def value_report(facts: Sequence[LeadFacts], now: datetime, control_share: float
     """Every KPI (or those in `only`; win rate always) per group with its difference, the verdict on win rate
     (anytime-valid, or at the horizon), and the plain sentence."""
     plan = plan or Plan()
-    arms = _arms([f for f in facts if f.created_at <= now])
+    facts = [as_of(f, now) for f in facts if f.created_at <= now]
+    arms = _arms(facts)
     wanted = set(KPI_NAMES if only is None else only) | {"win_rate"}
     kpis: dict[str, Kpi] = {}
     if wanted & {"response_time", "touched_within_5_min"}:
@@ -284,7 +297,7 @@ def value_report(facts: Sequence[LeadFacts], now: datetime, control_share: float
     win = kpis["win_rate"]
     is_conclusive, more = False, 0
     if win.difference is not None:
-        won, in_pilot = closed_in_order([f for f in facts if f.closed_at is None or f.closed_at <= now])
+        won, in_pilot = closed_in_order(facts)
         # The anytime interval assumes independent leads; with clusters assigned only the horizon can conclude.
         anytime = (Interval(win.difference.estimate, -math.inf, math.inf) if plan.clustered
                    else anytime_interval(won, in_pilot, 1 - control_share, plan.horizon))
