@@ -1,0 +1,108 @@
+"""The pilot's value (issue 17) for the admin's Value page, the API, the CLI, the weekly Slack summary and exports.
+
+The numbers come from scoring.value over facts the database holds (groups, threshold crossings, the CRM's
+touches, stages, opportunities and outcomes); this module shapes them for people and for finance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.slack_value import KpiLine
+from scoring.experiment import Interval
+from scoring.value import Kpi, ValueReport, WeeklyPoint
+
+_SCALES = {"share": (100.0, " pts", "%"), "minutes": (1.0, " min", " min"), "days": (1.0, " days", " days"),
+           "currency": (1.0, "", ""), "currency/day": (1.0, "/day", "/day")}
+
+
+def _number(value: float | None, unit: str, difference: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "no bound" if value is not None else "-"
+    scale, diff_suffix, suffix = _SCALES.get(unit, (1.0, "", ""))
+    scaled = value * scale
+    digits = 1 if unit in ("share", "days") else 0
+    text = f"{scaled:+,.{digits}f}" if difference else f"{scaled:,.{digits}f}"
+    return text + (diff_suffix if difference else suffix)
+
+
+def _interval_text(d: Interval | None, unit: str) -> str:
+    if d is None:
+        return "not enough data yet"
+    return f"{_number(d.estimate, unit, True)}, 95% CI {_number(d.low, unit, True)} to {_number(d.high, unit, True)}"
+
+
+@dataclass(frozen=True)
+class KpiRow:
+    """One KPI as every surface shows it."""
+
+    name: str
+    label: str
+    unit: str
+    pilot: float | None
+    control: float | None
+    n_pilot: int
+    n_control: int
+    difference: float | None
+    low: float | None
+    high: float | None
+    excludes_zero: bool
+    method: str
+    text: KpiLine
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape the API, `value report --json` and the export share."""
+        return {"name": self.name, "label": self.label, "unit": self.unit, "pilot": self.pilot,
+                "control": self.control, "n_pilot": self.n_pilot, "n_control": self.n_control,
+                "difference": self.difference, "ci_low": self.low, "ci_high": self.high,
+                "excludes_zero": self.excludes_zero, "method": self.method}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def kpi_row(kpi: Kpi) -> KpiRow:
+    """A KPI with its numbers formatted for people."""
+    d = kpi.difference
+    return KpiRow(
+        name=kpi.name, label=kpi.label, unit=kpi.unit, pilot=kpi.pilot, control=kpi.control, n_pilot=kpi.n_pilot,
+        n_control=kpi.n_control, difference=None if d is None else d.estimate,
+        low=None if d is None else _finite(d.low), high=None if d is None else _finite(d.high),
+        excludes_zero=d is not None and (d.low > 0 or d.high < 0), method=kpi.method,
+        text=KpiLine(kpi.label, _number(kpi.pilot, kpi.unit), _number(kpi.control, kpi.unit),
+                     _interval_text(d, kpi.unit)),
+    )
+
+
+def report_json(report: ValueReport, pilot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole report as JSON (API, CLI --json, the JSON export)."""
+    return {"pilot": pilot, "as_of": report.now.isoformat(), "leads": report.leads, "sentence": report.sentence,
+            "conclusive": report.conclusive, "more_closed_leads_needed": report.more_needed,
+            "kpis": [kpi_row(k).to_json() for k in report.kpis.values()]}
+
+
+EXPORT_COLUMNS = ("kpi", "label", "unit", "pilot", "control", "n_pilot", "n_control", "difference", "ci_low",
+                  "ci_high", "method", "as_of")
+
+
+def report_csv(report: ValueReport) -> str:
+    """One row per KPI, for finance: raw numbers (shares as 0-1, minutes, days, currency), no formatting."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for kpi in report.kpis.values():
+        row = kpi_row(kpi)
+        writer.writerow([row.name, row.label, row.unit, row.pilot, row.control, row.n_pilot, row.n_control,
+                         row.difference, row.low, row.high, row.method, report.now.isoformat()])
+    return out.getvalue()
+
+
+def weekly_json(points: list[WeeklyPoint]) -> list[dict[str, Any]]:
+    """Weekly points for the page's charts: one series per group, interval bands where there is data."""
+    return [{"week": p.week.date().isoformat(), "group": p.group, "value": p.value, "low": p.low, "high": p.high,
+             "n": p.n} for p in points]
