@@ -27,7 +27,7 @@ def create_celery(settings: Settings | None = None, urls: ServiceUrls | None = N
 
 
 def beat_schedule() -> dict[str, dict[str, object]]:
-    """Periodic work run by `leadbridge beat` (Celery's beat_schedule shape), from each task's @every mark.
+    """Periodic work run by `leadbridge beat` (Celery's beat_schedule shape), from each @periodic task's interval.
 
     Imports the task modules (beat imports them anyway); so only beat calls it, never the web process.
     """

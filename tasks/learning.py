@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,7 +33,7 @@ from core.keys import ACCOUNT_VERSION_KEY, DRIFT_RETRAIN_KEY, OUTCOMES_SINCE_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.resources import Resources, resources
-from tasks.schedule import every
+from tasks.schedule import periodic
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +139,7 @@ def collect_outcomes_from(db: Database, redis: Any, connectors: Mapping[str, Any
     return out
 
 
-@shared_task(name="tasks.learning.collect_outcomes", ignore_result=True, soft_time_limit=240, time_limit=300)
-@every(900.0)
+@periodic("tasks.learning.collect_outcomes", every=900.0, soft_time_limit=240, time_limit=300)
 def collect_outcomes() -> dict[str, dict[str, int]]:
     """Beat: read won/lost outcomes from every configured CRM into the outcomes table."""
     from connectors.base import ConnectorError
@@ -427,8 +425,7 @@ def retrain_due(db: Database, config: LearningConfig, now: datetime | None = Non
 
 
 # Hourly: the task decides itself whether a retraining is due (LearningConfig.retrain_every_hours).
-@shared_task(name="tasks.learning.retrain", ignore_result=True, soft_time_limit=1500, time_limit=1800)
-@every(3600.0)
+@periodic("tasks.learning.retrain", every=3600.0, soft_time_limit=1500, time_limit=1800)
 def retrain(reason: str = "schedule", force: bool = False, window_start: str | None = None) -> dict[str, Any]:
     """Beat (hourly check), drift and ADWIN: retrain when due; one run at a time across all workers.
 
@@ -525,8 +522,7 @@ def check_drift_now(db: Database, redis: Any, store: Any, config: LearningConfig
     return report
 
 
-@shared_task(name="tasks.learning.check_drift", ignore_result=True, soft_time_limit=240, time_limit=300)
-@every(3600.0)
+@periodic("tasks.learning.check_drift", every=3600.0, soft_time_limit=240, time_limit=300)
 def check_drift() -> dict[str, Any]:
     """Beat: drift report for the champion; alert (admin, audit, Slack) and retrain when PSI crosses the threshold."""
     from connectors.base import ConnectorError
@@ -643,8 +639,7 @@ def score_accounts_now(res: Resources, *, store: Any = None, crms: Sequence[str]
             "salesforce": written["salesforce"]}
 
 
-@shared_task(name="tasks.learning.score_accounts", ignore_result=True, soft_time_limit=240, time_limit=300)
-@every(1800.0)
+@periodic("tasks.learning.score_accounts", every=1800.0, soft_time_limit=240, time_limit=300)
 def score_accounts() -> dict[str, int]:
     """Beat: account scores from their contacts, written to HubSpot companies and Salesforce Accounts."""
     from connectors.base import ConnectorError
@@ -662,8 +657,7 @@ def score_accounts() -> dict[str, int]:
 # ---- champion key -------------------------------------------------------------------------------
 
 
-@shared_task(name="tasks.learning.sync_champion", ignore_result=True, soft_time_limit=20, time_limit=30)
-@every(60.0)
+@periodic("tasks.learning.sync_champion", every=60.0, soft_time_limit=20, time_limit=30)
 def sync_champion() -> str | None:
     """Beat: keep the Redis champion key equal to the champion row, so every worker serves the same model."""
     from storage.model_registry import sync_champion_key

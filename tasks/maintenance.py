@@ -6,7 +6,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
 from sqlalchemy import delete
 
 from core.keys import DIRTY_KEY, ENRICHED_KEY, REENRICHED_KEY, RESCORED_KEY
@@ -16,7 +15,7 @@ from storage.inbox import BACKLOG_CAP, backlog, mark_enqueued, stale_pending
 from storage.models import InboxEvent
 from storage.scores import leads_behind_their_events, leads_scored_before
 from tasks.resources import claim_repairs, resources
-from tasks.schedule import every
+from tasks.schedule import periodic
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,7 @@ DECAY_LIMIT = 20_000
 RESCORE_WINDOW = timedelta(minutes=15)  # how far back the sweeper looks for leads a lost score task left behind
 
 
-@shared_task(name="tasks.maintenance.sweep_inbox", ignore_result=True)
-@every(15.0)
+@periodic("tasks.maintenance.sweep_inbox", every=15.0)
 def sweep_inbox() -> int:
     """Re-enqueue inbox rows not processed in time (a lost message, a dead worker, a restarted Redis)."""
     from tasks.ingest import process_events
@@ -115,8 +113,7 @@ def reenrich_lost(res: Any) -> int:
     return len(ids)
 
 
-@shared_task(name="tasks.maintenance.rescore_decayed", ignore_result=True)
-@every(600.0)
+@periodic("tasks.maintenance.rescore_decayed", every=600.0)
 def rescore_decayed() -> int:
     """Re-score leads not scored for a while, so a score falls when interest cools (windows expire)."""
     from tasks.score import score_leads
@@ -130,8 +127,7 @@ def rescore_decayed() -> int:
     return len(ids)
 
 
-@shared_task(name="tasks.maintenance.purge_old_events", ignore_result=True)
-@every(3600.0)
+@periodic("tasks.maintenance.purge_old_events", every=3600.0)
 def purge_old_events() -> int:
     """Delete processed raw inbox events older than the retention period (pending ones are kept)."""
     res = resources()
@@ -143,8 +139,7 @@ def purge_old_events() -> int:
     return int(result.rowcount or 0)
 
 
-@shared_task(name="tasks.maintenance.flush_writebacks", ignore_result=True)
-@every(30.0)
+@periodic("tasks.maintenance.flush_writebacks", every=30.0)
 def flush_writebacks() -> int:
     """Kick writeback for CRMs with dirty leads or accounts (after a pause or a lost message)."""
     from tasks.writeback import ACCOUNTS, flush
@@ -162,8 +157,7 @@ def flush_writebacks() -> int:
 
 
 # The overview's charts: a row per 30 s, merged into hour rows (and expired) hourly.
-@shared_task(name="tasks.maintenance.record_measurements", ignore_result=True)
-@every(30.0)
+@periodic("tasks.maintenance.record_measurements", every=30.0)
 def record_measurements() -> int:
     """Record the pipeline's figures for each settled 30-second period not recorded yet (the overview's charts)."""
     res = resources()
@@ -176,8 +170,7 @@ def record_measurements() -> int:
         return measurements.insert_slots(session, rows)
 
 
-@shared_task(name="tasks.maintenance.downsample_measurements", ignore_result=True)
-@every(3600.0)
+@periodic("tasks.maintenance.downsample_measurements", every=3600.0)
 def downsample_measurements() -> dict[str, int]:
     """Merge 30-second measurements older than the minute retention into hour rows; drop hour rows past theirs."""
     res = resources()

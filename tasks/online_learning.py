@@ -28,14 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import shared_task
-
 from core.keys import ADWIN_RETRAIN_KEY, ONLINE_LOCK_KEY, ONLINE_SEEN_KEY, ONLINE_SERVING_KEY
 from core.records import utcnow
 from storage.db import Database
 from tasks.learning import LearningConfig, config_of, exclusive
 from tasks.resources import resources
-from tasks.schedule import every
+from tasks.schedule import periodic
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +311,7 @@ def _watch_errors(db: Database, redis: Any, config: LearningConfig, *, now: date
 
 
 # The online challenger learns each matured outcome (test first); the gate and ADWIN run on its records.
-@shared_task(name="tasks.online_learning.learn_online", ignore_result=True, soft_time_limit=540, time_limit=600)
-@every(300.0)
+@periodic("tasks.online_learning.learn_online", every=300.0, soft_time_limit=540, time_limit=600)
 def learn_online() -> dict[str, Any]:
     """Beat: one online-learning pass (test-then-train, gate, ADWIN); one process at a time."""
     res = resources()

@@ -1,26 +1,22 @@
-"""Periodic work: each task says how often beat runs it (`@every`), next to what it does; beat collects them."""
+"""Periodic work: each periodic task says how often beat runs it, next to what it does; beat collects them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
-F = TypeVar("F", bound=Callable[..., object])
+from celery import shared_task
 
 # Celery task name -> interval in seconds, filled as the task modules are imported.
 _INTERVALS: dict[str, float] = {}
 
 
-def every(seconds: float) -> Callable[[F], F]:
-    """Mark a task function (under its @shared_task, whose name must be module.function) to run every N seconds."""
-
-    def mark(fn: F) -> F:
-        _INTERVALS[f"{fn.__module__}.{fn.__name__}"] = seconds  # type: ignore[attr-defined]
-        return fn
-
-    return mark
+def periodic(name: str, every: float, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A Celery task (shared_task with `options`, results ignored) that beat runs every `every` seconds."""
+    _INTERVALS[name] = every
+    return shared_task(name=name, ignore_result=True, **options)
 
 
 def intervals() -> dict[str, float]:
-    """Every marked task's interval, by Celery task name (only of the modules imported so far)."""
+    """Every periodic task's interval, by Celery task name (only of the modules imported so far)."""
     return dict(_INTERVALS)

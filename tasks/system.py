@@ -10,7 +10,7 @@ from celery import shared_task
 
 from core.keys import HEARTBEAT_KEY
 from tasks.resources import resources
-from tasks.schedule import every
+from tasks.schedule import periodic
 
 
 @shared_task(name="tasks.system.ping", ignore_result=False)
@@ -19,8 +19,7 @@ def ping(payload: str = "ping") -> dict[str, object]:
     return {"payload": payload, "host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}
 
 
-@shared_task(name="tasks.system.heartbeat", ignore_result=True)
-@every(30.0)
+@periodic("tasks.system.heartbeat", every=30.0)
 def heartbeat() -> None:
     """Record that beat and a worker are alive (read by `doctor` and the admin overview)."""
     resources().redis.set(HEARTBEAT_KEY, str(time.time()), ex=300)

@@ -22,8 +22,7 @@ def test_beat_schedules_the_measurements() -> None:
     schedule = beat_schedule()
     assert schedule["record-measurements"] == {"task": "tasks.maintenance.record_measurements", "schedule": 30.0}
     assert schedule["downsample-measurements"]["task"] == "tasks.maintenance.downsample_measurements"
-    # Each @every mark names a task the workers register (a mark under a task whose name is not module.function
-    # would schedule a task no worker knows), and none of the periodic work is lost.
+    # Each @periodic entry names a task the workers register, and none of the periodic work is lost.
     registered = set(create_celery(load_settings()).tasks.keys())
     assert {entry["task"] for entry in schedule.values()} <= registered
     assert {"heartbeat", "sweep-inbox", "flush-writebacks", "rescore-decayed", "purge-old-events", "collect-outcomes",
