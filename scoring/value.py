@@ -314,14 +314,12 @@ def value_report(facts: Sequence[LeadFacts], now: datetime, control_share: float
 
 @dataclass(frozen=True)
 class WeeklyPoint:
-    """A KPI of one group over the leads of one week, with its 95% interval (for the page's bands)."""
+    """A KPI of one group over the leads of one week: its estimate and 95% interval (None: no data that week)."""
 
     week: datetime
     group: str
-    value: float | None
-    low: float | None
-    high: float | None
     n: int
+    interval: Interval | None = None
 
 
 def weekly(facts: Sequence[LeadFacts], kpi: str, start: datetime, now: datetime) -> list[WeeklyPoint]:
@@ -336,18 +334,17 @@ def weekly(facts: Sequence[LeadFacts], kpi: str, start: datetime, now: datetime)
                 closed = [f for f in rows if f.won is not None and f.closed_at and week <= f.closed_at < end]
                 if closed:
                     w = wilson_interval(sum(bool(f.won) for f in closed), len(closed))
-                    points.append(WeeklyPoint(week, group, w.estimate, w.low, w.high, len(closed)))
+                    points.append(WeeklyPoint(week, group, len(closed), w))
                 else:
-                    points.append(WeeklyPoint(week, group, None, None, None, 0))
+                    points.append(WeeklyPoint(week, group, 0))
             elif kpi == "response_time":
                 crossed = [f for f in rows if f.crossed_at and week <= f.crossed_at < end]
                 durations, touched = response_times(crossed, now)
                 if touched.any():
                     m = km_median_interval(kaplan_meier(durations, touched))
-                    points.append(WeeklyPoint(week, group, _finite(m.estimate), _finite(m.low), _finite(m.high),
-                                              int(durations.size)))
+                    points.append(WeeklyPoint(week, group, int(durations.size), m))
                 else:
-                    points.append(WeeklyPoint(week, group, None, None, None, int(durations.size)))
+                    points.append(WeeklyPoint(week, group, int(durations.size)))
             else:
                 raise ValueError(f"no weekly series for {kpi!r}; use win_rate or response_time")
         week += timedelta(days=7)

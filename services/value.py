@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.slack_value import KpiLine
-from scoring.experiment import Interval
+from scoring.experiment import Interval, excludes_zero
 from scoring.value import Kpi, ValueReport, WeeklyPoint
 
 _SCALES = {"share": (100.0, " pts", "%"), "minutes": (1.0, " min", " min"), "days": (1.0, " days", " days"),
@@ -36,47 +36,39 @@ def _interval_text(d: Interval | None, unit: str) -> str:
     return f"{_number(d.estimate, unit, True)}, 95% CI {_number(d.low, unit, True)} to {_number(d.high, unit, True)}"
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class KpiRow:
-    """One KPI as every surface shows it."""
+    """One KPI as every surface shows it: the numbers, the interval's finite bounds and the formatted text."""
 
-    name: str
-    label: str
-    unit: str
-    pilot: float | None
-    control: float | None
-    n_pilot: int
-    n_control: int
-    difference: float | None
-    low: float | None
+    kpi: Kpi
+    low: float | None  # None: no data, or the interval has no bound on that side
     high: float | None
-    excludes_zero: bool
-    method: str
     text: KpiLine
+
+    @property
+    def significant(self) -> bool:
+        """The 95% interval of the difference lies wholly above or below zero."""
+        return self.kpi.difference is not None and excludes_zero(self.kpi.difference)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape the API, `value report --json` and the export share."""
-        return {"name": self.name, "label": self.label, "unit": self.unit, "pilot": self.pilot,
-                "control": self.control, "n_pilot": self.n_pilot, "n_control": self.n_control,
-                "difference": self.difference, "ci_low": self.low, "ci_high": self.high,
-                "excludes_zero": self.excludes_zero, "method": self.method}
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+        k = self.kpi
+        return {"name": k.name, "label": k.label, "unit": k.unit, "pilot": k.pilot, "control": k.control,
+                "n_pilot": k.n_pilot, "n_control": k.n_control,
+                "difference": None if k.difference is None else k.difference.estimate, "ci_low": self.low,
+                "ci_high": self.high, "excludes_zero": self.significant, "method": k.method}
 
 
 def kpi_row(kpi: Kpi) -> KpiRow:
     """A KPI with its numbers formatted for people."""
     d = kpi.difference
-    return KpiRow(
-        name=kpi.name, label=kpi.label, unit=kpi.unit, pilot=kpi.pilot, control=kpi.control, n_pilot=kpi.n_pilot,
-        n_control=kpi.n_control, difference=None if d is None else d.estimate,
-        low=None if d is None else _finite(d.low), high=None if d is None else _finite(d.high),
-        excludes_zero=d is not None and (d.low > 0 or d.high < 0), method=kpi.method,
-        text=KpiLine(kpi.label, _number(kpi.pilot, kpi.unit), _number(kpi.control, kpi.unit),
-                     _interval_text(d, kpi.unit)),
-    )
+    return KpiRow(kpi, None if d is None else _finite(d.low), None if d is None else _finite(d.high),
+                  KpiLine(kpi.label, _number(kpi.pilot, kpi.unit), _number(kpi.control, kpi.unit),
+                          _interval_text(d, kpi.unit)))
 
 
 def report_json(report: ValueReport, pilot: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -96,13 +88,16 @@ def report_csv(report: ValueReport) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for kpi in report.kpis.values():
-        row = kpi_row(kpi)
-        writer.writerow([row.name, row.label, row.unit, row.pilot, row.control, row.n_pilot, row.n_control,
-                         row.difference, row.low, row.high, row.method, report.now.isoformat()])
+        row = kpi_row(kpi).to_json()
+        writer.writerow([row["name"], row["label"], row["unit"], row["pilot"], row["control"], row["n_pilot"],
+                         row["n_control"], row["difference"], row["ci_low"], row["ci_high"], row["method"],
+                         report.now.isoformat()])
     return out.getvalue()
 
 
 def weekly_json(points: list[WeeklyPoint]) -> list[dict[str, Any]]:
     """Weekly points for the page's charts: one series per group, interval bands where there is data."""
-    return [{"week": p.week.date().isoformat(), "group": p.group, "value": p.value, "low": p.low, "high": p.high,
-             "n": p.n} for p in points]
+    return [{"week": p.week.date().isoformat(), "group": p.group, "n": p.n,
+             "value": None if p.interval is None else _finite(p.interval.estimate),
+             "low": None if p.interval is None else _finite(p.interval.low),
+             "high": None if p.interval is None else _finite(p.interval.high)} for p in points]

@@ -104,10 +104,10 @@ def test_weekly_series_gives_each_group_a_point_per_week_with_wilson_bands() -> 
     points = weekly(fixture(), "win_rate", T0, T0 + 35 * DAY)
     assert {p.group for p in points} == {PILOT, CONTROL} and len(points) == 2 * 6
     week3 = [p for p in points if p.week == T0 + 14 * DAY and p.group == PILOT]
-    assert week3[0].value == 1.0 and week3[0].n == 1 and 0 < week3[0].low < 1  # the lead won on day 20
+    assert week3[0].interval.estimate == 1.0 and week3[0].n == 1 and 0 < week3[0].interval.low < 1  # the lead won on day 20
     response = weekly(fixture(), "response_time", T0, T0 + 7 * DAY)
     first = {p.group: p for p in response if p.week == T0}
-    assert first[PILOT].value == 2.0 and first[CONTROL].value == 120.0
+    assert first[PILOT].interval.estimate == 2.0 and first[CONTROL].interval.estimate == 120.0
     with pytest.raises(ValueError, match="no weekly series"):
         weekly(fixture(), "cycle_days", T0, NOW)
-    assert all(p.value is None or math.isfinite(p.value) for p in points)
+    assert all(p.interval is None or math.isfinite(p.interval.estimate) for p in points)
