@@ -10,11 +10,15 @@ import csv
 import io
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.slack_value import KpiLine
 from scoring.experiment import Interval, excludes_zero
-from scoring.value import Kpi, ValueReport, WeeklyPoint
+from scoring.value import Kpi, LeadFacts, Plan, ValueReport, WeeklyPoint, value_report, weekly
+
+WEEK = timedelta(days=7)
+WEEKLY_KPIS = ("win_rate", "response_time")
 
 _SCALES = {"share": (100.0, " pts", "%"), "minutes": (1.0, " min", " min"), "days": (1.0, " days", " days"),
            "currency": (1.0, "", ""), "currency/day": (1.0, "/day", "/day")}
@@ -95,9 +99,45 @@ def report_csv(report: ValueReport) -> str:
     return out.getvalue()
 
 
+def finite_interval(point: WeeklyPoint | None) -> tuple[float | None, float | None, float | None] | None:
+    """A weekly point's estimate and 95% bounds for a chart (None where unbounded), or None without data."""
+    if point is None or point.interval is None:
+        return None
+    i = point.interval
+    return _finite(i.estimate), _finite(i.low), _finite(i.high)
+
+
+@dataclass(frozen=True)
+class PilotValue:
+    """A pilot's value as the page, the API and the CLI show it."""
+
+    pilot: dict[str, Any]  # the pilot's settings and lifecycle (name, status, unit, control share, ...)
+    report: ValueReport
+    rows: list[KpiRow]
+    weekly: dict[str, list[WeeklyPoint]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report, with the weekly series, as JSON."""
+        out = report_json(self.report, self.pilot)
+        out["weekly"] = {kpi: weekly_json(points) for kpi, points in self.weekly.items()}
+        return out
+
+
+def pilot_value(pilot: dict[str, Any], facts: list[LeadFacts], now: datetime) -> PilotValue:
+    """The KPIs of a pilot's leads as they stood at `now`, with weekly series from the pilot's start."""
+    plan = Plan(horizon=int(pilot["horizon"]), effect=float(pilot["effect"]), clustered=pilot["unit"] != "lead")
+    report = value_report(facts, now, float(pilot["control_share"]), plan)
+    start = pilot["started_at"]
+    until = pilot.get("ended_at") or now
+    series = {kpi: weekly(facts, kpi, start, min(until, now)) for kpi in WEEKLY_KPIS}
+    return PilotValue(pilot, report, [kpi_row(k) for k in report.kpis.values()], series)
+
+
 def weekly_json(points: list[WeeklyPoint]) -> list[dict[str, Any]]:
     """Weekly points for the page's charts: one series per group, interval bands where there is data."""
-    return [{"week": p.week.date().isoformat(), "group": p.group, "n": p.n,
-             "value": None if p.interval is None else _finite(p.interval.estimate),
-             "low": None if p.interval is None else _finite(p.interval.low),
-             "high": None if p.interval is None else _finite(p.interval.high)} for p in points]
+    out = []
+    for p in points:
+        value, low, high = finite_interval(p) or (None, None, None)
+        out.append({"week": p.week.date().isoformat(), "group": p.group, "n": p.n, "value": value, "low": low,
+                    "high": high})
+    return out

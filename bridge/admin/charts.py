@@ -27,6 +27,7 @@ class Line:
     label: str
     values: Sequence[float | None]
     css: str
+    band: Sequence[tuple[float, float] | None] = ()  # an interval per bar, drawn as a shaded band behind the line
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
     page shows the key itself (see `key`), e.g. when the names would not fit on the chart."""
     out = _open(label, "time " + css)
     values = [v for line in lines for v in line.values if v is not None]
+    values += [high for line in lines for span in line.band if span is not None for high in span[1:]]
     top = nice_ceiling(max(values, default=0.0))
     y = _y_axis(out, top, unit)
     inner = WIDTH - PAD_LEFT - PAD_RIGHT
@@ -122,6 +124,8 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
     def x(index: float) -> float:
         return round(PAD_LEFT + inner * (index + offset) / count, 1)
 
+    for line in lines:
+        _band(out, line, x, y)
     for line in lines:
         segment: list[str] = []
         segments: list[list[str]] = []
@@ -146,7 +150,9 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
         parts = [f"up to {start + bar:%Y-%m-%d %H:%M} UTC" if at_end else f"{start:%Y-%m-%d %H:%M:%S} UTC"]
         for line in lines:
             value = line.values[index] if index < len(line.values) else None
-            parts.append(f"{line.label}: {'no data' if value is None else unit(value)}")
+            span = line.band[index] if index < len(line.band) else None
+            interval = f" (95% CI {unit(span[0])} to {unit(span[1])})" if span is not None else ""
+            parts.append(f"{line.label}: {'no data' if value is None else unit(value)}{interval}")
         out.append(f'<rect x="{round(PAD_LEFT + index * column, 2)}" y="{PAD_TOP}" width="{round(column, 2)}" '
                    f'height="{HEIGHT - PAD_TOP - PAD_BOTTOM}" class="hover"><title>{escape(" · ".join(parts))}'
                    f'</title></rect>')
@@ -169,6 +175,26 @@ def time_chart(starts: Sequence[datetime], bar: timedelta, lines: Sequence[Line]
         _legend(out, [(line.label, line.css) for line in lines])
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _band(out: list[str], line: Line, x: Callable[[float], float], y: Callable[[float], float]) -> None:
+    """A line's interval band: one shaded polygon per run of bars that have an interval."""
+    runs: list[list[int]] = []
+    for index, span in enumerate(line.band):
+        if span is None:
+            continue
+        if runs and runs[-1][-1] == index - 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    for run in runs:
+        upper = [f"{x(i)},{y(line.band[i][1])}" for i in run]  # type: ignore[index]
+        lower = [f"{x(i)},{y(line.band[i][0])}" for i in reversed(run)]  # type: ignore[index]
+        if len(run) == 1:  # a lone interval is a whisker
+            out.append(f'<line x1="{x(run[0])}" x2="{x(run[0])}" y1="{upper[0].split(",")[1]}" '
+                       f'y2="{lower[0].split(",")[1]}" class="whisker {escape(line.css)}"/>')
+        else:
+            out.append(f'<polygon points="{" ".join(upper + lower)}" class="band {escape(line.css)}"/>')
 
 
 def key(lines: Sequence[tuple[str, str]], marks: Sequence[tuple[str, str]] = ()) -> Markup:
