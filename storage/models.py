@@ -390,3 +390,18 @@ class ModelEvent(Base):
     kind: Mapped[str] = mapped_column(String(30))  # drift_check | adwin_change | retrain | online_serving | online_rebuilt
     model_version: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PilotFacts(Base):
+    """What the CRM says happened to a lead in a pilot: its owner's first touch, sales acceptance, opportunity and
+    outcome (None: not yet), as tasks/value.py last read them; the pilot's KPIs are computed from these rows."""
+
+    __tablename__ = "pilot_facts"
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    first_touch_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sql_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    opportunity_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    amount: Mapped[float] = mapped_column(Float, default=0.0)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    won: Mapped[bool | None] = mapped_column(Boolean)
+    read_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)

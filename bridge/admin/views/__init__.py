@@ -20,4 +20,5 @@ def register(bp: Blueprint) -> None:
         overview,
         sources,
         users,
+        value,
     )
