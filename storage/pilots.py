@@ -1,0 +1,123 @@
+"""Pilots and lead groups in the database (issue 17): the pilot rows and each lead's group, insert-only.
+
+A lead's group is written once, when the lead is first scored during a running pilot, and never updated:
+`insert_groups` skips leads that have one. The lifecycle (start, pause, resume, end, audited) is
+services.pilots; workers follow the running pilot through `PILOT_KEY` (tasks.resources).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from core.keys import PILOT_KEY
+from storage.models import Lead, LeadGroup, Pilot
+
+PILOT, CONTROL = "pilot", "control"
+GROUPS = (PILOT, CONTROL)
+UNITS = ("lead", "owner")
+RUNNING, PAUSED, ENDED = "running", "paused", "ended"
+OPEN = (RUNNING, PAUSED)
+# Where a lead's CRM owner is found among its stored properties (unit "owner"): the canonical name first.
+OWNER_PROPERTIES = ("owner", "hubspot_owner_id", "OwnerId")
+
+
+@dataclass(frozen=True)
+class PilotConfig:
+    """What scoring needs of the running pilot (workers cache it)."""
+
+    id: int
+    unit: str
+    control_share: float
+    salt: str
+
+
+def open_pilot(session: Session) -> Pilot | None:
+    """The pilot that is running or paused, if any (there is at most one)."""
+    return session.scalars(select(Pilot).where(Pilot.status.in_(OPEN)).order_by(Pilot.id.desc())).first()
+
+
+def latest_pilot(session: Session) -> Pilot | None:
+    """The newest pilot in any state (None before the first)."""
+    return session.scalars(select(Pilot).order_by(Pilot.id.desc())).first()
+
+
+def running_config(session: Session) -> PilotConfig | None:
+    """The running pilot's assignment settings, or None while no pilot runs."""
+    row = session.scalars(select(Pilot).where(Pilot.status == RUNNING).order_by(Pilot.id.desc())).first()
+    return None if row is None else PilotConfig(row.id, row.unit, row.control_share, row.salt)
+
+
+def insert_groups(session: Session, pilot_id: int, groups: Mapping[int, tuple[str, str | None]],
+                  at: Any) -> None:
+    """Store {lead id: (group, cluster)} in one statement; a lead that already has a group keeps it."""
+    if not groups:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"lead_id": lead_id, "pilot_id": pilot_id, "group": group, "cluster": cluster, "assigned_at": at}
+            for lead_id, (group, cluster) in sorted(groups.items())]
+    session.execute(insert(LeadGroup).on_conflict_do_nothing(index_elements=["lead_id"]), rows)
+
+
+def groups_of(session: Session, lead_ids: Iterable[int]) -> dict[int, str]:
+    """{lead id: group} of the leads among `lead_ids` that have one."""
+    ids = sorted({int(i) for i in lead_ids})
+    if not ids:
+        return {}
+    return dict(session.execute(select(LeadGroup.lead_id, LeadGroup.group).where(LeadGroup.lead_id.in_(ids))).all())
+
+
+def group_counts(session: Session, pilot_id: int) -> dict[str, int]:
+    """Leads assigned to each group of one pilot."""
+    counts = dict(session.execute(select(LeadGroup.group, func.count()).where(LeadGroup.pilot_id == pilot_id)
+                                  .group_by(LeadGroup.group)).all())
+    return {group: int(counts.get(group, 0)) for group in GROUPS}
+
+
+def owners_of(session: Session, lead_ids: Iterable[int]) -> dict[int, str]:
+    """{lead id: CRM owner key} from the leads' stored properties, for the leads that name an owner."""
+    ids = sorted({int(i) for i in lead_ids})
+    if not ids:
+        return {}
+    out: dict[int, str] = {}
+    for lead_id, properties in session.execute(select(Lead.id, Lead.properties).where(Lead.id.in_(ids))):
+        owner = next((str(v) for k in OWNER_PROPERTIES if (v := (properties or {}).get(k)) not in (None, "")), None)
+        if owner:
+            out[lead_id] = owner[:64]
+    return out
+
+
+# The lead's group and its pilot's status, for queries that already join leads (outer: most leads have none).
+GROUP_COLUMNS = (LeadGroup.group, Pilot.status)
+
+
+def join_groups(query: Select[Any]) -> Select[Any]:
+    """`query` (which selects from leads) with each lead's group and pilot outer-joined (see GROUP_COLUMNS)."""
+    return (query.outerjoin(LeadGroup, LeadGroup.lead_id == Lead.id)
+            .outerjoin(Pilot, Pilot.id == LeadGroup.pilot_id))
+
+
+def score_hidden(group: str | None, pilot_status: str | None) -> bool:
+    """True for a control lead of a pilot that has not ended: its score is not shown and triggers nothing."""
+    return group == CONTROL and pilot_status in OPEN
+
+
+def publish_pilot_version(redis: Any) -> None:
+    """Tell every worker the pilots changed (they re-read the running pilot before their next batch)."""
+    redis.incr(PILOT_KEY)
+
+
+def published_pilot_version(redis: Any) -> int | None:
+    """The pilot version workers were told (None: never published, or Redis lost it)."""
+    raw = redis.get(PILOT_KEY)
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
