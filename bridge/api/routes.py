@@ -27,6 +27,7 @@ from services import learning as learning_ops
 from services import mappings as mapping_ops
 from services import models as model_ops
 from services import overview as overview_ops
+from services import pilots as pilot_ops
 from services import sources as source_ops
 from services import users as user_ops
 from services.overview import build_overview
@@ -383,6 +384,56 @@ def unmap_field(crm: str, object_type: str, property_name: str, query: s.FieldUn
     warnings = [] if field_ops.announce_schema(svc.redis, schema) else [
         "Redis could not be told; workers pick the change up within a minute"]
     return _schema_out(schema, s.FieldChangeOut, warnings=warnings), 200
+
+
+# --- pilot (issue 17) -------------------------------------------------------------------------------
+
+
+@endpoint("/pilot", "GET", summary="The pilot and its group sizes", tag="pilot",
+          responses={200: (s.PilotState, "the open pilot, else the newest ended one"), **READ})
+def get_pilot() -> ResponseReturnValue:
+    """The open (running or paused) pilot, else the newest ended one, with the leads in each group."""
+    with _db() as session:
+        return s.PilotState(pilot=pilot_ops.current_view(session)), 200
+
+
+def _pilot_change(change: Callable[[Session, str], Any]) -> ResponseReturnValue:
+    """Run a lifecycle change in one transaction, then tell the workers (after the commit)."""
+    svc = services()
+    with _db(write=True) as session:
+        view = pilot_ops.pilot_view(session, change(session, _actor()))
+    warnings = [] if pilot_ops.announce_pilot(svc.redis) else [
+        "Redis could not be told; workers pick the change up within 30 seconds"]
+    return s.PilotState(pilot=view, warnings=warnings), 200
+
+
+@endpoint("/pilot", "POST", summary="Start a pilot", tag="pilot", role="admin", body=s.PilotStart,
+          responses={200: (s.PilotState, "the pilot now running"), **WRITE, **_errors(409)})
+def start_pilot(body: s.PilotStart) -> ResponseReturnValue:
+    """Start a pilot: from now on each new lead is assigned to pilot or control (refused while one is open)."""
+    return _pilot_change(lambda session, actor: pilot_ops.start_pilot(
+        session, actor, pilot_ops.PilotInput(**body.model_dump())))
+
+
+@endpoint("/pilot/pause", "POST", summary="Pause the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, paused"), **WRITE, **_errors(409)})
+def pause_pilot() -> ResponseReturnValue:
+    """Pause the running pilot: no new assignments meanwhile; control leads stay held back."""
+    return _pilot_change(pilot_ops.pause_pilot)
+
+
+@endpoint("/pilot/resume", "POST", summary="Resume the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, running again"), **WRITE, **_errors(409)})
+def resume_pilot() -> ResponseReturnValue:
+    """Resume the paused pilot (an ended one cannot be resumed)."""
+    return _pilot_change(pilot_ops.resume_pilot)
+
+
+@endpoint("/pilot/end", "POST", summary="End the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, ended"), **WRITE, **_errors(409)})
+def end_pilot() -> ResponseReturnValue:
+    """End the pilot: no more assignments; control leads show their scores on their next write."""
+    return _pilot_change(pilot_ops.end_pilot)
 
 
 # --- alert rules ------------------------------------------------------------------------------------

@@ -928,3 +928,42 @@ class Me(Out):
     id: int
     email: str
     role: str
+
+
+# --- pilot (issue 17) -------------------------------------------------------------------------------
+
+
+class PilotStart(Body):
+    """A new pilot: a share of new leads (or of owners) is held back as the control group."""
+
+    name: Name
+    control_share: float = Field(0.10, gt=0, le=0.5, description="share of leads (or owners) held back as control")
+    unit: Literal["lead", "owner"] = Field("lead", description="assign each lead, or whole CRM owners (clusters)")
+    threshold: int | None = Field(None, ge=0, le=100, description="the MQL crossing; default: the alert rules'")
+    horizon: int = Field(2000, ge=1, le=10_000_000, description="closed leads at which the result is called")
+    effect: float = Field(0.05, gt=0, lt=1, description="pre-declared rise in the win rate (0.05 = 5 points)")
+
+
+class PilotOut(Out):
+    """A pilot, its settings and lifecycle, and how many leads each group has."""
+
+    id: int
+    name: str
+    status: Literal["running", "paused", "ended"]
+    unit: str
+    control_share: float
+    threshold: int
+    horizon: int
+    effect: float
+    started_at: datetime
+    paused_at: datetime | None
+    ended_at: datetime | None
+    created_by: str
+    groups: dict[str, int]
+
+
+class PilotState(Out):
+    """The open pilot, else the newest ended one (null before the first pilot)."""
+
+    pilot: PilotOut | None
+    warnings: list[str] = Field(default_factory=list)
