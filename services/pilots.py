@@ -82,11 +82,11 @@ def _audit(session: Session, actor: str, action: str, pilot: Pilot, before: str 
 
 def start_pilot(session: Session, actor: str, data: PilotInput) -> Pilot:
     """Start a pilot; refused while another one is running or paused."""
+    settings = _checked(session, data)
     current = open_pilot(session)
     if current is not None:
         raise Conflict(f"pilot {current.name!r} is {current.status}; end it before starting another",
                        code="pilot_open")
-    settings = _checked(session, data)
     pilot = Pilot(status=RUNNING, salt=secrets.token_hex(16), started_at=utcnow(), created_by=actor[:320],
                   **settings)
     session.add(pilot)
