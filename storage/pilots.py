@@ -53,17 +53,29 @@ def running_config(session: Session) -> PilotConfig | None:
 
 
 def insert_groups(session: Session, pilot_id: int, groups: Mapping[int, tuple[str, str | None]],
-                  at: Any) -> None:
-    """Store {lead id: (group, cluster)} in one statement; a lead that already has a group keeps it."""
+                  at: Any) -> set[int]:
+    """Store {lead id: (group, cluster)} in one statement; a lead that already has a group keeps it. Returns the
+    lead ids stored now."""
     if not groups:
-        return
+        return set()
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     rows = [{"lead_id": lead_id, "pilot_id": pilot_id, "group": group, "cluster": cluster, "assigned_at": at}
             for lead_id, (group, cluster) in sorted(groups.items())]
-    session.execute(insert(LeadGroup).on_conflict_do_nothing(index_elements=["lead_id"]), rows)
+    statement = insert(LeadGroup).on_conflict_do_nothing(index_elements=["lead_id"]).returning(LeadGroup.lead_id)
+    return set(session.scalars(statement, rows))
+
+
+def group_states(session: Session, lead_ids: Iterable[int]) -> dict[int, tuple[str, bool]]:
+    """{lead id: (group, whether its score is hidden)} of the leads among `lead_ids` that have a group."""
+    ids = sorted({int(i) for i in lead_ids})
+    if not ids:
+        return {}
+    rows = session.execute(select(LeadGroup.lead_id, LeadGroup.group, Pilot.status)
+                           .join(Pilot, Pilot.id == LeadGroup.pilot_id).where(LeadGroup.lead_id.in_(ids)))
+    return {lead_id: (group, score_hidden(group, status)) for lead_id, group, status in rows}
 
 
 def groups_of(session: Session, lead_ids: Iterable[int]) -> dict[int, str]:

@@ -23,7 +23,7 @@ from scoring.experiment import CONTROL, assign_cluster, assign_group
 from scoring.scorer import score_frame, to_value  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
 from storage.models import LeadCrmId
-from storage.pilots import insert_groups, owners_of
+from storage.pilots import group_states, insert_groups, owners_of
 from storage.scores import ScoreChange, apply_scores
 from tasks.isolation import isolate, retry_delay
 from tasks.resources import Resources, resources
@@ -177,9 +177,12 @@ def assign_groups(res: Resources, session: Any, changes: list[ScoreChange]) -> l
         group = (assign_cluster(owner, pilot.salt, pilot.control_share) if owner is not None
                  else assign_group(lead_id, pilot.salt, pilot.control_share))
         groups[lead_id] = (group, owner)
-    insert_groups(session, pilot.id, groups, utcnow())
-    return [replace(c, group=groups[c.lead_id][0], hidden=groups[c.lead_id][0] == CONTROL)
-            if c.lead_id in groups else c for c in changes]
+    stored = insert_groups(session, pilot.id, groups, utcnow())
+    states = {lead_id: (group, group == CONTROL) for lead_id, (group, _) in groups.items() if lead_id in stored}
+    if len(stored) < len(groups):  # another task gave some of them a group first: theirs stands
+        states.update(group_states(session, set(groups) - stored))
+    return [replace(c, group=states[c.lead_id][0], hidden=states[c.lead_id][1]) if c.lead_id in states else c
+            for c in changes]
 
 
 def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[str, list[int]]:
