@@ -100,11 +100,10 @@ def end_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a sentence.")
 def status_command(as_json: bool) -> None:
     """The open pilot (else the newest ended one) and the leads in each group."""
-    from cli.model_commands import services
+    from cli.model_commands import read_database
     from services.pilots import current_view
 
-    with services(need_redis=False) as (_settings, database, _redis), database.session() as session:
-        view = current_view(session)
+    view = read_database(current_view)
     if as_json:
         click.echo(json.dumps({"pilot": view}, indent=2, default=str))
     elif view is None:
