@@ -174,11 +174,10 @@ def list_command(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from cli.model_commands import services
+    from cli.model_commands import read_database
     from services.fields import current_schema
 
-    with services(need_redis=False) as (_settings, database, _redis), database.session() as session:
-        schema = current_schema(session)
+    schema = read_database(current_schema)
     if as_json:
         click.echo(json.dumps(schema.to_json(), indent=2))
         return

@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
         "backfill": "cli.backfill_commands:backfill",
         "model": "cli.model_commands:model",
         "fields": "cli.fields_commands:fields",
+        "value": "cli.value_commands:value",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,12 @@ def services(need_redis: bool = True) -> Iterator[tuple[Any, Any, Any]]:
                  "(is the schema migrated? run `leadbridge db upgrade`)")
         finally:
             database.dispose()
+
+
+def read_database(read: Callable[[Any], Any]) -> Any:
+    """`read(session)` against the configured database (no Redis needed); fails clearly when unreachable."""
+    with services(need_redis=False) as (_settings, database, _redis), database.session() as session:
+        return read(session)
 
 
 @contextmanager

@@ -18,6 +18,9 @@ from core.settings import Settings
 
 # Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
 SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at")
+# A lead's pilot group (issue 17), in a field reps do not see: "pilot" or "control". Not an admin-mappable output.
+GROUP_FIELD = "group"
+WRITTEN_FIELDS = (*SCORE_FIELDS, GROUP_FIELD)
 OWN_PREFIX = "leadbridge_"  # matches HubSpot leadbridge_* and Salesforce Leadbridge_*__c (case-insensitive)
 # Fields the platform changes on every write; they say nothing about who changed what.
 AUDIT_FIELDS = frozenset({"id", "lastmodifieddate", "systemmodstamp", "lastmodifiedbyid", "createddate",
@@ -321,6 +324,15 @@ def shown_values(score: int, grade: str | None, reasons: Sequence[str] | None, m
             "model_version": model_version, "scored_at": scored_at}
 
 
+def with_group(shown: dict[str, Any], group: str | None, hidden: bool) -> dict[str, Any]:
+    """What a lead's record shows in a pilot: its values and its group; a held-back control lead's group alone."""
+    if group is None:
+        return shown
+    if hidden:
+        return {GROUP_FIELD: group}
+    return {**shown, GROUP_FIELD: group}
+
+
 def filled_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
     """The traits that have a value (None and "" say nothing about a company)."""
     return {k: v for k, v in traits.items() if v not in (None, "")}
@@ -359,8 +371,8 @@ def comparable_values(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unknown_fields(values: Mapping[str, Any]) -> list[str]:
-    """Return keys that are not canonical score fields."""
-    return [k for k in values if k not in SCORE_FIELDS]
+    """Return keys that are not canonical fields leadbridge writes (score fields and the group)."""
+    return [k for k in values if k not in WRITTEN_FIELDS]
 
 
 def mapped_fields(values: Mapping[str, Any], field_names: Mapping[str, str], defaults: Mapping[str, str],

@@ -67,6 +67,9 @@ ACCOUNT_ENGAGED_KEY = FEATURES_PREFIX + ":acct:{account}"
 # The feature schema version in force (storage.feature_schema publishes it after a save); workers compare it per
 # batch and reload the schema (the CRM properties mapped to features) only when it moved.
 FEATURE_SCHEMA_KEY = PREFIX + "schema:version"
+# A counter services.pilots increments after each pilot start, pause, resume or end (storage.pilots): workers
+# compare it per batch and re-read the running pilot (whose new leads get a control/pilot group) when it moved.
+PILOT_KEY = PREFIX + "pilot:version"
 
 # --- learning and the model -------------------------------------------------------------------------
 # The champion model's version: storage.model_registry's promote/rollback set it; workers watch it (hot-swap).

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from connectors.slack_value import KpiLine
 from scoring.experiment import Interval, excludes_zero
 from scoring.value import Kpi, LeadFacts, Plan, ValueReport, WeeklyPoint, value_report, weekly
+from services import OperationError
+from services.pilots import pilot_view
+from storage.pilots import PilotLead, latest_pilot, open_pilot, pilot_leads
 
 WEEK = timedelta(days=7)
 WEEKLY_KPIS = ("win_rate", "response_time")
@@ -141,3 +147,38 @@ def weekly_json(points: list[WeeklyPoint]) -> list[dict[str, Any]]:
         out.append({"week": p.week.date().isoformat(), "group": p.group, "n": p.n, "value": value, "low": low,
                     "high": high})
     return out
+
+
+def lead_facts(row: PilotLead) -> LeadFacts:
+    """A stored pilot lead as the KPIs read it."""
+    f = row.facts
+    return LeadFacts(
+        lead_id=str(row.lead_id), group=row.group, created_at=row.created_at, cluster=row.cluster,
+        crossed_at=row.crossed_at, first_touch_at=f.first_touch_at if f else None, sql_at=f.sql_at if f else None,
+        opportunity_at=f.opportunity_at if f else None, amount=float(f.amount or 0.0) if f else 0.0,
+        closed_at=f.closed_at if f else None, won=f.won if f else None)
+
+
+def current_value(session: Session, now: datetime) -> PilotValue | None:
+    """The open pilot's value (else the newest ended pilot's) as it stands at `now`; None before the first pilot."""
+    pilot = open_pilot(session) or latest_pilot(session)
+    if pilot is None:
+        return None
+    facts = [lead_facts(row) for row in pilot_leads(session, pilot)]
+    return pilot_value(pilot_view(session, pilot), facts, now)
+
+
+EXPORTS = {"csv": "text/csv", "json": "application/json"}
+
+
+def export(session: Session, now: datetime, fmt: str) -> tuple[str, str, str]:
+    """The current pilot's KPIs for finance: (body, media type, file name); CSV or JSON."""
+    if fmt not in EXPORTS:
+        raise OperationError(f"unknown export format {fmt!r}; use csv or json", status=400)
+    view = current_value(session, now)
+    if view is None:
+        raise OperationError("no pilot has run yet: start one with `leadbridge value pilot start`", status=404)
+    name = f"leadbridge-value-{now:%Y%m%d}.{fmt}"
+    if fmt == "csv":
+        return report_csv(view.report), EXPORTS[fmt], name
+    return json.dumps(view.to_json(), default=str, indent=2), EXPORTS[fmt], name

@@ -392,6 +392,44 @@ class ModelEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class Pilot(Base):
+    """A pilot (issue 17): a share of new leads, or of owners, is held back as the control group.
+
+    At most one pilot is open (running or paused) at a time; an ended pilot stays for its results.
+    """
+
+    __tablename__ = "pilots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10), index=True)  # running | paused | ended
+    unit: Mapped[str] = mapped_column(String(10), default="lead")  # lead | owner (cluster randomisation)
+    control_share: Mapped[float] = mapped_column(Float, default=0.10)
+    salt: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[int] = mapped_column(Integer, default=75)  # the score that counts as the MQL crossing
+    horizon: Mapped[int] = mapped_column(Integer, default=2000)  # closed leads at which the result is called
+    effect: Mapped[float] = mapped_column(Float, default=0.05)  # pre-declared effect on the win rate
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(320))
+    summary_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the last weekly Slack summary (0010)
+
+
+class LeadGroup(Base):
+    """A lead's pilot group, stored once when the lead is first scored during a running pilot; never changed.
+
+    Keyed by the leadbridge lead id, so a Salesforce conversion or a HubSpot merge (new CRM ids, same lead)
+    keeps it.
+    """
+
+    __tablename__ = "lead_groups"
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    pilot_id: Mapped[int] = mapped_column(ForeignKey("pilots.id"), index=True)
+    group: Mapped[str] = mapped_column(String(10))  # pilot | control
+    cluster: Mapped[str | None] = mapped_column(String(64))  # the owner, when owners were assigned
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
 class PilotFacts(Base):
     """What the CRM says happened to a lead in a pilot: its owner's first touch, sales acceptance, opportunity and
     outcome (None: not yet), as tasks/value.py last read them; the pilot's KPIs are computed from these rows."""

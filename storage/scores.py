@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.records import Score, utcnow
 from storage.models import InboxEvent, Lead, LeadCrmId, ScoreHistory
+from storage.pilots import GROUP_COLUMNS, join_groups, score_hidden
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class ScoreChange:
     current: int
     grade_changed: bool
     reasons_changed: bool
+    group: str | None = None  # pilot | control while the lead is in a pilot (storage.pilots)
+    hidden: bool = False  # a control lead of a pilot not ended: nothing shown in the CRM, no alert
 
     @property
     def changed(self) -> bool:
@@ -49,10 +52,11 @@ def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "
     """
     if not scores:
         return []
-    current = {row.id: row for row in session.execute(
-        select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.score_event_at)
+    current = {row.id: row for row in session.execute(join_groups(
+        select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.score_event_at,
+               *GROUP_COLUMNS)
         .where(Lead.id.in_(list(scores)))
-    )}
+    ))}
     now = utcnow()
     changes: list[ScoreChange] = []
     history: list[dict[str, Any]] = []
@@ -71,6 +75,8 @@ def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "
             current=score.value,
             grade_changed=lead.grade != score.grade,
             reasons_changed=(lead.reasons or []) != reasons,
+            group=lead.group,
+            hidden=score_hidden(lead.group, lead.status),
         )
         if not change.changed and lead.model_version == score.model_version:
             seen.append({"lid": lead_id, "event_at": score.feature_time})

@@ -41,8 +41,11 @@ def matches_routing(rule: AlertRule, lead: Lead, account: Account | None) -> boo
 
 
 def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
-    """Queue one alert per (rule, lead) crossing, unless the lead is cooling down for that rule."""
-    rising = [c for c in changes if c.previous is None or c.current > c.previous]
+    """Queue one alert per (rule, lead) crossing, unless the lead is cooling down for that rule.
+
+    A pilot's control leads (ScoreChange.hidden) trigger nothing: their scores are held back from reps.
+    """
+    rising = [c for c in changes if not c.hidden and (c.previous is None or c.current > c.previous)]
     if not rising:
         return 0
     with res.db.session() as session:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAPPINGS_TTL = 60.0  # seconds between re-reads of the admin's field mappings
 SCHEMA_TTL = 60.0  # with no schema version published in Redis (lost data), re-read the schema this often
+PILOT_TTL = 30.0  # re-read the running pilot at least this often, even when its Redis version did not move
 
 
 @dataclass
@@ -55,6 +56,9 @@ class Resources:
     _schema_published: int | None = None  # the published version when `_schema` was read
     _schema_read: float = -1e9
     _store: Any = None
+    _pilot: Any = None  # storage.pilots.PilotConfig of the running pilot, None while none runs
+    _pilot_version: int | None = None
+    _pilot_read: float = -1e9
     _connectors: dict[str, Any] = field(default_factory=dict)
     _mappings_read: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,6 +82,19 @@ class Resources:
                     log.info("schema.loaded", extra={"version": schema.version, "mapped": len(schema.fields)})
                 self._schema, self._schema_published, self._schema_read = schema, published, time.monotonic()
             return self._schema  # type: ignore[return-value]
+
+    def pilot(self) -> Any:
+        """The running pilot's PilotConfig (None while no pilot runs): one Redis read per batch; the database only
+        when its published version moved, or every PILOT_TTL seconds (a lost or unpublished version)."""
+        from storage.pilots import published_pilot_version, running_config
+
+        published = published_pilot_version(self.redis)
+        with self._lock:
+            if published != self._pilot_version or time.monotonic() - self._pilot_read > PILOT_TTL:
+                with self.db.session() as session:
+                    self._pilot = running_config(session)
+                self._pilot_version, self._pilot_read = published, time.monotonic()
+            return self._pilot
 
     @property
     def features(self) -> Any:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,11 @@ from connectors.registry import PROVIDERS
 from core.keys import DIRTY_KEY, FEATURE_TRAITS_KEY, SCORE_ASIDE_KEY
 from core.progress import record_progress
 from core.records import Score, utcnow
+from scoring.experiment import CONTROL, assign_cluster, assign_group
 from scoring.scorer import score_frame, to_value  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
 from storage.models import LeadCrmId
+from storage.pilots import group_states, insert_groups, owners_of
 from storage.scores import ScoreChange, apply_scores
 from tasks.isolation import isolate, retry_delay
 from tasks.resources import Resources, resources
@@ -142,7 +145,7 @@ def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
     scores = compute_scores(res, ids)
     marks: dict[str, list[int]] = {}
     with res.db.session(write=True) as session:
-        changes = apply_scores(session, scores, trigger)
+        changes = assign_groups(res, session, apply_scores(session, scores, trigger))
         if mark_writes:
             # Marked before the commit (found by drill d): marked after it, a failure in between left a new
             # score stored but never written, as the retry saw no change. A mark whose commit then fails
@@ -154,6 +157,32 @@ def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
         # read the old values, found them written already, and dropped the lead.
         _add_dirty(res, marks)
     return changes
+
+
+def assign_groups(res: Resources, session: Any, changes: list[ScoreChange]) -> list[ScoreChange]:
+    """Give the running pilot's group to each lead scored for the first time (one insert for the batch).
+
+    Only new leads join a pilot: a lead whose score the CRM already showed cannot be held back any more. The
+    group is a salted hash of the lead id, or of its CRM owner when the pilot assigns owners (a lead with no
+    owner known is assigned on its own); it is stored once and never changes.
+    """
+    pilot = res.pilot()
+    fresh = [c.lead_id for c in changes if c.previous is None and c.group is None]
+    if pilot is None or not fresh:
+        return changes
+    owners = owners_of(session, fresh) if pilot.unit == "owner" else {}
+    groups: dict[int, tuple[str, str | None]] = {}
+    for lead_id in fresh:
+        owner = owners.get(lead_id)
+        group = (assign_cluster(owner, pilot.salt, pilot.control_share) if owner is not None
+                 else assign_group(lead_id, pilot.salt, pilot.control_share))
+        groups[lead_id] = (group, owner)
+    stored = insert_groups(session, pilot.id, groups, utcnow())
+    states = {lead_id: (group, group == CONTROL) for lead_id, (group, _) in groups.items() if lead_id in stored}
+    if len(stored) < len(groups):  # another task gave some of them a group first: theirs stands
+        states.update(group_states(session, set(groups) - stored))
+    return [replace(c, group=states[c.lead_id][0], hidden=states[c.lead_id][1]) if c.lead_id in states else c
+            for c in changes]
 
 
 def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[str, list[int]]:

@@ -29,9 +29,11 @@ from connectors.base import (
     ConnectorError,
     CrmConnector,
     TransientConnectorError,
+    GROUP_FIELD,
     WriteResult,
     comparable_values,
     shown_values,
+    with_group,
 )
 from core.keys import (
     ACCOUNT_ASIDE_KEY,
@@ -54,6 +56,7 @@ from core.values import text_problem
 from storage.dead_letters import count_lead_failure, describe_error
 from storage.leads import write_target_query, write_targets
 from storage.models import Account, AccountCrmId, Lead, LeadCrmId, OutboxItem
+from storage.pilots import GROUP_COLUMNS, GROUPS, join_groups, score_hidden
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
 
@@ -86,16 +89,28 @@ class Outbox:
     shows: Callable[[CrmConnector, Mapping[str, Mapping[str, Any]]], set[str]]
 
 
+def lead_target_query(crm: str) -> Any:
+    """write_target_query of scored leads with what their records show (see lead_shown_values)."""
+    return join_groups(write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version,
+                                          Lead.scored_at, *GROUP_COLUMNS).where(Lead.score.is_not(None)))
+
+
+def lead_shown_values(row: Sequence[Any]) -> dict[str, Any]:
+    """The values a lead's record shows, from a write_targets row of lead_target_query: its score fields, and
+    in a pilot its group (a control lead's group alone while the pilot has not ended)."""
+    score, grade, reasons, version, scored_at, group, pilot_status = row[2:]
+    return with_group(shown_values(score, grade, reasons, version, scored_at), group,
+                      score_hidden(group, pilot_status))
+
+
 def _lead_values(session: Session, crm: str, ids: Sequence[int], redis: Any
                  ) -> list[tuple[int, str, dict[str, Any]]]:
     """(lead id, CRM id, values shown) of the scored leads among `ids` that `crm` holds (its write target)."""
-    query = write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
     # Both sides by their own index (lead_crm_ids.lead_id, the leads' key): given only one, PostgreSQL
     # hashed the records against a scan of every lead, each flush.
-    query = query.where(LeadCrmId.lead_id.in_(ids), Lead.id.in_(ids), Lead.score.is_not(None))
+    query = lead_target_query(crm).where(LeadCrmId.lead_id.in_(ids), Lead.id.in_(ids))
     rows = write_targets(crm, session.execute(query))
-    return [(lead_id, str(crm_id), shown_values(score, grade, reasons, version, scored_at))
-            for lead_id, crm_id, score, grade, reasons, version, scored_at in rows]
+    return [(row[0], str(row[1]), lead_shown_values(row)) for row in rows]
 
 
 def _account_values(session: Session, crm: str, ids: Sequence[int], redis: Any
@@ -341,6 +356,11 @@ def set_aside_writes(res: Resources, crm: str, refused: Mapping[int, tuple[str, 
 
 def shown_values_problem(values: Mapping[str, Any]) -> str | None:
     """Why these values cannot go to a CRM (a score out of 0-100, text that is not storable), or None."""
+    group = values.get(GROUP_FIELD)
+    if group is not None and group not in GROUPS:
+        return "group is not pilot or control"
+    if set(values) == {GROUP_FIELD}:
+        return None  # a held-back control lead: its group alone
     score = values.get("score")
     if not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= 100:
         return "score is not a whole number from 0 to 100"
@@ -405,8 +425,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     now = utcnow()
     with res.db.session() as session:
         rows = write_targets(crm, session.execute(
-            write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.scored_at)
-            .where(Lead.score.is_not(None), Lead.scored_at >= now - window, Lead.scored_at < now - settled)
+            lead_target_query(crm).where(Lead.scored_at >= now - window, Lead.scored_at < now - settled)
             .limit(limit)
         ))
     if not rows:
@@ -419,7 +438,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     behind: list[int] = []
     unknown: dict[int, dict[str, Any]] = {}
     for row, old, flying in zip(rows, written, inflight):
-        values = shown_values(*row[2:])
+        values = lead_shown_values(row)
         if old is not None and old.decode() != fingerprint(values):
             behind.append(row[0])
         elif old is None and flying is None:  # in flight: the flush that sent it settles it

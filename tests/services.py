@@ -22,16 +22,18 @@ from storage.models import (
     FeatureSchemaVersion,
     InboxEvent,
     Lead,
+    LeadGroup,
     Measurement,
     OutboxItem,
     Outcome,
+    Pilot,
     ScoreHistory,
     Source,
 )
 
 # Children before parents, so foreign keys hold while rows go.
-PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, Lead, Account, AlertRule, Source,
-                   FeatureSchemaVersion, Measurement)
+PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, LeadGroup, Lead, Account, AlertRule,
+                   Source, FeatureSchemaVersion, Measurement, Pilot)
 
 
 @contextmanager

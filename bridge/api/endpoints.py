@@ -98,6 +98,8 @@ def endpoint(
             result, status = view(**kwargs)
             if result is None:
                 return Response(status=status)
+            if isinstance(result, Response):  # a download (CSV); the spec says so in its responses
+                return result, status
             return jsonify(result.model_dump(mode="json")), status
 
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=wrapper, methods=[method.upper()])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from celery import Celery
+from flask import Response
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from bridge.api import schemas as s
 from bridge.api.endpoints import endpoint
 from bridge.extensions import Services, services
 from bridge.metrics import configured_crms
+from core.records import utcnow
 from services import Conflict, NotFound
 from services import alerts as alert_ops
 from services import dead_letters as dead_letter_ops
@@ -27,8 +29,10 @@ from services import learning as learning_ops
 from services import mappings as mapping_ops
 from services import models as model_ops
 from services import overview as overview_ops
+from services import pilots as pilot_ops
 from services import sources as source_ops
 from services import users as user_ops
+from services import value as value_ops
 from services.overview import build_overview
 from storage.audit import list_entries
 from storage.users import list_tokens, list_users
@@ -383,6 +387,78 @@ def unmap_field(crm: str, object_type: str, property_name: str, query: s.FieldUn
     warnings = [] if field_ops.announce_schema(svc.redis, schema) else [
         "Redis could not be told; workers pick the change up within a minute"]
     return _schema_out(schema, s.FieldChangeOut, warnings=warnings), 200
+
+
+# --- pilot (issue 17) -------------------------------------------------------------------------------
+
+
+@endpoint("/pilot", "GET", summary="The pilot and its group sizes", tag="pilot",
+          responses={200: (s.PilotState, "the open pilot, else the newest ended one"), **READ})
+def get_pilot() -> ResponseReturnValue:
+    """The open (running or paused) pilot, else the newest ended one, with the leads in each group."""
+    with _db() as session:
+        return s.PilotState(pilot=pilot_ops.current_view(session)), 200
+
+
+def _pilot_change(change: Callable[[Session, str], Any]) -> ResponseReturnValue:
+    """Run a lifecycle change in one transaction, then tell the workers (after the commit)."""
+    svc = services()
+    with _db(write=True) as session:
+        view = pilot_ops.pilot_view(session, change(session, _actor()))
+    warnings = [] if pilot_ops.announce_pilot(svc.redis) else [
+        "Redis could not be told; workers pick the change up within 30 seconds"]
+    return s.PilotState(pilot=view, warnings=warnings), 200
+
+
+@endpoint("/pilot", "POST", summary="Start a pilot", tag="pilot", role="admin", body=s.PilotStart,
+          responses={200: (s.PilotState, "the pilot now running"), **WRITE, **_errors(409)})
+def start_pilot(body: s.PilotStart) -> ResponseReturnValue:
+    """Start a pilot: from now on each new lead is assigned to pilot or control (refused while one is open)."""
+    return _pilot_change(lambda session, actor: pilot_ops.start_pilot(
+        session, actor, pilot_ops.PilotInput(**body.model_dump())))
+
+
+@endpoint("/pilot/pause", "POST", summary="Pause the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, paused"), **WRITE, **_errors(409)})
+def pause_pilot() -> ResponseReturnValue:
+    """Pause the running pilot: no new assignments meanwhile; control leads stay held back."""
+    return _pilot_change(pilot_ops.pause_pilot)
+
+
+@endpoint("/pilot/resume", "POST", summary="Resume the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, running again"), **WRITE, **_errors(409)})
+def resume_pilot() -> ResponseReturnValue:
+    """Resume the paused pilot (an ended one cannot be resumed)."""
+    return _pilot_change(pilot_ops.resume_pilot)
+
+
+@endpoint("/pilot/end", "POST", summary="End the pilot", tag="pilot", role="admin",
+          responses={200: (s.PilotState, "the pilot, ended"), **WRITE, **_errors(409)})
+def end_pilot() -> ResponseReturnValue:
+    """End the pilot: no more assignments; control leads show their scores on their next write."""
+    return _pilot_change(pilot_ops.end_pilot)
+
+
+@endpoint("/value", "GET", summary="The pilot's value: KPIs per group with 95% intervals", tag="pilot",
+          responses={200: (s.ValueOut, "the open pilot's KPIs, else the newest ended one's"), **READ})
+def get_value() -> ResponseReturnValue:
+    """Response time, conversion, win rate, cycle, pipeline and velocity per group, their differences with 95%
+    intervals, the verdict and weekly series (the JSON export for finance)."""
+    with _db() as session:
+        view = value_ops.current_value(session, utcnow())
+    if view is None:
+        return s.ValueOut(pilot=None), 200
+    return s.ValueOut.model_validate(view.to_json()), 200
+
+
+@endpoint("/value/export", "GET", summary="The pilot's KPIs as a CSV or JSON file, for finance", tag="pilot",
+          query=s.ValueExportQuery, responses={200: (None, "the file (text/csv or application/json)"), **READ,
+                                               **_errors(404)})
+def export_value(query: s.ValueExportQuery) -> ResponseReturnValue:
+    """One row per KPI: raw numbers (shares as 0-1, minutes, days, currency), the interval and how it was computed."""
+    with _db() as session:
+        body, mimetype, name = value_ops.export(session, utcnow(), query.format)
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'}), 200
 
 
 # --- alert rules ------------------------------------------------------------------------------------

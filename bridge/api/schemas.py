@@ -928,3 +928,92 @@ class Me(Out):
     id: int
     email: str
     role: str
+
+
+# --- pilot (issue 17) -------------------------------------------------------------------------------
+
+
+class PilotStart(Body):
+    """A new pilot: a share of new leads (or of owners) is held back as the control group."""
+
+    name: Name
+    control_share: float = Field(0.10, gt=0, le=0.5, description="share of leads (or owners) held back as control")
+    unit: Literal["lead", "owner"] = Field("lead", description="assign each lead, or whole CRM owners (clusters)")
+    threshold: int | None = Field(None, ge=0, le=100, description="the MQL crossing; default: the alert rules'")
+    horizon: int = Field(2000, ge=1, le=10_000_000, description="closed leads at which the result is called")
+    effect: float = Field(0.05, gt=0, lt=1, description="pre-declared rise in the win rate (0.05 = 5 points)")
+
+
+class PilotOut(Out):
+    """A pilot, its settings and lifecycle, and how many leads each group has."""
+
+    id: int
+    name: str
+    status: Literal["running", "paused", "ended"]
+    unit: str
+    control_share: float
+    threshold: int
+    horizon: int
+    effect: float
+    started_at: datetime
+    paused_at: datetime | None
+    ended_at: datetime | None
+    created_by: str
+    groups: dict[str, int]
+
+
+class KpiOut(Out):
+    """One KPI per group and the difference (pilot minus control) with its 95% interval; null: no data yet.
+
+    Units: share (0-1), minutes, days, currency, currency/day."""
+
+    name: str
+    label: str
+    unit: str
+    pilot: float | None
+    control: float | None
+    n_pilot: int
+    n_control: int
+    difference: float | None
+    ci_low: float | None = Field(description="null: no data, or no bound on that side yet")
+    ci_high: float | None
+    excludes_zero: bool
+    method: str
+
+
+class WeeklyOut(Out):
+    """A KPI of one group over one week, with its 95% interval."""
+
+    week: str
+    group: str
+    n: int
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+class ValueExportQuery(Body):
+    """The export's format."""
+
+    format: Literal["csv", "json"] = "csv"
+
+
+class ValueOut(Out):
+    """The pilot's value: the plain sentence, the verdict, every KPI, and the weekly series (win_rate,
+    response_time) for charts; `pilot` is null before the first pilot."""
+
+    pilot: PilotOut | None
+    as_of: datetime | None = None
+    leads: dict[str, int] = Field(default_factory=dict)
+    sentence: str | None = None
+    conclusive: bool = False
+    more_closed_leads_needed: int | None = None
+    kpis: list[KpiOut] = Field(default_factory=list)
+    weekly: dict[str, list[WeeklyOut]] = Field(default_factory=dict)
+
+
+class PilotState(Out):
+    """The open pilot, else the newest ended one (null before the first pilot)."""
+
+    pilot: PilotOut | None
+    warnings: list[str] = Field(default_factory=list)

@@ -25,7 +25,7 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
                              TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
                              same_field_value, sampled_properties)
-from connectors.hubspot.fields import SCORE_FIELD_NAMES
+from connectors.hubspot.fields import GROUP_FIELD_NAME, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from core.records import Account, Lead, Outcome
@@ -70,6 +70,13 @@ def property_specs() -> list[FieldSpec]:
                 payload["options"] = [{"label": o, "value": o, "hidden": False, "displayOrder": i}
                                       for i, o in enumerate(options)]
             specs.append(FieldSpec(object_type, SCORE_FIELD_NAMES[key], label, type_, payload))
+    # A contact's pilot group (issue 17): hidden from HubSpot's record views, written for pilot and control leads.
+    group = {"name": GROUP_FIELD_NAME, "label": "LeadBridge pilot group", "type": "enumeration", "fieldType": "select",
+             "groupName": GROUP_NAME, "description": "pilot or control: whether leadbridge shows this lead's score",
+             "formField": False, "hidden": True,
+             "options": [{"label": o, "value": o, "hidden": False, "displayOrder": i}
+                         for i, o in enumerate(("pilot", "control"))]}
+    specs.append(FieldSpec("contacts", GROUP_FIELD_NAME, group["label"], "enumeration", group))
     return specs
 
 
@@ -526,7 +533,7 @@ class HubSpotConnector(CallPolicy):
     def to_properties(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Map canonical score fields to HubSpot property values (strings, as the API wants them)."""
         out: dict[str, str] = {}
-        for key, name, value in mapped_fields(values, self.field_names, SCORE_FIELD_NAMES, "hubspot"):
+        for key, name, value in mapped_fields(values, self.field_names, WRITTEN_FIELD_NAMES, "hubspot"):
             if value is None:
                 out[name] = ""
             elif key == "reasons":

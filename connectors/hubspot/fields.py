@@ -15,6 +15,8 @@ SCORE_FIELD_NAMES = {
     "model_version": "leadbridge_model_version",
     "scored_at": "leadbridge_scored_at",
 }
+GROUP_FIELD_NAME = "leadbridge_group"  # a contact's pilot group (hidden property; never mapped elsewhere)
+WRITTEN_FIELD_NAMES = {**SCORE_FIELD_NAMES, "group": GROUP_FIELD_NAME}
 MAPPED_OBJECTS = ("contacts", "companies")  # the objects whose score fields an admin can map
 # The objects whose properties an admin can map to model features (the people leadbridge scores).
 FEATURE_OBJECTS = ("contacts",)

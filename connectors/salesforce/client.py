@@ -26,7 +26,7 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
                              same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
-from connectors.salesforce.fields import SCORE_FIELD_NAMES
+from connectors.salesforce.fields import GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.salesforce.outcomes import outcome_of_record
 from core.records import Account, Lead, Outcome
 from core.settings import Settings
@@ -65,6 +65,11 @@ def field_specs() -> list[FieldSpec]:
             meta = dict(_FIELD_META[key])
             specs.append(FieldSpec(sobject, name, meta["label"], meta["type"],
                                    {"FullName": f"{sobject}.{name}", "Metadata": meta}))
+    for sobject in GROUP_OBJECTS:  # the pilot group (issue 17): leave it off page layouts reps use
+        meta = {"type": "Text", "label": "Leadbridge Pilot Group", "length": 10,
+                "description": "pilot or control: whether leadbridge shows this lead's score"}
+        specs.append(FieldSpec(sobject, GROUP_FIELD_NAME, meta["label"], "Text",
+                               {"FullName": f"{sobject}.{GROUP_FIELD_NAME}", "Metadata": meta}))
     return specs
 
 
@@ -474,7 +479,7 @@ class SalesforceConnector(CallPolicy):
     def to_fields(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Map canonical score fields to Salesforce custom field values (JSON-typed)."""
         out: dict[str, Any] = {}
-        for key, name, value in mapped_fields(values, self.field_names, SCORE_FIELD_NAMES, "salesforce"):
+        for key, name, value in mapped_fields(values, self.field_names, WRITTEN_FIELD_NAMES, "salesforce"):
             if value is None:
                 out[name] = None
             elif key == "score":

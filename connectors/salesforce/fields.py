@@ -15,6 +15,9 @@ SCORE_FIELD_NAMES = {
     "model_version": "Leadbridge_Model_Version__c",
     "scored_at": "Leadbridge_Scored_At__c",
 }
+GROUP_FIELD_NAME = "Leadbridge_Group__c"  # a Lead's or Contact's pilot group (never mapped elsewhere)
+GROUP_OBJECTS = ("Lead", "Contact")
+WRITTEN_FIELD_NAMES = {**SCORE_FIELD_NAMES, "group": GROUP_FIELD_NAME}
 MAPPED_OBJECTS = ("Lead", "Contact", "Account")  # the objects whose score fields an admin can map
 # The objects whose fields an admin can map to model features (the people leadbridge scores).
 FEATURE_OBJECTS = ("Lead", "Contact")

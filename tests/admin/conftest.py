@@ -24,8 +24,8 @@ from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FeatureSchemaVersion, FieldMapping,
-                            InboxEvent, Lead, Measurement, ModelEvent, ModelVersion, OnlineSnapshot, OutboxItem,
-                            Outcome, PrequentialScore, ScoreHistory, Source, User)
+                            InboxEvent, Lead, LeadGroup, Measurement, ModelEvent, ModelVersion, OnlineSnapshot, OutboxItem,
+                            Outcome, Pilot, PrequentialScore, ScoreHistory, Source, User)
 from storage.users import create_token, hash_password
 from tests.processes import free_port
 from tests.services import broker_urls
@@ -39,8 +39,8 @@ BROKER_DB = 7  # API tests publish to their own broker database, so no worker co
 PASSWORD = "correct horse battery staple"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
 TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, FeatureSchemaVersion, OutboxItem, ScoreHistory,
-          Outcome, PrequentialScore, ModelEvent, OnlineSnapshot, InboxEvent, Lead, Account, ModelVersion, Source,
-          Measurement)
+          Outcome, PrequentialScore, ModelEvent, OnlineSnapshot, InboxEvent, LeadGroup, Lead, Account, ModelVersion,
+          Source, Measurement, Pilot)
 
 
 def wipe(db: Database) -> None:

@@ -40,6 +40,7 @@ PINNED = {
     "FEATURE_TRAITS_KEY": "lb:fs:t:{lead}",
     "ACCOUNT_ENGAGED_KEY": "lb:fs:acct:{account}",
     "FEATURE_SCHEMA_KEY": "lb:schema:version",
+    "PILOT_KEY": "lb:pilot:version",
     "CHAMPION_KEY": "lb:model:champion",
     "OUTCOMES_SINCE_KEY": "lb:learning:outcomes_since:{crm}",
     "RETRAIN_LOCK_KEY": "lb:learning:retrain_lock",
