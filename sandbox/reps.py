@@ -233,7 +233,9 @@ def _hubspot_activity(store: SandboxStore, fact: LeadFacts, contact: str, now: d
     if crossed is not None and task_minutes is not None:
         at = crossed + timedelta(minutes=task_minutes)
         if at <= now:
-            from sandbox.server import DEFAULT_HUBSPOT_APP_USER_ID  # the private app's user: leadbridge's own task
+            from sandbox.server import (
+                DEFAULT_HUBSPOT_APP_USER_ID,  # the private app's user: leadbridge's own task
+            )
 
             engage("tasks", at, str(DEFAULT_HUBSPOT_APP_USER_ID), {"hs_task_subject": "Hot lead: call now"})
     touch = _seen(fact.first_touch_at, now)

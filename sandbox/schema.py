@@ -311,14 +311,21 @@ SF_PICKLISTS = {
 }
 
 
+def _sf_record_fields() -> list[dict[str, Any]]:
+    """The fields every record has: its Id and the platform's timestamps."""
+    return [
+        _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
+        _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+        _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+        _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+    ]
+
+
 def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
     """Return the standard fields of Lead, Contact, Account and Opportunity that leadbridge touches."""
     def audit() -> list[dict[str, Any]]:
         return [
-            _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
-            _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
-            _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
-            _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+            *_sf_record_fields(),
             _sf_field("OwnerId", "reference", "Owner ID", length=18, reference_to=["User"], relationship="Owner"),
         ]
 
@@ -418,13 +425,7 @@ SF_OPPORTUNITY_HISTORY_FIELDS = ("StageName", "Amount", "CloseDate")  # a change
 def sf_activity_objects() -> dict[str, list[dict[str, Any]]]:
     """Task, Event, OpportunityHistory and OpportunityContactRole, with the fields leadbridge reads."""
     def common() -> list[dict[str, Any]]:
-        return [
-            _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
-            _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
-            _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
-            _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
-            _created_by(),
-        ]
+        return [*_sf_record_fields(), _created_by()]
 
     def activity() -> list[dict[str, Any]]:
         return common() + [

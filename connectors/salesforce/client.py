@@ -22,8 +22,8 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
-                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
-                             same_field_value, sampled_properties)
+                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, parse_time,
+                             reasons_text, same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce import activity
@@ -109,17 +109,7 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 
 
 def _to_datetime(value: Any) -> datetime | None:
-    if not value:
-        return None
-    text = str(value)
-    if len(text) == 10:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00"))
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_time(value) if value else None
 
 
 def _domain(email: str | None, website: str | None) -> str | None:

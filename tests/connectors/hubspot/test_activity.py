@@ -12,11 +12,11 @@ from hubspot.crm.objects.calls.exceptions import ApiException as CallsError
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesError
 
 from connectors.hubspot.client import HubSpotConnector
-from core.records import Touch
 from sandbox import DEFAULT_HUBSPOT_APP_USER_ID, DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from sandbox.ids import iso_ms
 from scoring.activity import lead_facts
 from scoring.experiment import PILOT
+from tests.connectors.conftest import worked_lead_touches
 
 REP = "111"
 MIN = timedelta(minutes=1)
@@ -104,13 +104,7 @@ def test_read_activity_returns_touches_stages_and_deals(connector: HubSpotConnec
     assert set(got) == {leads["a"], leads["b"], leads["c"]}  # an unknown id is left out
     a = got[leads["a"]]
     assert a.created_at == t0 and a.owner_id == REP
-    assert a.touches == (
-        Touch(t0 - HOUR, "call", REP),
-        Touch(t0 + 2 * MIN, "task", REP, by_integration=True),
-        Touch(t0 + 10 * MIN, "email", REP),
-        Touch(t0 + 30 * MIN, "status_change", REP),
-        Touch(t0 + DAY, "status_change", REP),
-    )
+    assert a.touches == worked_lead_touches(t0, REP)
     assert [(s.at, s.field, s.value) for s in a.stages if s.field == "lead_status"] == [
         (t0, "lead_status", "NEW"), (t0 + 30 * MIN, "lead_status", "ATTEMPTED_TO_CONTACT"),
         (t0 + DAY, "lead_status", "OPEN_DEAL")]

@@ -13,11 +13,10 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from connectors.salesforce.client import SalesforceConnector
-from core.records import Touch
 from sandbox import DEFAULT_SF_SESSION, SandboxCRM, sandbox_instance, sandbox_requests_session
 from scoring.activity import lead_facts
 from scoring.experiment import PILOT
-from tests.connectors.conftest import salesforce_for
+from tests.connectors.conftest import salesforce_for, worked_lead_touches
 
 MIN = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -90,13 +89,7 @@ def test_read_activity_returns_tasks_events_status_history_and_opportunities(
     rep = world["rep"]
     a = got[world["a"]]
     assert a.created_at == t0 and a.owner_id == rep
-    assert a.touches == (
-        Touch(t0 - HOUR, "call", rep),
-        Touch(t0 + 2 * MIN, "task", rep, by_integration=True),
-        Touch(t0 + 10 * MIN, "email", rep),
-        Touch(t0 + 30 * MIN, "status_change", rep),
-        Touch(t0 + DAY, "status_change", rep),
-    )
+    assert a.touches == worked_lead_touches(t0, rep)
     assert [(s.at, s.field, s.value) for s in a.stages] == [
         (t0 + 30 * MIN, "lead_status", "Working - Contacted"), (t0 + DAY, "lead_status", "Qualified"),
         (t0 + DAY + HOUR, "opportunity_stage", "Qualification"), (t0 + 20 * DAY, "opportunity_stage", "Closed Won")]
