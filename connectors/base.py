@@ -7,13 +7,14 @@ records onto core.records types, so nothing outside connectors/ ever sees a vend
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.parsing.common import META_KEY
-from core.records import Account, Event, Lead, Outcome
+from core.records import Account, Event, Lead, LeadActivity, Opportunity, Outcome, StageChange, Touch
 from core.settings import Settings
 
 # Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
@@ -309,6 +310,13 @@ class CrmConnector(Protocol):
         """Every property/field of one object, with fill counts across its newest `sample` records."""
         ...
 
+    def read_activity(self, ids: Sequence[str]) -> dict[str, LeadActivity]:
+        """Each lead's touches, stage history and opportunities, by CRM id (batched); unknown ids are left out.
+
+        Activity the integration's own CRM user created is flagged `by_integration`, so it never counts as a touch.
+        """
+        ...
+
 
 def tier_of(score: int | None) -> str | None:
     """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
@@ -420,3 +428,72 @@ def names_only_own_fields(event: Event, prefix: str = OWN_PREFIX) -> bool:
     if not any(k.lower() not in AUDIT_FIELDS for k in props):
         return False  # let ingest look at it
     return changed_fields_are_ours(props, prefix)
+
+
+@dataclass
+class ActivityBuilder:
+    """Collects what a CRM's reads say about each lead's activity, then hands out LeadActivity, oldest first."""
+
+    integration_user_id: str | None = None
+    touches: dict[str, list[Touch]] = field(default_factory=dict)
+    stages: dict[str, list[StageChange]] = field(default_factory=dict)
+    opportunities: dict[str, dict[str, Opportunity]] = field(default_factory=dict)
+
+    def is_ours(self, user_id: Any) -> bool:
+        """Whether `user_id` is the CRM user leadbridge works as (ids compared as text)."""
+        return self.integration_user_id is not None and user_id is not None and str(user_id) == str(
+            self.integration_user_id)
+
+    def touch(self, lead_id: str, at: datetime | None, kind: str, owner_id: Any, created_by: Any) -> None:
+        """One touch of a lead, when its time is known; made by the integration's user it is flagged as ours."""
+        if at is not None:
+            owner = None if owner_id in (None, "") else str(owner_id)
+            self.touches.setdefault(lead_id, []).append(Touch(at, kind, owner, self.is_ours(created_by)))
+
+    def stage(self, lead_id: str, at: datetime | None, name: str, value: Any) -> None:
+        """A stage field of a lead (or of its opportunity) took `value` at `at` (empty values say nothing)."""
+        if at is not None and value not in (None, ""):
+            self.stages.setdefault(lead_id, []).append(StageChange(at, name, str(value)))
+
+    def opportunity(self, lead_id: str, opportunity: Opportunity) -> None:
+        """An opportunity the lead is on (once per id)."""
+        self.opportunities.setdefault(lead_id, {})[opportunity.id] = opportunity
+
+    def build(self, lead_id: str, created_at: datetime | None, owner_id: Any) -> LeadActivity:
+        """The lead's activity, each list in time order."""
+        def when(item: Touch | StageChange) -> datetime:
+            return item.at
+
+        opportunities = sorted(self.opportunities.get(lead_id, {}).values(),
+                               key=lambda o: (o.created_at is None, o.created_at or datetime.max, o.id))
+        return LeadActivity(lead_id, tuple(sorted(self.touches.get(lead_id, []), key=when)),
+                            tuple(sorted(self.stages.get(lead_id, []), key=when)), tuple(opportunities),
+                            created_at, None if owner_id in (None, "") else str(owner_id))
+
+
+def amount_of(value: Any) -> float | None:
+    """A CRM amount as a number (HubSpot sends text, Salesforce a number; blank or unreadable is None)."""
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A CRM time as an aware datetime: epoch milliseconds, ISO 8601 (Z, +00:00 or +0000) or a date (midnight UTC)."""
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value).strip()
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

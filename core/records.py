@@ -1,4 +1,4 @@
-"""Canonical records shared by every layer: Event, Lead, Account, Score, Outcome.
+"""Canonical records shared by every layer: Event, Lead, Account, Score, Outcome, and a lead's CRM activity.
 
 Vendor payload shapes are translated into these at the edges (the webhook parsers in bridge/ and the
 connectors in connectors/); everything in between speaks only these types.
@@ -120,3 +120,55 @@ class StoredEvents:
     def lead_of(self, event: Event) -> str:
         """The lead an event belongs to (for scoring.features' `lead_of`)."""
         return self.lead_ids.get(event.dedupe_key, event.object_id)
+
+
+# What an owner can do to a lead that counts as a touch (a status change by the owner counts too).
+TOUCH_KINDS = frozenset({"call", "email", "meeting", "note", "task", "status_change"})
+# Canonical names of the stage fields a CRM's history reports (values stay the CRM's own, e.g. "salesqualifiedlead").
+STAGE_FIELDS = frozenset({"lifecycle_stage", "lead_status", "opportunity_stage"})
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One thing someone did to a lead in the CRM: a call, e-mail, meeting, note, task, or a status change.
+
+    `by_integration`: the CRM user leadbridge works as created it (our own tasks, sequence e-mails), so it is
+    never an owner's touch.
+    """
+
+    at: datetime
+    kind: str  # one of TOUCH_KINDS
+    owner_id: str | None
+    by_integration: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """A stage field of a lead (or of its opportunity) took a value at `at`; `field` is one of STAGE_FIELDS."""
+
+    at: datetime
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A deal the lead is on: when it was created, its amount, and how it closed (won None while open)."""
+
+    id: str
+    created_at: datetime | None
+    amount: float | None
+    closed_at: datetime | None
+    won: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadActivity:
+    """What the CRM recorded about working one lead: touches, stage history and opportunities, oldest first."""
+
+    crm_id: str
+    touches: tuple[Touch, ...] = ()
+    stages: tuple[StageChange, ...] = ()
+    opportunities: tuple[Opportunity, ...] = ()
+    created_at: datetime | None = None  # the lead's creation in the CRM
+    owner_id: str | None = None  # its current owner (a pilot's cluster when owners were assigned)

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     hubspot_base_url: str = Field(
         "https://api.hubapi.com", validation_alias=AliasChoices("HUBSPOT_BASE_URL", "LEADBRIDGE_HUBSPOT_BASE_URL")
     )
+    hubspot_integration_user_id: str | None = Field(
+        None, validation_alias=AliasChoices("HUBSPOT_INTEGRATION_USER_ID"),
+        description="the HubSpot user id the private app acts as: activity it creates never counts as a rep's touch")
     salesforce_username: str | None = Field(None, validation_alias=AliasChoices("SALESFORCE_USERNAME"))
     salesforce_password: SecretStr | None = Field(None, validation_alias=AliasChoices("SALESFORCE_PASSWORD"))
     salesforce_security_token: SecretStr | None = Field(
@@ -132,6 +135,9 @@ class Settings(BaseSettings):
     salesforce_domain: str = Field("login", validation_alias=AliasChoices("SALESFORCE_DOMAIN"))
     salesforce_instance_url: str | None = Field(None, validation_alias=AliasChoices("SALESFORCE_INSTANCE_URL"))
     salesforce_session_id: SecretStr | None = Field(None, validation_alias=AliasChoices("SALESFORCE_SESSION_ID"))
+    salesforce_integration_user_id: str | None = Field(
+        None, validation_alias=AliasChoices("SALESFORCE_INTEGRATION_USER_ID"),
+        description="the API user's Id (default: read from /services/oauth2/userinfo): its activity is not a touch")
     slack_webhook_url: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_WEBHOOK_URL"))
 
     @field_validator("database_url")

@@ -6,6 +6,7 @@ vendor SDKs talk to it over real HTTP, and it sends real signed webhooks when it
 
 from sandbox.client import sandbox_instance, sandbox_requests_session
 from sandbox.server import (
+    DEFAULT_HUBSPOT_APP_USER_ID,
     DEFAULT_HUBSPOT_TOKEN,
     DEFAULT_SF_ORG_ID,
     DEFAULT_SF_PASSWORD,
@@ -18,6 +19,7 @@ from sandbox.server import (
 )
 
 __all__ = [
+    "DEFAULT_HUBSPOT_APP_USER_ID",
     "DEFAULT_HUBSPOT_TOKEN",
     "DEFAULT_SF_ORG_ID",
     "DEFAULT_SF_PASSWORD",

@@ -116,7 +116,7 @@ def _multi(name: str) -> list[str]:
 def _shape(otype: str, obj: dict[str, Any], props: list[str] | None, with_history: list[str] | None = None) -> dict[str, Any]:
     """Render a stored record the way the v3 objects API does."""
     wanted = list(props) if props else list(schema.HS_DEFAULT_READ[otype])
-    always = ["createdate", "hs_object_id", schema.HS_MODIFIED_PROPERTY[otype]]
+    always = [schema.HS_CREATED_PROPERTY[otype], "hs_object_id", schema.HS_MODIFIED_PROPERTY[otype]]
     # A property the portal does not define is left out of the answer; a defined one without a value is null.
     defined = current_sandbox().store.hs_properties[otype]
     out_props = {p: obj["properties"].get(p) for p in dict.fromkeys(wanted + always)
@@ -232,20 +232,44 @@ def list_objects(object_type: str) -> Response:
     return _json(body)
 
 
+def _app_user() -> str:
+    """The HubSpot user id a private-app token acts as (what it creates shows this user as its creator)."""
+    return str(current_sandbox().config.hubspot_app_user_id)
+
+
+def _create_associations(otype: str, data: dict[str, Any]) -> list[tuple[str, str, list[int] | None]]:
+    """The (to type, to id, type ids) a create's `associations` ask for; 400 when a target cannot be found.
+
+    The association type id names the target's object type (194: call to contact); without types, the first
+    object type holding a record with that id is taken.
+    """
+    store = current_sandbox().store
+    links: list[tuple[str, str, list[int] | None]] = []
+    for assoc in data.get("associations") or []:
+        to_id = str(((assoc or {}).get("to") or {}).get("id", ""))
+        types = [int(t["associationTypeId"]) for t in assoc.get("types") or [] if t.get("associationTypeId")]
+        named = [t for (f, t), ids in schema.HS_ASSOC_TYPE_IDS.items() if f == otype and set(types) & set(ids)]
+        candidates = named or [t for t in schema.HS_OBJECT_TYPES if t != otype]
+        ttype = next((t for t in candidates if store.hs_get(t, to_id) is not None), None)
+        if ttype is None:
+            abort(hs_error(400, f"Could not create associations: no object with id {to_id} to associate "
+                           f"{schema.HS_SINGULAR[otype]} with", "VALIDATION_ERROR", context={"toObjectId": [to_id]}))
+        links.append((ttype, to_id, types or None))
+    return links
+
+
 @bp.route("/crm/v3/objects/<object_type>", methods=["POST"])
 def create_object(object_type: str) -> Response:
-    """Create one record (201)."""
+    """Create one record (201), with the associations the body asks for."""
     otype = _otype(object_type)
     data = _body()
     props = _properties(data)
-    obj = current_sandbox().store.hs_create(otype, props, source="API", created_at=_clock())
-    for assoc in data.get("associations") or []:
-        to_id = str((assoc.get("to") or {}).get("id", ""))
-        types = [t.get("associationTypeId") for t in assoc.get("types") or [] if t.get("associationTypeId")]
-        for ttype in schema.HS_OBJECT_TYPES:
-            if ttype != otype and current_sandbox().store.hs_get(ttype, to_id) is not None:
-                current_sandbox().store.hs_associate(otype, obj["id"], ttype, to_id, types or None)
-                break
+    store = current_sandbox().store
+    with store.lock:
+        links = _create_associations(otype, data)
+        obj = store.hs_create(otype, props, source="API", created_at=_clock(), user_id=_app_user())
+        for ttype, to_id, types in links:
+            store.hs_associate(otype, obj["id"], ttype, to_id, types)
     return _json(_shape(otype, obj, list(props)), 201)
 
 
@@ -273,7 +297,7 @@ def update_object(object_type: str, object_id: str) -> Response:
     props = _properties(data)
     store = current_sandbox().store
     rid = _found(store.hs_resolve_id(otype, object_id, request.args.get("idProperty")), "resource not found")
-    obj = store.hs_update(otype, rid, props, source="API", at=_clock())
+    obj = store.hs_update(otype, rid, props, source="API", at=_clock(), user_id=_app_user())
     return _json(_shape(otype, obj, list(props)))
 
 
@@ -381,7 +405,7 @@ def batch_update(object_type: str) -> Response:
             if rid is None:
                 missing.append(str(item.get("id", "")))
                 continue
-            obj = store.hs_update(otype, rid, item["properties"], source="API", at=at)
+            obj = store.hs_update(otype, rid, item["properties"], source="API", at=at, user_id=_app_user())
             results.append(_shape(otype, obj, list(item["properties"])))
     return _batch_response(results, missing, otype, started)
 
@@ -394,12 +418,16 @@ def batch_create(object_type: str) -> Response:
     results = []
     at = _clock()
     with store.lock:
+        links = []
         for item in inputs:
             if not isinstance(item.get("properties"), dict):
                 return hs_error(400, "Invalid input JSON: every input needs properties", "VALIDATION_ERROR")
             store._hs_validate(otype, item["properties"], creating=True)
-        for item in inputs:
-            obj = store.hs_create(otype, item["properties"], source="API", created_at=at)
+            links.append(_create_associations(otype, item))
+        for item, item_links in zip(inputs, links):
+            obj = store.hs_create(otype, item["properties"], source="API", created_at=at, user_id=_app_user())
+            for ttype, to_id, types in item_links:
+                store.hs_associate(otype, obj["id"], ttype, to_id, types)
             results.append(_shape(otype, obj, list(item["properties"])))
     return _batch_response(results, [], otype, started, 201)
 

@@ -14,7 +14,8 @@ DEFAULT_HUBSPOT_PORTAL_ID = 62515
 
 # Salesforce key prefixes (first three characters of every record id).
 SF_KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Opportunity": "006", "User": "005",
-                   "LeadHistory": "017", "ContactHistory": "017"}  # 017: field history rows
+                   "LeadHistory": "017", "ContactHistory": "017",  # 017: field history rows
+                   "Task": "00T", "Event": "00U", "OpportunityHistory": "008", "OpportunityContactRole": "00K"}
 
 
 def base62(number: int, width: int) -> str:

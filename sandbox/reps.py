@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sandbox.ids import iso_ms
 from sandbox.simulator import FunnelSimulation, SimContact, conversion_probability
+from sandbox.store import SandboxStore
 from scoring.experiment import PILOT
 from scoring.value import LeadFacts
 
@@ -161,3 +163,143 @@ def rep_facts(leads: Sequence[PilotLead], group_of: Callable[[PilotLead], str], 
 def hash_owner(account_key: str, reps: int) -> int:
     """The rep who owns an account (every contact of an account has the same owner)."""
     return sum(account_key.encode()) % reps
+
+
+# ---------------------------------------------------------------------------------------------- into the CRM
+HUBSPOT_REP_USER_BASE = 3_000_000  # HubSpot user/owner ids of the simulated reps: base + the rep's number
+
+
+@dataclass
+class WrittenActivity:
+    """What write_rep_activity put into the sandbox CRM, per kind (for a demo's log line)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        """Count one record of `kind` written."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+def _rep_number(owner: str | None) -> int:
+    digits = "".join(ch for ch in str(owner or "") if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def _seen(at: datetime | None, now: datetime) -> datetime | None:
+    return at if at is not None and at <= now else None
+
+
+def write_rep_activity(store: SandboxStore, facts: Sequence[LeadFacts], records: Mapping[str, tuple[str, str]],
+                       now: datetime, *, integration_task_minutes: float | None = 1.0) -> WrittenActivity:
+    """Write what the reps did (rep_facts) into the sandbox CRM as the CRM's own activity, up to `now`.
+
+    `records`: lead id (LeadFacts.lead_id) -> (crm, record id): a HubSpot contact, a Salesforce Lead or Contact.
+    Per lead: leadbridge's own task for the owner `integration_task_minutes` after the threshold crossing (made
+    by the integration user, so it never counts as a touch), the owner's call at the first touch and a status
+    change, the move to SQL, an opportunity with its amount, and its close as won or lost; each at the time the
+    facts say, by the owner (cluster) as its CRM user. A lead that closed without an opportunity is left open in
+    the CRM (only its opportunity says won or lost).
+    """
+    written = WrittenActivity()
+    sf_users: dict[str, str] = {}
+    for fact in facts:
+        target = records.get(fact.lead_id)
+        if target is None:
+            continue
+        crm, record_id = target
+        if crm == "hubspot":
+            _hubspot_activity(store, fact, record_id, now, integration_task_minutes, written)
+        elif crm == "salesforce":
+            owner = str(fact.cluster or "rep0")
+            if owner not in sf_users:
+                sf_users[owner] = store.sf_create("User", {"Email": f"{owner}@sandbox.invalid",
+                                                           "Username": f"{owner}@sandbox.leadbridge"})
+            _salesforce_activity(store, fact, record_id, sf_users[owner], now, integration_task_minutes, written)
+    return written
+
+
+def _hubspot_activity(store: SandboxStore, fact: LeadFacts, contact: str, now: datetime,
+                      task_minutes: float | None, written: WrittenActivity) -> None:
+    rep = str(HUBSPOT_REP_USER_BASE + _rep_number(fact.cluster))
+
+    def engage(object_type: str, at: datetime, user: str | None, props: dict[str, str]) -> None:
+        obj = store.hs_create(object_type, {"hs_timestamp": iso_ms(at.timestamp()), "hubspot_owner_id": rep, **props},
+                              source="API" if user is None else "CRM_UI", created_at=at.timestamp(),
+                              user_id=user)
+        store.hs_associate(object_type, str(obj["id"]), "contacts", contact)
+        written.add(f"hubspot.{object_type}")
+
+    crossed = _seen(fact.crossed_at, now)
+    if crossed is not None and task_minutes is not None:
+        at = crossed + timedelta(minutes=task_minutes)
+        if at <= now:
+            from sandbox.server import (
+                DEFAULT_HUBSPOT_APP_USER_ID,  # the private app's user: leadbridge's own task
+            )
+
+            engage("tasks", at, str(DEFAULT_HUBSPOT_APP_USER_ID), {"hs_task_subject": "Hot lead: call now"})
+    touch = _seen(fact.first_touch_at, now)
+    if touch is not None:
+        engage("calls", touch, rep, {"hs_call_direction": "OUTBOUND", "hs_call_status": "COMPLETED"})
+        store.hs_update("contacts", contact, {"hs_lead_status": "ATTEMPTED_TO_CONTACT"}, source="CRM_UI",
+                        at=touch.timestamp() + 60, user_id=rep)
+    sql = _seen(fact.sql_at, now)
+    if sql is not None:
+        store.hs_update("contacts", contact, {"lifecyclestage": "salesqualifiedlead"}, source="CRM_UI",
+                        at=sql.timestamp(), user_id=rep)
+    opened = _seen(fact.opportunity_at, now)
+    if opened is None:
+        return
+    deal = store.hs_create("deals", {"dealname": f"Deal {fact.lead_id}", "amount": str(fact.amount),
+                                     "dealstage": "qualifiedtobuy", "pipeline": "default", "hubspot_owner_id": rep},
+                           source="CRM_UI", created_at=opened.timestamp(), user_id=rep)
+    store.hs_associate("deals", str(deal["id"]), "contacts", contact)
+    written.add("hubspot.deals")
+    closed = _seen(fact.closed_at, now)
+    if closed is not None and fact.won is not None:
+        store.hs_update("deals", str(deal["id"]), {"dealstage": "closedwon" if fact.won else "closedlost",
+                                                   "closedate": iso_ms(closed.timestamp())},
+                        source="CRM_UI", at=closed.timestamp(), user_id=rep)
+
+
+def _salesforce_activity(store: SandboxStore, fact: LeadFacts, person: str, rep: str, now: datetime,
+                         task_minutes: float | None, written: WrittenActivity) -> None:
+    is_lead = person.startswith("00Q")
+    crossed = _seen(fact.crossed_at, now)
+    if crossed is not None and task_minutes is not None:
+        at = crossed + timedelta(minutes=task_minutes)
+        if at <= now:  # created by the API (session) user: leadbridge's own task for the owner
+            store.sf_create("Task", {"WhoId": person, "OwnerId": rep, "Subject": "Hot lead: call now"},
+                            created_at=at.timestamp())
+            written.add("salesforce.Task")
+    touch = _seen(fact.first_touch_at, now)
+    if touch is not None:
+        store.sf_create("Task", {"WhoId": person, "OwnerId": rep, "Subject": "Call", "TaskSubtype": "Call",
+                                 "CallType": "Outbound", "Status": "Completed"}, created_at=touch.timestamp(),
+                        user_id=rep)
+        written.add("salesforce.Task")
+        if is_lead:
+            store.sf_update("Lead", person, {"Status": "Working - Contacted"}, at=touch.timestamp() + 60, user_id=rep)
+    sql = _seen(fact.sql_at, now)
+    if sql is not None and is_lead:
+        store.sf_update("Lead", person, {"Status": "Qualified"}, at=sql.timestamp(), user_id=rep)
+    opened = _seen(fact.opportunity_at, now)
+    if opened is None:
+        return
+    closed = _seen(fact.closed_at, now)
+    close_date = (closed or opened + timedelta(days=30)).date().isoformat()
+    opportunity = store.sf_create("Opportunity", {"Name": f"Deal {fact.lead_id}", "OwnerId": rep,
+                                                  "StageName": "Qualification", "Amount": fact.amount,
+                                                  "CloseDate": close_date}, created_at=opened.timestamp(),
+                                  user_id=rep)
+    written.add("salesforce.Opportunity")
+    if is_lead:
+        # Working an SQL into an opportunity converts the Lead (its Contact and Account are left out here).
+        store.sf_system_update("Lead", person, {"IsConverted": True, "ConvertedDate": opened.date().isoformat(),
+                                                "ConvertedOpportunityId": opportunity})
+    else:
+        store.sf_create("OpportunityContactRole", {"OpportunityId": opportunity, "ContactId": person,
+                                                   "IsPrimary": True}, created_at=opened.timestamp(), user_id=rep)
+    if closed is not None and fact.won is not None:
+        store.sf_update("Opportunity", opportunity, {"StageName": "Closed Won" if fact.won else "Closed Lost",
+                                                     "CloseDate": close_date}, at=closed.timestamp(), user_id=rep)

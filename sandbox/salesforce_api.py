@@ -499,3 +499,23 @@ def soap_login(ver: str) -> Response:
         "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
     )
     return Response(body, status=200, content_type="text/xml;charset=UTF-8")
+
+
+# ---------------------------------------------------------------------------------------------- identity
+@bp.route("/services/oauth2/userinfo", methods=["GET"])
+def userinfo() -> Response:
+    """Who the session is (OpenID Connect userinfo): the API user's id, org and username; 403 for a bad token."""
+    sandbox = current_sandbox()
+    header = request.headers.get("Authorization", "")
+    token = header.split(" ", 1)[1].strip() if header.lower().startswith(("bearer ", "oauth ")) else ""
+    if not token or token not in sandbox.sf_sessions:
+        return Response("Bad_OAuth_Token", status=403, content_type="text/plain;charset=UTF-8")
+    store = sandbox.store
+    user = store.sf_get("User", store.sf_default_owner) or {}
+    org = sandbox.config.salesforce_org_id
+    host = request.host
+    return _json({"sub": f"https://login.salesforce.com/id/{org}/{user.get('Id')}", "user_id": user.get("Id"),
+                  "organization_id": org, "preferred_username": user.get("Username"), "name": user.get("Name"),
+                  "email": user.get("Email"), "email_verified": True, "active": True, "user_type": "STANDARD",
+                  "urls": {"rest": f"https://{host}/services/data/v{{version}}/",
+                           "query": f"https://{host}/services/data/v{{version}}/query/"}})

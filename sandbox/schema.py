@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-HS_OBJECT_TYPES = ("contacts", "companies", "deals")
+HS_OBJECT_TYPES = ("contacts", "companies", "deals", "calls", "emails", "meetings", "notes", "tasks")
+# Activities (engagements): CRM objects like the others, each with its own v3 endpoints and an hs_timestamp.
+HS_ENGAGEMENT_TYPES = ("calls", "emails", "meetings", "notes", "tasks")
 
 # v3 and v4 accept singular, plural and numeric type ids for the same object.
 HS_TYPE_ALIASES = {
@@ -17,9 +19,26 @@ HS_TYPE_ALIASES = {
     "deal": "deals",
     "deals": "deals",
     "0-3": "deals",
+    "call": "calls",
+    "calls": "calls",
+    "0-48": "calls",
+    "email": "emails",
+    "emails": "emails",
+    "0-49": "emails",
+    "meeting": "meetings",
+    "meetings": "meetings",
+    "0-47": "meetings",
+    "note": "notes",
+    "notes": "notes",
+    "0-46": "notes",
+    "task": "tasks",
+    "tasks": "tasks",
+    "0-27": "tasks",
 }
-HS_SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
-HS_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3"}
+HS_SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal", "calls": "call", "emails": "email",
+               "meetings": "meeting", "notes": "note", "tasks": "task"}
+HS_TYPE_IDS = {"contacts": "0-1", "companies": "0-2", "deals": "0-3", "calls": "0-48", "emails": "0-49",
+               "meetings": "0-47", "notes": "0-46", "tasks": "0-27"}
 
 # Default association type ids (HUBSPOT.md §2), keyed by (from, to): (unlabelled, primary or None).
 HS_ASSOC_TYPE_IDS: dict[tuple[str, str], tuple[int, int | None]] = {
@@ -29,6 +48,17 @@ HS_ASSOC_TYPE_IDS: dict[tuple[str, str], tuple[int, int | None]] = {
     ("contacts", "deals"): (4, None),
     ("deals", "companies"): (341, 5),
     ("companies", "deals"): (342, 6),
+    # Activities <-> contacts (HubSpot's default type ids for engagements; treat them as data).
+    ("contacts", "calls"): (193, None),
+    ("calls", "contacts"): (194, None),
+    ("contacts", "emails"): (197, None),
+    ("emails", "contacts"): (198, None),
+    ("contacts", "meetings"): (199, None),
+    ("meetings", "contacts"): (200, None),
+    ("contacts", "notes"): (201, None),
+    ("notes", "contacts"): (202, None),
+    ("contacts", "tasks"): (203, None),
+    ("tasks", "contacts"): (204, None),
 }
 
 # Properties returned when a read names none (HUBSPOT.md §1.2).
@@ -36,8 +66,48 @@ HS_DEFAULT_READ = {
     "contacts": ["createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"],
     "companies": ["createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"],
     "deals": ["amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"],
+    **{t: ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"] for t in HS_ENGAGEMENT_TYPES},
 }
-HS_MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+HS_MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate",
+                        **{t: "hs_lastmodifieddate" for t in HS_ENGAGEMENT_TYPES}}
+# Activities name their creation hs_createdate; the other objects createdate.
+HS_CREATED_PROPERTY = {"contacts": "createdate", "companies": "createdate", "deals": "createdate",
+                       **{t: "hs_createdate" for t in HS_ENGAGEMENT_TYPES}}
+# Properties HubSpot requires when an object is created (an activity without hs_timestamp is refused).
+HS_REQUIRED_ON_CREATE = {t: ("hs_timestamp",) for t in HS_ENGAGEMENT_TYPES}
+
+# Contact lead status (hs_lead_status) options of a new portal.
+LEAD_STATUSES = ["NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED",
+                 "BAD_TIMING"]
+# Per activity type: (name, label, type, fieldType, options or None).
+HS_ENGAGEMENT_PROPERTIES: dict[str, list[tuple[str, str, str, str, list[str] | None]]] = {
+    "calls": [("hs_call_title", "Call Title", "string", "text", None),
+              ("hs_call_body", "Call notes", "string", "textarea", None),
+              ("hs_call_direction", "Call direction", "enumeration", "select", ["INBOUND", "OUTBOUND"]),
+              ("hs_call_duration", "Call duration", "number", "number", None),
+              ("hs_call_status", "Call status", "enumeration", "select",
+               ["BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING", "FAILED", "IN_PROGRESS",
+                "NO_ANSWER", "QUEUED", "RINGING"])],
+    "emails": [("hs_email_subject", "Email subject", "string", "text", None),
+               ("hs_email_text", "Email body", "string", "textarea", None),
+               ("hs_email_direction", "Email direction", "enumeration", "select",
+                ["EMAIL", "INCOMING_EMAIL", "FORWARDED_EMAIL"]),
+               ("hs_email_status", "Email send status", "enumeration", "select",
+                ["BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT"])],
+    "meetings": [("hs_meeting_title", "Meeting name", "string", "text", None),
+                 ("hs_meeting_body", "Meeting description", "string", "textarea", None),
+                 ("hs_meeting_start_time", "Start time", "datetime", "date", None),
+                 ("hs_meeting_end_time", "End time", "datetime", "date", None),
+                 ("hs_meeting_outcome", "Meeting outcome", "enumeration", "select",
+                  ["SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED"])],
+    "notes": [("hs_note_body", "Note body", "string", "textarea", None)],
+    "tasks": [("hs_task_subject", "Task title", "string", "text", None),
+              ("hs_task_body", "Task notes", "string", "textarea", None),
+              ("hs_task_status", "Task status", "enumeration", "select",
+               ["NOT_STARTED", "COMPLETED", "IN_PROGRESS", "WAITING", "DEFERRED"]),
+              ("hs_task_type", "Task type", "enumeration", "select", ["TODO", "CALL", "EMAIL"]),
+              ("hs_task_priority", "Priority", "enumeration", "select", ["NONE", "LOW", "MEDIUM", "HIGH"])],
+}
 
 LIFECYCLE_STAGES = [
     "subscriber",
@@ -137,17 +207,33 @@ def hubspot_builtin_properties() -> dict[str, dict[str, dict[str, Any]]]:
         ("hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox", True),
         ("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox", True),
     ]
-    group = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}
+    group = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation",
+             **{t: f"{HS_SINGULAR[t]}information" for t in HS_ENGAGEMENT_TYPES}}
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for otype, props in (("contacts", contacts), ("companies", companies), ("deals", deals)):
         out[otype] = {n: _hs_prop(n, lbl, t, ft, group[otype], read_only=ro) for n, lbl, t, ft, ro in props}
+    activity_common = [
+        ("hs_object_id", "Record ID", "number", "number", True),
+        ("hs_createdate", "Created at", "datetime", "date", True),
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+        ("hs_timestamp", "Activity date", "datetime", "date", False),
+        # Who created the activity: the user behind the UI, or the private app's user for an API call.
+        ("hs_created_by_user_id", "Created by user ID", "number", "number", True),
+        ("hs_object_source", "Record source", "string", "text", True),
+    ]
+    for otype in HS_ENGAGEMENT_TYPES:
+        out[otype] = {n: _hs_prop(n, lbl, t, ft, group[otype], read_only=ro) for n, lbl, t, ft, ro in activity_common}
+        for name, label, type_, field_type, options in HS_ENGAGEMENT_PROPERTIES[otype]:
+            out[otype][name] = _hs_prop(name, label, type_, field_type, group[otype], options)
+    out["contacts"]["hs_lead_status"] = _hs_prop("hs_lead_status", "Lead Status", "enumeration", "radio",
+                                                 "contactinformation", LEAD_STATUSES)
     out["deals"]["pipeline"]["options"] = [{"label": "Sales Pipeline", "value": "default", "hidden": False,
                                             "displayOrder": 0, "description": ""}]
     out["contacts"]["lifecyclestage"] = _hs_prop(
         "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "contactinformation", LIFECYCLE_STAGES
     )
     # The owner is an enumeration whose options are the account's users (externalOptions), naming an OWNER.
-    for otype in ("contacts", "companies", "deals"):
+    for otype in ("contacts", "companies", "deals", *HS_ENGAGEMENT_TYPES):
         owner = _hs_prop("hubspot_owner_id", f"{HS_SINGULAR[otype].title()} owner", "enumeration", "select",
                          group[otype])
         owner.update({"externalOptions": True, "referencedObjectType": "OWNER"})
@@ -163,7 +249,8 @@ def hubspot_builtin_properties() -> dict[str, dict[str, dict[str, Any]]]:
 
 def hubspot_builtin_groups() -> dict[str, dict[str, dict[str, Any]]]:
     """Return HubSpot's built-in property groups per object type."""
-    names = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation"}
+    names = {"contacts": "contactinformation", "companies": "companyinformation", "deals": "dealinformation",
+             **{t: f"{HS_SINGULAR[t]}information" for t in HS_ENGAGEMENT_TYPES}}
     return {
         t: {n: {"name": n, "label": n.replace("information", " information").title(), "displayOrder": 0, "archived": False}}
         for t, n in names.items()
@@ -224,14 +311,21 @@ SF_PICKLISTS = {
 }
 
 
+def _sf_record_fields() -> list[dict[str, Any]]:
+    """The fields every record has: its Id and the platform's timestamps."""
+    return [
+        _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
+        _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+        _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
+        _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+    ]
+
+
 def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
     """Return the standard fields of Lead, Contact, Account and Opportunity that leadbridge touches."""
     def audit() -> list[dict[str, Any]]:
         return [
-            _sf_field("Id", "id", "Record ID", updateable=False, nillable=False, length=18),
-            _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
-            _sf_field("LastModifiedDate", "datetime", "Last Modified Date", updateable=False, nillable=False),
-            _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+            *_sf_record_fields(),
             _sf_field("OwnerId", "reference", "Owner ID", length=18, reference_to=["User"], relationship="Owner"),
         ]
 
@@ -289,6 +383,7 @@ def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
         _sf_field("Id", "id", "User ID", updateable=False, nillable=False, length=18),
         _sf_field("Name", "string", "Full Name", updateable=False, length=121),
         _sf_field("Email", "email", "Email", length=128),
+        _sf_field("Username", "string", "Username", length=80),
     ]
     for fdef in lead:
         if fdef["name"] == "Status":
@@ -301,12 +396,90 @@ def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
     out = {
         name: {f["name"]: f for f in fields}
         for name, fields in (("Lead", lead), ("Contact", contact), ("Account", account), ("Opportunity", opportunity),
-                             ("User", user))
+                             ("User", user), *sf_activity_objects().items())
     }
     for history, parent in SF_HISTORY_OBJECTS.items():
         out[history] = {f["name"]: f for f in sf_history_fields(parent)}
     return out
 
+
+def _picklist(name: str, label: str, values: list[str], default: str | None = None, **kw: Any) -> dict[str, Any]:
+    fdef = _sf_field(name, "picklist", label, length=255, **kw)
+    fdef["picklistValues"] = sf_picklist_values(values, default)
+    fdef["defaultedOnCreate"] = default is not None
+    return fdef
+
+
+def _created_by() -> dict[str, Any]:
+    # Set by the platform (an insert cannot name it without the "Set Audit Fields" permission).
+    return _sf_field("CreatedById", "reference", "Created By ID", updateable=False, nillable=False, length=18,
+                     reference_to=["User"], relationship="CreatedBy")
+
+
+# Activity objects, the opportunity's stage history and contact roles: (sObject, key prefix) -> fields.
+SF_TASK_STATUSES = ["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"]
+SF_CLOSED_TASK_STATUSES = ("Completed",)
+SF_OPPORTUNITY_HISTORY_FIELDS = ("StageName", "Amount", "CloseDate")  # a change of any writes a row
+
+
+def sf_activity_objects() -> dict[str, list[dict[str, Any]]]:
+    """Task, Event, OpportunityHistory and OpportunityContactRole, with the fields leadbridge reads."""
+    def common() -> list[dict[str, Any]]:
+        return [*_sf_record_fields(), _created_by()]
+
+    def activity() -> list[dict[str, Any]]:
+        return common() + [
+            _sf_field("OwnerId", "reference", "Assigned To ID", length=18, reference_to=["User"], relationship="Owner"),
+            # Who is polymorphic: a Contact or a Lead; What is what it is about (an Account, an Opportunity).
+            _sf_field("WhoId", "reference", "Name ID", length=18, reference_to=["Contact", "Lead"], relationship="Who"),
+            _sf_field("WhatId", "reference", "Related To ID", length=18, reference_to=["Account", "Opportunity"],
+                      relationship="What"),
+            _sf_field("Subject", "string", "Subject", length=255),
+            _sf_field("Description", "textarea", "Description", length=32000),
+            _picklist("Type", "Type", ["Call", "Email", "Meeting", "Other"]),
+        ]
+
+    task = activity() + [
+        _sf_field("ActivityDate", "date", "Due Date Only"),
+        _picklist("Status", "Status", SF_TASK_STATUSES, "Not Started", nillable=False),
+        _picklist("Priority", "Priority", ["High", "Normal", "Low"], "Normal", nillable=False),
+        _picklist("TaskSubtype", "Task Subtype", ["Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"], "Task"),
+        _picklist("CallType", "Call Type", ["Internal", "Inbound", "Outbound"]),
+        _sf_field("IsClosed", "boolean", "Closed", updateable=False, nillable=False),
+        _sf_field("CompletedDateTime", "datetime", "Completed Date/Time", updateable=False),
+    ]
+    event = activity() + [
+        _sf_field("ActivityDateTime", "datetime", "Due Date Time", nillable=False),
+        _sf_field("ActivityDate", "date", "Due Date Only", updateable=False),
+        _sf_field("DurationInMinutes", "int", "Duration", precision=8),
+        _picklist("EventSubtype", "Event Subtype", ["Event"], "Event"),
+    ]
+    history = [
+        _sf_field("Id", "id", "Opportunity History ID", updateable=False, nillable=False, length=18),
+        _sf_field("OpportunityId", "reference", "Opportunity ID", updateable=False, nillable=False, length=18,
+                  reference_to=["Opportunity"], relationship="Opportunity"),
+        _created_by(),
+        _sf_field("CreatedDate", "datetime", "Created Date", updateable=False, nillable=False),
+        _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+        _sf_field("IsDeleted", "boolean", "Deleted", updateable=False, nillable=False),
+        _picklist("StageName", "Stage Name", SF_PICKLISTS["StageName"], updateable=False, nillable=False),
+        _sf_field("Amount", "currency", "Amount", updateable=False, precision=18, scale=2),
+        _sf_field("CloseDate", "date", "Close Date", updateable=False),
+    ]
+    role = common() + [
+        _sf_field("OpportunityId", "reference", "Opportunity ID", nillable=False, length=18,
+                  reference_to=["Opportunity"], relationship="Opportunity"),
+        _sf_field("ContactId", "reference", "Contact ID", nillable=False, length=18, reference_to=["Contact"],
+                  relationship="Contact"),
+        _picklist("Role", "Role", ["Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker",
+                                   "Evaluator", "Executive Sponsor", "Influencer", "Technical Buyer", "Other"]),
+        _sf_field("IsPrimary", "boolean", "Primary"),
+    ]
+    return {"Task": task, "Event": event, "OpportunityHistory": history, "OpportunityContactRole": role}
+
+
+# Objects only the platform writes (History rows record changes; REST insert/update is refused).
+SF_READ_ONLY_OBJECTS = ("LeadHistory", "ContactHistory", "OpportunityHistory")
 
 # Field History Tracking: each tracked object's History object (StandardObjectNameHistory), keyed by its name.
 SF_HISTORY_OBJECTS = {"LeadHistory": "Lead", "ContactHistory": "Contact"}
@@ -354,4 +527,7 @@ def sf_history_fields(parent: str) -> list[dict[str, Any]]:
 
 SF_LABELS = {"Lead": ("Lead", "Leads"), "Contact": ("Contact", "Contacts"), "Account": ("Account", "Accounts"),
              "Opportunity": ("Opportunity", "Opportunities"), "User": ("User", "Users"),
-             "LeadHistory": ("Lead History", "Lead History"), "ContactHistory": ("Contact History", "Contact History")}
+             "LeadHistory": ("Lead History", "Lead History"), "ContactHistory": ("Contact History", "Contact History"),
+             "Task": ("Task", "Tasks"), "Event": ("Event", "Events"),
+             "OpportunityHistory": ("Opportunity History", "Opportunity History"),
+             "OpportunityContactRole": ("Opportunity Contact Role", "Opportunity Contact Role")}

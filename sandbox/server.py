@@ -31,6 +31,7 @@ from sandbox.webhooks import WebhookDispatcher
 log = logging.getLogger(__name__)
 
 DEFAULT_HUBSPOT_TOKEN = "pat-sandbox-leadbridge"
+DEFAULT_HUBSPOT_APP_USER_ID = 2000001
 DEFAULT_SF_USERNAME = "admin@sandbox.leadbridge"
 DEFAULT_SF_PASSWORD = "sandbox-password"
 DEFAULT_SF_TOKEN = "SANDBOXTOKEN"
@@ -49,6 +50,8 @@ class SandboxConfig:
     hubspot_search_per_second: int = 5
     hubspot_daily_limit: int = 1_000_000
     hubspot_portal_id: int = DEFAULT_HUBSPOT_PORTAL_ID
+    # The HubSpot user a private-app token acts as: the creator (hs_created_by_user_id) of what the API creates.
+    hubspot_app_user_id: int = DEFAULT_HUBSPOT_APP_USER_ID
     salesforce_users: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_SF_USERNAME: DEFAULT_SF_PASSWORD + DEFAULT_SF_TOKEN})
     salesforce_session_id: str = DEFAULT_SF_SESSION

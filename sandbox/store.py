@@ -106,6 +106,11 @@ def _hs_copy(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Where each object type's ids start (activities far from records, so an id rarely names two kinds of object).
+HS_FIRST_IDS = {"contacts": 100, "companies": 9000, "deals": 500, "calls": 20000, "emails": 30000, "meetings": 40000,
+                "notes": 50000, "tasks": 60000}
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -168,7 +173,7 @@ class SandboxStore:
             self.hs_groups = schema.hubspot_builtin_groups()
             # (from_type, from_id) -> {(to_type, to_id): set(type ids)}; kept symmetric.
             self.hs_assoc: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
-            self.hs_counters = {"contacts": 100, "companies": 9000, "deals": 500}
+            self.hs_counters = dict(HS_FIRST_IDS)
             self.sf_fields = schema.salesforce_builtin_fields()
             self.sf_records: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in self.sf_fields}
             self.sf_counter = 0
@@ -177,7 +182,8 @@ class SandboxStore:
             self.writes.clear()
             default_user = self._sf_new_id("User")
             self.sf_records["User"][default_user] = {"Id": default_user, "Name": "Sandbox Admin",
-                                                     "Email": "admin@sandbox.invalid"}
+                                                     "Email": "admin@sandbox.invalid",
+                                                     "Username": "admin@sandbox.leadbridge"}
             self.sf_default_owner = default_user
 
     def add_listener(self, listener: ChangeListener) -> None:
@@ -242,6 +248,15 @@ class SandboxStore:
             for ft, fid, tt, tid, ids in state["hs_assoc"]:
                 self.hs_assoc.setdefault((ft, fid), {})[(tt, tid)] = set(ids)
             self.hs_counters = state["hs_counters"]
+            # A save from before the activity objects existed: add them, empty.
+            builtin_props, builtin_groups = schema.hubspot_builtin_properties(), schema.hubspot_builtin_groups()
+            for otype in schema.HS_OBJECT_TYPES:
+                self.hs_objects.setdefault(otype, {})
+                self.hs_counters.setdefault(otype, HS_FIRST_IDS[otype])
+                self.hs_groups.setdefault(otype, builtin_groups[otype])
+                props = self.hs_properties.setdefault(otype, {})
+                for name, prop in builtin_props[otype].items():
+                    props.setdefault(name, prop)
             self.sf_fields = state["sf_fields"]
             self.sf_records = state["sf_records"]
             # A save from before the History objects existed: add them, tracking nothing.
@@ -308,6 +323,10 @@ class SandboxStore:
                                  "error": "TOO_LONG", "name": name})
                 continue
             clean[name] = value
+        if creating:
+            problems.extend({"isValid": False, "message": f"{name} is required", "error": "REQUIRED_PROPERTY",
+                             "name": name} for name in schema.HS_REQUIRED_ON_CREATE.get(otype, ())
+                            if props.get(name) in (None, ""))
         if creating and otype == "contacts" and props.get("email"):
             existing = self._hs_find_by(otype, "email", str(props["email"]))
             if existing is not None:
@@ -339,15 +358,24 @@ class SandboxStore:
             return str(ident) if obj is not None and not obj["archived"] else None
 
     def hs_create(self, otype: str, props: Mapping[str, Any], *, source: str = "API",
-                  created_at: float | None = None) -> dict[str, Any]:
-        """Create a HubSpot record; raises HubSpotValidationError like the API would."""
+                  created_at: float | None = None, user_id: str | None = None) -> dict[str, Any]:
+        """Create a HubSpot record; raises HubSpotValidationError like the API would.
+
+        `user_id`: the HubSpot user making the change (a rep in the UI, or the private app's user for the API);
+        an activity records it as hs_created_by_user_id and every value's history as updatedByUserId.
+        """
         with self.lock:
             clean = self._hs_validate(otype, props, creating=True)
             self.hs_counters[otype] += 1
             oid = str(self.hs_counters[otype])
             now = time.time() if created_at is None else created_at
             stamp = iso_ms(now)
-            clean.update({"hs_object_id": oid, "createdate": stamp, schema.HS_MODIFIED_PROPERTY[otype]: stamp})
+            clean.update({"hs_object_id": oid, schema.HS_CREATED_PROPERTY[otype]: stamp,
+                          schema.HS_MODIFIED_PROPERTY[otype]: stamp})
+            if otype in schema.HS_ENGAGEMENT_TYPES:
+                clean["hs_object_source"] = "INTEGRATION" if source == "API" else source
+                if user_id is not None:
+                    clean["hs_created_by_user_id"] = str(user_id)
             if otype == "contacts" and not clean.get("lifecyclestage"):
                 clean["lifecyclestage"] = "lead"
             if otype == "deals":
@@ -355,14 +383,15 @@ class SandboxStore:
                 self._hs_deal_flags(clean)
             obj = {"id": oid, "properties": clean, "createdAt": stamp, "updatedAt": stamp, "archived": False,
                    HS_HISTORY: {}}
-            self._hs_remember(obj, clean, stamp, source)
+            self._hs_remember(obj, clean, stamp, source, user_id)
             self.hs_objects[otype][oid] = obj
             self._log_writes("hubspot", otype, oid, {k: v for k, v in clean.items() if k in props}, source)
             self._emit(Change("hubspot", otype, oid, "created", dict(clean), source, int(now * 1000)))
             return _hs_copy(obj)
 
     @staticmethod
-    def _hs_remember(obj: dict[str, Any], values: Mapping[str, Any], stamp: str, source: str) -> None:
+    def _hs_remember(obj: dict[str, Any], values: Mapping[str, Any], stamp: str, source: str,
+                     user_id: str | None = None) -> None:
         """Append each set value to its property's history (oldest first here; the API shows newest first).
 
         A cleared value is an entry with value "", unless the property never had one (no entry at all).
@@ -371,8 +400,11 @@ class SandboxStore:
         for name, value in values.items():
             if value is None and name not in history:
                 continue
-            history.setdefault(name, []).append({"value": "" if value is None else str(value), "timestamp": stamp,
-                                                 "sourceType": source})
+            entry: dict[str, Any] = {"value": "" if value is None else str(value), "timestamp": stamp,
+                                     "sourceType": source}
+            if user_id is not None:
+                entry["updatedByUserId"] = int(user_id)
+            history.setdefault(name, []).append(entry)
 
     def hs_history(self, obj: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
         """A property's value history as HubSpot's propertiesWithHistory shows it: newest first, each
@@ -390,8 +422,8 @@ class SandboxStore:
         props["hs_is_closed"] = "true" if stage in ("closedwon", "closedlost") else "false"
 
     def hs_update(self, otype: str, oid: str, props: Mapping[str, Any], *, source: str = "API",
-                  at: float | None = None) -> dict[str, Any]:
-        """Update properties of one record; only changed values are logged and announced."""
+                  at: float | None = None, user_id: str | None = None) -> dict[str, Any]:
+        """Update properties of one record; only changed values are logged and announced (`user_id` as in hs_create)."""
         with self.lock:
             obj = self.hs_objects[otype].get(oid)
             if obj is None or obj["archived"]:
@@ -405,7 +437,7 @@ class SandboxStore:
                 self._hs_deal_flags(obj["properties"])
             obj["properties"][schema.HS_MODIFIED_PROPERTY[otype]] = stamp
             obj["updatedAt"] = stamp
-            self._hs_remember(obj, {**changed, schema.HS_MODIFIED_PROPERTY[otype]: stamp}, stamp, source)
+            self._hs_remember(obj, {**changed, schema.HS_MODIFIED_PROPERTY[otype]: stamp}, stamp, source, user_id)
             # The write log records every write the API accepted (benchmarks time writes, changed or not).
             self._log_writes("hubspot", otype, oid, clean, source)
             for name, value in changed.items():
@@ -736,7 +768,9 @@ class SandboxStore:
                     raise SalesforceRecordError("STRING_TOO_LONG", f"{fdef['label']}: data value too large: "
                                                 f"{value[:20]}... (max length={fdef['length']})", [fname])
                 if ftype == "reference":
-                    target = (fdef["referenceTo"] or [""])[0]
+                    # A polymorphic reference (a Task's WhoId: Contact or Lead) names its target by the key prefix.
+                    targets = fdef["referenceTo"] or [""]
+                    target = next((t for t in targets if value.startswith(SF_KEY_PREFIXES.get(t, "\0"))), targets[0])
                     try:
                         value = self.sf_normalise_id(target, value)
                     except SalesforceRecordError:
@@ -755,13 +789,19 @@ class SandboxStore:
                                             required)
         return clean
 
-    def _sf_derive(self, sobject: str, rec: dict[str, Any]) -> None:
+    def _sf_derive(self, sobject: str, rec: dict[str, Any], stamp: str | None = None) -> None:
         if sobject in ("Lead", "Contact"):
             rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
         if sobject == "Opportunity":
             stage = rec.get("StageName") or ""
             rec["IsClosed"] = stage in ("Closed Won", "Closed Lost")
             rec["IsWon"] = stage == "Closed Won"
+        if sobject == "Task":
+            rec["IsClosed"] = rec.get("Status") in schema.SF_CLOSED_TASK_STATUSES
+            # Salesforce stamps the moment a task was completed, and clears it when the task is reopened.
+            rec["CompletedDateTime"] = (rec.get("CompletedDateTime") or stamp) if rec["IsClosed"] else None
+        if sobject == "Event":
+            rec["ActivityDate"] = str(rec.get("ActivityDateTime") or "")[:10] or None
 
     # ------------------------------------------------------------------ Field History Tracking
     def sf_history_object(self, sobject: str) -> str | None:
@@ -806,8 +846,11 @@ class SandboxStore:
             return tracked
 
     def _sf_record_history(self, sobject: str, rid: str, before: Mapping[str, Any], after: Mapping[str, Any],
-                           stamp: str, *, created: bool = False) -> None:
+                           stamp: str, *, created: bool = False, user_id: str | None = None) -> None:
         """Write the History rows of one change: a `created` row, or one row per tracked field that changed."""
+        if sobject == "Opportunity":
+            self._sf_opportunity_history(rid, before, after, stamp, created, user_id)
+            return
         history = self.sf_history_object(sobject)
         tracked = self.sf_tracked_fields(sobject)
         if history is None or not tracked:
@@ -823,9 +866,23 @@ class SandboxStore:
             ftype = fdef["type"] if fdef else "string"
             hid = self._sf_new_id(history)
             self.sf_records[history][hid] = {
-                "Id": hid, f"{sobject}Id": rid, "CreatedById": self.sf_default_owner, "CreatedDate": stamp,
+                "Id": hid, f"{sobject}Id": rid, "CreatedById": user_id or self.sf_default_owner, "CreatedDate": stamp,
                 "IsDeleted": False, "Field": name, "DataType": schema.SF_HISTORY_DATA_TYPES.get(ftype, "Text"),
                 "OldValue": self._sf_history_value(fdef, old), "NewValue": self._sf_history_value(fdef, new)}
+
+    def _sf_opportunity_history(self, rid: str, before: Mapping[str, Any], after: Mapping[str, Any], stamp: str,
+                                created: bool, user_id: str | None) -> None:
+        """An OpportunityHistory row for a new opportunity and for each change of its stage, amount or close date.
+
+        Unlike field history, Salesforce keeps these rows whatever the org tracks: they feed the stage reports.
+        """
+        if not created and all(before.get(f) == after.get(f) for f in schema.SF_OPPORTUNITY_HISTORY_FIELDS):
+            return
+        hid = self._sf_new_id("OpportunityHistory")
+        self.sf_records["OpportunityHistory"][hid] = {
+            "Id": hid, "OpportunityId": rid, "CreatedById": user_id or self.sf_default_owner, "CreatedDate": stamp,
+            "SystemModstamp": stamp, "IsDeleted": False,
+            **{f: after.get(f) for f in schema.SF_OPPORTUNITY_HISTORY_FIELDS}}
 
     @staticmethod
     def _sf_history_value(fdef: Mapping[str, Any] | None, value: Any) -> Any:
@@ -835,12 +892,15 @@ class SandboxStore:
         return value[: schema.SF_HISTORY_VALUE_LENGTH] if isinstance(value, str) else value
 
     def _sf_writable(self, sobject: str, action: str) -> None:
-        if sobject in schema.SF_HISTORY_OBJECTS:
+        if sobject in schema.SF_READ_ONLY_OBJECTS:
             raise SalesforceRecordError("INVALID_TYPE", f"entity type {sobject} does not support {action}")
 
     def sf_create(self, sobject: str, fields: Mapping[str, Any], *, source: str = "API",
-                  created_at: float | None = None) -> str:
-        """Create a record; raises SalesforceRecordError like the REST API would."""
+                  created_at: float | None = None, user_id: str | None = None) -> str:
+        """Create a record; raises SalesforceRecordError like the REST API would.
+
+        `user_id`: the User making it (CreatedById, and the default owner); the API's session user when None.
+        """
         with self.lock:
             self._sf_writable(sobject, "insert")
             clean = self._sf_coerce(sobject, fields, creating=True)
@@ -853,19 +913,24 @@ class SandboxStore:
             rec.update(clean)
             rec.update({"Id": rid, "CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp})
             if "OwnerId" in rec and rec["OwnerId"] is None and sobject != "User":
-                rec["OwnerId"] = self.sf_default_owner
+                rec["OwnerId"] = user_id or self.sf_default_owner
+            if "CreatedById" in rec:
+                rec["CreatedById"] = user_id or self.sf_default_owner
+            for fname, fdef in self.sf_fields[sobject].items():
+                if rec.get(fname) is None and fdef["type"] == "picklist" and fdef.get("defaultedOnCreate"):
+                    rec[fname] = next((v["value"] for v in fdef["picklistValues"] if v.get("defaultValue")), None)
             if sobject == "Lead" and not rec.get("Status"):
                 rec["Status"] = "Open - Not Contacted"
-            self._sf_derive(sobject, rec)
+            self._sf_derive(sobject, rec, stamp)
             self.sf_records[sobject][rid] = rec
-            self._sf_record_history(sobject, rid, {}, rec, stamp, created=True)
+            self._sf_record_history(sobject, rid, {}, rec, stamp, created=True, user_id=user_id)
             self._log_writes("salesforce", sobject, rid, clean, source)
             self._emit(Change("salesforce", sobject, rid, "created", dict(clean), source,
                               int((created_at or time.time()) * 1000)))
             return rid
 
     def sf_update(self, sobject: str, rid: str, fields: Mapping[str, Any], *, source: str = "API",
-                  apply: bool = True, at: float | None = None) -> dict[str, Any]:
+                  apply: bool = True, at: float | None = None, user_id: str | None = None) -> dict[str, Any]:
         """Update one record (or only validate it when apply=False); returns the cleaned values.
 
         `at` (in-process callers only): when the change happened, for LastModifiedDate and its History rows.
@@ -884,8 +949,8 @@ class SandboxStore:
             rec.update(clean)
             stamp = sf_datetime(at)
             rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp
-            self._sf_derive(sobject, rec)
-            self._sf_record_history(sobject, rid, before, rec, stamp)
+            self._sf_derive(sobject, rec, stamp)
+            self._sf_record_history(sobject, rid, before, rec, stamp, user_id=user_id)
             self._log_writes("salesforce", sobject, rid, clean, source)
             if changed:
                 self._emit(Change("salesforce", sobject, rid, "property_change", changed, source,
@@ -900,7 +965,7 @@ class SandboxStore:
             before = dict(rec)
             rec.update(fields)
             rec["LastModifiedDate"] = rec["SystemModstamp"] = stamp = sf_datetime()
-            self._sf_derive(sobject, rec)
+            self._sf_derive(sobject, rec, stamp)
             self._sf_record_history(sobject, rid, before, rec, stamp)
             self._log_writes("salesforce", sobject, rid, fields, source)
             if changed:
@@ -930,6 +995,9 @@ class SandboxStore:
                     "CloseDate": datetime.now(UTC).date().isoformat()}, source=source)
                 conv["ConvertedOpportunityId"] = opp_id
                 out["OpportunityId"] = opp_id
+                # Conversion makes the new Contact the opportunity's primary contact role.
+                self.sf_create("OpportunityContactRole", {"OpportunityId": opp_id, "ContactId": contact_id,
+                                                          "IsPrimary": True}, source=source)
             self.sf_system_update("Lead", lead_id, conv, source=source)
             return out
 
@@ -969,7 +1037,7 @@ class SandboxStore:
         with self.lock:
             label, plural = schema.SF_LABELS.get(sobject, (sobject, sobject))
             base = f"/services/data/v{version}/sobjects/{sobject}"
-            writable = sobject not in schema.SF_HISTORY_OBJECTS  # History rows are written by the platform only
+            writable = sobject not in schema.SF_READ_ONLY_OBJECTS  # History rows are written by the platform only
             return {
                 "name": sobject, "label": label, "labelPlural": plural, "keyPrefix": SF_KEY_PREFIXES.get(sobject),
                 "custom": False, "queryable": True, "updateable": writable, "createable": writable, "deletable": True,

@@ -17,6 +17,7 @@ from hubspot.crm.associations.v4 import exceptions as assoc_exc
 from hubspot.crm.companies import exceptions as companies_exc
 from hubspot.crm.contacts import exceptions as contacts_exc
 from hubspot.crm.deals import exceptions as deals_exc
+from hubspot.crm.objects import exceptions as objects_exc
 from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
@@ -25,10 +26,11 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
                              TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
                              same_field_value, sampled_properties)
+from connectors.hubspot import activity
 from connectors.hubspot.fields import GROUP_FIELD_NAME, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
-from core.records import Account, Lead, Outcome
+from core.records import Account, Lead, LeadActivity, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
 
@@ -42,7 +44,7 @@ CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "
 COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue"]
 _API_EXCEPTIONS: tuple[type[Exception], ...] = (
     contacts_exc.ApiException, companies_exc.ApiException, properties_exc.ApiException, assoc_exc.ApiException,
-    deals_exc.ApiException, pipelines_exc.ApiException,
+    deals_exc.ApiException, pipelines_exc.ApiException, objects_exc.ApiException,
 )
 _SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
 REASONS_MAX = 1000  # keep the text short enough for list views; HubSpot itself allows 65,536
@@ -159,7 +161,8 @@ class HubSpotConnector(CallPolicy):
 
     def __init__(self, access_token: str, *, base_url: str | None = None, limiter: RedisTokenBucket | None = None,
                  portal_id: str | None = None, retry_attempts: int = 5, retry_max_elapsed: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep, client: HubSpot | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, client: HubSpot | None = None,
+                 integration_user_id: str | None = None) -> None:
         if not access_token and client is None:
             raise ValueError("a HubSpot private-app access token is required")
         # urllib3 would otherwise retry GETs on 429 by itself (and never POSTs, HUBSPOT.md §0): one retry layer,
@@ -171,6 +174,9 @@ class HubSpotConnector(CallPolicy):
         self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.rate_wait = 60.0  # seconds a call may wait for a rate-limit token before it counts as transient
         self.portal_id = portal_id
+        # The HubSpot user the private app acts as: what it creates is leadbridge's own activity, never a touch.
+        self.integration_user_id = integration_user_id
+        self.sql_rules = dict(activity.SQL_RULES)  # stage values that mean sales qualified (scoring.activity)
         # Keep one client object per API: each attribute access on the SDK builds a new one (HUBSPOT.md §0).
         self._contacts = self.api.crm.contacts
         self._companies = self.api.crm.companies
@@ -178,6 +184,7 @@ class HubSpotConnector(CallPolicy):
         self._properties = self.api.crm.properties
         self._assoc = self.api.crm.associations.v4
         self._pipelines = self.api.crm.pipelines
+        self._objects = self.api.crm.objects  # any object type by name: the activities (calls, emails ...)
         self.account_key = portal_id or hashlib.sha256(access_token.encode()).hexdigest()[:16]
 
     @classmethod
@@ -187,7 +194,8 @@ class HubSpotConnector(CallPolicy):
         if settings.hubspot_access_token is None:
             return None
         connector = cls(settings.hubspot_access_token.get_secret_value(), base_url=settings.hubspot_base_url,
-                        retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed)
+                        retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed,
+                        integration_user_id=settings.hubspot_integration_user_id)
         connector.rate_wait = retry.rate_wait
         return connector
 
@@ -332,6 +340,36 @@ class HubSpotConnector(CallPolicy):
                     id=cid, name=p.get("name"), domain=p.get("domain"), industry=p.get("industry"),
                     employees=p.get("numberofemployees"), country=p.get("country"), crm_ids={"hubspot": cid}))
         return out
+
+    def read_objects(self, object_type: str, ids: Sequence[str], properties: Sequence[str],
+                     history: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Batch-read records of any object type by id, as HubSpot's JSON (100 a call; 50 when `history` properties
+        are read with their values over time); unknown ids are left out."""
+        size = HISTORY_PAGE_LIMIT if history else BATCH_LIMIT
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(list(dict.fromkeys(ids)), size):
+            body = self._call_json(f"batch read {object_type}", lambda c=chunk: self._objects.batch_api.read(
+                object_type, {"inputs": [{"id": i} for i in c], "properties": list(properties),
+                              "propertiesWithHistory": list(history)}, _preload_content=False))
+            out.extend(body.get("results") or [])
+        return out
+
+    def associated_ids(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """from id -> the ids of its `to_type` records (v4 batch read, 100 ids a call); ids with none are left out."""
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids)), BATCH_LIMIT):
+            body = self._call_json(f"batch read {from_type}->{to_type} associations",
+                                   lambda c=chunk: self._assoc.batch_api.get_page(
+                                       from_type, to_type, {"inputs": [{"id": i} for i in c]},
+                                       _preload_content=False))
+            for item in body.get("results") or []:
+                links = out.setdefault(str((item.get("from") or {}).get("id")), [])
+                links.extend(str(link.get("toObjectId")) for link in item.get("to") or [])
+        return out
+
+    def read_activity(self, ids: Sequence[str]) -> dict[str, LeadActivity]:
+        """Each contact's touches, lifecycle/lead-status history and deals (see connectors/hubspot/activity.py)."""
+        return activity.read_activity(self, ids)
 
     def _call_json(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:
         """An SDK call made with _preload_content=False, its JSON body read with orjson.

@@ -22,13 +22,14 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
-                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
-                             same_field_value, sampled_properties)
+                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, parse_time,
+                             reasons_text, same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
+from connectors.salesforce import activity
 from connectors.salesforce.fields import GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.salesforce.outcomes import outcome_of_record
-from core.records import Account, Lead, Outcome
+from core.records import Account, Lead, LeadActivity, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
 
@@ -75,6 +76,8 @@ def field_specs() -> list[FieldSpec]:
 
 def map_salesforce_error(exc: Exception, action: str) -> ConnectorError:
     """Translate simple-salesforce / requests exceptions into our error hierarchy."""
+    if isinstance(exc, ConnectorError):  # raised by our own code inside a call: already ours
+        return exc
     if isinstance(exc, SalesforceAuthenticationFailed):
         return AuthConnectorError(f"Salesforce login failed: {exc.code}: {exc.message}", vendor="salesforce",
                                   code=str(exc.code), vendor_message=str(exc.message))
@@ -111,17 +114,7 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 
 
 def _to_datetime(value: Any) -> datetime | None:
-    if not value:
-        return None
-    text = str(value)
-    if len(text) == 10:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text.replace("Z", "+00:00"))
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_time(value) if value else None
 
 
 def _domain(email: str | None, website: str | None) -> str | None:
@@ -143,7 +136,8 @@ class SalesforceConnector(CallPolicy):
                  domain: str = "login", instance_url: str | None = None, session_id: str | None = None,
                  session: requests.Session | None = None, version: str = "59.0",
                  limiter: RedisTokenBucket | None = None, retry_attempts: int = 5, retry_max_elapsed: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep, client: Salesforce | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep, client: Salesforce | None = None,
+                 integration_user_id: str | None = None) -> None:
         if client is None and not (session_id and instance_url) and not (username and password):
             raise ValueError("Salesforce needs session_id + instance_url, or username + password (+ security token)")
         self._client = client
@@ -154,6 +148,9 @@ class SalesforceConnector(CallPolicy):
         self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.api_usage: tuple[int, int] | None = None  # (used, limit) from the last Sforce-Limit-Info header
         self._described: dict[str, tuple[float, dict[str, str]]] = {}  # sObject -> (when, field lower -> name)
+        # The API user's Id: its Tasks and Events are leadbridge's own (None: ask userinfo on first need).
+        self.integration_user_id = integration_user_id
+        self.sql_rules = dict(activity.SQL_RULES)  # Lead Status values that mean sales qualified (scoring.activity)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, retry: RetryPolicy,
@@ -166,7 +163,8 @@ class SalesforceConnector(CallPolicy):
                    security_token=secret(settings.salesforce_security_token),
                    domain=settings.salesforce_domain, instance_url=settings.salesforce_instance_url,
                    session_id=secret(settings.salesforce_session_id), session=session,
-                   retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed)
+                   retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed,
+                   integration_user_id=settings.salesforce_integration_user_id)
 
     def rate_limit(self, settings: Settings) -> tuple[str, int, float] | None:
         """No shared bucket: Salesforce counts a daily API budget (api_budget), not a request rate."""
@@ -229,6 +227,25 @@ class SalesforceConnector(CallPolicy):
             page = self._call(action + " (next page)", lambda sf, u=url: sf.query_more(u, identifier_is_url=True))
             records.extend(page.get("records", []))
         return records
+
+    def api_user_id(self) -> str:
+        """The Id of the User this connector works as: configured, else the session's (GET /services/oauth2/userinfo)."""
+        if self.integration_user_id is None:
+            def ask(sf: Salesforce) -> dict[str, Any]:
+                response = sf.session.get(f"https://{sf.sf_instance}/services/oauth2/userinfo", headers=sf.headers,
+                                          timeout=30)
+                if response.status_code != 200:
+                    raise AuthConnectorError(f"Salesforce userinfo failed: HTTP {response.status_code}: "
+                                             f"{response.text[:200]}", vendor="salesforce",
+                                             status=response.status_code)
+                return dict(response.json())
+
+            self.integration_user_id = str(self._call("read userinfo", ask)["user_id"])
+        return self.integration_user_id
+
+    def read_activity(self, ids: Sequence[str]) -> dict[str, LeadActivity]:
+        """Each Lead's or Contact's Tasks, Events, Status history and Opportunities (connectors/salesforce/activity.py)."""
+        return activity.read_activity(self, ids)
 
     def iter_records(self, sobject: str, fields: Sequence[str], where: str = "") -> Iterator[list[CrmRecord]]:
         """Every record of `sobject` (SOQL, following nextRecordsUrl), one result page per API call.

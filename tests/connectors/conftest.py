@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from werkzeug.serving import make_server
 
 from connectors.hubspot.client import HubSpotConnector
 from connectors.salesforce.client import SalesforceConnector
+from core.records import Touch
 from sandbox import (
     DEFAULT_HUBSPOT_TOKEN,
     DEFAULT_SF_SESSION,
@@ -134,3 +136,13 @@ def receiver() -> Iterator[Receiver]:
 def admin(crm: SandboxCRM, method: str, path: str, **kwargs: Any) -> requests.Response:
     """Call the sandbox admin API over HTTP."""
     return requests.request(method, crm.base_url + "/_sandbox" + path, timeout=30, **kwargs)
+
+
+def worked_lead_touches(t0: Any, rep: str) -> tuple[Touch, ...]:
+    """The touches both CRMs' activity fixtures give their worked lead (created at t0): a call logged an hour
+    before it existed, leadbridge's own task at +2 min, the rep's e-mail at +10 min, status changes at +30 min
+    and +1 day."""
+    minute, day = timedelta(minutes=1), timedelta(days=1)
+    return (Touch(t0 - 60 * minute, "call", rep), Touch(t0 + 2 * minute, "task", rep, by_integration=True),
+            Touch(t0 + 10 * minute, "email", rep), Touch(t0 + 30 * minute, "status_change", rep),
+            Touch(t0 + day, "status_change", rep))
