@@ -264,6 +264,7 @@ class CrmConnector(Protocol):
     crm: str
     write_batch: int  # records the writeback hands one write_fields call
     field_names: dict[str, str]  # output -> CRM field, from the admin's field mappings ('' = not written)
+    sql_rules: dict[str, tuple[str, ...]]  # stage field -> values that mean sales qualified (scoring.activity)
 
     def read_leads(self, lead_ids: Sequence[str],
                    properties: Mapping[str, Sequence[str]] | None = None) -> list[LeadWithAccount]:

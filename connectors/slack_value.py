@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.slack import escape_mrkdwn
-
-
-@dataclass(frozen=True)
-class KpiLine:
-    """One KPI as the summary shows it: already formatted values (pilot, control, difference and its interval)."""
-
-    label: str
-    pilot: str
-    control: str
-    difference: str
+from scoring.value import KpiText
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def build_value_message(pilot_name: str, sentence: str, lines: Sequence[KpiLine], leads: dict[str, int],
+def build_value_message(pilot_name: str, sentence: str, lines: Sequence[KpiText], leads: dict[str, int],
                         admin_url: str | None = None) -> dict[str, Any]:
     """Block Kit payload for the weekly pilot summary."""
     name = escape_mrkdwn(pilot_name)

@@ -69,3 +69,17 @@ def lead_facts(activity: LeadActivity, *, lead_id: str, group: str, created_at: 
                      cluster=cluster if cluster is not None else activity.owner_id, crossed_at=crossed_at,
                      first_touch_at=first_touch(activity, created_at), sql_at=min(qualified, default=None),
                      opportunity_at=opp.opportunity_at, amount=opp.amount, closed_at=opp.closed_at, won=opp.won)
+
+
+def merge_activity(parts: Sequence[LeadActivity]) -> LeadActivity | None:
+    """One lead's activity from several CRM records (a converted Salesforce Lead and its Contact): every touch,
+    stage change and opportunity once, oldest first; the earliest creation; the newest record's owner."""
+    if not parts:
+        return None
+    touches = sorted(set(t for p in parts for t in p.touches), key=lambda t: t.at)
+    stages = sorted(set(s for p in parts for s in p.stages), key=lambda s: s.at)
+    opportunities = list({o.id: o for p in parts for o in p.opportunities}.values())
+    created = [p.created_at for p in parts if p.created_at is not None]
+    owner = next((p.owner_id for p in reversed(parts) if p.owner_id), None)
+    return LeadActivity(crm_id=parts[-1].crm_id, touches=tuple(touches), stages=tuple(stages),
+                        opportunities=tuple(opportunities), created_at=min(created, default=None), owner_id=owner)

@@ -349,3 +349,44 @@ def weekly(facts: Sequence[LeadFacts], kpi: str, start: datetime, now: datetime)
                 raise ValueError(f"no weekly series for {kpi!r}; use win_rate or response_time")
         week += timedelta(days=7)
     return points
+
+
+# ---- for people: the page, the CLI and the weekly Slack summary ----------------------------------------------
+
+_SCALES = {"share": (100.0, " pts", "%"), "minutes": (1.0, " min", " min"), "days": (1.0, " days", " days"),
+           "currency": (1.0, "", ""), "currency/day": (1.0, "/day", "/day")}
+
+
+def format_number(value: float | None, unit: str, difference: bool = False) -> str:
+    """A KPI value (or, signed, a difference) for people: shares as %, or points when a difference."""
+    if value is None or not math.isfinite(value):
+        return "no bound" if value is not None else "-"
+    scale, diff_suffix, suffix = _SCALES.get(unit, (1.0, "", ""))
+    scaled = value * scale
+    digits = 1 if unit in ("share", "days") else 0
+    text = f"{scaled:+,.{digits}f}" if difference else f"{scaled:,.{digits}f}"
+    return text + (diff_suffix if difference else suffix)
+
+
+def interval_text(d: Interval | None, unit: str) -> str:
+    """A difference and its 95% interval in the KPI's unit ("-12 min, 95% CI -20 min to -4 min")."""
+    if d is None:
+        return "not enough data yet"
+    low, high = format_number(d.low, unit, True), format_number(d.high, unit, True)
+    return f"{format_number(d.estimate, unit, True)}, 95% CI {low} to {high}"
+
+
+@dataclass(frozen=True)
+class KpiText:
+    """One KPI as people read it: formatted pilot and control values, and the difference with its interval."""
+
+    label: str
+    pilot: str
+    control: str
+    difference: str
+
+
+def kpi_text(kpi: Kpi) -> KpiText:
+    """A KPI formatted in its unit."""
+    return KpiText(kpi.label, format_number(kpi.pilot, kpi.unit), format_number(kpi.control, kpi.unit),
+                   interval_text(kpi.difference, kpi.unit))

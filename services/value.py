@@ -16,35 +16,25 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from connectors.slack_value import KpiLine
-from scoring.experiment import Interval, excludes_zero
-from scoring.value import Kpi, LeadFacts, Plan, ValueReport, WeeklyPoint, value_report, weekly
+from scoring.experiment import excludes_zero
+from scoring.value import (
+    Kpi,
+    KpiText,
+    LeadFacts,
+    Plan,
+    ValueReport,
+    WeeklyPoint,
+    kpi_text,
+    value_report,
+    weekly,
+)
 from services import OperationError
 from services.pilots import pilot_view
-from storage.pilots import PilotLead, latest_pilot, open_pilot, pilot_leads
+from storage.pilots import latest_pilot, open_pilot
+from tasks.value import stored_facts
 
 WEEK = timedelta(days=7)
 WEEKLY_KPIS = ("win_rate", "response_time")
-
-_SCALES = {"share": (100.0, " pts", "%"), "minutes": (1.0, " min", " min"), "days": (1.0, " days", " days"),
-           "currency": (1.0, "", ""), "currency/day": (1.0, "/day", "/day")}
-
-
-def _number(value: float | None, unit: str, difference: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "no bound" if value is not None else "-"
-    scale, diff_suffix, suffix = _SCALES.get(unit, (1.0, "", ""))
-    scaled = value * scale
-    digits = 1 if unit in ("share", "days") else 0
-    text = f"{scaled:+,.{digits}f}" if difference else f"{scaled:,.{digits}f}"
-    return text + (diff_suffix if difference else suffix)
-
-
-def _interval_text(d: Interval | None, unit: str) -> str:
-    if d is None:
-        return "not enough data yet"
-    return f"{_number(d.estimate, unit, True)}, 95% CI {_number(d.low, unit, True)} to {_number(d.high, unit, True)}"
-
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
@@ -57,7 +47,7 @@ class KpiRow:
     kpi: Kpi
     low: float | None  # None: no data, or the interval has no bound on that side
     high: float | None
-    text: KpiLine
+    text: KpiText
 
     @property
     def significant(self) -> bool:
@@ -76,9 +66,7 @@ class KpiRow:
 def kpi_row(kpi: Kpi) -> KpiRow:
     """A KPI with its numbers formatted for people."""
     d = kpi.difference
-    return KpiRow(kpi, None if d is None else _finite(d.low), None if d is None else _finite(d.high),
-                  KpiLine(kpi.label, _number(kpi.pilot, kpi.unit), _number(kpi.control, kpi.unit),
-                          _interval_text(d, kpi.unit)))
+    return KpiRow(kpi, None if d is None else _finite(d.low), None if d is None else _finite(d.high), kpi_text(kpi))
 
 
 def report_json(report: ValueReport, pilot: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,23 +137,12 @@ def weekly_json(points: list[WeeklyPoint]) -> list[dict[str, Any]]:
     return out
 
 
-def lead_facts(row: PilotLead) -> LeadFacts:
-    """A stored pilot lead as the KPIs read it."""
-    f = row.facts
-    return LeadFacts(
-        lead_id=str(row.lead_id), group=row.group, created_at=row.created_at, cluster=row.cluster,
-        crossed_at=row.crossed_at, first_touch_at=f.first_touch_at if f else None, sql_at=f.sql_at if f else None,
-        opportunity_at=f.opportunity_at if f else None, amount=float(f.amount or 0.0) if f else 0.0,
-        closed_at=f.closed_at if f else None, won=f.won if f else None)
-
-
 def current_value(session: Session, now: datetime) -> PilotValue | None:
     """The open pilot's value (else the newest ended pilot's) as it stands at `now`; None before the first pilot."""
     pilot = open_pilot(session) or latest_pilot(session)
     if pilot is None:
         return None
-    facts = [lead_facts(row) for row in pilot_leads(session, pilot)]
-    return pilot_value(pilot_view(session, pilot), facts, now)
+    return pilot_value(pilot_view(session, pilot), stored_facts(session, pilot), now)
 
 
 EXPORTS = {"csv": "text/csv", "json": "application/json"}

@@ -17,6 +17,7 @@ TASK_ROUTES = {
     "tasks.alerts.*": {"queue": "alerts"},
     "tasks.learning.*": {"queue": "learning"},
     "tasks.online_learning.*": {"queue": "learning"},
+    "tasks.value.*": {"queue": "learning"},
     "tasks.maintenance.*": {"queue": "learning"},
     "tasks.system.*": {"queue": "learning"},
 }

@@ -26,7 +26,8 @@ def test_beat_schedules_the_measurements() -> None:
     registered = set(create_celery(load_settings()).tasks.keys())
     assert {entry["task"] for entry in schedule.values()} <= registered
     assert {"heartbeat", "sweep-inbox", "flush-writebacks", "rescore-decayed", "purge-old-events", "collect-outcomes",
-            "retrain", "check-drift", "score-accounts", "sync-champion", "learn-online"} <= set(schedule)
+            "retrain", "check-drift", "score-accounts", "sync-champion", "learn-online", "collect-facts",
+            "weekly-summary"} <= set(schedule)
 
 
 def test_a_worker_records_downsamples_and_expires_measurements(worker_process: Any, db: Database, redis_client: Any,
