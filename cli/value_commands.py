@@ -1,7 +1,8 @@
 """`leadbridge value ...`: the pilot and its control group (issue 17).
 
 `value pilot start|pause|resume|end|status`: the same operations as the API's /api/pilot (services.pilots),
-each audited; running workers follow the change before their next batch.
+each audited; running workers follow the change before their next batch. `value report [--json]` and
+`value export`: the pilot's KPIs per group with 95% intervals (services.value), as the admin's Value page shows them.
 """
 
 from __future__ import annotations
@@ -110,3 +111,55 @@ def status_command(as_json: bool) -> None:
         click.echo("no pilot yet: `leadbridge value pilot start --name NAME` starts one")
     else:
         click.echo(_describe(view))
+
+
+@value.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (the API's /api/value shape).")
+def report_command(as_json: bool) -> None:
+    """The pilot against its control group: the sentence, every KPI per group and the difference's 95% interval."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.model_commands import read_database
+    from core.records import utcnow
+    from services.value import current_value
+
+    view = read_database(lambda session: current_value(session, utcnow()))
+    if as_json:
+        click.echo(json.dumps(view.to_json() if view else {"pilot": None}, indent=2, default=str))
+        return
+    if view is None:
+        click.echo("no pilot yet: `leadbridge value pilot start --name NAME` starts one")
+        return
+    console = Console()
+    console.print(_describe(view.pilot))
+    console.print(view.report.sentence)
+    table = Table("KPI", "pilot", "control", "difference (pilot - control), 95% CI", "how")
+    for row in view.rows:
+        table.add_row(row.text.label, f"{row.text.pilot} (n={row.kpi.n_pilot:,})",
+                      f"{row.text.control} (n={row.kpi.n_control:,})", row.text.difference, row.kpi.method)
+    console.print(table)
+
+
+@value.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+def export_command(fmt: str, out: str | None) -> None:
+    """The KPIs for finance: one row per KPI with raw numbers (shares 0-1, minutes, days, currency)."""
+    from cli.context import fail
+    from cli.model_commands import read_database
+    from core.records import utcnow
+    from services import OperationError
+    from services.value import export
+
+    try:
+        body, _mimetype, _name = read_database(lambda session: export(session, utcnow(), fmt))
+    except OperationError as exc:
+        fail(exc.message, code=1)
+    if out is None:
+        click.echo(body, nl=False)
+    else:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(body)
+        click.echo(f"wrote {out}", err=True)
