@@ -12,7 +12,7 @@ from services import value as ops
 
 GROUP_LINES = {"pilot": ("pilot (scores shown)", "s1"), "control": ("control (scores hidden)", "s4")}
 WEEKLY_CHARTS = {"win_rate": ("win rate of the leads closed that week", lambda v: f"{v * 100:.0f}%"),
-                 "response_time": ("median minutes from the alert to the first touch", lambda v: f"{v:,.0f} min")}
+                 "response_time": ("median minutes from the alert to the first touch", lambda v: f"{v:,.0f}")}
 
 
 def value_charts(weekly: dict[str, list[ops.WeeklyPoint]]) -> dict[str, object]:
