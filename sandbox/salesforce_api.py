@@ -453,16 +453,20 @@ def create_custom_field(ver: str) -> Response:
 _SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
+def _soap(inner: str, *, namespace: str, status: int = 200) -> Response:
+    """A SOAP envelope around `inner` (the Partner API's answers and faults)."""
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{_SOAP_NS}" {namespace} '
+            f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>{inner}</soapenv:Body>'
+            "</soapenv:Envelope>")
+    return Response(body, status=status, content_type="text/xml;charset=UTF-8")
+
+
 def _login_fault(code: str, message: str) -> Response:
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-        f"<soapenv:Body><soapenv:Fault><faultcode>sf:{code}</faultcode><faultstring>{code}: {escape(message)}</faultstring>"
+    return _soap(
+        f"<soapenv:Fault><faultcode>sf:{code}</faultcode><faultstring>{code}: {escape(message)}</faultstring>"
         f'<detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>{code}</sf:exceptionCode>'
-        f"<sf:exceptionMessage>{escape(message)}</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>"
-        "</soapenv:Body></soapenv:Envelope>"
-    )
-    return Response(body, status=500, content_type="text/xml;charset=UTF-8")
+        f"<sf:exceptionMessage>{escape(message)}</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault>",
+        namespace='xmlns:sf="urn:fault.partner.soap.sforce.com"', status=500)
 
 
 @bp.route("/services/Soap/u/<ver>", methods=["POST"])
@@ -487,18 +491,14 @@ def soap_login(ver: str) -> Response:
     org = sandbox.config.salesforce_org_id
     host = request.host
     server_url = f"https://{host}/services/Soap/u/{ver}/{org[:15]}"
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+    return _soap(
         "<loginResponse><result>"
         f"<metadataServerUrl>https://{host}/services/Soap/m/{ver}/{org[:15]}</metadataServerUrl>"
         "<passwordExpired>false</passwordExpired><sandbox>true</sandbox>"
         f"<serverUrl>{server_url}</serverUrl><sessionId>{session_id}</sessionId>"
         f"<userId>{sandbox.store.sf_default_owner}</userId>"
         f"<userInfo><organizationId>{org}</organizationId><userName>{escape(username)}</userName></userInfo>"
-        "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
-    )
-    return Response(body, status=200, content_type="text/xml;charset=UTF-8")
+        "</result></loginResponse>", namespace='xmlns="urn:partner.soap.sforce.com"')
 
 
 # ---------------------------------------------------------------------------------------------- identity

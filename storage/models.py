@@ -412,7 +412,7 @@ class Pilot(Base):
     paused_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(320))
-    summary_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the last weekly Slack summary (0010)
+    summary_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the last weekly Slack summary (0009)
 
 
 class LeadGroup(Base):

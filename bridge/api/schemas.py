@@ -970,15 +970,15 @@ class KpiOut(Out):
     name: str
     label: str
     unit: str
-    pilot: float | None
-    control: float | None
-    n_pilot: int
-    n_control: int
     difference: float | None
     ci_low: float | None = Field(description="null: no data, or no bound on that side yet")
     ci_high: float | None
     excludes_zero: bool
-    method: str
+    method: str = Field(description="how the interval was computed")
+    pilot: float | None
+    n_pilot: int
+    control: float | None
+    n_control: int
 
 
 class WeeklyOut(Out):

@@ -17,7 +17,8 @@ from tests.admin.learning_data import seed_learning
 
 
 def drawn(page: Any, card: str) -> dict[str, Any]:
-    """What the chart in `card` draws: lines (polylines and lone dots) per series class, marks per class, key items."""
+    """What the chart in `card` draws: lines (polylines and lone dots) and interval bands per series class, marks per
+    class, key items, the hover columns' texts."""
     return page.evaluate("""card => {
         const svg = document.querySelector('#' + card + ' svg.chart.time');
         const series = {};
@@ -25,13 +26,19 @@ def drawn(page: Any, card: str) -> dict[str, Any]:
             const name = [...el.classList].filter(c => /^s[0-9]$/.test(c)).join(' ');
             series[name] = (series[name] || 0) + 1;
         }
+        const bands = {};
+        for (const el of svg.querySelectorAll('polygon.band, line.whisker')) {
+            const name = [...el.classList].filter(c => /^s[0-9]$/.test(c)).join(' ');
+            bands[name] = (bands[name] || 0) + 1;
+        }
         const marks = {};
         for (const el of svg.querySelectorAll('g.mark')) {
             const name = [...el.classList].filter(c => /^m[0-9]$/.test(c)).join(' ');
             marks[name] = (marks[name] || 0) + 1;
         }
         const box = svg.getBoundingClientRect();
-        return {series, marks, width: box.width,
+        return {series, bands, marks, width: box.width,
+                hover: [...svg.querySelectorAll('rect.hover title')].map(t => t.textContent),
                 key: [...document.querySelectorAll('#' + card + ' ul.chart-key li')].map(li => li.innerText.trim()),
                 titles: [...svg.querySelectorAll('g.mark title')].map(t => t.textContent)};
     }""", card)

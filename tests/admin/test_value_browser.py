@@ -13,26 +13,8 @@ from core.records import utcnow
 from storage.db import Database
 from storage.models import User
 from tests.admin.conftest import OUTPUT, browser_log_in, shot
+from tests.admin.test_learning_browser import drawn
 from tests.admin.value_data import WEEKS, seed_pilot
-
-
-def drawn(page: Any, card: str) -> dict[str, Any]:
-    """What the chart in `card` draws: lines, bands and whiskers per series class, its key, its width."""
-    return page.evaluate("""card => {
-        const svg = document.querySelector('#' + card + ' svg.chart.time');
-        const count = sel => {
-            const out = {};
-            for (const el of svg.querySelectorAll(sel)) {
-                const name = [...el.classList].filter(c => /^s[0-9]$/.test(c)).join(' ');
-                out[name] = (out[name] || 0) + 1;
-            }
-            return out;
-        };
-        return {lines: count('polyline.line, circle.dot'), bands: count('polygon.band, line.whisker'),
-                width: svg.getBoundingClientRect().width,
-                key: [...document.querySelectorAll('#' + card + ' ul.chart-key li')].map(li => li.innerText.trim()),
-                hover: [...svg.querySelectorAll('rect.hover title')].map(t => t.textContent)};
-    }""", card)
 
 
 @pytest.mark.slow
@@ -63,8 +45,8 @@ def test_value_page_shows_the_verdict_kpis_and_charts(web: str, browser_page: An
     for card in ("chart-win_rate", "chart-response_time"):
         chart = drawn(page, card)
         # One line per group; a band (or, for a lone week, a whisker) behind each.
-        assert set(chart["lines"]) == {"s1", "s4"} and set(chart["bands"]) == {"s1", "s4"}, card
-        assert chart["key"] == ["pilot (scores shown)", "control (scores hidden)"]
+        assert set(chart["series"]) == {"s1", "s4"} and set(chart["bands"]) == {"s1", "s4"}, card
+        assert chart["key"] == ["pilot (scores shown)", "control (scores hidden)"] and not chart["marks"]
         assert len(chart["hover"]) == WEEKS + 1 and any("95% CI" in t for t in chart["hover"])
     shot(page, "value-1360")
 

@@ -1,4 +1,4 @@
-"""Migrations 0009-0010: pilots, lead_groups and pilot_facts arrive beside existing leads, which keep everything; a
+"""Migration 0009: pilots, lead_groups and pilot_facts arrive beside existing leads, which keep everything; a
 group and its facts go with their lead; the downgrade removes the tables and leaves the leads."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_pilots_upgrade_over_existing_leads_and_back(old_database: str) -> None:
                                   "VALUES (:id, :email, '{}', :score, 'B', :at, :at)"),
                              {"id": lead_id, "email": f"p{lead_id}@acme.io", "score": 60 + lead_id, "at": AT})
         upgrade(old_database)
-        assert current_revision(engine) == "0010"
+        assert current_revision(engine) == "0009"
         assert {"pilots", "lead_groups", "pilot_facts"} <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
             assert sorted(conn.execute(text("SELECT id, score, grade FROM leads"))) == [
@@ -63,6 +63,6 @@ def test_pilots_upgrade_over_existing_leads_and_back(old_database: str) -> None:
         with engine.connect() as conn:
             assert sorted(conn.execute(text("SELECT id FROM leads")).scalars()) == [1, 2]
         upgrade(old_database)
-        assert current_revision(engine) == "0010"
+        assert current_revision(engine) == "0009"
     finally:
         engine.dispose()

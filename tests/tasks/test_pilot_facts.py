@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from core.runtime import ServiceUrls
-from core.runtime import redis_client as make_redis_client
-from core.settings import load_settings
-from sandbox import DEFAULT_HUBSPOT_APP_USER_ID, DEFAULT_HUBSPOT_TOKEN, SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_APP_USER_ID, SandboxCRM
 from sandbox.reps import write_rep_activity
 from scoring.experiment import CONTROL, PILOT
 from scoring.value import LeadFacts
@@ -29,22 +25,17 @@ from storage.pilots import insert_groups, open_pilot
 from tasks.resources import Resources
 from tasks.value import collect_facts_now
 from tests.connectors.conftest import salesforce_for
-from tests.services import wipe_pipeline
 
 MIN = timedelta(minutes=1)
 DAY = timedelta(days=1)
 
 
 @pytest.fixture()
-def res(sandbox: SandboxCRM, db: Database, redis_url: str, settings_overrides: dict[str, Any],
-        service_urls: ServiceUrls) -> Resources:
-    """Worker resources with HubSpot (its integration user known) and Salesforce on the sandbox, over empty tables."""
-    client = make_redis_client(redis_url)
-    wipe_pipeline(db, client)
-    settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
-                              "hubspot_base_url": sandbox.base_url,
-                              "hubspot_integration_user_id": str(DEFAULT_HUBSPOT_APP_USER_ID)}, env_file=None)
-    res = Resources(settings, service_urls, db, client)
+def crms(res: Resources, sandbox: SandboxCRM) -> Resources:
+    """The test's worker resources with HubSpot's integration user known and Salesforce on the sandbox too."""
+    hubspot = res.connector("hubspot")
+    assert hubspot is not None
+    hubspot.integration_user_id = str(DEFAULT_HUBSPOT_APP_USER_ID)
     res._connectors["salesforce"] = salesforce_for(sandbox)
     return res
 
@@ -101,8 +92,9 @@ def _seed(db: Database, sandbox: SandboxCRM, crm: str, t0: datetime, now: dateti
 
 
 @pytest.mark.parametrize("crm", ["hubspot", "salesforce"])
-def test_pilot_kpis_from_sandbox_activity_match_the_hand_computed_values(crm: str, res: Resources, db: Database,
+def test_pilot_kpis_from_sandbox_activity_match_the_hand_computed_values(crm: str, crms: Resources, db: Database,
                                                                          sandbox: SandboxCRM) -> None:
+    res = crms
     t0 = datetime.fromtimestamp(int(time.time()) - 40 * 86400, tz=UTC).replace(hour=0, minute=0, second=0)
     now = t0 + 30 * DAY
     if crm == "salesforce":
