@@ -40,7 +40,8 @@ BATCH_LIMIT = 100  # HubSpot batch endpoints take at most 100 inputs
 HISTORY_PAGE_LIMIT = 50  # records a page holds when properties are read with their history
 GROUP_NAME = "leadbridge"
 CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "company", "lifecyclestage",
-                      "hs_analytics_source", "createdate", "lastmodifieddate"] + list(SCORE_FIELD_NAMES.values())
+                      "hubspot_owner_id", "hs_analytics_source", "createdate", "lastmodifieddate",
+                      *SCORE_FIELD_NAMES.values()]
 COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue"]
 _API_EXCEPTIONS: tuple[type[Exception], ...] = (
     contacts_exc.ApiException, companies_exc.ApiException, properties_exc.ApiException, assoc_exc.ApiException,

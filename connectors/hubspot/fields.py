@@ -54,6 +54,7 @@ LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "industry": ("industry",),
     "employees": ("numemployees", "numberofemployees"),
     "lifecycle_stage": ("lifecyclestage",),
+    "owner": ("hubspot_owner_id",),  # a pilot that assigns whole owners reads it (storage.pilots.owners_of)
 }
 
 # canonical account attribute -> company property names that carry it

@@ -362,9 +362,9 @@ class SalesforceConnector(CallPolicy):
         found: dict[str, LeadWithAccount] = {}
         reads: tuple[tuple[str, str, str, str, Callable[[Mapping[str, Any]], LeadWithAccount]], ...] = (
             ("00Q", "Lead", "SELECT Id, FirstName, LastName, Email, Title, Company, Industry, NumberOfEmployees, "
-                            "Country, Website, LeadSource, Status, IsConverted, ConvertedContactId, ConvertedAccountId, "
-                            "CreatedDate, LastModifiedDate", "read leads", self._from_lead),
-            ("003", "Contact", "SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, AccountId, "
+                            "Country, Website, LeadSource, Status, OwnerId, IsConverted, ConvertedContactId, "
+                            "ConvertedAccountId, CreatedDate, LastModifiedDate", "read leads", self._from_lead),
+            ("003", "Contact", "SELECT Id, FirstName, LastName, Email, Title, MailingCountry, LeadSource, OwnerId, AccountId, "
                                "Account.Name, Account.Website, Account.Industry, Account.NumberOfEmployees, "
                                "Account.BillingCountry, CreatedDate, LastModifiedDate", "read contacts",
              self._from_contact),

@@ -65,6 +65,7 @@ LEAD_FIELDS: dict[str, tuple[str, ...]] = {
     "industry": ("Industry",),
     "employees": ("NumberOfEmployees",),
     "lifecycle_stage": ("Status",),
+    "owner": ("OwnerId",),  # a pilot that assigns whole owners reads it (storage.pilots.owners_of)
 }
 
 # canonical account attribute -> Account field names that carry it

@@ -97,6 +97,41 @@ def _slack(sandbox: SandboxCRM) -> list[dict[str, Any]]:
     return requests.get(sandbox.base_url + "/_sandbox/slack/messages", timeout=5).json()["messages"]
 
 
+def test_a_pilot_by_owner_keeps_each_owners_leads_together(res: Resources, db: Database,
+                                                           sandbox: SandboxCRM) -> None:
+    """Cluster randomisation: the owner a read of the CRM gives (hubspot_owner_id, Salesforce OwnerId) becomes the
+    lead's canonical `owner`; every lead of one owner lands in that owner's group, the owner kept as the cluster."""
+    from connectors.registry import lead_fields
+    from storage.models import LeadGroup
+
+    contact = sandbox.store.hs_create("contacts", {"email": "owned@acme.io", "hubspot_owner_id": "7001"})
+    connector = res.connector("hubspot")
+    assert connector is not None
+    [read] = connector.read_leads([contact["id"]])
+    assert lead_fields("hubspot", read.lead.properties)["owner"] == "7001"
+    assert lead_fields("salesforce", {"OwnerId": "005000000000001AAA"})["owner"] == "005000000000001AAA"
+
+    now = utcnow()
+    owners = [f"owner-{n}" for n in range(40)]
+    with db.session() as session:
+        session.execute(Lead.__table__.insert(), [
+            {"email": f"o{i}@acme.io", "properties": {"owner": owners[i % 40]}, "created_at": now, "updated_at": now}
+            for i in range(400)] + [{"email": "nobody@acme.io", "properties": {}, "created_at": now,
+                                     "updated_at": now}])
+        ids = list(session.scalars(select(Lead.id).order_by(Lead.id)))
+    start(db, res.redis, control_share=0.25, unit="owner")
+    with db.session() as session:
+        assign_groups(res, session, first_scores(ids))
+    with db.session() as session:
+        rows = {r.lead_id: (r.group, r.cluster) for r in session.scalars(select(LeadGroup))}
+    by_owner: dict[str | None, set[str]] = {}
+    for group, cluster in rows.values():
+        by_owner.setdefault(cluster, set()).add(group)
+    assert len(rows) == 401 and all(len(groups) == 1 for owner, groups in by_owner.items() if owner)
+    assert len([o for o in by_owner if o]) == 40 and rows[ids[-1]][1] is None  # no owner: assigned on its own
+    assert 0 < sum(by_owner[o] == {CONTROL} for o in owners) < 40
+
+
 def test_control_leads_show_only_their_group_and_fire_no_alert(live_pipeline: LivePipeline) -> None:
     p = live_pipeline
     store = p.sandbox.store
