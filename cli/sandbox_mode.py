@@ -2,7 +2,8 @@
 
 The sandbox CRM runs as a child process; leadbridge's workers talk to it with the real HubSpot SDK
 (HUBSPOT_BASE_URL points at it) and post Slack alerts to its webhook sink; it sends signed webhooks
-back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us.
+back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us, and its reps
+call the contacts (sandbox.live_reps) for the demo pilot that sandbox mode starts (see the Value page).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from sqlalchemy import select
 from cli.supervisor import Child, cli_argv
 from core.settings import Settings
 from sandbox.server import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH
+from services.pilots import PilotInput, start_pilot
 from storage.db import Database
 from storage.models import AlertRule, Source
+from storage.pilots import latest_pilot
 from storage.sources import create_source, get_source, rotate_secret
 
 HUBSPOT_SOURCE = "sandbox-hubspot"
+SANDBOX_PILOT = "Sandbox demo pilot"
 EVENTS_SOURCE = "sandbox-web"
 
 
@@ -38,7 +42,7 @@ class SandboxPlan:
         """The traffic simulator streaming a funnel into the sandbox and behaviour to leadbridge, in real time."""
         return Child("simulator", cli_argv(
             "simulate", "--sandbox-url", self.url, "--events-url", events_url, "--events-secret", events_secret,
-            "--rate", str(rate), "--accounts", "60", "--days", "30"))
+            "--rate", str(rate), "--accounts", "60", "--days", "30", "--reps"))
 
 
 def plan_sandbox(settings: Settings) -> SandboxPlan:
@@ -88,6 +92,10 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
             if session.scalars(select(AlertRule)).first() is None:
                 session.add(AlertRule(name="Hot leads", threshold=75, channel="#sales", cooldown_minutes=1440,
                                       routing={}, enabled=True))
+            if latest_pilot(session) is None:
+                # The demo pilot: 30% of new contacts are the control group (hidden scores, no alerts), so the
+                # simulator's reps show on the Value page what an alert is worth within minutes.
+                start_pilot(session, "sandbox", PilotInput(name=SANDBOX_PILOT, control_share=0.3, threshold=75))
     finally:
         database.dispose()
     base = settings.base_url()

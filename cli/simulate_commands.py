@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from standardwebhooks import Webhook
 
 from sandbox import simulator as funnel
 from sandbox.__main__ import sandbox_command
+from sandbox.live_reps import LiveReps
 from sandbox.simulator import EventSender, SandboxCrmFeed, SimulatorConfig, run
 
 sandbox = sandbox_command
@@ -34,9 +36,13 @@ sandbox = sandbox_command
 @click.option("--batch-size", type=click.IntRange(1, 500), default=100, show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the Segment events as JSON lines (with simulated timestamps) and outcomes.")
+@click.option("--reps/--no-reps", default=False, show_default=True,
+              help="With --sandbox-url: sales reps call hot-scored contacts within a minute and the rest from "
+                   "the queue after minutes, logged in the CRM (the demo pilot's touches); keeps running after "
+                   "the funnel is delivered, until stopped.")
 def simulate_command(seed: int, accounts: int, days: int, drift_day: int | None, events_url: str | None,
                      events_secret: str | None, sandbox_url: str | None, crms: tuple[str, ...], rate: float | None,
-                     max_events: int | None, batch_size: int, output: Path | None) -> None:
+                     max_events: int | None, batch_size: int, output: Path | None, reps: bool) -> None:
     """Generate a B2B funnel (hidden intent drives behaviour and outcomes) and deliver it."""
     if drift_day is not None and drift_day >= days:
         raise click.BadParameter(f"must be below --days ({days})", param_hint="--drift-day")
@@ -65,6 +71,8 @@ def simulate_command(seed: int, accounts: int, days: int, drift_day: int | None,
         click.echo(f"wrote {output} and {outcomes}")
     if not (events_url or sandbox_url):
         return
+    if reps and not sandbox_url:
+        raise click.UsageError("--reps needs --sandbox-url (the reps work the sandbox CRM)")
     sender = EventSender(events_url, events_secret or "", batch_size=batch_size) if events_url else None
     feed = SandboxCrmFeed(sandbox_url, crms or ("hubspot",)) if sandbox_url else None
     total = min(len(sim.events), max_events) if max_events else len(sim.events)
@@ -76,6 +84,11 @@ def simulate_command(seed: int, accounts: int, days: int, drift_day: int | None,
         def tick(kind: str, n: int) -> None:
             progress.advance(events_task if kind == "event" else crm_task, n)
 
+        stop = threading.Event()
+        desk = threading.Thread(target=LiveReps(str(sandbox_url), seed=seed).run, args=(stop,), daemon=True,
+                                name="reps") if reps else None
+        if desk is not None:
+            desk.start()
         try:
             stats = run(sim, sender=sender, crm=feed, realtime_rate=rate, max_events=max_events, progress=tick)
         except RuntimeError as exc:
@@ -84,6 +97,13 @@ def simulate_command(seed: int, accounts: int, days: int, drift_day: int | None,
                f"{stats.contacts} contacts, {stats.outcomes} outcomes in {stats.seconds:.1f}s")
     if stats.failed_batches:
         raise SystemExit(1)
+    if desk is not None:
+        click.echo("reps keep working the sandbox CRM until stopped (Ctrl-C)")
+        try:
+            while desk.is_alive():
+                desk.join(1.0)
+        except KeyboardInterrupt:
+            stop.set()
 
 
 simulate = simulate_command

@@ -251,10 +251,11 @@ def new_session() -> Response:
 # ---------------------------------------------------------------------------------------------- seeding (as a CRM user)
 @bp.route("/hubspot/<object_type>", methods=["POST"])
 def hs_create(object_type: str) -> Response:
-    """Create a HubSpot record as a CRM user would ({properties, source}); fires webhooks, skips limits."""
+    """Create a HubSpot record as a CRM user would ({properties, source, user_id}); fires webhooks, skips limits."""
     store = current_sandbox().store
     otype, props, source = _seed_body(store.hs_type(object_type), "properties", HS_SEED_PROBLEM)
-    return _ok(store.hs_create(otype, props, source=source), 201)
+    user = _body().get("user_id")  # the HubSpot user acting in the UI (a rep logging a call)
+    return _ok(store.hs_create(otype, props, source=source, user_id=None if user is None else str(user)), 201)
 
 
 @bp.route("/hubspot/<object_type>/<object_id>", methods=["PATCH"])
