@@ -390,6 +390,8 @@ def _response_phrase(d: Interval) -> str:
         return f"{head} ({level} CI {-d.high:.0f}-{-d.low:.0f} min)"
     if d.low > 0 and not math.isinf(d.high):
         return f"{head} ({level} CI {d.low:.0f}-{d.high:.0f} min)"
+    if math.isinf(d.low) and math.isinf(d.high):  # too few touched leads yet for the bootstrap to bound it
+        return f"{head} (too few touched leads yet for an interval)"
     low = "no bound" if math.isinf(d.low) else f"{abs(d.low):.0f} min {'sooner' if d.low < 0 else 'later'}"
     high = "no bound" if math.isinf(d.high) else f"{abs(d.high):.0f} min {'sooner' if d.high < 0 else 'later'}"
     return f"{head} ({level} CI {low} to {high})"

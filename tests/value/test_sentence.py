@@ -27,6 +27,9 @@ def test_later_and_unbounded() -> None:
     summary = ValueSummary(Interval(-12.0, -math.inf, 4.0), None, conclusive=False, more_needed=12_345)
     assert value_sentence(summary) == ("Scored leads were contacted 12 min sooner (95% CI no bound to 4 min later), "
                                        "not yet conclusive: about 12,000 more closed leads needed")
+    summary = ValueSummary(Interval(-2.0, -math.inf, math.inf), None, conclusive=False)
+    assert value_sentence(summary) == ("Scored leads were contacted 2 min sooner (too few touched leads yet for an "
+                                       "interval), not yet conclusive")
 
 
 def test_win_rate_alone_and_nothing_at_all() -> None:
