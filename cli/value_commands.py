@@ -134,6 +134,9 @@ def report_command(as_json: bool) -> None:
     console = Console()
     console.print(_describe(view.pilot))
     console.print(view.report.sentence)
+    if view.report.detectable is not None:
+        console.print(f"detectable now (80% power): a win-rate rise of {100 * view.report.detectable:.1f} points; "
+                      f"declared: {100 * view.pilot['effect']:.1f}")
     table = Table("KPI", "pilot", "control", "difference (pilot - control), 95% CI", "how")
     for row in view.rows:
         table.add_row(row.text.label, f"{row.text.pilot} (n={row.kpi.n_pilot:,})",

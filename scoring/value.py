@@ -26,6 +26,7 @@ from scoring.experiment import (
     kaplan_meier,
     km_median,
     km_median_interval,
+    minimum_detectable_effect,
     more_leads_needed,
     rate_difference,
     share_touched_within,
@@ -79,6 +80,9 @@ class ValueReport:
     more_needed: int
     sentence: str
     leads: dict[str, int] = field(default_factory=dict)  # leads per group
+    # The smallest win-rate rise the closed leads so far detect with 80% power (two-sided, 5%), at the control's
+    # win rate: what the pilot can see now, next to the effect it declared (not post-hoc power).
+    detectable: float | None = None
 
 
 @dataclass(frozen=True)
@@ -295,7 +299,7 @@ def value_report(facts: Sequence[LeadFacts], now: datetime, control_share: float
             kpis[name] = _bootstrapped_kpi(name, arms, plan)
     response = kpis.get("response_time")
     win = kpis["win_rate"]
-    is_conclusive, more = False, 0
+    is_conclusive, more, detectable = False, 0, None
     if win.difference is not None:
         won, in_pilot = closed_in_order(facts)
         # The anytime interval assumes independent leads; with clusters assigned only the horizon can conclude.
@@ -303,13 +307,15 @@ def value_report(facts: Sequence[LeadFacts], now: datetime, control_share: float
                    else anytime_interval(won, in_pilot, 1 - control_share, plan.horizon))
         is_conclusive = conclusive(win.difference, anytime, win.n_pilot + win.n_control, plan.horizon)
         baseline = win.control if win.control is not None else 0.2
-        more = more_leads_needed(win.n_pilot, win.n_control, min(max(baseline, 0.01), 0.99), plan.effect)
+        baseline = min(max(baseline, 0.01), 0.99)
+        more = more_leads_needed(win.n_pilot, win.n_control, baseline, plan.effect)
+        detectable = minimum_detectable_effect(win.n_pilot, win.n_control, baseline)
     summary = ValueSummary(
         response_minutes=response.difference if response else None, win_rate=win.difference, conclusive=is_conclusive,
         more_needed=0 if is_conclusive else more,
     )
     return ValueReport(now, kpis, is_conclusive, summary.more_needed, value_sentence(summary),
-                       {g: len(rows) for g, rows in arms.items()})
+                       {g: len(rows) for g, rows in arms.items()}, detectable)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ def report_json(report: ValueReport, pilot: dict[str, Any] | None = None) -> dic
     """The whole report as JSON (API, CLI --json, the JSON export)."""
     return {"pilot": pilot, "as_of": report.now.isoformat(), "leads": report.leads, "sentence": report.sentence,
             "conclusive": report.conclusive, "more_closed_leads_needed": report.more_needed,
+            "minimum_detectable_effect": report.detectable,
             "kpis": [kpi_row(k).to_json() for k in report.kpis.values()]}
 
 

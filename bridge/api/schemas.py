@@ -1008,6 +1008,8 @@ class ValueOut(Out):
     sentence: str | None = None
     conclusive: bool = False
     more_closed_leads_needed: int | None = None
+    minimum_detectable_effect: float | None = Field(
+        None, description="the smallest win-rate rise (0-1) the closed leads so far detect with 80% power")
     kpis: list[KpiOut] = Field(default_factory=list)
     weekly: dict[str, list[WeeklyOut]] = Field(default_factory=dict)
 

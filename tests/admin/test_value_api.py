@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from cli.value_commands import value
@@ -43,6 +44,11 @@ def test_the_api_reports_and_exports_the_pilot(admin_app: Any, make_token: Any, 
     assert response["pilot"] < 15 < 60 < response["control"] and response["ci_high"] < 0 and response["excludes_zero"]
     assert 0 <= kpis["win_rate"]["pilot"] <= 1 and kpis["win_rate"]["n_pilot"] > kpis["win_rate"]["n_control"] > 0
     assert got["sentence"].startswith("Scored leads were contacted")
+    # What the closed leads so far can detect (80% power) at the control's win rate, by the arcsine z-test.
+    from scoring.experiment import minimum_detectable_effect
+    win = kpis["win_rate"]
+    assert got["minimum_detectable_effect"] == pytest.approx(
+        minimum_detectable_effect(win["n_pilot"], win["n_control"], win["control"]))
     weeks = {p["week"] for p in got["weekly"]["win_rate"]}
     assert len(weeks) == 9 and {p["group"] for p in got["weekly"]["response_time"]} == {"pilot", "control"}
 

@@ -41,6 +41,7 @@ def test_value_page_shows_the_verdict_kpis_and_charts(web: str, browser_page: An
     # The response-time difference excludes zero (pilot minutes, control hours): its row is marked.
     assert "good" in (page.get_attribute("#kpi-response_time", "class") or "")
     assert "95% CI" in page.inner_text("#kpi-response_time")
+    assert "closed leads the pilot can detect a win-rate rise of" in page.inner_text("#detectable")
 
     for card in ("chart-win_rate", "chart-response_time"):
         chart = drawn(page, card)
