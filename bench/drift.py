@@ -488,11 +488,15 @@ def batch_records(arm: Arm, labels: Sequence[LabelledLead], cache: FeatureCache)
 def blended_records(arm: Arm, labels: Sequence[LabelledLead], cache: FeatureCache,
                     online: dict[tuple[str, datetime], float]) -> list[PrequentialRecord]:
     """Each tested label scored by the arm's champion blended on log-odds with the online model, at the weight in
-    force at its decision time."""
-    return [PrequentialRecord(r.lead_id, r.decision_time, r.labelled_at,
-                              blend(r.probability, online.get((r.lead_id, r.decision_time), r.probability),
-                                    arm.weight_at(r.decision_time)), r.won, arm.name)
-            for r in batch_records(arm, labels, cache)]
+    force at its decision time; at weight 0 the champion's probability as it is (as the product serves it: the
+    blend's clipping would tie an overconfident champion's extreme probabilities)."""
+    out = []
+    for r in batch_records(arm, labels, cache):
+        weight = arm.weight_at(r.decision_time)
+        at = (r.lead_id, r.decision_time)
+        p = blend(r.probability, online[at], weight) if weight > 0 and at in online else r.probability
+        out.append(PrequentialRecord(r.lead_id, r.decision_time, r.labelled_at, p, r.won, arm.name))
+    return out
 
 
 def strategy_records(stream: Stream, cache: FeatureCache, arms: dict[str, Arm],
