@@ -160,7 +160,7 @@ def _measure(args: argparse.Namespace, csv: Path, default_file: bool, frame: pd.
         agree_approx = agreement(approx_sets, exact_sets)
 
         progress.update(task, advance=1, description="online challenger: learn, then blend")
-        online = {kind: _online_cost(kind, frame, args.label, rows, batch, bundle) for kind in ("arf", "hat")}
+        online = {kind: _online_cost(kind, frame, args.label, rows, batch, bundle) for kind in ("linear", "hat", "arf")}
 
         progress.update(task, advance=1, description="memory (fresh process)")
         probe = subprocess.run(

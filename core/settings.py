@@ -99,9 +99,9 @@ class Settings(BaseSettings):
     learning_retrain_every_hours: float = Field(168, gt=0, description="scheduled retraining interval")
     learning_drift_retrain_cooldown_hours: float = Field(24, ge=0, description="minimum gap between drift retrains")
     learning_online: bool = Field(True, description="learn an online challenger (River) from each matured outcome")
-    learning_online_model: Literal["arf", "hat"] = Field(
-        "hat", description="the online challenger: hat (Hoeffding Adaptive Tree) or arf (Adaptive Random Forest, "
-                           "~100x slower to score)")
+    learning_online_model: Literal["linear", "arf", "hat"] = Field(
+        "linear", description="the online challenger: linear (logistic regression by SGD), hat (Hoeffding Adaptive "
+                              "Tree) or arf (Adaptive Random Forest, ~100x slower to score)")
     learning_online_blend_weight: float = Field(
         0.5, ge=0, le=1, description="weight of the online model's log-odds when the blend serves")
     learning_online_gate_labels: int = Field(

@@ -9,11 +9,17 @@ without knowing the levels up front (a level first seen next month just becomes 
 with one-hot keys an absent key reads as "missing", not as 0, so a row would be routed by the
 majority path instead of by "not this level".
 
-The default model is an Adaptive Random Forest (`river.forest.ARFClassifier`: bagged Hoeffding trees,
-each with its own ADWIN that replaces a tree when its error drifts); `kind="hat"` is a single Hoeffding
-Adaptive Tree, cheaper and less accurate. ARF's `learn_one` ignores sample weights, so a weight w is
+Kinds (bench.drift measured them alone on its funnels; `linear` is the default): `arf`, an Adaptive Random Forest (`river.forest.ARFClassifier`: bagged Hoeffding trees, each with
+its own ADWIN that replaces a tree when its error drifts); `hat`, a single Hoeffding Adaptive Tree, cheaper
+and less accurate; `linear`, a logistic regression trained by SGD on the same vectors: numbers compressed
+with sign(x) * log1p(|x|) (counts are heavy-tailed) and standardised by running mean and variance (a
+missing number reads as the mean), strings one-hot encoded (a level first seen later gets its own weight
+from then on; an absent string is all zeros). ARF's `learn_one` ignores sample weights, so a weight w is
 applied as a multiplicity: floor(w) passes plus one more with probability frac(w) (the expected number
-of passes is w); the tree learns with `w` directly.
+of passes is w); the tree and the regression learn with `w` directly.
+
+`warm_start` replays a training window in decision-time order: labels mature in label order (wins at
+once, losses only after the maturity window), so a learner fed in that order first sees only wins.
 
 Snapshots (`to_bytes`/`from_bytes`) are pickles, so they are authenticated: a version header, then an
 HMAC-SHA256 tag over header and payload, checked with `hmac.compare_digest` *before* anything is
@@ -32,7 +38,9 @@ from typing import Any
 
 MAGIC = b"LBONLINE1\n"  # format version: a change to the layout or the class gets a new one
 TAG_BYTES = 32
-KINDS = ("arf", "hat")
+KINDS = ("arf", "hat", "linear")
+LINEAR_LR = 0.005  # SGD step of the linear kind (weights and intercept); bench.drift: 0.005 ~ 0.002 > 0.02 > 0.1
+LINEAR_L2 = 1e-4
 CLIP = 1e-6  # probabilities are kept inside [CLIP, 1 - CLIP] so log-odds stay finite
 
 
@@ -77,6 +85,11 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def compress(x: Mapping[str, float]) -> dict[str, float]:
+    """sign(v) * log1p(|v|) of every value: what the linear kind standardises (a module function, so it pickles)."""
+    return {k: math.copysign(math.log1p(abs(v)), v) for k, v in x.items()}
+
+
 def blend(p_champion: float, p_online: float, weight: float) -> float:
     """Log-odds blend: sigmoid((1 - w) * logit(p_champion) + w * logit(p_online)), probabilities clipped."""
     if not 0.0 <= weight <= 1.0:
@@ -86,9 +99,10 @@ def blend(p_champion: float, p_online: float, weight: float) -> float:
 
 
 class OnlineModel:
-    """A River classifier (Adaptive Random Forest by default, or Hoeffding Adaptive Tree) over the same feature vectors the champion reads."""
+    """A River classifier (logistic regression by default, Adaptive Random Forest or Hoeffding Adaptive Tree) over
+    the same feature vectors the champion reads."""
 
-    def __init__(self, kind: str = "arf", *, seed: int = 0, columns: Sequence[str] | None = None,
+    def __init__(self, kind: str = "linear", *, seed: int = 0, columns: Sequence[str] | None = None,
                  schema_version: str | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown online model kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -102,8 +116,13 @@ class OnlineModel:
         self._model = self._new_model()
 
     def _new_model(self) -> Any:
-        from river import forest, tree
+        from river import compose, forest, linear_model, optim, preprocessing, tree
 
+        if self.kind == "linear":
+            numbers = compose.SelectType(float) | compose.FuncTransformer(compress) | preprocessing.StandardScaler()
+            levels = compose.SelectType(str) | preprocessing.OneHotEncoder()
+            return (numbers + levels) | linear_model.LogisticRegression(
+                optimizer=optim.SGD(LINEAR_LR), l2=LINEAR_L2, intercept_lr=LINEAR_LR)
         if self.kind == "hat":
             return tree.HoeffdingAdaptiveTreeClassifier(grace_period=50, seed=self.seed)
         # ARF picks max_features from the first row it sees; with None values dropped that row may be short,
@@ -134,7 +153,7 @@ class OnlineModel:
             return
         row = to_river(x, self.columns)
         label = bool(y)
-        if self.kind == "hat":
+        if self.kind in ("hat", "linear"):
             self._model.learn_one(row, label, w=weight)
         else:
             passes = int(weight) + (1 if self._rng.random() < weight - int(weight) else 0)
@@ -142,6 +161,15 @@ class OnlineModel:
                 self._model.learn_one(row, label)
         self.n_learned += 1
         self.n_positive += int(label)
+
+    def warm_start(self, rows: Sequence[tuple[Mapping[str, Any], bool]],
+                   decision_times: Sequence[Any]) -> None:
+        """Learn a training window's labelled vectors in decision-time order (ties keep their given order)."""
+        if len(rows) != len(decision_times):
+            raise ValueError("one decision time per row")
+        for i in sorted(range(len(rows)), key=lambda i: decision_times[i]):
+            x, y = rows[i]
+            self.learn(x, y)
 
     def to_bytes(self, key: bytes) -> bytes:
         """A snapshot: the version header, an HMAC-SHA256 tag over header and payload, then the pickle."""

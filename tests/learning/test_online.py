@@ -65,7 +65,7 @@ def test_before_learning_the_answer_is_the_prior_and_then_the_running_base_rate(
     assert model.base_rate == pytest.approx(1 / 5)
 
 
-@pytest.mark.parametrize("kind", ["arf", "hat"])
+@pytest.mark.parametrize("kind", ["arf", "hat", "linear"])
 def test_it_learns_a_funnel_from_mixed_vectors(kind: str) -> None:
     model = OnlineModel(kind, seed=3, columns=["page_views_pricing_7d", "days_since_last_activity", "industry",
                                                "email_is_free", "country"])
@@ -85,7 +85,7 @@ def test_weights_count_as_repetitions() -> None:
         plain.learn(x, y)
     test = [x for x, _ in rows(300, seed=9)]
     assert np.mean([heavy.predict_proba(x) for x in test]) > np.mean([plain.predict_proba(x) for x in test]) + 0.05
-    arf = OnlineModel(seed=0)
+    arf = OnlineModel("arf", seed=0)
     arf.learn({"x": 1.0}, True, weight=0.0)
     assert arf.n_learned == 0 and arf.predict_proba({"x": 1.0}) == 0.5
     with pytest.raises(ValueError):
@@ -108,7 +108,7 @@ def test_blend_is_on_log_odds_and_stays_finite() -> None:
 
 
 def test_snapshots_round_trip_with_the_key() -> None:
-    model = OnlineModel(seed=4, columns=["page_views_pricing_7d", "industry"], schema_version="v3")
+    model = OnlineModel("arf", seed=4, columns=["page_views_pricing_7d", "industry"], schema_version="v3")
     for x, y in rows(500, seed=1):
         model.learn(x, y)
     data = model.to_bytes(KEY)
@@ -121,6 +121,44 @@ def test_snapshots_round_trip_with_the_key() -> None:
     assert OnlineModel.from_bytes(data, KEY, schema_version="v3").schema_version == "v3"
     with pytest.raises(OnlineModelError, match="schema"):
         OnlineModel.from_bytes(data, KEY, schema_version="v4")
+
+
+def test_the_linear_kind_learns_predicts_and_round_trips() -> None:
+    columns = ["page_views_pricing_7d", "days_since_last_activity", "industry", "email_is_free", "country"]
+    model = OnlineModel("linear", seed=2, columns=columns, schema_version="v3")
+    assert OnlineModel(seed=2).kind == "linear"  # the default, chosen by bench.drift
+    train = rows(2000, seed=7)
+    model.warm_start(train[:500], list(range(500)))  # a training window, replayed in decision-time order
+    for x, y in train[500:]:
+        model.learn(x, y, weight=2.0 if y else 1.0)
+    test = rows(1000, seed=8)
+    p = [model.predict_proba(x) for x, _ in test]
+    assert auc([int(y) for _, y in test], p) > 0.65 and all(0.0 < v < 1.0 for v in p)
+    # A level never seen, a missing number and an empty vector still get a probability.
+    unseen = {"page_views_pricing_7d": 2, "industry": "Mining", "email_is_free": True}
+    assert 0.0 < model.predict_proba(unseen) < 1.0 and 0.0 < model.predict_proba({}) < 1.0
+    back = OnlineModel.from_bytes(model.to_bytes(KEY), KEY, schema_version="v3")
+    assert (back.kind, back.columns, back.n_learned) == ("linear", columns, 2000)
+    assert [back.predict_proba(x) for x, _ in test[:50]] == p[:50]
+    # Learning goes on from the snapshot exactly as it would have from the original.
+    for x, y in rows(100, seed=9):
+        back.learn(x, y)
+        model.learn(x, y)
+    assert back.predict_proba(unseen) == model.predict_proba(unseen)
+    with pytest.raises(ValueError, match="decision time"):
+        model.warm_start(train[:3], [1, 2])
+
+
+def test_warm_start_replays_in_decision_time_order() -> None:
+    data = rows(300, seed=3)
+    times = [(i * 7919) % 300 for i in range(300)]  # a shuffled order
+    ordered = OnlineModel("linear", seed=0)
+    for i in sorted(range(300), key=lambda i: times[i]):
+        ordered.learn(*data[i])
+    warm = OnlineModel("linear", seed=0)
+    warm.warm_start(data, times)
+    probe = data[0][0]
+    assert warm.predict_proba(probe) == ordered.predict_proba(probe) and warm.n_learned == 300
 
 
 def test_forged_or_altered_snapshots_are_refused_without_unpickling() -> None:
