@@ -92,9 +92,11 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
             if session.scalars(select(AlertRule)).first() is None:
                 session.add(AlertRule(name="Hot leads", threshold=75, channel="#sales", cooldown_minutes=1440,
                                       routing={}, enabled=True))
-            if latest_pilot(session) is None:
+            if settings.simulator_rate > 0 and latest_pilot(session) is None:
                 # The demo pilot: 30% of new contacts are the control group (hidden scores, no alerts), so the
-                # simulator's reps show on the Value page what an alert is worth within minutes.
+                # simulator's reps show on the Value page what an alert is worth within minutes. Only with the
+                # simulator (its reps are the demo): benchmarks that drive the sandbox themselves need every
+                # contact's score written.
                 start_pilot(session, "sandbox", PilotInput(name=SANDBOX_PILOT, control_share=0.3, threshold=75))
     finally:
         database.dispose()

@@ -33,6 +33,7 @@ from storage.models import (Account, AlertRule, AuditEntry, DeadLetter, InboxEve
 from storage.sources import create_source
 from tests.admin.conftest import OUTPUT, PASSWORD
 from tests.admin.learning_data import seed_learning
+from tests.admin.value_data import seed_pilot
 from tests.crm_ids import with_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +43,8 @@ WIDTHS = (1280, 390)
 HEIGHT = {1280: 860, 390: 844}
 # Query-string views of one route that render differently enough to walk on their own.
 VARIANTS = {"admin.deliveries": ("?tab=inbox", "?tab=outbox", "?tab=dead")}
+# Routes that answer with a file to download, not a page (tests/admin/test_value_browser.py downloads it).
+DOWNLOADS = {"admin.value_export"}
 # An integer of 10 to 13 digits standing alone: epoch seconds or milliseconds shown raw.
 EPOCH = re.compile(r"(?<![\d.,])\d{10,13}(?!\d)")
 
@@ -63,7 +66,7 @@ def epoch_number(text: str) -> str | None:
 def seed(db: Database, redis: Any, models_dir: Path) -> dict[str, Any]:
     """A small but lifelike installation: sources, leads with score histories, an hour of events, writes to the
     CRMs, a dead letter per stage, an alert rule, a serving model with a drift report, three weeks of prequential
-    scores and model events, and some audit entries.
+    scores and model events, some audit entries, and a pilot with eight weeks of CRM facts.
     Returns the ids the admin's path parameters name."""
     now = utcnow()
     people = [  # first, last, title, country, score, grade, reasons
@@ -205,6 +208,7 @@ def seed(db: Database, redis: Any, models_dir: Path) -> dict[str, Any]:
         ids = {"lead_id": leads[0].id, "source_id": hubspot.id, "rule_id": rule.id, "inbox_id": dead_row.id,
                "letter_id": session.scalar(select(DeadLetter.id).where(DeadLetter.inbox_id == dead_row.id)), "version": "m-2024.06"}
     redis.hset(RATELIMIT_KEY.format(bucket="hubspot:62515"), mapping={"tokens": "187.5", "ts": str(now.timestamp())})
+    seed_pilot(db, now)
     return ids
 
 
@@ -213,7 +217,8 @@ def admin_pages(app: Any, params: dict[str, Any]) -> list[tuple[str, str]]:
     adapter = app.url_map.bind("localhost")
     pages = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if not rule.endpoint.startswith("admin.") or "GET" not in (rule.methods or ()) or rule.endpoint == "admin.login":
+        if (not rule.endpoint.startswith("admin.") or "GET" not in (rule.methods or ())
+                or rule.endpoint == "admin.login" or rule.endpoint in DOWNLOADS):
             continue
         missing = sorted(set(rule.arguments) - set(params))
         assert not missing, f"{rule.rule}: the walk makes no row for {missing}; add one to seed()"
