@@ -366,7 +366,7 @@ def replay_weights(db: Database, data: Any) -> tuple[Any, dict[str, Any]]:
     rows = [by_lead[str(lead)] for lead in data.frame[ID_COLUMN]]
     delays = [(label.labelled_at - label.decision_time) / timedelta(days=1) for label in rows]
     errors = [abs(int(label.won) - live[label.lead_id]) if label.lead_id in live else 0.5 for label in rows]
-    # The gentle tilt bench.drift measured (its hybrid): a high floor and a square-root error term.
+    # The gentle tilt bench.drift measured (its edr strategy, --edr): a high floor and a square-root error term.
     weights = edr_weights(delays, errors, [label.won for label in rows], floor=REPLAY_FLOOR,
                           error_power=REPLAY_ERROR_POWER)
     return weights, {"half_life_days": DEFAULT_HALF_LIFE_DAYS, "error_power": REPLAY_ERROR_POWER, "floor": REPLAY_FLOOR,
