@@ -120,6 +120,17 @@ def _fault_response(family: str, status: int, body: Any, retry_after: float | No
     return resp
 
 
+def _drop_connection() -> None:
+    """Shut the request's socket: the client sees the connection close with no answer."""
+    g.dropped = True
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Request handler without per-request access logs (the admin request log records every call)."""
 
@@ -188,18 +199,17 @@ class SandboxCRM:
         if fault.kind == "slow":
             time.sleep(fault.delay)
             return None
+        if fault.kind == "lost_response":
+            g.lose_response = True  # handled normally; _after drops the connection before the answer goes out
+            return None
         if fault.kind == "drop":
-            g.dropped = True
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _drop_connection()
             return Response(status=500)  # never reaches the client: the socket is already shut
         return _fault_response(g.family, int(fault.status), fault.body, fault.retry_after)
 
     def _after(self, resp: Response) -> Response:
+        if g.get("lose_response"):
+            _drop_connection()
         token = getattr(g, "sandbox_token", None)
         if token is None and g.get("family") in ("hubspot", "salesforce"):
             header = request.headers.get("Authorization", "")
