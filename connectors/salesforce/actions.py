@@ -61,12 +61,13 @@ def create_task(connector: Any, action: Action, target: ActionTarget, key: str) 
                               "ActivityDate": due.isoformat(),
                               "Priority": PRIORITIES[support.priority(action, VENDOR)], "Status": "Not Started",
                               "Description": support.task_notes(target, key)}
-    # A queue can own a Lead but never a Task: a queue-owned lead's task goes to the API user (Salesforce's default).
-    if target.owner_id and str(target.owner_id).startswith("005"):
-        fields["OwnerId"] = str(target.owner_id)
     existing = find_task(connector, key)
     if existing is not None:
         return ActionResult("exists", f"task {existing} already made for this crossing", existing)
+    owner = str(target.owner_id or "") or current_owner(connector, sobject, record_id)
+    # A queue can own a Lead but never a Task: a queue-owned lead's task goes to the API user (Salesforce's default).
+    if owner.startswith("005"):
+        fields["OwnerId"] = owner
     response = connector._call("upsert task", lambda sf: sf.Task.upsert(f"{ACTION_KEY_FIELD}/{key}", fields,
                                                                          raw_response=True), retry=False)
     body = response.json() if response.content else {}
@@ -115,8 +116,7 @@ def set_owner(connector: Any, action: Action, target: ActionTarget, key: str) ->
         chosen = support.round_robin(active, target.turn)
         note = f" ({', '.join(skipped)} skipped: inactive or deleted)" if skipped else ""
         how = f"turn {target.turn} of {len(active)} active"
-    current = connector._call(f"read {sobject} owner", lambda sf: getattr(sf, sobject).get(record_id), retry=False)
-    if same_id(current.get("OwnerId"), chosen):
+    if same_id(current_owner(connector, sobject, record_id), chosen):
         return ActionResult("exists", f"{sobject} {record_id} already owned by {chosen}{note}", chosen)
     try:
         connector._call(f"set {sobject} owner", lambda sf: getattr(sf, sobject).update(record_id,
@@ -126,6 +126,13 @@ def set_owner(connector: Any, action: Action, target: ActionTarget, key: str) ->
         what = f"queue {queue} (deleted, or not a queue for {sobject} records)" if queue else f"user {chosen}"
         raise _permanent(f"crm_owner: Salesforce refused {what} as owner of {sobject} {record_id}", exc) from exc
     return ActionResult("done", f"owner of {sobject} {record_id} set to {chosen} ({how}){note}", chosen)
+
+
+def current_owner(connector: Any, sobject: str, record_id: str) -> str:
+    """The record's OwnerId as Salesforce holds it now (a User or, for a Lead, a queue)."""
+    current = connector._call(f"read {sobject} owner", lambda sf: getattr(sf, sobject).get(record_id),
+                              retry=False)
+    return str(current.get("OwnerId") or "")
 
 
 def active_users(connector: Any, owners: list[str]) -> list[str]:

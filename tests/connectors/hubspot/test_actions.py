@@ -211,3 +211,12 @@ def test_sandbox_error_shapes_of_owners_lists_and_sequences(sandbox: SandboxCRM)
     body = denied.json()
     assert denied.status_code == 403 and body["category"] == "MISSING_SCOPES"
     assert body["errors"][0]["context"]["requiredGranularScopes"] == ["automation.sequences.read"]
+
+
+def test_task_after_an_owner_action_goes_to_the_owner_just_set(sandbox: SandboxCRM,
+                                                               connector: HubSpotConnector) -> None:
+    cid = _contact(sandbox, owner=None)  # a hot lead nobody owns yet: the rule routes it, then tasks its owner
+    routed = connector.run_action(Action("crm_owner", {"owners": ["7002"]}), _target(cid, owner=None), "lbr")
+    made = connector.run_action(Action("crm_task"), _target(cid, owner=None), "lbr-task")
+    assert routed.vendor_id == "7002" and "for owner 7002" in made.detail
+    assert _tasks(sandbox)[0]["properties"]["hubspot_owner_id"] == "7002"

@@ -206,3 +206,12 @@ def test_sequences_are_hubspots(connector: SalesforceConnector, sandbox: Sandbox
     with pytest.raises(PermanentConnectorError, match="sequences are a HubSpot action"):
         connector.run_action(Action("crm_sequence", {"sequence_id": "1", "user_id": "2", "sender_email": "a@b.c"}),
                              _target(_lead(sandbox)), "lbs")
+
+
+def test_task_after_an_owner_action_goes_to_the_user_just_set(sandbox: SandboxCRM, connector: SalesforceConnector,
+                                                              demo: dict[str, Any]) -> None:
+    lead = _lead(sandbox)  # owned by the API user until the rule routes it
+    user = demo["users"][2]
+    assert connector.run_action(Action("crm_owner", {"owners": [user]}), _target(lead), "lbr").vendor_id == user
+    made = connector.run_action(Action("crm_task"), _target(lead), "lbr-task")
+    assert f"for owner {user}" in made.detail and _tasks(sandbox)[0]["OwnerId"] == user
