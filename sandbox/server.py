@@ -269,6 +269,7 @@ class SandboxCRM:
         self.hs_search_limiter.reset()
         self.slack_limiter.reset()
         self.slack.clear()
+        self.config.hubspot_revoked_scopes.clear()
 
     def _data_file(self) -> Path:
         return Path(self.config.data_dir or ".") / "sandbox-crm.json"

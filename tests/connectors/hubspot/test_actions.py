@@ -14,7 +14,7 @@ from connectors.base import AuthConnectorError, PermanentConnectorError, Transie
 from connectors.hubspot.client import HubSpotConnector
 from core.actions import Action, ActionTarget
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
-from sandbox.crm_actions import HUBSPOT_DEMO
+from sandbox.crm_actions import HUBSPOT_DEMO, demo_rule_actions
 
 from ..conftest import admin
 
@@ -220,3 +220,23 @@ def test_task_after_an_owner_action_goes_to_the_owner_just_set(sandbox: SandboxC
     made = connector.run_action(Action("crm_task"), _target(cid, owner=None), "lbr-task")
     assert routed.vendor_id == "7002" and "for owner 7002" in made.detail
     assert _tasks(sandbox)[0]["properties"]["hubspot_owner_id"] == "7002"
+
+
+def test_sandbox_admin_takes_scopes_and_names_the_demo_records(sandbox: SandboxCRM,
+                                                               connector: HubSpotConnector) -> None:
+    cid = _contact(sandbox)
+    assert admin(sandbox, "PUT", "/hubspot/scopes", json={"revoked": ["no.such.scope"]}).status_code == 400
+    taken = admin(sandbox, "PUT", "/hubspot/scopes", json={"revoked": ["crm.lists.write"]})
+    assert taken.status_code == 200 and taken.json() == {"revoked": ["crm.lists.write"]}
+    nurture = Action("crm_list", {"list_id": HUBSPOT_DEMO["nurture_list"]})
+    with pytest.raises(AuthConnectorError):
+        connector.run_action(nurture, _target(cid), "lbl")
+    admin(sandbox, "PUT", "/hubspot/scopes", json={"revoked": []})
+    assert connector.run_action(nurture, _target(cid), "lbl").status == "done"
+
+    info = admin(sandbox, "GET", "/info").json()
+    assert info["actions"]["hubspot"]["sequence"] == HUBSPOT_DEMO["sequence"]
+    assert info["actions"]["salesforce"]["queue"] == sandbox.store.sf_demo["queue"]
+    rules = demo_rule_actions(sandbox.store)
+    assert [Action.from_json(a).kind for a in rules["hot"]] == ["crm_owner", "crm_task", "slack_owner_dm"]
+    assert [Action.from_json(a).kind for a in rules["warm"]] == ["crm_list"]
