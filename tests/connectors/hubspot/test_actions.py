@@ -240,3 +240,11 @@ def test_sandbox_admin_takes_scopes_and_names_the_demo_records(sandbox: SandboxC
     rules = demo_rule_actions(sandbox.store)
     assert [Action.from_json(a).kind for a in rules["hot"]] == ["crm_owner", "crm_task", "slack_owner_dm"]
     assert [Action.from_json(a).kind for a in rules["warm"]] == ["crm_list"]
+
+
+def test_task_for_an_archived_owner_is_refused_clearly(sandbox: SandboxCRM, connector: HubSpotConnector) -> None:
+    cid = _contact(sandbox, owner="7004")  # the contact's owner left (archived) since it was assigned
+    with pytest.raises(PermanentConnectorError) as info:
+        connector.run_action(Action("crm_task"), _target(cid, owner="7004"), "lbk-gone")
+    assert info.value.status == 400 and "7004 is not a valid owner id" in str(info.value)
+    assert _tasks(sandbox) == [] and len(sandbox.requests.query(path=TASKS)) == 1  # not retried
