@@ -5,6 +5,7 @@ and scopes."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from connectors.hubspot.client import HubSpotConnector
 from core.actions import Action, ActionTarget
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from sandbox.crm_actions import HUBSPOT_DEMO, demo_rule_actions
+from sandbox.store import SandboxStore
 
 from ..conftest import admin
 
@@ -248,3 +250,18 @@ def test_task_for_an_archived_owner_is_refused_clearly(sandbox: SandboxCRM, conn
         connector.run_action(Action("crm_task"), _target(cid, owner="7004"), "lbk-gone")
     assert info.value.status == 400 and "7004 is not a valid owner id" in str(info.value)
     assert _tasks(sandbox) == [] and len(sandbox.requests.query(path=TASKS)) == 1  # not retried
+
+
+def test_saved_sandbox_keeps_owners_lists_enrolments_and_routing_records(tmp_path: Path,
+                                                                         connector: HubSpotConnector,
+                                                                         sandbox: SandboxCRM) -> None:
+    cid = _contact(sandbox)
+    connector.run_action(Action("crm_list", {"list_id": HUBSPOT_DEMO["nurture_list"]}), _target(cid), "lbl")
+    connector.run_action(Action("crm_sequence", SEQUENCE), _target(cid), "lbs")
+    sandbox.store.save(tmp_path / "crm.json")
+    restored = SandboxStore()
+    assert restored.load(tmp_path / "crm.json")
+    assert list(restored.hs_actions.members[HUBSPOT_DEMO["nurture_list"]]) == [cid]
+    assert restored.hs_actions.enrollments[cid]["sequenceId"] == HUBSPOT_DEMO["sequence"]
+    assert restored.hs_actions.owners["7004"]["archived"] is True
+    assert restored.sf_demo == sandbox.store.sf_demo
