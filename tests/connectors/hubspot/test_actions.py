@@ -265,3 +265,44 @@ def test_saved_sandbox_keeps_owners_lists_enrolments_and_routing_records(tmp_pat
     assert restored.hs_actions.enrollments[cid]["sequenceId"] == HUBSPOT_DEMO["sequence"]
     assert restored.hs_actions.owners["7004"]["archived"] is True
     assert restored.sf_demo == sandbox.store.sf_demo
+
+
+OTHER_ACTIONS = [
+    ("crm_owner", {"owners": ["7002"]}, r"^/crm/v3/objects/contacts/\d+$", "PATCH"),
+    ("crm_list", {"list_id": HUBSPOT_DEMO["nurture_list"]}, r"/memberships/add$", "PUT"),
+    ("crm_sequence", SEQUENCE, ENROL, "POST"),
+]
+
+
+def _landed(crm: SandboxCRM, kind: str, cid: str) -> bool:
+    """Whether the action's one effect is in the CRM."""
+    if kind == "crm_owner":
+        return crm.store.hs_get("contacts", cid)["properties"]["hubspot_owner_id"] == "7002"
+    if kind == "crm_list":
+        return list(crm.store.hs_actions.members[HUBSPOT_DEMO["nurture_list"]]) == [cid]
+    return crm.store.hs_actions.enrollments[cid]["sequenceId"] == HUBSPOT_DEMO["sequence"]
+
+
+@pytest.mark.parametrize("kind,params,route,method", OTHER_ACTIONS)
+def test_owner_list_and_sequence_are_retried_on_429_and_5xx(sandbox: SandboxCRM, connector: HubSpotConnector,
+                                                           kind: str, params: dict[str, Any], route: str,
+                                                           method: str) -> None:
+    cid = _contact(sandbox)
+    _fault(sandbox, route=route, method=method, status=429, count=1, retry_after=1)
+    _fault(sandbox, route=route, method=method, status=502, count=1)
+    assert connector.run_action(Action(kind, params), _target(cid), "lbx").status == "done"
+    assert _landed(sandbox, kind, cid)
+    assert [r["status"] for r in sandbox.requests.query(path=route) if r["method"] == method] == [429, 502, 200]
+
+
+@pytest.mark.parametrize("kind,params,route,method", OTHER_ACTIONS)
+def test_owner_list_and_sequence_after_a_lost_response(sandbox: SandboxCRM, kind: str, params: dict[str, Any],
+                                                      route: str, method: str) -> None:
+    cid = _contact(sandbox)
+    once = HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url, retry_attempts=1)
+    _fault(sandbox, route=route, method=method, kind="lost_response", count=1)
+    with pytest.raises(TransientConnectorError):
+        once.run_action(Action(kind, params), _target(cid), "lbx")
+    assert _landed(sandbox, kind, cid)  # the CRM made the change; the answer was lost
+    assert once.run_action(Action(kind, params), _target(cid), "lbx").status == "exists"
+    assert _landed(sandbox, kind, cid)

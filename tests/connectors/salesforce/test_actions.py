@@ -215,3 +215,45 @@ def test_task_after_an_owner_action_goes_to_the_user_just_set(sandbox: SandboxCR
     assert connector.run_action(Action("crm_owner", {"owners": [user]}), _target(lead), "lbr").vendor_id == user
     made = connector.run_action(Action("crm_task"), _target(lead), "lbr-task")
     assert f"for owner {user}" in made.detail and _tasks(sandbox)[0]["OwnerId"] == user
+
+
+LEAD_PATCH = r"/sobjects/Lead/00Q\w+$"
+
+
+@pytest.mark.parametrize("kind,route,method", [("crm_owner", LEAD_PATCH, "PATCH"), ("crm_list", MEMBERS, "POST")])
+def test_owner_and_campaign_are_retried_and_safe_after_a_lost_response(sandbox: SandboxCRM,
+                                                                       connector: SalesforceConnector,
+                                                                       demo: dict[str, Any], kind: str, route: str,
+                                                                       method: str) -> None:
+    user = demo["users"][1]
+    params: dict[str, Any] = {"owners": [user]} if kind == "crm_owner" else {"list_id": demo["campaign"]}
+
+    def landed(lead: str) -> bool:
+        if kind == "crm_owner":
+            return sandbox.store.sf_get("Lead", lead)["OwnerId"] == user
+        return [m["LeadId"] for m in sandbox.store.sf_records["CampaignMember"].values()].count(lead) == 1
+
+    retried = _lead(sandbox)
+    _fault(sandbox, route=route, method=method, status=429, count=1)
+    _fault(sandbox, route=route, method=method, status=503, count=1)
+    assert connector.run_action(Action(kind, params), _target(retried), "lbx").status == "done"
+    assert landed(retried)
+    assert [r["status"] for r in sandbox.requests.query(path=route) if r["method"] == method][:2] == [429, 503]
+
+    lost = _lead(sandbox)
+    once = salesforce_for(sandbox, retry_attempts=1)
+    _fault(sandbox, route=route, method=method, kind="lost_response", count=1)
+    with pytest.raises(TransientConnectorError):
+        once.run_action(Action(kind, params), _target(lost), "lby")
+    assert landed(lost)
+    assert once.run_action(Action(kind, params), _target(lost), "lby").status == "exists"
+    assert landed(lost)
+
+
+def test_a_contacts_owner_rotates_over_active_users(sandbox: SandboxCRM, connector: SalesforceConnector,
+                                                    demo: dict[str, Any]) -> None:
+    contact = sandbox.store.sf_create("Contact", {"LastName": "Ruiz"}, source="CRM_UI")
+    rotate = Action("crm_owner", {"owners": [demo["inactive_user"], "005Sb0000000zzzAAA", demo["users"][2]]})
+    result = connector.run_action(rotate, _target(contact, object_type="Contact"), "lbc")
+    assert result.vendor_id == demo["users"][2] and "skipped: inactive or deleted" in result.detail
+    assert sandbox.store.sf_get("Contact", contact)["OwnerId"] == demo["users"][2]
