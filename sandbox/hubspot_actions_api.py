@@ -170,8 +170,10 @@ def _change_members(list_id: str, adding: bool) -> Response:
                 del members[rid]
                 changed.append(rid)
         found["updatedAt"] = iso_ms()
-    # hubspot-api-client's MembershipsUpdateResponse spells the added ids "recordsIdsAdded".
-    return _json({"recordsIdsAdded": changed if adding else [], "recordIdsRemoved": [] if adding else changed,
+    # HubSpot's API reference names the added ids recordIdsAdded; its OpenAPI spec (and so hubspot-api-client's
+    # MembershipsUpdateResponse) recordsIdsAdded. The sandbox sends both so either reader sees them.
+    added = changed if adding else []
+    return _json({"recordIdsAdded": added, "recordsIdsAdded": added, "recordIdsRemoved": [] if adding else changed,
                   "recordIdsMissing": missing})
 
 

@@ -8,6 +8,7 @@ policy (shared rate-limit bucket); the whole action is the retry unit (connector
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from connectors import action_support as support
@@ -117,11 +118,20 @@ def add_to_list(connector: Any, action: Action, target: ActionTarget, key: str) 
     list_id = str(action.params.get("list_id") or "").strip()
     if not list_id:
         raise _permanent("crm_list: list_id required")
-    answer = connector._call(f"add to list {list_id}", lambda: connector.api.crm.lists.memberships_api.add(
-        list_id, [contact_id]), retry=False)
-    if contact_id in [str(i) for i in answer.record_ids_missing or []]:
+    raw = connector._call(f"add to list {list_id}", lambda: connector.api.crm.lists.memberships_api.add(
+        list_id, [contact_id], _preload_content=False), retry=False)
+    try:
+        answer = json.loads(raw.data or b"{}")
+    except ValueError:
+        answer = {}  # the membership is what counts; a retry would report it as already there
+    finally:
+        raw.release_conn()
+    # The SDK's model (HubSpot's OpenAPI spec) names the added ids recordsIdsAdded, the API reference
+    # recordIdsAdded: read either.
+    added = answer.get("recordIdsAdded") or answer.get("recordsIdsAdded") or []
+    if contact_id in [str(i) for i in answer.get("recordIdsMissing") or []]:
         raise _permanent(f"crm_list: HubSpot has no contact {contact_id} to add to list {list_id}", 404)
-    if contact_id in [str(i) for i in answer.records_ids_added or []]:
+    if contact_id in [str(i) for i in added]:
         return ActionResult("done", f"contact {contact_id} added to list {list_id}", list_id)
     return ActionResult("exists", f"contact {contact_id} already in list {list_id}", list_id)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from hubspot import HubSpot
 
 from connectors.base import AuthConnectorError, PermanentConnectorError, TransientConnectorError
 from connectors.hubspot.client import HubSpotConnector
@@ -204,6 +205,12 @@ def test_sandbox_error_shapes_of_owners_lists_and_sequences(sandbox: SandboxCRM)
     created = requests.post(f"{base}/crm/v3/lists/", json={"name": "Webinar", "objectTypeId": "0-1",
                                                            "processingType": "MANUAL"}, headers=auth, timeout=10)
     assert created.status_code == 200 and created.json()["list"]["processingType"] == "MANUAL"
+    sdk = HubSpot(access_token=DEFAULT_HUBSPOT_TOKEN, host=base)  # the SDK's own models read the answers
+    cid = _contact(sandbox)
+    added = sdk.crm.lists.memberships_api.add(created.json()["list"]["listId"], [cid, "987654"])
+    assert added.records_ids_added == [cid] and added.record_ids_missing == ["987654"]
+    owner = sdk.crm.owners.owners_api.get_by_id("7001", id_property="id", archived=False)
+    assert owner.email == HUBSPOT_DEMO["sender_email"] and owner.user_id == 3001 and owner.archived is False
     bad = requests.put(f"{base}/crm/v3/lists/{HUBSPOT_DEMO['dynamic_list']}/memberships/add", json=["1"],
                        headers=auth, timeout=10)
     assert bad.status_code == 400 and bad.json()["category"] == "VALIDATION_ERROR"
