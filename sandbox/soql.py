@@ -149,7 +149,12 @@ class _Parser:
                 raise self.error("sub-queries are not supported by the sandbox SOQL subset")
             raw_fields.append(self.ident())
         self.expect_kw("FROM")
-        obj_name = self.ident()
+        tok = self.peek()
+        if tok is not None and tok.kind == "ident" and tok.text.upper() == "GROUP":
+            self.i += 1  # the Group sObject (queues): GROUP is a keyword only in GROUP BY
+            obj_name = tok.text
+        else:
+            obj_name = self.ident()
         sobject = self.store.sf_sobject(obj_name)
         if sobject is None:
             raise SoqlError("INVALID_TYPE", f"\n{self.text}\n^\nERROR at Row:1:Column:1\nsObject type '{obj_name}' is "

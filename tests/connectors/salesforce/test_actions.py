@@ -179,6 +179,13 @@ def test_sandbox_refuses_owners_as_salesforce_does(sandbox: SandboxCRM, connecto
     assert not_queue.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
     users = sf.query("SELECT Id FROM User WHERE IsActive = false")["records"]
     assert [u["Id"] for u in users] == [demo["inactive_user"]]
+    queues = sf.query("SELECT Id, Name FROM Group WHERE Type = 'Queue'")["records"]
+    assert [(q["Id"], q["Name"]) for q in queues] == [(demo["queue"], "Hot Leads")]
+    takes = sf.query(f"SELECT SobjectType FROM QueueSobject WHERE QueueId = '{demo['queue']}'")["records"]
+    assert [t["SobjectType"] for t in takes] == ["Lead"]
+    sf.Lead.update(lead, {"OwnerId": demo["queue"]})
+    owned = sf.query(f"SELECT Owner.Name FROM Lead WHERE Id = '{lead}'")["records"][0]
+    assert owned["Owner"]["Name"] == "Hot Leads"  # the polymorphic Owner follows the id to the Group
     assert sf.Task.upsert(f"{ACTION_KEY_FIELD}/k1", {"Subject": "x"}) == 201
     assert sf.Task.upsert(f"{ACTION_KEY_FIELD}/k1", {"Subject": "y"}) == 200
     assert sf.Task.get_by_custom_id(ACTION_KEY_FIELD, "k1")["Subject"] == "y"
