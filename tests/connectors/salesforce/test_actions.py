@@ -264,3 +264,10 @@ def test_a_contacts_owner_rotates_over_active_users(sandbox: SandboxCRM, connect
     result = connector.run_action(rotate, _target(contact, object_type="Contact"), "lbc")
     assert result.vendor_id == demo["users"][2] and "skipped: inactive or deleted" in result.detail
     assert sandbox.store.sf_get("Contact", contact)["OwnerId"] == demo["users"][2]
+
+
+def test_task_before_crm_setup_says_to_run_it(sandbox: SandboxCRM) -> None:
+    bare = salesforce_for(sandbox, sleep=lambda s: None)  # Task.Leadbridge_Action_Key__c not provisioned
+    with pytest.raises(PermanentConnectorError, match="crm setup"):
+        bare.run_action(Action("crm_task"), _target(_lead(sandbox)), "lbt")
+    assert _tasks(sandbox) == []
