@@ -11,7 +11,7 @@ Outcome rows are unique per (lead, source, occurred_at): recording the same outc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -256,3 +256,36 @@ def score_history(session: Session, lead_ids: Iterable[int]
             times.append(at)
             values.append((float(p), version))
     return history
+
+
+# ---- re-labelling (a new outcome definition) ---------------------------------------------------------
+
+
+def crm_outcome_rows(session: Session, crm: str) -> list[tuple[int, OutcomeRecord]]:
+    """(row id, outcome) of the outcomes recorded from one CRM's rules (their source starts with `<crm>.`)."""
+    query = (select(Outcome.id, Outcome.lead_id, Outcome.won, Outcome.occurred_at, Outcome.source, Outcome.detail)
+             .where(Outcome.source.startswith(f"{crm}.", autoescape=True)).order_by(Outcome.id))
+    return [(row_id, OutcomeRecord(str(lead_id), bool(won), at, source or "", detail or ""))
+            for row_id, lead_id, won, at, source, detail in session.execute(query)]
+
+
+def delete_outcomes(session: Session, ids: Collection[int]) -> int:
+    """Delete outcome rows by id; returns how many."""
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 500):
+        session.query(Outcome).filter(Outcome.id.in_(wanted[start : start + 500])).delete(synchronize_session=False)
+    return len(wanted)
+
+
+def crm_events(session: Session, crm: str, batch: int = 1000) -> Iterator[list[Event]]:
+    """One CRM's processed inbox events, oldest first, in batches (what the outcome rules re-read)."""
+    query = (select(InboxEvent).where(InboxEvent.crm == crm, InboxEvent.status == "done")
+             .order_by(InboxEvent.occurred_at, InboxEvent.id).execution_options(yield_per=batch))
+    chunk: list[Event] = []
+    for row in session.scalars(query):
+        chunk.append(to_event(row))
+        if len(chunk) >= batch:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
