@@ -433,6 +433,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
             lead_target_query(crm).where(Lead.scored_at >= now - window, Lead.scored_at < now - settled)
             .limit(limit)
         ))
+        cutoffs = cutoffs_in_force(res.redis, session)
     if not rows:
         return []
     ids = [row[0] for row in rows]
@@ -442,7 +443,6 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     written, inflight = pipe.execute()
     behind: list[int] = []
     unknown: dict[int, dict[str, Any]] = {}
-    cutoffs = cutoffs_in_force(res.redis)
     for row, old, flying in zip(rows, written, inflight):
         values = lead_shown_values(row, cutoffs)
         if old is not None and old.decode() != fingerprint(values):
