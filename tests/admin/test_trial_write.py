@@ -20,8 +20,8 @@ from core.records import utcnow
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead
-from tests.admin.conftest import csrf_of, log_in
 from tasks.bands import cutoffs_in_force
+from tests.admin.conftest import csrf_of, log_in
 from tests.crm_ids import with_ids
 
 LEADBRIDGE = ("leadbridge_score", "leadbridge_grade", "leadbridge_reasons", "leadbridge_tier",
