@@ -278,14 +278,13 @@ def delete_outcomes(session: Session, ids: Collection[int]) -> int:
 
 
 def crm_events(session: Session, crm: str, batch: int = 1000) -> Iterator[list[Event]]:
-    """One CRM's processed inbox events, oldest first, in batches (what the outcome rules re-read)."""
-    query = (select(InboxEvent).where(InboxEvent.crm == crm, InboxEvent.status == "done")
-             .order_by(InboxEvent.occurred_at, InboxEvent.id).execution_options(yield_per=batch))
-    chunk: list[Event] = []
-    for row in session.scalars(query):
-        chunk.append(to_event(row))
-        if len(chunk) >= batch:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    """One CRM's processed inbox events in batches, by id (each batch read whole, so the caller may write between)."""
+    last = 0
+    while True:
+        rows = list(session.scalars(select(InboxEvent).where(InboxEvent.crm == crm, InboxEvent.status == "done",
+                                                             InboxEvent.id > last)
+                                    .order_by(InboxEvent.id).limit(batch)))
+        if not rows:
+            return
+        last = rows[-1].id
+        yield [to_event(row) for row in rows]

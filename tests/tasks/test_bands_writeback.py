@@ -108,3 +108,25 @@ def test_salesforce_leads_show_the_seed_fixed_bands(sandbox: SandboxCRM, db: Dat
     assert flush_once(res, "salesforce") == len(records)
     shown = {score: sandbox.store.sf_get("Lead", rid)["Leadbridge_Tier__c"] for score, rid in records.items()}
     assert shown == {96: "hot", 95: "hot", 94: "warm", 50: "warm", 49: "cold"}
+
+
+def test_cutoffs_are_refreshed_by_beat_and_computed_once_on_a_miss(db: Database, redis_url: str,
+                                                                  settings_overrides: dict[str, Any]) -> None:
+    from core.keys import BANDS_KEY
+    from tasks.bands import cutoffs_in_force
+    from tasks.celery_app import beat_schedule
+
+    assert beat_schedule()["refresh-bands"] == {"task": "tasks.bands.refresh_bands", "schedule": 300.0}
+    celery = create_celery(load_settings(settings_overrides, env_file=None))
+    assert celery.amqp.router.route({}, "tasks.bands.refresh_bands")["queue"].name == "learning"
+    redis = make_redis_client(redis_url)
+    wipe_pipeline(db, redis)
+    scored_leads(db, {f"x{i}": 5 * i for i in range(1, 21)}, "hubspot")
+    # A miss without a session: the legacy cut-offs, nothing cached; with one: resolved once and cached.
+    assert cutoffs_in_force(redis) == (("hot", 75), ("warm", 40), ("cold", 0)) and not redis.exists(BANDS_KEY)
+    with db.session() as session:
+        assert cutoffs_in_force(redis, session) == (("hot", 95), ("warm", 65), ("cold", 0))
+    assert redis.exists(BANDS_KEY)
+    with db.session() as session:
+        session.execute(delete(Lead))  # the cache answers until the next refresh
+        assert cutoffs_in_force(redis, session) == (("hot", 95), ("warm", 65), ("cold", 0))
