@@ -61,6 +61,11 @@ def outcome_version(session: Session) -> int:
     return int(session.scalar(select(func.max(OutcomeDefinition.version))) or 0)
 
 
+def outcome_changed_at(session: Session) -> datetime | None:
+    """When the outcome definition in force was saved (None: the defaults, never changed)."""
+    return session.scalar(select(OutcomeDefinition.created_at).order_by(OutcomeDefinition.version.desc()).limit(1))
+
+
 def outcome_rules(session: Session) -> dict[str, dict[str, Any]]:
     """The rule in force per CRM (the newest row of each; the default where none was saved)."""
     out = {crm: dict(rule) for crm, rule in DEFAULT_RULES.items()}

@@ -245,14 +245,26 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
 def _apply_gate(db: Database, redis: Any, config: LearningConfig, snapshot: str | None, *, actor: str,
                 now: datetime) -> dict[str, Any]:
     """Run the gate; publish (or withdraw) the blend; audit and record a change of serving."""
+    from scoring.champion import definition_mismatch
     from storage.audit import record
+    from storage.bands import outcome_changed_at, outcome_version
+    from storage.model_registry import champion as champion_row
     from storage.prequential import last_event, record_event, scores_of
 
     with db.session() as session:
-        champion = scores_of(session, "champion", limit=config.online_gate_labels * 2)
-        blended = scores_of(session, "blend", limit=config.online_gate_labels * 2)
+        # Under one outcome definition only: the labels recorded since it was saved, and a champion trained under it.
+        definition, since = outcome_version(session), outcome_changed_at(session)
+        row = champion_row(session, "lead")
+        trained_under = int((row.params or {}).get("outcome_definition", 0)) if row is not None else definition
+        champion = scores_of(session, "champion", limit=config.online_gate_labels * 2, recorded_since=since)
+        blended = scores_of(session, "blend", limit=config.online_gate_labels * 2, recorded_since=since)
         before = last_event(session, ["online_serving"])
-    decision = gate_decision(champion, blended, config.promotion_margin, config.online_gate_labels)
+    stale = definition_mismatch(definition, trained_under)
+    if stale is not None:
+        decision = {"labels": 0, "auc_champion": None, "auc_blend": None, "margin": config.promotion_margin,
+                    "serve": False, "reason": f"{stale}; the blend waits for a champion trained under v{definition}"}
+    else:
+        decision = gate_decision(champion, blended, config.promotion_margin, config.online_gate_labels)
     was_serving = bool(before is not None and before.detail.get("serve"))
     serve = bool(decision["serve"]) and snapshot is not None
     if serve:

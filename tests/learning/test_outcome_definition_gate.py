@@ -66,3 +66,49 @@ def test_the_online_learner_is_rebuilt_under_a_new_definition() -> None:
     cfg = config(Path("."))
     assert label_definition(cfg) == "maturity=30d gap=24h"
     assert label_definition(cfg, 2) == "maturity=30d gap=24h outcomes=v2"
+
+
+def test_the_online_gate_compares_only_under_the_definition_in_force(no_definitions: Database, redis_client: Any,
+                                                                   tmp_path: Path) -> None:
+    import numpy as np
+
+    from storage.models import PrequentialScore
+    from storage.prequential import add_scores
+    from tasks.online_learning import _apply_gate
+    from tests.learning.test_online_live import config as online_config
+    from tests.learning.test_online_live import scored
+
+    db = no_definitions
+    events, outcomes = world_events(leads=400)
+    leads = store_world(db, events, outcomes)
+    cfg = online_config(tmp_path)
+    assert retrain_from_events(db, redis_client, cfg, now=T0 + 60 * DAY).status == "promoted"
+
+    def blend_wins() -> None:
+        """Champion and blend scores on 300 labels where the blend clearly wins (recorded now)."""
+        with db.session(write=True) as session:
+            session.execute(delete(PrequentialScore))
+            ids = sorted(leads.values())[:300]
+            rng = np.random.default_rng(1)
+            y = rng.random(300) < 0.4
+            add_scores(session, scored("champion", [
+                (ids[i], float(0.5 + 0.1 * (y[i] - 0.5) + 0.2 * (rng.random() - 0.5)), bool(y[i])) for i in range(300)]))
+            add_scores(session, scored("blend", [
+                (ids[i], float(0.5 + 0.3 * (y[i] - 0.5) + 0.1 * (rng.random() - 0.5)), bool(y[i])) for i in range(300)]))
+
+    blend_wins()
+    assert _apply_gate(db, redis_client, cfg, "snap-1", actor="test", now=T0 + 151 * DAY)["serve"]
+    # A new definition: the champion (trained under v0) is not compared, and the blend stops serving.
+    with db.session(write=True) as session:
+        save_outcome_rule(session, "salesforce", {"lead_converted": True, "lead_status": ["Qualified"],
+                                                  "opportunity_won": True}, "admin@example.com")
+    stale = _apply_gate(db, redis_client, cfg, "snap-1", actor="test", now=T0 + 152 * DAY)
+    assert not stale["serve"] and "trained under outcome definition v0" in stale["reason"]
+    assert "waits for a champion trained under v1" in stale["reason"]
+    # A champion under v1: the labels recorded before the change are not compared either...
+    assert retrain_from_events(db, redis_client, cfg, now=T0 + 61 * DAY).status == "promoted"
+    before = _apply_gate(db, redis_client, cfg, "snap-1", actor="test", now=T0 + 153 * DAY)
+    assert not before["serve"] and before["labels"] == 0
+    # ...while those recorded under it are.
+    blend_wins()
+    assert _apply_gate(db, redis_client, cfg, "snap-1", actor="test", now=T0 + 154 * DAY)["serve"]
