@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.bands import PRESETS, BandError, parse_band_set
 from core.outcome_rules import CRITERIA, LIFECYCLE_STAGES, OutcomeRuleError, describe, parse_rule
-from services import OperationError
+from services import Conflict, OperationError
 from storage import audit
 from storage.bands import outcome_history, outcome_rules, outcome_version, save_band_set, save_outcome_rule
 from storage.db import Database
@@ -127,8 +127,7 @@ def save_outcome_definition(session: Session, actor: str, crm: str, data: Any, r
     except OutcomeRuleError as exc:
         raise OperationError(str(exc)) from None
     if rule == outcome_rules(session)[crm]:
-        raise OperationError(f"the {crm} outcome definition is already {describe(crm, rule)}: nothing changed",
-                             409, "conflict")
+        raise Conflict(f"the {crm} outcome definition is already {describe(crm, rule)}: nothing changed")
     version = save_outcome_rule(session, crm, rule, actor)
     counts = relabel_outcomes(session, crm, redis)
     audit.record(session, actor=actor, action="outcomes.relabel", target=f"{crm} v{version}", after=counts)
