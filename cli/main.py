@@ -40,6 +40,8 @@ class LazyGroup(click.Group):
         "model": "cli.model_commands:model",
         "fields": "cli.fields_commands:fields",
         "value": "cli.value_commands:value",
+        "bands": "cli.bands_commands:bands",
+        "outcomes": "cli.bands_commands:outcomes",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

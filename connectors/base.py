@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from connectors.parsing.common import META_KEY
 from core.actions import Action, ActionResult, ActionTarget
+from core.bands import LEGACY_CUTOFFS, Cutoffs
+from core.bands import tier_of as band_of
 from core.records import Account, Event, Lead, LeadActivity, Opportunity, Outcome, StageChange, Touch
 from core.settings import Settings
 
@@ -330,17 +332,15 @@ class CrmConnector(Protocol):
         ...
 
 
-def tier_of(score: int | None) -> str | None:
-    """Priority tier shown next to the score: hot (>= 75), warm (>= 40), cold."""
-    if score is None:
-        return None
-    return "hot" if score >= 75 else "warm" if score >= 40 else "cold"
+def tier_of(score: int | None, cutoffs: Cutoffs | None = None) -> str | None:
+    """Priority tier shown next to the score: the configured band (core/bands.py) the score falls in."""
+    return band_of(score, cutoffs or LEGACY_CUTOFFS)
 
 
 def shown_values(score: int, grade: str | None, reasons: Sequence[str] | None, model_version: str | None,
-                 scored_at: Any) -> dict[str, Any]:
+                 scored_at: Any, cutoffs: Cutoffs | None = None) -> dict[str, Any]:
     """The canonical field values a CRM record shows for a lead's or an account's score (for write_fields)."""
-    return {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score),
+    return {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score, cutoffs),
             "model_version": model_version, "scored_at": scored_at}
 
 

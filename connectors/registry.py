@@ -149,11 +149,13 @@ def linked_people(event: Event) -> list[tuple[str, str, str]]:
             for object_type, object_id in found.fields.linked_people(event.object_type, event.properties)]
 
 
-def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, str, Sequence[str]], list[Event]]
+def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, str, Sequence[str]], list[Event]],
+                       rules: Mapping[str, Mapping[str, Any]] | None = None
                        ) -> tuple[dict[str, list[Outcome]], list[str]]:
     """The won/lost outcomes events report, by CRM (lead_id: the CRM's person id), and unresolved deal ids.
 
-    `associations(crm, object_type, ids)` loads stored association events, for rules that need them.
+    `associations(crm, object_type, ids)` loads stored association events, for rules that need them; `rules` is the
+    outcome definition in force per CRM (core/outcome_rules.py; default: the default rules).
     """
     out: dict[str, list[Outcome]] = {}
     unresolved: list[str] = []
@@ -162,7 +164,15 @@ def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, str
         if not mine:
             continue
         people, missing = found.outcomes.outcomes_of_events(
-            mine, lambda object_type, ids, crm=name: associations(crm, object_type, ids))
+            mine, lambda object_type, ids, crm=name: associations(crm, object_type, ids), (rules or {}).get(name))
         out[name] = people
         unresolved.extend(missing)
     return out, unresolved
+
+
+def outcomes_kept(crm: str, outcomes: Sequence[Outcome], rule: Mapping[str, Any] | None) -> list[Outcome]:
+    """The outcomes a CRM read found (by the default rules) that count under `rule` (None: all of them)."""
+    found = PROVIDERS.get(crm)
+    if found is None or rule is None:
+        return list(outcomes)
+    return [o for o in outcomes if found.outcomes.keeps(o, rule)]

@@ -71,6 +71,11 @@ FEATURE_SCHEMA_KEY = PREFIX + "schema:version"
 # compare it per batch and re-read the running pilot (whose new leads get a control/pilot group) when it moved.
 PILOT_KEY = PREFIX + "pilot:version"
 
+# The score bands' cut-offs in force (JSON: band set version, mode, [[name, lowest score]], shares, leads, when):
+# tasks.bands recomputes them from the last 7 days' scores (beat, and on every band change); writeback reads
+# them once per batch, so no lead ever queries the score history.
+BANDS_KEY = PREFIX + "bands:cutoffs"
+
 # --- learning and the model -------------------------------------------------------------------------
 # The champion model's version: storage.model_registry's promote/rollback set it; workers watch it (hot-swap).
 CHAMPION_KEY = PREFIX + "model:champion"

@@ -79,6 +79,14 @@ def decide_promotion(
                            f"better by {gain:.4f} < margin {margin}; kept for inspection")
 
 
+def definition_mismatch(definition: int, champion_definition: int) -> str | None:
+    """Why a champion cannot be compared with a challenger (None: both learnt the same outcome definition)."""
+    if definition == champion_definition:
+        return None
+    return (f"the champion was trained under outcome definition v{champion_definition}, the challenger under "
+            f"v{definition}: not compared")
+
+
 @dataclass
 class ChallengerResult:
     """A trained challenger, how it and the champion did on the same holdout, and the decision."""
@@ -133,14 +141,21 @@ def train_challenger(
     now: datetime | None = None,
     reference_rows: Sequence[Mapping[str, Any]] | None = None,
     sample_weight: Sequence[float] | np.ndarray | None = None,
+    definition: int = 0,
+    champion_definition: int = 0,
 ) -> ChallengerResult:
     """Train a challenger on `frame`, evaluate it and the champion (or the rules) on its holdout, decide.
 
     The drift reference stored with the challenger is the profile of `reference_rows` (the population
     it will score, sampled like the live window: see scoring.training_set.population_rows), or of its
     training rows when none are given. `sample_weight` (one per row of `frame`) weighs the challenger's
-    training and calibration; both models are judged unweighted on the same holdout.
+    training and calibration; both models are judged unweighted on the same holdout. A champion trained under
+    another outcome definition (`champion_definition` != `definition`, the versions of what counts as converted)
+    is not compared: its metric on labels it was not trained for says nothing, so the rules are the bar instead.
     """
+    stale = definition_mismatch(definition, champion_definition) if champion is not None else None
+    if stale is not None:
+        champion = None
     experiment = run_experiment(frame, options, seed=seed, progress=progress, now=now, sample_weight=sample_weight)
     train_part, holdout, y = split_frame(frame, options, seed)
     p_challenger = experiment.test_probabilities
@@ -151,7 +166,7 @@ def train_challenger(
         champion_name = f"champion {champion.version}"
         champion_metrics = evaluate(y, champion.predict_proba(holdout))
     else:
-        champion_name = f"rules ({rules.name})"
+        champion_name = f"rules ({rules.name})" + (f"; {stale}" if stale else "")
         champion_metrics = evaluate(y, rules_probabilities(holdout, rules))
     decision = decide_promotion(challenger_metrics[metric], champion_metrics.get(metric), margin=margin,
                                 metric=metric, champion_name=champion_name)
@@ -169,6 +184,8 @@ def train_challenger(
     profile = profile_of(records, features, list(scores))
     experiment.bundle.metadata["drift_reference"] = profile.to_json()
     experiment.bundle.metadata["feature_importance"] = feature_importance(experiment.bundle)
+    experiment.bundle.metadata["outcome_definition"] = definition
+    experiment.bundle.metadata.setdefault("params", {})["outcome_definition"] = definition
     experiment.bundle.metadata["champion_comparison"] = {
         "decision": decision.to_json(), "challenger": challenger_metrics, "champion": champion_metrics,
         "holdout_rows": len(y), "holdout_positives": int(np.sum(y)),

@@ -19,10 +19,12 @@ from sqlalchemy.orm import Session
 from connectors.base import SCORE_FIELDS, CrmConnector, shown_values
 from connectors.registry import PROVIDERS, build_connector, provider
 from connectors.retry import TRIAL_WRITE_RETRY
+from core.bands import Cutoffs
 from core.settings import Settings
 from services import Conflict, OperationError
 from storage.audit import record
 from storage.models import Account, AccountCrmId, FieldMapping, Lead, LeadCrmId
+from tasks.bands import cutoffs_in_force
 
 OBJECT_TYPES = {name: p.fields.MAPPED_OBJECTS for name, p in PROVIDERS.items()}  # connectors/<crm>/fields.py
 OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
@@ -128,7 +130,8 @@ class TrialWriteResult:
     outputs: dict[str, str] = field(default_factory=dict)  # CRM field name -> the leadbridge output it holds
 
 
-def _values_for(session: Session, crm: str, object_type: str, record_id: str) -> tuple[dict[str, Any], str]:
+def _values_for(session: Session, crm: str, object_type: str, record_id: str, cutoffs: Cutoffs | None = None
+                ) -> tuple[dict[str, Any], str]:
     """The values leadbridge holds for one CRM record, as the writeback shows them; Conflict when it holds none.
 
     A test write must never change what a live record shows: it writes exactly what leadbridge would write
@@ -155,10 +158,10 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
                        f"pick a record leadbridge has scored.", code="no_values")
     scored_at: datetime | None = row.scored_at
     if model is Lead:
-        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at),
+        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at, cutoffs),
                 "the lead's stored values (what the writeback writes)")
     # Accounts keep no model version of their own (the account writer derives one): leave the CRM's value alone.
-    values = shown_values(row.score, row.grade, row.reasons, None, scored_at)
+    values = shown_values(row.score, row.grade, row.reasons, None, scored_at, cutoffs)
     del values["model_version"]
     return values, "the account's stored values (model version left as the CRM shows it)"
 
@@ -202,7 +205,7 @@ def trial_write(
     names = effective_names(session, crm, object_type)
     # First: "not configured" says more than "no values".
     connector = _mapped_connector(crm, settings, redis, names)
-    values, origin = _values_for(session, crm, object_type, record_id)
+    values, origin = _values_for(session, crm, object_type, record_id, cutoffs_in_force(redis, session))
     values = {o: v for o, v in values.items() if names.get(o)}
     if not values:
         raise OperationError(f"no output is mapped to a {crm} {object_type} field")

@@ -443,3 +443,30 @@ class PilotFacts(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     won: Mapped[bool | None] = mapped_column(Boolean)
     read_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+
+
+class BandSet(Base):
+    """A version of the score bands (core/bands.py): mode and named bands, top first; the newest is in force (0012)."""
+
+    __tablename__ = "band_sets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    mode: Mapped[str] = mapped_column(String(10))  # quantile | fixed
+    bands: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{"name", "value"}], top band first
+    actor: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class OutcomeDefinition(Base):
+    """A version of what counts as converted in one CRM (core/outcome_rules.py); the newest per CRM is in force.
+
+    Versions count across CRMs, so the highest version names the whole definition a model was trained under (0012).
+    """
+
+    __tablename__ = "outcome_definitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    crm: Mapped[str] = mapped_column(String(20), index=True)
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

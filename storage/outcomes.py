@@ -11,7 +11,7 @@ Outcome rows are unique per (lead, source, occurred_at): recording the same outc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -256,3 +256,35 @@ def score_history(session: Session, lead_ids: Iterable[int]
             times.append(at)
             values.append((float(p), version))
     return history
+
+
+# ---- re-labelling (a new outcome definition) ---------------------------------------------------------
+
+
+def crm_outcome_rows(session: Session, crm: str) -> list[tuple[int, OutcomeRecord]]:
+    """(row id, outcome) of the outcomes recorded from one CRM's rules (their source starts with `<crm>.`)."""
+    query = (select(Outcome.id, Outcome.lead_id, Outcome.won, Outcome.occurred_at, Outcome.source, Outcome.detail)
+             .where(Outcome.source.startswith(f"{crm}.", autoescape=True)).order_by(Outcome.id))
+    return [(row_id, OutcomeRecord(str(lead_id), bool(won), at, source or "", detail or ""))
+            for row_id, lead_id, won, at, source, detail in session.execute(query)]
+
+
+def delete_outcomes(session: Session, ids: Collection[int]) -> int:
+    """Delete outcome rows by id; returns how many."""
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 500):
+        session.query(Outcome).filter(Outcome.id.in_(wanted[start : start + 500])).delete(synchronize_session=False)
+    return len(wanted)
+
+
+def crm_events(session: Session, crm: str, batch: int = 1000) -> Iterator[list[Event]]:
+    """One CRM's processed inbox events in batches, by id (each batch read whole, so the caller may write between)."""
+    last = 0
+    while True:
+        rows = list(session.scalars(select(InboxEvent).where(InboxEvent.crm == crm, InboxEvent.status == "done",
+                                                             InboxEvent.id > last)
+                                    .order_by(InboxEvent.id).limit(batch)))
+        if not rows:
+            return
+        last = rows[-1].id
+        yield [to_event(row) for row in rows]

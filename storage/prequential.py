@@ -50,11 +50,14 @@ def add_scores(session: Session, rows: Sequence[Scored]) -> None:
 
 
 def scores_of(session: Session, model: str, *, since: datetime | None = None, limit: int | None = None,
-              leads: Iterable[int] | None = None) -> list[Scored]:
-    """One model's stored scores in label order (the newest `limit` of them, when given)."""
+              leads: Iterable[int] | None = None, recorded_since: datetime | None = None) -> list[Scored]:
+    """One model's stored scores in label order (the newest `limit` of them, when given; `recorded_since`: only
+    those stored from then on)."""
     query = select(PrequentialScore).where(PrequentialScore.model == model)
     if since is not None:
         query = query.where(PrequentialScore.labelled_at >= since)
+    if recorded_since is not None:
+        query = query.where(PrequentialScore.created_at >= recorded_since)
     if leads is not None:
         query = query.where(PrequentialScore.lead_id.in_(sorted(set(leads))))
     query = query.order_by(PrequentialScore.labelled_at.desc(), PrequentialScore.id.desc())

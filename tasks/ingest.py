@@ -338,9 +338,13 @@ def _is_echo(lead: Lead, event: Event) -> bool:
 
 
 def record_outcome_events(session: Session, events: Sequence[Event]) -> RecordResult:
-    """Store the outcomes processed webhook events report (each CRM's rules in connectors/<crm>/outcomes.py)."""
+    """Store the outcomes processed webhook events report (each CRM's rules in connectors/<crm>/outcomes.py, under
+    the outcome definition in force)."""
+    from storage.bands import outcome_rules
+
     by_crm, unresolved = outcomes_of_events(
-        events, lambda crm, object_type, ids: association_events(session, crm, object_type, ids))
+        events, lambda crm, object_type, ids: association_events(session, crm, object_type, ids),
+        outcome_rules(session))
     result = RecordResult(unresolved_deals=unresolved)
     for crm, outcomes in by_crm.items():
         recorded = record_outcomes(session, crm, outcomes)

@@ -121,6 +121,8 @@ def config_of(res: Resources) -> LearningConfig:
 def collect_outcomes_from(db: Database, redis: Any, connectors: Mapping[str, Any], now: datetime | None = None
                           ) -> dict[str, dict[str, int]]:
     """Read outcomes changed since the last read from each connector and record them; counts per CRM."""
+    from connectors.registry import outcomes_kept
+    from storage.bands import outcome_rules
     from storage.outcomes import record_outcomes
 
     now = now or utcnow()
@@ -133,6 +135,8 @@ def collect_outcomes_from(db: Database, redis: Any, connectors: Mapping[str, Any
         since = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw) - OUTCOME_OVERLAP if raw else None
         outcomes = connector.read_outcomes(since)
         with db.session(write=True) as session:
+            # The read finds outcomes by the default rules: keep those the definition in force counts.
+            outcomes = outcomes_kept(crm, outcomes, outcome_rules(session).get(crm))
             result = record_outcomes(session, crm, outcomes)
         redis.set(key, now.isoformat())
         out[crm] = {"read": len(outcomes), "recorded": result.recorded, "duplicates": result.duplicates,
@@ -246,6 +250,7 @@ def retrain_from_events(
     from scoring.rules import use_trained_model
     from scoring.training import TrainingError
     from scoring.training_set import train_options
+    from storage.bands import outcome_version
     from storage.feature_schema import active_schema
     from storage.model_registry import champion, promote_in_session, record_model, set_champion_key
 
@@ -257,6 +262,9 @@ def retrain_from_events(
         current = champion(session, "lead")
         champion_path = current.path if current is not None else None
         champion_version = current.version if current is not None else None
+        # The gate compares models only under one outcome definition (see train_challenger).
+        definition = outcome_version(session)
+        champion_definition = int((current.params or {}).get("outcome_definition", 0)) if current is not None else 0
     if window_start is None:
         window_start = adwin_window(db)  # every retraining reads the window ADWIN keeps, once it reported one
     window_note = _restrict_window(data, window_start) if window_start is not None else None
@@ -278,7 +286,8 @@ def retrain_from_events(
         result = train_challenger(data.frame, train_options(schema), champion=champion_bundle, margin=config.promotion_margin,
                                   metric=config.promotion_metric, seed=seed, now=now,
                                   progress=lambda what: step(f"training: {what}", 1, None),
-                                  reference_rows=data.reference_rows, sample_weight=weights)
+                                  reference_rows=data.reference_rows, sample_weight=weights,
+                                  definition=definition, champion_definition=champion_definition)
     except TrainingError as exc:
         base.reason = f"training failed: {exc}"
         return base

@@ -3,3 +3,5 @@
 INGEST_TASK = "tasks.ingest.process_events"
 SCORE_TASK = "tasks.score.score_leads"
 WRITEBACK_TASK = "tasks.writeback.flush"
+RETRAIN_TASK = "tasks.learning.retrain"
+REFRESH_BANDS_TASK = "tasks.bands.refresh_bands"

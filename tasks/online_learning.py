@@ -124,9 +124,11 @@ def gate_decision(champion: Sequence[Any], blend: Sequence[Any], margin: float, 
                                              f"by {margin} on {len(pairs)} labels"}
 
 
-def label_definition(config: LearningConfig) -> str:
-    """What a label means (the label policy): the learner is rebuilt when it changes."""
-    return f"maturity={config.maturity_days:g}d gap={config.decision_gap_hours:g}h"
+def label_definition(config: LearningConfig, outcomes: int = 0) -> str:
+    """What a label means (the label policy and the outcome definition's version): the learner is rebuilt when it
+    changes."""
+    base = f"maturity={config.maturity_days:g}d gap={config.decision_gap_hours:g}h"
+    return f"{base} outcomes=v{outcomes}" if outcomes else base
 
 
 def what_is_new(db: Database, config: LearningConfig, now: datetime) -> str:
@@ -152,6 +154,7 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
     from scoring.model import BundleError, ModelBundle
     from scoring.online import OnlineModel, OnlineModelError, blend
     from scoring.training_set import EventIndex
+    from storage.bands import outcome_version
     from storage.feature_schema import active_schema
     from storage.model_registry import champion as champion_row
     from storage.outcomes import load_events, score_history, stored_outcomes
@@ -167,10 +170,11 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
         snap = latest_snapshot(session)
         row = champion_row(session, "lead")
         champion_path = row.path if row is not None else None
+        outcomes_version = outcome_version(session)
     labels = [label for label in labels if label.lead_id.isdigit()]
     index = EventIndex(stored.events, stored.lead_of, schema=schema)
 
-    definition = label_definition(config)
+    definition = label_definition(config, outcomes_version)
     model: OnlineModel | None = None
     # Another feature schema, another label definition or another kind of learner: start over (by replay).
     if (snap is not None and snap.schema_version == str(schema.version) and snap.definition == definition
@@ -241,14 +245,26 @@ def learn_online_now(db: Database, redis: Any, config: LearningConfig, key: byte
 def _apply_gate(db: Database, redis: Any, config: LearningConfig, snapshot: str | None, *, actor: str,
                 now: datetime) -> dict[str, Any]:
     """Run the gate; publish (or withdraw) the blend; audit and record a change of serving."""
+    from scoring.champion import definition_mismatch
     from storage.audit import record
+    from storage.bands import outcome_changed_at, outcome_version
+    from storage.model_registry import champion as champion_row
     from storage.prequential import last_event, record_event, scores_of
 
     with db.session() as session:
-        champion = scores_of(session, "champion", limit=config.online_gate_labels * 2)
-        blended = scores_of(session, "blend", limit=config.online_gate_labels * 2)
+        # Under one outcome definition only: the labels recorded since it was saved, and a champion trained under it.
+        definition, since = outcome_version(session), outcome_changed_at(session)
+        row = champion_row(session, "lead")
+        trained_under = int((row.params or {}).get("outcome_definition", 0)) if row is not None else definition
+        champion = scores_of(session, "champion", limit=config.online_gate_labels * 2, recorded_since=since)
+        blended = scores_of(session, "blend", limit=config.online_gate_labels * 2, recorded_since=since)
         before = last_event(session, ["online_serving"])
-    decision = gate_decision(champion, blended, config.promotion_margin, config.online_gate_labels)
+    stale = definition_mismatch(definition, trained_under)
+    if stale is not None:
+        decision = {"labels": 0, "auc_champion": None, "auc_blend": None, "margin": config.promotion_margin,
+                    "serve": False, "reason": f"{stale}; the blend waits for a champion trained under v{definition}"}
+    else:
+        decision = gate_decision(champion, blended, config.promotion_margin, config.online_gate_labels)
     was_serving = bool(before is not None and before.detail.get("serve"))
     serve = bool(decision["serve"]) and snapshot is not None
     if serve:

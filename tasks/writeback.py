@@ -35,6 +35,7 @@ from connectors.base import (
     shown_values,
     with_group,
 )
+from core.bands import Cutoffs
 from core.keys import (
     ACCOUNT_ASIDE_KEY,
     ACCOUNT_DIRTY_KEY,
@@ -57,6 +58,7 @@ from storage.dead_letters import count_lead_failure, describe_error
 from storage.leads import write_target_query, write_targets
 from storage.models import Account, AccountCrmId, Lead, LeadCrmId, OutboxItem
 from storage.pilots import GROUP_COLUMNS, GROUPS, join_groups, score_hidden
+from tasks.bands import cutoffs_in_force
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
 
@@ -95,11 +97,12 @@ def lead_target_query(crm: str) -> Any:
                                           Lead.scored_at, *GROUP_COLUMNS).where(Lead.score.is_not(None)))
 
 
-def lead_shown_values(row: Sequence[Any]) -> dict[str, Any]:
-    """The values a lead's record shows, from a write_targets row of lead_target_query: its score fields, and
-    in a pilot its group (a control lead's group alone while the pilot has not ended)."""
+def lead_shown_values(row: Sequence[Any], cutoffs: Cutoffs | None = None) -> dict[str, Any]:
+    """The values a lead's record shows, from a write_targets row of lead_target_query: its score fields (the tier
+    by the band `cutoffs` in force), and in a pilot its group (a control lead's group alone while the pilot has not
+    ended)."""
     score, grade, reasons, version, scored_at, group, pilot_status = row[2:]
-    return with_group(shown_values(score, grade, reasons, version, scored_at), group,
+    return with_group(shown_values(score, grade, reasons, version, scored_at, cutoffs), group,
                       score_hidden(group, pilot_status))
 
 
@@ -110,7 +113,8 @@ def _lead_values(session: Session, crm: str, ids: Sequence[int], redis: Any
     # hashed the records against a scan of every lead, each flush.
     query = lead_target_query(crm).where(LeadCrmId.lead_id.in_(ids), Lead.id.in_(ids))
     rows = write_targets(crm, session.execute(query))
-    return [(row[0], str(row[1]), lead_shown_values(row)) for row in rows]
+    cutoffs = cutoffs_in_force(redis, session)  # once per batch
+    return [(row[0], str(row[1]), lead_shown_values(row, cutoffs)) for row in rows]
 
 
 def _account_values(session: Session, crm: str, ids: Sequence[int], redis: Any
@@ -127,7 +131,8 @@ def _account_values(session: Session, crm: str, ids: Sequence[int], redis: Any
     version = raw.decode() if raw else "account:rules"
     # An account with several records in one CRM is written through its newest (ordered last, kept last).
     newest = {r.id: r for r in rows}
-    return [(r.id, str(r.object_id), shown_values(r.score, r.grade, r.reasons, version, r.scored_at))
+    cutoffs = cutoffs_in_force(redis, session)
+    return [(r.id, str(r.object_id), shown_values(r.score, r.grade, r.reasons, version, r.scored_at, cutoffs))
             for r in newest.values()]
 
 
@@ -428,6 +433,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
             lead_target_query(crm).where(Lead.scored_at >= now - window, Lead.scored_at < now - settled)
             .limit(limit)
         ))
+        cutoffs = cutoffs_in_force(res.redis, session)
     if not rows:
         return []
     ids = [row[0] for row in rows]
@@ -438,7 +444,7 @@ def reconcile_writes(res: Resources, crm: str, *, settled: timedelta, window: ti
     behind: list[int] = []
     unknown: dict[int, dict[str, Any]] = {}
     for row, old, flying in zip(rows, written, inflight):
-        values = lead_shown_values(row)
+        values = lead_shown_values(row, cutoffs)
         if old is not None and old.decode() != fingerprint(values):
             behind.append(row[0])
         elif old is None and flying is None:  # in flight: the flush that sent it settles it

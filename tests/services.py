@@ -18,6 +18,7 @@ from storage.migrate import upgrade
 from storage.models import (
     Account,
     AlertRule,
+    BandSet,
     DeadLetter,
     FeatureSchemaVersion,
     InboxEvent,
@@ -26,6 +27,7 @@ from storage.models import (
     Measurement,
     OutboxItem,
     Outcome,
+    OutcomeDefinition,
     Pilot,
     ScoreHistory,
     Source,
@@ -33,7 +35,7 @@ from storage.models import (
 
 # Children before parents, so foreign keys hold while rows go.
 PIPELINE_TABLES = (DeadLetter, Outcome, ScoreHistory, OutboxItem, InboxEvent, LeadGroup, Lead, Account, AlertRule,
-                   Source, FeatureSchemaVersion, Measurement, Pilot)
+                   Source, FeatureSchemaVersion, Measurement, Pilot, BandSet, OutcomeDefinition)
 
 
 @contextmanager

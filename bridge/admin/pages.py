@@ -34,6 +34,7 @@ NAV = (
     ("admin.dead_letters", "Dead letters", False),
     ("admin.leads", "Leads", False),
     ("admin.models", "Model", False),
+    ("admin.bands", "Bands & outcomes", False),
     ("admin.value", "Value", False),
     ("admin.audit", "Audit log", True),
     ("admin.users", "Users", True),

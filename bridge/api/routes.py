@@ -17,8 +17,9 @@ from bridge.api.endpoints import endpoint
 from bridge.extensions import Services, services
 from bridge.metrics import configured_crms
 from core.records import utcnow
-from services import Conflict, NotFound
+from services import Conflict, NotFound, OperationError
 from services import alerts as alert_ops
+from services import bands as band_ops
 from services import dead_letters as dead_letter_ops
 from services import deliveries as delivery_ops
 from services import field_discovery as discovery_ops
@@ -763,3 +764,59 @@ def revoke_own_token(token_id: int) -> ResponseReturnValue:
         user_ops.revoke_token(session, _actor(), token_id, owner_id=_me().user_id)
     return None, 204
 
+
+
+# --- bands and the outcome definition (issue 16) ----------------------------------------------------
+
+
+def _bands_out(session: Session) -> s.BandsOut:
+    return s.BandsOut.model_validate(band_ops.bands_view(session))
+
+
+@endpoint("/bands", "GET", summary="The score bands, their cut-offs and shares", tag="bands",
+          responses={200: (s.BandsOut, "the bands in force over the last 7 days"), **READ})
+def get_bands() -> ResponseReturnValue:
+    """The bands the tier field shows: each one's cut-off in score points and its share of the last 7 days' leads."""
+    with _db() as session:
+        return _bands_out(session), 200
+
+
+@endpoint("/bands", "PUT", summary="Change the score bands", tag="bands", role="admin", body=s.BandsUpdate,
+          responses={200: (s.BandsOut, "the bands now in force"), **WRITE})
+def put_bands(body: s.BandsUpdate) -> ResponseReturnValue:
+    """Store a new band set (a preset, or a mode and bands top first); audited; the tier field follows."""
+    if body.preset is not None and (body.mode is not None or body.bands is not None):
+        raise OperationError("give either a preset or a mode with bands, not both")
+    if body.preset is None and (body.mode is None or body.bands is None):
+        raise OperationError("give a preset, or a mode and its bands")
+    data: Any = body.preset or {"mode": body.mode, "bands": [b.model_dump() for b in body.bands or []]}
+    with _db(write=True) as session:
+        band_ops.save_bands(session, _actor(), data)
+    svc = services()
+    band_ops.publish_bands(svc.db, svc.redis)
+    with _db() as session:
+        return _bands_out(session), 200
+
+
+@endpoint("/outcome-definition", "GET", summary="What counts as converted", tag="bands",
+          responses={200: (s.OutcomesOut, "the outcome definition per CRM and its history"), **READ})
+def get_outcome_definition() -> ResponseReturnValue:
+    """The outcome definition in force per CRM (what training labels as won) and the saved versions."""
+    with _db() as session:
+        return s.OutcomesOut.model_validate(band_ops.outcomes_view(session)), 200
+
+
+@endpoint("/outcome-definition/<crm>", "PUT", summary="Change what counts as converted", tag="bands", role="admin",
+          body=s.OutcomeRuleIn, path_params={"crm": {"type": "string", "enum": ["hubspot", "salesforce"]}},
+          responses={200: (s.OutcomeChange, "the new definition; history re-labelled, retraining queued"),
+                     **WRITE, **_errors(404, 409)})
+def put_outcome_definition(crm: str, body: s.OutcomeRuleIn) -> ResponseReturnValue:
+    """Store a new definition for one CRM (audited), re-label its history under it and queue a retraining."""
+    svc = services()
+    data = body.model_dump(exclude_none=True)
+    with _db(write=True) as session:
+        version, counts = band_ops.save_outcome_definition(session, _actor(), crm, data, svc.redis)
+    queued = band_ops.retrain_after(svc.celery, crm, version)
+    with _db() as session:
+        view = s.OutcomesOut.model_validate(band_ops.outcomes_view(session))
+    return s.OutcomeChange(version=version, crm=crm, relabelled=counts, retrain_queued=queued, definition=view), 200

@@ -1019,3 +1019,88 @@ class PilotState(Out):
 
     pilot: PilotOut | None
     warnings: list[str] = Field(default_factory=list)
+
+
+# --- bands and the outcome definition (issue 16) ----------------------------------------------------
+
+
+class BandIn(Body):
+    """One band: its name (what the CRM's tier field shows) and its value (quantile: share of leads in %; fixed: the
+    lowest score)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=LINE)]
+    value: float = Field(ge=0, le=100)
+
+
+class BandsUpdate(Body):
+    """A new band set: a preset, or a mode and the bands top first (validated: ordered, 0-100, unique names)."""
+
+    preset: Literal["quantile", "fixed-95-50"] | None = Field(None, description="use a preset instead of bands")
+    mode: Literal["quantile", "fixed"] | None = None
+    bands: list[BandIn] | None = Field(None, max_length=6)
+
+
+class BandOut(Out):
+    """A band with its cut-off in score points and its share of the leads scored in the window."""
+
+    name: str
+    value: float
+    lowest: int = Field(description="the lowest score in the band (score points)")
+    share: float = Field(description="share of the window's leads in the band (0-1)")
+
+
+class BandsOut(Out):
+    """The band set in force, resolved over the last `window_days` days."""
+
+    version: int
+    mode: str
+    bands: list[BandOut]
+    leads: int = Field(description="leads scored in the window")
+    window_days: int
+    presets: dict[str, Any]
+
+
+class OutcomeRuleIn(Body):
+    """What counts as converted in one CRM; any criterion met makes the lead won (unset criteria are off).
+
+    HubSpot: lifecycle_stage, lead_status, deal_won. Salesforce: lead_converted, lead_status, opportunity_won.
+    """
+
+    lifecycle_stage: Annotated[str, StringConstraints(max_length=40, pattern=LINE)] | None = None
+    lead_status: list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=LINE)]] = Field(
+        default_factory=list, max_length=50)
+    deal_won: bool | None = None
+    lead_converted: bool | None = None
+    opportunity_won: bool | None = None
+
+
+class DefinitionOut(Out):
+    """One saved outcome definition."""
+
+    version: int
+    crm: str
+    rule: dict[str, Any]
+    description: str
+    actor: str
+    created_at: datetime
+
+
+class OutcomesOut(Out):
+    """The outcome definition in force per CRM and its history."""
+
+    version: int
+    rules: dict[str, dict[str, Any]]
+    descriptions: dict[str, str]
+    history: list[DefinitionOut]
+    criteria: dict[str, list[str]]
+    lifecycle_stages: list[str]
+
+
+class OutcomeChange(Out):
+    """A saved outcome definition, how re-labelling changed the outcomes, and whether a retraining was queued."""
+
+    version: int
+    crm: str
+    relabelled: dict[str, int]
+    retrain_queued: bool
+    definition: OutcomesOut

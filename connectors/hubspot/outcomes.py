@@ -1,26 +1,49 @@
-"""HubSpot's won/lost rules: a contact whose lifecycle stage became customer, a deal closed won or lost."""
+"""HubSpot's won/lost rules under the outcome definition in force (core/outcome_rules.py): by default a contact
+whose lifecycle stage became customer, or a deal closed won (a deal closed lost is a loss); or the lifecycle stage
+reaching another stage, or a lead status value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from core.outcome_rules import DEFAULT_RULES, stage_reached
 from core.records import Event, Outcome
 
 # Default pipeline stage ids; custom pipelines' stage ids are resolved by the periodic CRM read.
 DEAL_STAGES = {"closedwon": True, "closedlost": False}
 
 
-def outcome_of_event(event: Event) -> Outcome | None:
-    """The outcome an event reports (lead_id: the contact's id, or the deal's for a deal), else None."""
+def outcome_of_event(event: Event, rule: Mapping[str, Any] | None = None) -> Outcome | None:
+    """The outcome an event reports under `rule` (lead_id: the contact's id, or the deal's for a deal), else None."""
+    rule = rule if rule is not None else DEFAULT_RULES["hubspot"]
     props = event.properties
-    if event.object_type == "contact" and str(props.get("lifecyclestage", "")).lower() == "customer":
-        return Outcome(event.object_id, True, event.occurred_at, "hubspot.lifecyclestage", "lifecycle stage customer")
-    if event.object_type == "deal" and event.event_type == "property_change":
+    if event.object_type == "contact":
+        stage = props.get("lifecyclestage")
+        if rule.get("lifecycle_stage") and stage_reached(stage, rule["lifecycle_stage"]):
+            return Outcome(event.object_id, True, event.occurred_at, "hubspot.lifecyclestage",
+                           f"lifecycle stage {str(stage).lower()}")
+        status = props.get("hs_lead_status")
+        if status is not None and str(status) in (rule.get("lead_status") or ()):
+            return Outcome(event.object_id, True, event.occurred_at, "hubspot.leadstatus", f"lead status {status}")
+    if event.object_type == "deal" and event.event_type == "property_change" and rule.get("deal_won"):
         stage = str(props.get("dealstage") or "").lower()
         if stage in DEAL_STAGES:
             return Outcome(event.object_id, DEAL_STAGES[stage], event.occurred_at, "hubspot.deal",
                            f"deal {event.object_id} {stage}")
     return None
+
+
+def keeps(outcome: Outcome, rule: Mapping[str, Any]) -> bool:
+    """Whether a recorded outcome (from an event, or a CRM read by the default rules) still counts under `rule`."""
+    if outcome.source == "hubspot.deal":
+        return bool(rule.get("deal_won"))
+    if outcome.source == "hubspot.lifecyclestage":  # detail "lifecycle stage <stage>" (a CRM read: customer)
+        stage = outcome.detail.removeprefix("lifecycle stage ").strip() or "customer"
+        return bool(rule.get("lifecycle_stage")) and stage_reached(stage, rule["lifecycle_stage"])
+    if outcome.source == "hubspot.leadstatus":
+        return outcome.detail.removeprefix("lead status ") in (rule.get("lead_status") or ())
+    return True
 
 
 def deal_contacts(associations: Sequence[Event]) -> dict[str, set[str]]:
@@ -42,14 +65,14 @@ def deal_contacts(associations: Sequence[Event]) -> dict[str, set[str]]:
     return out
 
 
-def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, Sequence[str]], list[Event]]
-                       ) -> tuple[list[Outcome], list[str]]:
+def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, Sequence[str]], list[Event]],
+                       rule: Mapping[str, Any] | None = None) -> tuple[list[Outcome], list[str]]:
     """Outcomes by contact id among `events`, and the deals whose contacts are not known yet.
 
     A deal's contacts come from the association events already stored (`associations(object_type, ids)`);
     deals whose contacts are unknown are picked up by the periodic CRM read.
     """
-    found = [(e, o) for e in events if (o := outcome_of_event(e)) is not None]
+    found = [(e, o) for e in events if (o := outcome_of_event(e, rule)) is not None]
     deal_ids = sorted({o.lead_id for e, o in found if e.object_type == "deal"})
     deals = deal_contacts(associations("deal", deal_ids)) if deal_ids else {}
     people: list[Outcome] = []

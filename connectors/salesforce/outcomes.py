@@ -1,5 +1,8 @@
 """Salesforce's won/lost rules: a converted Lead, a closed Opportunity with a Contact, a relayed outcome event.
 
+Under the outcome definition in force (core/outcome_rules.py), conversion and won Opportunities can be switched
+off and a Lead Status value can count as won (`outcome_of_event(event, rule)`, `keeps` for what a CRM read found).
+
 One rule for a record's fields (`outcome_of_record`) serves both paths, so a webhook and a CRM read of the
 same record report the same outcome, with the same source and time, and it is stored once:
 - a converted Lead is won (the positive label, scoring/labels.py), at its ConvertedDate (else the time of the
@@ -15,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from core.outcome_rules import DEFAULT_RULES
 from core.records import Event, Outcome
 
 TRUE_WORDS = {"true", "1", "yes"}
@@ -52,8 +56,9 @@ def outcome_of_record(object_type: str, record_id: str, fields: Mapping[str, Any
     return None
 
 
-def outcome_of_event(event: Event) -> Outcome | None:
-    """The outcome an event reports (lead_id: the Lead's or Contact's id), else None."""
+def outcome_of_event(event: Event, rule: Mapping[str, Any] | None = None) -> Outcome | None:
+    """The outcome an event reports under `rule` (lead_id: the Lead's or Contact's id), else None."""
+    rule = rule if rule is not None else DEFAULT_RULES["salesforce"]
     props = event.properties
     if event.event_type == "outcome":
         won = props.get("won", props.get("IsWon", props.get("IsConverted")))
@@ -61,10 +66,27 @@ def outcome_of_event(event: Event) -> Outcome | None:
             return None
         return Outcome(event.object_id, _truthy(won), _time(props.get("occurredAt"), event.occurred_at),
                        "salesforce.outcome", f"{event.object_type} {event.object_id} outcome")
-    return outcome_of_record(event.object_type, event.object_id, props, event.occurred_at)
+    found = outcome_of_record(event.object_type, event.object_id, props, event.occurred_at)
+    if found is not None and keeps(found, rule):
+        return found
+    status = props.get("Status")
+    if event.object_type == "lead" and status is not None and str(status) in (rule.get("lead_status") or ()):
+        return Outcome(event.object_id, True, event.occurred_at, "salesforce.leadstatus", f"lead status {status}")
+    return None
 
 
-def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, Sequence[str]], list[Event]]
-                       ) -> tuple[list[Outcome], list[str]]:
+def keeps(outcome: Outcome, rule: Mapping[str, Any]) -> bool:
+    """Whether an outcome found by the default rules (a CRM read, a record's fields) counts under `rule`."""
+    if outcome.source == "salesforce.lead":
+        return bool(rule.get("lead_converted"))
+    if outcome.source == "salesforce.opportunity":
+        return bool(rule.get("opportunity_won"))
+    if outcome.source == "salesforce.leadstatus":
+        return outcome.detail.removeprefix("lead status ") in (rule.get("lead_status") or ())
+    return True
+
+
+def outcomes_of_events(events: Sequence[Event], associations: Callable[[str, Sequence[str]], list[Event]],
+                       rule: Mapping[str, Any] | None = None) -> tuple[list[Outcome], list[str]]:
     """Outcomes by Lead/Contact id among `events` (each names its person: no associations needed, none unresolved)."""
-    return [o for e in events if (o := outcome_of_event(e)) is not None], []
+    return [o for e in events if (o := outcome_of_event(e, rule)) is not None], []

@@ -23,9 +23,9 @@ from core.keys import (CHAMPION_KEY, FEATURE_SCHEMA_KEY, LOGIN_FAILURES_ACCOUNT_
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import (Account, AlertRule, ApiToken, AuditEntry, FeatureSchemaVersion, FieldMapping,
+from storage.models import (Account, AlertRule, ApiToken, AuditEntry, BandSet, FeatureSchemaVersion, FieldMapping,
                             InboxEvent, Lead, LeadGroup, Measurement, ModelEvent, ModelVersion, OnlineSnapshot, OutboxItem,
-                            Outcome, Pilot, PrequentialScore, ScoreHistory, Source, User)
+                            Outcome, OutcomeDefinition, Pilot, PrequentialScore, ScoreHistory, Source, User)
 from storage.users import create_token, hash_password
 from tests.processes import free_port
 from tests.services import broker_urls
@@ -40,7 +40,7 @@ PASSWORD = "correct horse battery staple"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "admin"
 TABLES = (AuditEntry, ApiToken, User, AlertRule, FieldMapping, FeatureSchemaVersion, OutboxItem, ScoreHistory,
           Outcome, PrequentialScore, ModelEvent, OnlineSnapshot, InboxEvent, LeadGroup, Lead, Account, ModelVersion,
-          Source, Measurement, Pilot)
+          Source, Measurement, Pilot, BandSet, OutcomeDefinition)
 
 
 def wipe(db: Database) -> None:

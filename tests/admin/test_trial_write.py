@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from connectors.base import shown_values
+from connectors.base import shown_values, tier_of
 from connectors.hubspot.client import HubSpotConnector
 from core.records import utcnow
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
 from storage.models import Account, AuditEntry, Lead
+from tasks.bands import cutoffs_in_force
 from tests.admin.conftest import csrf_of, log_in
 from tests.crm_ids import with_ids
 
@@ -117,9 +118,12 @@ def test_a_scored_company_keeps_what_it_shows(hubspot_app: Any, sandbox: Sandbox
     with clean_db.session() as session:
         session.add_all(with_ids(Account(name="Acme", domain="acme.io", properties={}, score=52, grade="B",
                                          reasons=["+ 3 engaged contacts"], scored_at=scored_at), hubspot=company))
-    # What the account writer (tasks.learning) wrote, with the model version it derives at write time.
+    # What the account writer (tasks.learning) wrote, with the model version it derives at write time and the tier
+    # of the bands in force.
+    with clean_db.session() as session:
+        tier = tier_of(52, cutoffs_in_force(hubspot_app.extensions["leadbridge"].redis, session))
     HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url).write_fields(
-        {company: {"score": 52, "grade": "B", "reasons": ["+ 3 engaged contacts"], "tier": "warm",
+        {company: {"score": 52, "grade": "B", "reasons": ["+ 3 engaged contacts"], "tier": tier,
                    "model_version": "account:rules", "scored_at": scored_at}}, object_type="companies")
     before = shown(sandbox, "companies", company)
     answer = hubspot_app.test_client().post(

@@ -41,6 +41,7 @@ PINNED = {
     "ACCOUNT_ENGAGED_KEY": "lb:fs:acct:{account}",
     "FEATURE_SCHEMA_KEY": "lb:schema:version",
     "PILOT_KEY": "lb:pilot:version",
+    "BANDS_KEY": "lb:bands:cutoffs",
     "CHAMPION_KEY": "lb:model:champion",
     "OUTCOMES_SINCE_KEY": "lb:learning:outcomes_since:{crm}",
     "RETRAIN_LOCK_KEY": "lb:learning:retrain_lock",

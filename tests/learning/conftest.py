@@ -22,6 +22,7 @@ from storage.models import (
     OnlineSnapshot,
     OutboxItem,
     Outcome,
+    OutcomeDefinition,
     PrequentialScore,
     ScoreHistory,
 )
@@ -34,7 +35,7 @@ def wipe_world(db: Database, redis_client: Any) -> None:
     """Delete leads, events, outcomes, scores, models and the learner's state; clear the model keys."""
     with db.session(write=True) as session:
         for model in (PrequentialScore, OnlineSnapshot, ModelEvent, Outcome, ScoreHistory, OutboxItem, ModelVersion,
-                      InboxEvent, Lead, Account):
+                      InboxEvent, Lead, Account, OutcomeDefinition):
             session.execute(delete(model))
     redis_client.delete("lb:model:champion", "lb:model:online")
 

@@ -11,6 +11,7 @@ def register(bp: Blueprint) -> None:
         alerts,
         audit,
         auth,
+        bands,
         dead_letters,
         deliveries,
         fields,
