@@ -23,9 +23,10 @@ from core.settings import Settings
 from services import Conflict, OperationError
 from storage.audit import record
 from storage.models import Account, AccountCrmId, FieldMapping, Lead, LeadCrmId
+from storage.scores import movement_of
 
 OBJECT_TYPES = {name: p.fields.MAPPED_OBJECTS for name, p in PROVIDERS.items()}  # connectors/<crm>/fields.py
-OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
+OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at, then the movement fields
 
 
 def default_names(crm: str) -> dict[str, str]:
@@ -155,7 +156,7 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str) ->
                        f"pick a record leadbridge has scored.", code="no_values")
     scored_at: datetime | None = row.scored_at
     if model is Lead:
-        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at),
+        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at, movement_of(row)),
                 "the lead's stored values (what the writeback writes)")
     # Accounts keep no model version of their own (the account writer derives one): leave the CRM's value alone.
     values = shown_values(row.score, row.grade, row.reasons, None, scored_at)

@@ -45,6 +45,8 @@ class MovementRule(Protocol):
         ...
 
 
+# The leads columns a lead's movement is read from, in movement_of's order (the writeback selects them).
+MOVEMENT_COLUMNS = (Lead.previous_score, Lead.score_trend, Lead.score_changed_at, Lead.score_change_reason)
 _LEADS = Lead.__table__
 _SET_SCORE = (
     update(_LEADS).where(_LEADS.c.id == bindparam("lid"))
@@ -91,8 +93,7 @@ def apply_scores(session: Session, scores: Mapping[int, Score], trigger: str = "
         return []
     current = {row.id: row for row in session.execute(join_groups(
         select(Lead.id, Lead.score, Lead.grade, Lead.reasons, Lead.model_version, Lead.score_event_at,
-               Lead.previous_score, Lead.score_trend, Lead.score_changed_at, Lead.score_change_reason,
-               *GROUP_COLUMNS)
+               *MOVEMENT_COLUMNS, *GROUP_COLUMNS)
         .where(Lead.id.in_(list(scores)))
     ))}
     now = utcnow()
@@ -160,6 +161,28 @@ def _add_movement(session: Session, scored: list[dict[str, Any]], current: Mappi
         if moved.trend != before.trend:
             turned.add(values["lid"])
     return turned
+
+
+def leads_moving_before(session: Session, changed_before: datetime, steady: str,
+                        limit: int) -> list[tuple[int, Movement]]:
+    """Leads whose trend is not `steady` though their score last changed at or before `changed_before`."""
+    rows = session.execute(
+        select(Lead.id, *MOVEMENT_COLUMNS)
+        .where(Lead.score_changed_at <= changed_before, Lead.score_trend.is_not(None), Lead.score_trend != steady)
+        .order_by(Lead.score_changed_at).limit(limit))
+    return [(row.id, movement_of(row)) for row in rows]
+
+
+_SET_TREND = (update(_LEADS).where(_LEADS.c.id == bindparam("lid"), _LEADS.c.score_trend == bindparam("was"),
+                                   _LEADS.c.score_changed_at == bindparam("changed_at"))
+              .values(score_trend=bindparam("trend")))
+
+
+def set_trends(session: Session, trends: Mapping[int, tuple[Movement, str]]) -> None:
+    """Store each lead's new trend (lead id -> (movement it was read with, trend)), unless it was re-scored since."""
+    if trends:
+        session.execute(_SET_TREND, [{"lid": lead_id, "was": before.trend, "changed_at": before.changed_at,
+                                      "trend": trend} for lead_id, (before, trend) in trends.items()])
 
 
 def score_history(session: Session, lead_id: int, limit: int = 200) -> Sequence[ScoreHistory]:

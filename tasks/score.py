@@ -157,7 +157,7 @@ def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
     if marks:
         # And again once committed (found by drill b): a flush that took the first mark before the commit
         # read the old values, found them written already, and dropped the lead.
-        _add_dirty(res, marks)
+        add_dirty(res, marks)
     return changes
 
 
@@ -197,11 +197,12 @@ def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[st
     for lead_id, crm in rows:
         if crm in PROVIDERS:
             marks.setdefault(crm, []).append(lead_id)
-    _add_dirty(res, marks)
+    add_dirty(res, marks)
     return marks
 
 
-def _add_dirty(res: Resources, marks: dict[str, list[int]]) -> None:
+def add_dirty(res: Resources, marks: dict[str, list[int]]) -> None:
+    """Add {crm: lead ids} to the writeback sets (again after a commit: see score_and_store)."""
     pipe = res.redis.pipeline(transaction=False)
     for crm, lead_ids in marks.items():
         pipe.sadd(DIRTY_KEY.format(crm=crm), *lead_ids)
