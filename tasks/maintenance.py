@@ -130,6 +130,11 @@ def rescore_decayed() -> int:
 
 @periodic("tasks.maintenance.settle_trends", every=300.0)
 def settle_trends() -> int:
+    """Turn trends steady once the last score change has left the trend window (see settle_lead_trends)."""
+    return settle_lead_trends(resources())
+
+
+def settle_lead_trends(res: Any) -> int:
     """Turn a lead's trend steady once its last score change has left the trend window, and write it back.
 
     Time alone changes a trend this one way (scoring.movement): one write per score change at most, never a
@@ -138,7 +143,6 @@ def settle_trends() -> int:
     from scoring.movement import STEADY
     from tasks.score import add_dirty, mark_dirty, queue_actions, trend_rule
 
-    res = resources()
     rule = trend_rule(res.settings)
     now = utcnow()
     with res.db.session(write=True) as session:
