@@ -161,6 +161,21 @@ def test_mapping_form_saves_overrides(admin_client: Any, clean_db: Database) -> 
     assert "is not a HubSpot property name" in bad.text
 
 
+def test_mapping_form_maps_the_trend_and_accounts_show_no_movement(admin_client: Any, clean_db: Database) -> None:
+    page = admin_client.get("/admin/mappings").text
+    contacts = page.split('id="mapping-hubspot-contacts"', 1)[1].split("</form>", 1)[0]
+    companies = page.split('id="mapping-hubspot-companies"', 1)[1].split("</form>", 1)[0]
+    assert 'value="leadbridge_score_trend"' in contacts and "score_trend" not in companies
+    csrf = page_csrf(admin_client, "/admin/mappings")
+    response = admin_client.post("/admin/mappings/hubspot/contacts",
+                                 data={"csrf_token": csrf, "field_score_trend": "lead_heat"})
+    assert response.status_code == 302
+    with clean_db.session() as session:
+        rows = {r.output: r.field_name for r in session.scalars(select(FieldMapping))}
+    assert rows == {"score_trend": "lead_heat"}
+    assert 'value="lead_heat"' in admin_client.get("/admin/mappings").text
+
+
 def test_lead_page_shows_score_history_and_moves(admin_client: Any, clean_db: Database) -> None:
     now = utcnow()
     with clean_db.session() as session:
