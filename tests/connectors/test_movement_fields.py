@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.crm_commands import crm
-from connectors.base import MOVEMENT_FIELDS, shown_values
+from connectors.base import MOVEMENT_FIELDS, shown_values, with_group
 from connectors.hubspot.client import HubSpotConnector
 from connectors.hubspot.fields import SCORE_FIELD_NAMES as HS
 from connectors.registry import is_own_echo
@@ -110,3 +110,9 @@ def test_our_movement_writes_coming_back_are_echoes(crm_name: str, names: dict[s
     human = Event(source="crm", crm=crm_name, event_type="property_change", received_at=CHANGED, object_type="contact", object_id="51",
                   occurred_at=CHANGED, properties={names["score_trend"]: "steady", "jobtitle": "CEO"})
     assert not is_own_echo(human)
+
+
+def test_a_held_back_control_lead_shows_no_movement() -> None:
+    shown = shown_values(52, "A", ["+ requested a demo"], "rules:v1", CHANGED, MOVED)
+    assert with_group(shown, "control", hidden=True) == {"group": "control"}
+    assert with_group(shown, "pilot", hidden=False)["score_trend"] == "improving"
