@@ -149,7 +149,9 @@ def _add_movement(session: Session, scored: list[dict[str, Any]], current: Mappi
     Returns the leads whose trend now reads differently.
     """
     turned: set[int] = set()
-    starts = window_starts(session, [s["lid"] for s in scored], now - rule.window) if rule and scored else {}
+    # A first score has no history to look up.
+    known = [s["lid"] for s in scored if current[s["lid"]].score is not None]
+    starts = window_starts(session, known, now - rule.window) if rule and known else {}
     for values in scored:
         lead = current[values["lid"]]
         moved = before = movement_of(lead)  # kept as it was without a rule
