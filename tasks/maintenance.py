@@ -141,7 +141,8 @@ def settle_lead_trends(res: Any) -> int:
     write per lead per tick. Returns how many leads settled.
     """
     from scoring.movement import STEADY
-    from tasks.score import add_dirty, mark_dirty, queue_actions, trend_rule
+    from tasks.score import add_dirty, mark_dirty, trend_rule
+    from tasks.writeback import flush
 
     rule = trend_rule(res.settings)
     now = utcnow()
@@ -153,7 +154,8 @@ def settle_lead_trends(res: Any) -> int:
         marked = mark_dirty(res, session, sorted(settled))
     if marked:
         add_dirty(res, marked)  # again once committed: a flush that took the first mark read the old trend
-        queue_actions(res, [], kick=True)
+        for crm in marked:
+            flush.delay(crm)
     return len(settled)
 
 
