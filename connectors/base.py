@@ -17,11 +17,24 @@ from connectors.parsing.common import META_KEY
 from core.actions import Action, ActionResult, ActionTarget
 from core.bands import LEGACY_CUTOFFS, Cutoffs
 from core.bands import tier_of as band_of
-from core.records import Account, Event, Lead, LeadActivity, Opportunity, Outcome, StageChange, Touch
+from core.records import (
+    Account,
+    Event,
+    Lead,
+    LeadActivity,
+    Movement,
+    Opportunity,
+    Outcome,
+    StageChange,
+    Touch,
+)
 from core.settings import Settings
 
 # Canonical names of the fields leadbridge writes; each connector maps them to vendor field names.
-SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at")
+# How a lead's score last moved (core.records.Movement): written for leads (people records), not accounts.
+MOVEMENT_FIELDS = ("previous_score", "score_change", "score_trend", "score_changed_at", "score_change_reason")
+SCORE_FIELDS = ("score", "grade", "reasons", "tier", "model_version", "scored_at", *MOVEMENT_FIELDS)
+TREND_VALUES = ("improving", "steady", "declining")  # score_trend's values (scoring.movement.TRENDS)
 # A lead's pilot group (issue 17), in a field reps do not see: "pilot" or "control". Not an admin-mappable output.
 GROUP_FIELD = "group"
 WRITTEN_FIELDS = (*SCORE_FIELDS, GROUP_FIELD)
@@ -338,10 +351,19 @@ def tier_of(score: int | None, cutoffs: Cutoffs | None = None) -> str | None:
 
 
 def shown_values(score: int, grade: str | None, reasons: Sequence[str] | None, model_version: str | None,
-                 scored_at: Any, cutoffs: Cutoffs | None = None) -> dict[str, Any]:
-    """The canonical field values a CRM record shows for a lead's or an account's score (for write_fields)."""
-    return {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score, cutoffs),
-            "model_version": model_version, "scored_at": scored_at}
+                 scored_at: Any, cutoffs: Cutoffs | None = None, movement: Movement | None = None) -> dict[str, Any]:
+    """The canonical field values a CRM record shows for a lead's or an account's score (for write_fields).
+
+    The tier is the band of the `cutoffs` in force; with a `movement` (leads) the record also shows how the score
+    last moved (MOVEMENT_FIELDS).
+    """
+    shown = {"score": score, "grade": grade, "reasons": list(reasons or []), "tier": tier_of(score, cutoffs),
+             "model_version": model_version, "scored_at": scored_at}
+    if movement is not None:
+        shown.update(previous_score=movement.previous, score_change=movement.change(score),
+                     score_trend=movement.trend, score_changed_at=movement.changed_at,
+                     score_change_reason=movement.reason)
+    return shown
 
 
 def with_group(shown: dict[str, Any], group: str | None, hidden: bool) -> dict[str, Any]:
@@ -385,9 +407,14 @@ def same_field_value(shown: Any, sent: Any) -> bool:
         return str(shown).strip().lower() == str(sent).strip().lower()
 
 
+# Times left out of a read-back: scored_at changes on every score; score_changed_at moves only with the score
+# (compared already) and each CRM renders a time its own way.
+_UNCOMPARED = frozenset({"scored_at", "score_changed_at"})
+
+
 def comparable_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The score fields that say what a record shows: scored_at changes on every score, so it is left out."""
-    return {k: v for k, v in values.items() if k != "scored_at"}
+    """The score fields that say what a record shows (the times that change with every score left out)."""
+    return {k: v for k, v in values.items() if k not in _UNCOMPARED}
 
 
 def unknown_fields(values: Mapping[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Canonical records shared by every layer: Event, Lead, Account, Score, Outcome, and a lead's CRM activity.
+"""Canonical records shared by every layer: Event, Lead, Account, Score, Movement, Outcome, a lead's CRM activity.
 
 Vendor payload shapes are translated into these at the edges (the webhook parsers in bridge/ and the
 connectors in connectors/); everything in between speaks only these types.
@@ -95,6 +95,23 @@ class Score:
     reasons: tuple[str, ...]
     model_version: str
     feature_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """How a lead's score last moved: the score before, the trend over a window, when and why it last changed.
+
+    All None until a lead has a second score (nothing to compare with); scoring.movement computes it.
+    """
+
+    previous: int | None = None
+    trend: str | None = None  # improving | steady | declining
+    changed_at: datetime | None = None  # when the score last took a new value
+    reason: str | None = None  # what changed, from the reasons: "+12: requested a demo"
+
+    def change(self, current: int | None) -> int | None:
+        """Points between `current` and the previous score (None without both)."""
+        return None if current is None or self.previous is None else current - self.previous
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     min_outcomes: int = Field(500, ge=1, description="labelled outcomes a trained model needs before it replaces the rules")
     min_positives: int = Field(50, ge=1, description="conversions a trained model needs before it replaces the rules")
     write_min_change: int = Field(1, ge=0, le=100, description="score points a lead must move before it is written back")
+    trend_window_hours: float = Field(
+        24.0, gt=0, description="a lead's score trend compares its score with the one it held this many hours before")
+    trend_steady_points: int = Field(
+        5, ge=0, le=100, description="a move of at most this many points over the trend window reads as steady")
     enrich_ttl_hours: float = Field(24.0, ge=0, description="how long a lead's CRM enrichment is cached in Redis")
     decay_rescore_hours: float = Field(6.0, gt=0, description="leads not re-scored for this long are re-scored (decay)")
     retention_days: int = Field(120, ge=1, description="raw inbox events older than this are purged")

@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from core.records import Movement
 from services import clean_text, get_row
 from services.deliveries import Page, paginate
 from storage.leads import account_crm_id_map, crm_id_map, crm_ids_of
 from storage.models import Account, InboxEvent, Lead, LeadCrmId, ScoreHistory
+from storage.scores import movement_of
 
 MAX_HISTORY = 500
 MAX_EVENTS = 500
@@ -68,6 +70,12 @@ class LeadDetail:
     moves: list[ScoreMove]
     crm_ids: dict[str, str] = field(default_factory=dict)  # {crm: record id}: the record each CRM writes to
     account_crm_ids: dict[str, str] = field(default_factory=dict)
+    movement: Movement = field(default_factory=Movement)  # how the score last moved, as the CRM shows it
+
+    @property
+    def change(self) -> int | None:
+        """The current score minus the previous one (None before a second score)."""
+        return self.movement.change(self.lead.score)
 
 
 def _event_filter(lead: Lead, crm_ids: Sequence[LeadCrmId]) -> Any:
@@ -94,7 +102,7 @@ def lead_detail(session: Session, lead_id: int) -> LeadDetail:
             select(InboxEvent).where(condition).order_by(InboxEvent.occurred_at.desc(), InboxEvent.id.desc())
             .limit(MAX_EVENTS)))))
     return LeadDetail(lead, account, history, events, score_moves(history, events), crm_id_map(rows),
-                      account_crm_id_map(session, account.id) if account else {})
+                      account_crm_id_map(session, account.id) if account else {}, movement_of(lead))
 
 
 def score_moves(history: list[ScoreHistory], events: list[InboxEvent]) -> list[ScoreMove]:

@@ -16,7 +16,7 @@ from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connectors.base import SCORE_FIELDS, CrmConnector, shown_values
+from connectors.base import MOVEMENT_FIELDS, SCORE_FIELDS, CrmConnector, shown_values
 from connectors.registry import PROVIDERS, build_connector, provider
 from connectors.retry import TRIAL_WRITE_RETRY
 from core.bands import Cutoffs
@@ -24,10 +24,17 @@ from core.settings import Settings
 from services import Conflict, OperationError
 from storage.audit import record
 from storage.models import Account, AccountCrmId, FieldMapping, Lead, LeadCrmId
+from storage.scores import movement_of
 from tasks.bands import cutoffs_in_force
 
 OBJECT_TYPES = {name: p.fields.MAPPED_OBJECTS for name, p in PROVIDERS.items()}  # connectors/<crm>/fields.py
-OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at
+OUTPUTS = SCORE_FIELDS  # score, grade, reasons, tier, model_version, scored_at, then the movement fields
+ACCOUNT_OBJECTS = ("companies", "Account")  # accounts keep no score history: no movement outputs to map
+
+
+def outputs_of(object_type: str) -> tuple[str, ...]:
+    """The outputs an object's records are written (accounts: the score fields without the movement ones)."""
+    return tuple(o for o in OUTPUTS if o not in MOVEMENT_FIELDS) if object_type in ACCOUNT_OBJECTS else OUTPUTS
 
 
 def default_names(crm: str) -> dict[str, str]:
@@ -63,7 +70,8 @@ def all_mappings(session: Session) -> list[dict[str, Any]]:
             names = effective_names(session, crm, object_type)
             out.append({
                 "crm": crm, "object_type": object_type,
-                "fields": [{"output": o, "field_name": names[o], "default": defaults[o]} for o in OUTPUTS],
+                "fields": [{"output": o, "field_name": names[o], "default": defaults[o]}
+                           for o in outputs_of(object_type)],
             })
     return out
 
@@ -138,7 +146,7 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str, cu
     there anyway (connectors.base.shown_values, the tier included), and nothing to a record without a score.
     """
 
-    model: Any = Account if object_type in ("companies", "Account") else Lead
+    model: Any = Account if object_type in ACCOUNT_OBJECTS else Lead
     label = "lead" if model is Lead else "account"
     ids: Any = AccountCrmId if model is Account else LeadCrmId
     owner = ids.account_id if model is Account else ids.lead_id
@@ -158,7 +166,8 @@ def _values_for(session: Session, crm: str, object_type: str, record_id: str, cu
                        f"pick a record leadbridge has scored.", code="no_values")
     scored_at: datetime | None = row.scored_at
     if model is Lead:
-        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at, cutoffs),
+        return (shown_values(row.score, row.grade, row.reasons, row.model_version, scored_at, cutoffs,
+                             movement_of(row)),
                 "the lead's stored values (what the writeback writes)")
     # Accounts keep no model version of their own (the account writer derives one): leave the CRM's value alone.
     values = shown_values(row.score, row.grade, row.reasons, None, scored_at, cutoffs)

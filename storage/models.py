@@ -137,6 +137,11 @@ class Lead(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     score_event_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # newest event scored
+    # How the score last moved (core.records.Movement, worked out by scoring.movement; migration 0011).
+    previous_score: Mapped[int | None] = mapped_column(Integer)
+    score_trend: Mapped[str | None] = mapped_column(String(10))  # improving | steady | declining
+    score_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    score_change_reason: Mapped[str | None] = mapped_column(String(255))
     enriched_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
@@ -185,6 +190,7 @@ class ScoreHistory(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
     model_version: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(20), default="event")  # event|decay|backfill|retrain
+    previous_score: Mapped[int | None] = mapped_column(Integer)  # the lead's score before this row (0011)
     feature_time: Mapped[datetime] = mapped_column(UtcDateTime())
     # Indexed for the overview (the grade mix of a day a week ago, latencies of the last hour) (0007).
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)

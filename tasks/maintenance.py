@@ -13,7 +13,7 @@ from core.records import utcnow
 from storage import measurements
 from storage.inbox import BACKLOG_CAP, backlog, mark_enqueued, stale_pending
 from storage.models import InboxEvent
-from storage.scores import leads_behind_their_events, leads_scored_before
+from storage.scores import leads_behind_their_events, leads_moving_before, leads_scored_before, set_trends
 from tasks.resources import claim_repairs, resources
 from tasks.schedule import periodic
 
@@ -23,6 +23,7 @@ SWEEP_BATCH = 100  # the size of a webhook batch, so a swept task costs what a d
 SWEEP_LIMIT = 20_000
 DECAY_BATCH = 200
 DECAY_LIMIT = 20_000
+SETTLE_LIMIT = 20_000  # leads whose trend settles in one sweep (the rest in the next)
 RESCORE_WINDOW = timedelta(minutes=15)  # how far back the sweeper looks for leads a lost score task left behind
 
 
@@ -125,6 +126,37 @@ def rescore_decayed() -> int:
     for start in range(0, len(ids), DECAY_BATCH):
         score_leads.apply_async(args=[ids[start : start + DECAY_BATCH]], kwargs={"trigger": "decay"})
     return len(ids)
+
+
+@periodic("tasks.maintenance.settle_trends", every=300.0)
+def settle_trends() -> int:
+    """Turn trends steady once the last score change has left the trend window (see settle_lead_trends)."""
+    return settle_lead_trends(resources())
+
+
+def settle_lead_trends(res: Any) -> int:
+    """Turn a lead's trend steady once its last score change has left the trend window, and write it back.
+
+    Time alone changes a trend this one way (scoring.movement): one write per score change at most, never a
+    write per lead per tick. Returns how many leads settled.
+    """
+    from scoring.movement import STEADY
+    from tasks.score import add_dirty, mark_dirty, trend_rule
+    from tasks.writeback import flush
+
+    rule = trend_rule(res.settings)
+    now = utcnow()
+    with res.db.session(write=True) as session:
+        moving = leads_moving_before(session, rule.settled_before(now), STEADY, SETTLE_LIMIT)
+        settled = {lead_id: (before, after.trend) for lead_id, before in moving
+                   if (after := rule.settle(before, now)).trend != before.trend and after.trend is not None}
+        set_trends(session, settled)
+        marked = mark_dirty(res, session, sorted(settled))
+    if marked:
+        add_dirty(res, marked)  # again once committed: a flush that took the first mark read the old trend
+        for crm in marked:
+            flush.delay(crm)
+    return len(settled)
 
 
 @periodic("tasks.maintenance.purge_old_events", every=3600.0)

@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -19,7 +19,9 @@ from connectors.registry import PROVIDERS
 from core.keys import DIRTY_KEY, FEATURE_TRAITS_KEY, SCORE_ASIDE_KEY
 from core.progress import record_progress
 from core.records import Score, utcnow
+from core.settings import Settings
 from scoring.experiment import CONTROL, assign_cluster, assign_group
+from scoring.movement import TrendRule
 from scoring.scorer import score_frame, to_value  # imported before workers fork, so children share the pages
 from storage.dead_letters import clear_lead_failures, count_lead_failure, describe_error, error_kind
 from storage.models import LeadCrmId
@@ -145,7 +147,7 @@ def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
     scores = compute_scores(res, ids)
     marks: dict[str, list[int]] = {}
     with res.db.session(write=True) as session:
-        changes = assign_groups(res, session, apply_scores(session, scores, trigger))
+        changes = assign_groups(res, session, apply_scores(session, scores, trigger, trend_rule(res.settings)))
         if mark_writes:
             # Marked before the commit (found by drill d): marked after it, a failure in between left a new
             # score stored but never written, as the retry saw no change. A mark whose commit then fails
@@ -155,7 +157,7 @@ def score_and_store(res: Resources, lead_ids: Sequence[int], trigger: str, *,
     if marks:
         # And again once committed (found by drill b): a flush that took the first mark before the commit
         # read the old values, found them written already, and dropped the lead.
-        _add_dirty(res, marks)
+        add_dirty(res, marks)
     return changes
 
 
@@ -195,11 +197,12 @@ def mark_dirty(res: Resources, session: Any, lead_ids: Sequence[int]) -> dict[st
     for lead_id, crm in rows:
         if crm in PROVIDERS:
             marks.setdefault(crm, []).append(lead_id)
-    _add_dirty(res, marks)
+    add_dirty(res, marks)
     return marks
 
 
-def _add_dirty(res: Resources, marks: dict[str, list[int]]) -> None:
+def add_dirty(res: Resources, marks: dict[str, list[int]]) -> None:
+    """Add {crm: lead ids} to the writeback sets (again after a commit: see score_and_store)."""
     pipe = res.redis.pipeline(transaction=False)
     for crm, lead_ids in marks.items():
         pipe.sadd(DIRTY_KEY.format(crm=crm), *lead_ids)
@@ -220,7 +223,12 @@ def queue_actions(res: Resources, changes: Sequence[ScoreChange], *, kick: bool 
     fire_alert_rules(res, changes)
 
 
+def trend_rule(settings: Settings) -> TrendRule:
+    """How score movement is worked out, from the settings (trend window and steady band)."""
+    return TrendRule(timedelta(hours=settings.trend_window_hours), settings.trend_steady_points)
+
+
 def _worth_writing(change: ScoreChange, min_change: int) -> bool:
-    if change.previous is None or change.grade_changed or change.reasons_changed:
+    if change.previous is None or change.grade_changed or change.reasons_changed or change.trend_changed:
         return True
     return abs(change.current - change.previous) >= min_change

@@ -25,11 +25,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import (
+    GROUP_FIELD,
+    TREND_VALUES,
     AuthConnectorError,
     ConnectorError,
     CrmConnector,
     TransientConnectorError,
-    GROUP_FIELD,
     WriteResult,
     comparable_values,
     shown_values,
@@ -52,12 +53,13 @@ from core.keys import (
     WRITTEN_KEY,
 )
 from core.progress import record_progress
-from core.records import utcnow
+from core.records import Movement, utcnow
 from core.values import text_problem
 from storage.dead_letters import count_lead_failure, describe_error
 from storage.leads import write_target_query, write_targets
 from storage.models import Account, AccountCrmId, Lead, LeadCrmId, OutboxItem
 from storage.pilots import GROUP_COLUMNS, GROUPS, join_groups, score_hidden
+from storage.scores import MOVEMENT_COLUMNS
 from tasks.bands import cutoffs_in_force
 from tasks.isolation import is_transient
 from tasks.resources import Resources, claim_repairs, resources
@@ -94,15 +96,18 @@ class Outbox:
 def lead_target_query(crm: str) -> Any:
     """write_target_query of scored leads with what their records show (see lead_shown_values)."""
     return join_groups(write_target_query(crm, Lead.score, Lead.grade, Lead.reasons, Lead.model_version,
-                                          Lead.scored_at, *GROUP_COLUMNS).where(Lead.score.is_not(None)))
+                                          Lead.scored_at, *MOVEMENT_COLUMNS, *GROUP_COLUMNS)
+                       .where(Lead.score.is_not(None)))
 
 
 def lead_shown_values(row: Sequence[Any], cutoffs: Cutoffs | None = None) -> dict[str, Any]:
     """The values a lead's record shows, from a write_targets row of lead_target_query: its score fields (the tier
-    by the band `cutoffs` in force), and in a pilot its group (a control lead's group alone while the pilot has not
-    ended)."""
-    score, grade, reasons, version, scored_at, group, pilot_status = row[2:]
-    return with_group(shown_values(score, grade, reasons, version, scored_at, cutoffs), group,
+    by the band `cutoffs` in force, the score's movement), and in a pilot its group (a control lead's group alone
+    while the pilot has not ended)."""
+    score, grade, reasons, version, scored_at = row[2:7]
+    movement = Movement(*row[7:11])  # MOVEMENT_COLUMNS
+    group, pilot_status = row[11:]
+    return with_group(shown_values(score, grade, reasons, version, scored_at, cutoffs, movement), group,
                       score_hidden(group, pilot_status))
 
 
@@ -376,6 +381,20 @@ def shown_values_problem(values: Mapping[str, Any]) -> str | None:
     reasons = values.get("reasons") or []
     if not isinstance(reasons, list) or any(not isinstance(r, str) or text_problem(r, 1000) for r in reasons):
         return "reasons are not valid text"
+    return movement_problem(values)
+
+
+def movement_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a lead's movement values cannot go to a CRM (a previous score out of 0-100, an unknown trend), or None."""
+    for name, low in (("previous_score", 0), ("score_change", -100)):
+        value = values.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 100):
+            return f"{name} is not a whole number from {low} to 100"
+    if values.get("score_trend") not in (None, *TREND_VALUES):
+        return f"score_trend is not one of {', '.join(TREND_VALUES)}"
+    reason = values.get("score_change_reason")
+    if reason is not None and (not isinstance(reason, str) or text_problem(reason, 255)):
+        return "score_change_reason is not valid text"
     return None
 
 

@@ -575,6 +575,11 @@ class LeadOut(Out):
     scored_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # How the score last moved (empty before a second score): see README "What the CRM shows".
+    previous_score: int | None = None
+    score_trend: str | None = None  # improving | steady | declining
+    score_changed_at: datetime | None = None
+    score_change_reason: str | None = None
 
 
 RecordOut = TypeVar("RecordOut", "LeadOut", "AccountOut")

@@ -24,7 +24,7 @@ from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
 
-from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
+from connectors.base import (TREND_VALUES, AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
                              TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
                              same_field_value, sampled_properties)
@@ -67,15 +67,25 @@ def property_specs() -> list[FieldSpec]:
         ("model_version", "LeadBridge model version", "string", "text", "Model that produced the score", None),
         ("scored_at", "LeadBridge scored at", "datetime", "date", "When the score was computed", None),
     ]
+    # How a contact's score last moved (companies keep no score history, so they get none of these).
+    movement = [
+        ("previous_score", "LeadBridge previous score", "number", "number", "The score before the last change", None),
+        ("score_change", "LeadBridge score change", "number", "number", "Score minus the previous score", None),
+        ("score_trend", "LeadBridge score trend", "enumeration", "select",
+         "Score now against the score one trend window ago", list(TREND_VALUES)),
+        ("score_changed_at", "LeadBridge score changed at", "datetime", "date", "When the score last changed", None),
+        ("score_change_reason", "LeadBridge what changed", "string", "text",
+         "The reasons that came or went with the last change, e.g. +12: requested a demo", None),
+    ]
     specs = []
-    for object_type in ("contacts", "companies"):
-        for key, label, type_, field_type, description, options in defs:
+    for object_type, object_defs in (("contacts", defs + movement), ("companies", defs)):
+        for key, label, type_, field_type, description, options in object_defs:
             payload: dict[str, Any] = {"name": SCORE_FIELD_NAMES[key], "label": label, "type": type_,
                                        "fieldType": field_type, "groupName": GROUP_NAME, "description": description,
                                        "formField": False, "hidden": False}
             if options:
-                payload["options"] = [{"label": o, "value": o, "hidden": False, "displayOrder": i}
-                                      for i, o in enumerate(options)]
+                payload["options"] = [{"label": o.capitalize() if key == "score_trend" else o, "value": o,
+                                       "hidden": False, "displayOrder": i} for i, o in enumerate(options)]
             specs.append(FieldSpec(object_type, SCORE_FIELD_NAMES[key], label, type_, payload))
     # A contact's pilot group (issue 17): hidden from HubSpot's record views, written for pilot and control leads.
     group = {"name": GROUP_FIELD_NAME, "label": "LeadBridge pilot group", "type": "enumeration", "fieldType": "select",
@@ -614,10 +624,10 @@ class HubSpotConnector(CallPolicy):
                 out[name] = ""
             elif key == "reasons":
                 out[name] = reasons_text(value, REASONS_MAX)
-            elif key == "scored_at":
+            elif key in ("scored_at", "score_changed_at"):
                 dt = value if isinstance(value, datetime) else _to_datetime(value)
                 out[name] = str(int(dt.timestamp() * 1000)) if dt else ""
-            elif key == "score":
+            elif key in ("score", "previous_score", "score_change"):
                 out[name] = str(int(round(float(value))))
             else:
                 out[name] = str(value)

@@ -14,6 +14,12 @@ SCORE_FIELD_NAMES = {
     "tier": "leadbridge_tier",
     "model_version": "leadbridge_model_version",
     "scored_at": "leadbridge_scored_at",
+    # How the score last moved (contacts only: accounts keep no score history)
+    "previous_score": "leadbridge_previous_score",
+    "score_change": "leadbridge_score_change",
+    "score_trend": "leadbridge_score_trend",
+    "score_changed_at": "leadbridge_score_changed_at",
+    "score_change_reason": "leadbridge_score_change_reason",
 }
 GROUP_FIELD_NAME = "leadbridge_group"  # a contact's pilot group (hidden property; never mapped elsewhere)
 WRITTEN_FIELD_NAMES = {**SCORE_FIELD_NAMES, "group": GROUP_FIELD_NAME}

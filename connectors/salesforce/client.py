@@ -20,10 +20,10 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
-                             LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
-                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, parse_time,
-                             reasons_text, same_field_value, sampled_properties)
+from connectors.base import (MOVEMENT_FIELDS, TREND_VALUES, AuthConnectorError, CallPolicy, ConnectorError,
+                             CrmRecord, FieldSpec, LeadWithAccount, PermanentConnectorError, PropertyInfo,
+                             ProvisionReport, TransientConnectorError, WriteResult, comparable_values, mapped_fields,
+                             parse_time, reasons_text, same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce import actions, activity
@@ -54,10 +54,24 @@ _FIELD_META: dict[str, dict[str, Any]] = {
     "model_version": {"type": "Text", "label": "Leadbridge Model Version", "length": 64,
                       "description": "Model that produced the score"},
     "scored_at": {"type": "DateTime", "label": "Leadbridge Scored At", "description": "When the score was computed"},
+    # How a Lead's or Contact's score last moved (Accounts keep no score history: not on Account).
+    "previous_score": {"type": "Number", "label": "Leadbridge Previous Score", "precision": 3, "scale": 0,
+                       "description": "The score before the last change"},
+    "score_change": {"type": "Number", "label": "Leadbridge Score Change", "precision": 4, "scale": 0,
+                     "description": "Score minus the previous score"},
+    "score_trend": {"type": "Picklist", "label": "Leadbridge Score Trend",
+                    "description": "Score now against the score one trend window ago",
+                    "valueSet": {"restricted": True, "valueSetDefinition": {"sorted": False, "value": [
+                        {"fullName": v, "label": v.capitalize(), "default": False} for v in TREND_VALUES]}}},
+    "score_changed_at": {"type": "DateTime", "label": "Leadbridge Score Changed At",
+                         "description": "When the score last changed"},
+    "score_change_reason": {"type": "Text", "label": "Leadbridge What Changed", "length": 255,
+                            "description": "The reasons that came or went with the last change"},
 }
 _API_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
 _UNSAMPLED_TYPES = frozenset({"address", "location", "base64"})
-_DESCRIBE_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textarea", "DateTime": "datetime"}
+_DESCRIBE_TYPES = {"Number": "double", "Text": "string", "LongTextArea": "textarea", "DateTime": "datetime",
+                   "Picklist": "picklist"}
 
 
 def field_specs() -> list[FieldSpec]:
@@ -65,6 +79,8 @@ def field_specs() -> list[FieldSpec]:
     specs = []
     for sobject in SCORED_OBJECTS:
         for key, name in SCORE_FIELD_NAMES.items():
+            if sobject == "Account" and key in MOVEMENT_FIELDS:
+                continue  # accounts keep no score history
             meta = dict(_FIELD_META[key])
             specs.append(FieldSpec(sobject, name, meta["label"], meta["type"],
                                    {"FullName": f"{sobject}.{name}", "Metadata": meta}))
@@ -517,9 +533,11 @@ class SalesforceConnector(CallPolicy):
                 out[name] = None
             elif key == "score":
                 out[name] = round(float(value), 2)
+            elif key in ("previous_score", "score_change"):
+                out[name] = int(round(float(value)))
             elif key == "reasons":
                 out[name] = reasons_text(value, REASONS_MAX)
-            elif key == "scored_at":
+            elif key in ("scored_at", "score_changed_at"):
                 dt = value if isinstance(value, datetime) else _to_datetime(value)
                 out[name] = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z") if dt else None
             else:

@@ -14,6 +14,12 @@ SCORE_FIELD_NAMES = {
     "tier": "Leadbridge_Tier__c",
     "model_version": "Leadbridge_Model_Version__c",
     "scored_at": "Leadbridge_Scored_At__c",
+    # How the score last moved (Lead and Contact only: accounts keep no score history)
+    "previous_score": "Leadbridge_Previous_Score__c",
+    "score_change": "Leadbridge_Score_Change__c",
+    "score_trend": "Leadbridge_Score_Trend__c",
+    "score_changed_at": "Leadbridge_Score_Changed_At__c",
+    "score_change_reason": "Leadbridge_Score_Change_Reason__c",
 }
 GROUP_FIELD_NAME = "Leadbridge_Group__c"  # a Lead's or Contact's pilot group (never mapped elsewhere)
 GROUP_OBJECTS = ("Lead", "Contact")

@@ -7,7 +7,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +286,20 @@ def test_overview_audit_users_and_tokens(api: Any, clean_db: Database) -> None:
     assert audit["items"][0]["before"] == {"role": "viewer"}
     with clean_db.session() as session:
         assert session.scalars(select(Source)).first() is None
+
+
+def test_a_lead_carries_how_its_score_last_moved(api: Any, clean_db: Database) -> None:
+    changed = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
+    with clean_db.session() as session:
+        lead = Lead(email="bo@acme.io", properties={}, score=52, grade="B", reasons=["+ requested a demo"],
+                    model_version="m1", scored_at=changed, previous_score=40, score_trend="improving",
+                    score_changed_at=changed, score_change_reason="+12: requested a demo")
+        session.add(lead)
+        session.flush()
+        lead_id = lead.id
+    body = api("GET", f"/leads/{lead_id}").json["lead"]
+    assert {k: body[k] for k in ("score", "previous_score", "score_trend", "score_change_reason")} == {
+        "score": 52, "previous_score": 40, "score_trend": "improving", "score_change_reason": "+12: requested a demo"}
+    assert body["score_changed_at"].startswith("2026-12-05T09:30:00")
+    [found] = api("GET", "/leads?q=bo@acme").json["items"]
+    assert found["score_trend"] == "improving"

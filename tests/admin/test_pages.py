@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,21 @@ def test_mapping_form_saves_overrides(admin_client: Any, clean_db: Database) -> 
     assert "is not a HubSpot property name" in bad.text
 
 
+def test_mapping_form_maps_the_trend_and_accounts_show_no_movement(admin_client: Any, clean_db: Database) -> None:
+    page = admin_client.get("/admin/mappings").text
+    contacts = page.split('id="mapping-hubspot-contacts"', 1)[1].split("</form>", 1)[0]
+    companies = page.split('id="mapping-hubspot-companies"', 1)[1].split("</form>", 1)[0]
+    assert 'value="leadbridge_score_trend"' in contacts and "score_trend" not in companies
+    csrf = page_csrf(admin_client, "/admin/mappings")
+    response = admin_client.post("/admin/mappings/hubspot/contacts",
+                                 data={"csrf_token": csrf, "field_score_trend": "lead_heat"})
+    assert response.status_code == 302
+    with clean_db.session() as session:
+        rows = {r.output: r.field_name for r in session.scalars(select(FieldMapping))}
+    assert rows == {"score_trend": "lead_heat"}
+    assert 'value="lead_heat"' in admin_client.get("/admin/mappings").text
+
+
 def test_lead_page_shows_score_history_and_moves(admin_client: Any, clean_db: Database) -> None:
     now = utcnow()
     with clean_db.session() as session:
@@ -190,6 +205,27 @@ def test_lead_page_shows_score_history_and_moves(admin_client: Any, clean_db: Da
     assert '<li class="neg">free e-mail domain</li>' in page and "+ viewed" not in page
     assert "(+19)" in page and "(+22)" in page
     assert "property_change" in page  # the event between the 62 and the 81
+
+
+def test_lead_page_shows_how_the_score_last_moved(admin_client: Any, clean_db: Database) -> None:
+    now = utcnow()
+    with clean_db.session() as session:
+        moved = Lead(email="bo@acme.io", properties={}, score=52, grade="B", reasons=["+ requested a demo"],
+                     model_version="m1", scored_at=now, previous_score=40, score_trend="improving",
+                     score_changed_at=datetime(2026, 12, 5, 9, 30, tzinfo=UTC),
+                     score_change_reason="+12: requested a demo")
+        first = Lead(email="cy@acme.io", properties={}, score=30, grade="C", reasons=["+ viewed docs"],
+                     model_version="m1", scored_at=now)
+        session.add_all([moved, first])
+        session.flush()
+        moved_id, first_id = moved.id, first.id
+    page = admin_client.get(f"/admin/leads/{moved_id}").text
+    assert '<dd id="lead-previous-score">40</dd>' in page
+    assert '<span class="up">+12</span>' in page and '<span id="lead-score-trend">improving</span>' in page
+    assert "over 24 h" in page and '<time datetime="2026-12-05T09:30:00+00:00">2026-12-05 09:30:00</time>' in page
+    assert '<dd id="lead-score-change-reason">+12: requested a demo</dd>' in page
+    # A first score has nothing to compare with.
+    assert "No earlier score to compare with yet." in admin_client.get(f"/admin/leads/{first_id}").text
 
 
 def test_models_page_promotes_and_rolls_back(admin_client: Any, clean_db: Database, tmp_path: Path) -> None:

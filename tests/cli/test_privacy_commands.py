@@ -32,7 +32,9 @@ from tests.processes import REPO
 
 SHOWN = {"leadbridge_score": "88", "leadbridge_grade": "A", "leadbridge_tier": "hot",
          "leadbridge_reasons": "+ requested a demo", "leadbridge_model_version": "rules:v1",
-         "leadbridge_scored_at": "1767225600000"}
+         "leadbridge_scored_at": "1767225600000", "leadbridge_previous_score": "76", "leadbridge_score_change": "12",
+         "leadbridge_score_trend": "improving", "leadbridge_score_changed_at": "1767225600000",
+         "leadbridge_score_change_reason": "+12: requested a demo"}
 
 
 @pytest.fixture()
@@ -273,7 +275,10 @@ def test_salesforce_leads_and_contacts_are_cleared_with_their_mappings(
     crm.store.sf_add_field("Contact", "Contact_Tier__c", "string", "Contact tier", length=20)
     values = {"Leadbridge_Score__c": 88.0, "Leadbridge_Grade__c": "A", "Leadbridge_Tier__c": "hot",
               "Leadbridge_Reasons__c": "+ requested a demo", "Leadbridge_Model_Version__c": "rules:v1",
-              "Leadbridge_Scored_At__c": "2026-01-01T00:00:00.000Z"}
+              "Leadbridge_Scored_At__c": "2026-01-01T00:00:00.000Z", "Leadbridge_Previous_Score__c": 76.0,
+              "Leadbridge_Score_Change__c": 12.0, "Leadbridge_Score_Trend__c": "improving",
+              "Leadbridge_Score_Changed_At__c": "2026-01-01T00:00:00.000Z",
+              "Leadbridge_Score_Change_Reason__c": "+12: requested a demo"}
     lead = crm.store.sf_create("Lead", {"LastName": "Lopez", "Company": "Initech", "Email": DANA, **values},
                                source="CRM_UI")
     contact = crm.store.sf_create("Contact", {"LastName": "Lopez", "Email": DANA, "Contact_Tier__c": "hot", **values},

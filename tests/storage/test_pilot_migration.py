@@ -26,7 +26,7 @@ def test_pilots_upgrade_over_existing_leads_and_back(old_database: str) -> None:
                 conn.execute(text("INSERT INTO leads (id, email, properties, score, grade, created_at, updated_at) "
                                   "VALUES (:id, :email, '{}', :score, 'B', :at, :at)"),
                              {"id": lead_id, "email": f"p{lead_id}@acme.io", "score": 60 + lead_id, "at": AT})
-        upgrade(old_database)
+        upgrade(old_database, "0009")
         assert current_revision(engine) == "0009"
         assert {"pilots", "lead_groups", "pilot_facts"} <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
@@ -62,7 +62,7 @@ def test_pilots_upgrade_over_existing_leads_and_back(old_database: str) -> None:
         assert not {"pilots", "lead_groups", "pilot_facts"} & set(inspect(engine).get_table_names())
         with engine.connect() as conn:
             assert sorted(conn.execute(text("SELECT id FROM leads")).scalars()) == [1, 2]
-        upgrade(old_database)
+        upgrade(old_database, "0009")
         assert current_revision(engine) == "0009"
     finally:
         engine.dispose()

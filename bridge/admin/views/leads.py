@@ -9,6 +9,7 @@ from markupsafe import Markup
 from bridge.admin import charts
 from bridge.admin.forms import PAGE_SIZE, page_args
 from bridge.admin.pages import bp, db
+from bridge.extensions import services
 from core.records import utcnow
 from services import leads as ops
 
@@ -28,7 +29,8 @@ def lead(lead_id: int) -> ResponseReturnValue:
     """One lead in full."""
     with db() as session:
         detail = ops.lead_detail(session, lead_id)
-    return render_template("admin/lead.html", d=detail, chart=score_steps(detail))
+    return render_template("admin/lead.html", d=detail, chart=score_steps(detail),
+                           trend_hours=services().settings.trend_window_hours)
 
 
 def event_text(event: object) -> str:

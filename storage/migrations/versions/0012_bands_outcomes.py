@@ -16,7 +16,7 @@ from alembic import op
 import storage.types
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 
 
 def upgrade() -> None:
