@@ -18,7 +18,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 
-from core.keys import (CHAMPION_KEY, FEATURE_SCHEMA_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY,
+from core.keys import (BANDS_KEY, CHAMPION_KEY, FEATURE_SCHEMA_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY,
                        SESSION_KEY, prefix_of)
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
@@ -61,7 +61,8 @@ def clean_db(db: Database, redis_url: str) -> Iterator[Database]:
 
 def _forget_login_state(redis_url: str) -> None:
     client = make_redis_client(redis_url)
-    client.delete(CHAMPION_KEY, FEATURE_SCHEMA_KEY)  # what promote/rollback and field changes told workers
+    # What promote/rollback and field changes told workers, and the band cut-offs cached from the emptied tables.
+    client.delete(CHAMPION_KEY, FEATURE_SCHEMA_KEY, BANDS_KEY)
     for template in (LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY, SESSION_KEY):
         for key in client.scan_iter(match=prefix_of(template) + "*"):
             client.delete(key)
