@@ -12,7 +12,7 @@ from tasks.config import CeleryConfig
 from tasks.schedule import intervals
 
 # Modules whose tasks every worker registers.
-TASK_MODULES = ["tasks.system", "tasks.ingest", "tasks.score", "tasks.writeback", "tasks.alerts", "tasks.maintenance",
+TASK_MODULES = ["tasks.system", "tasks.ingest", "tasks.score", "tasks.writeback", "tasks.alerts", "tasks.actions", "tasks.maintenance",
                 "tasks.learning", "tasks.online_learning", "tasks.value"]
 
 
