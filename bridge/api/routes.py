@@ -487,6 +487,18 @@ def create_alert_rule(body: s.AlertRuleCreate) -> ResponseReturnValue:
     return out, 201
 
 
+@endpoint("/alert-rules/dry-run", "POST", summary="Dry-run a rule over recent score history", tag="alert rules",
+          body=s.AlertRuleDryRun, responses={200: (s.DryRunOut, "how many leads would have fired it"), **READ,
+                                             **_errors(400, 404)})
+def dry_run_alert_rule(body: s.AlertRuleDryRun) -> ResponseReturnValue:
+    """Count the leads whose score history crossed these settings (threshold, segment, cooldown), before saving."""
+    data = body.model_dump(exclude={"rule_id", "days"})
+    with _db() as session:
+        result = alert_ops.dry_run(session, alert_ops.RuleInput(**data), body.rule_id, days=body.days)
+    return s.DryRunOut(leads=result.leads, crossings=result.crossings, days=result.days, since=result.since,
+                       examples=result.examples), 200
+
+
 @endpoint("/alert-rules/<int:rule_id>", "GET", summary="Get an alert rule", tag="alert rules",
           responses={200: (s.AlertRuleOut, "the rule"), **READ, **_errors(404)})
 def get_alert_rule(rule_id: int) -> ResponseReturnValue:

@@ -367,6 +367,14 @@ class TrialWriteOut(Out):
 # --- alert rules ------------------------------------------------------------------------------------
 
 
+class RuleActionSpec(Body):
+    """One thing a rule does on a crossing: a kind (slack_channel, slack_owner_dm, crm_task, crm_owner, crm_list,
+    crm_sequence) and its parameters (see README "Rules and actions")."""
+
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    params: dict[str, Any] = Field(default_factory=dict, description="the kind's parameters, e.g. {\"due_days\": 1}")
+
+
 class AlertRuleCreate(Body):
     """A new alert rule."""
 
@@ -381,6 +389,8 @@ class AlertRuleCreate(Body):
     min_employees: int | None = Field(None, ge=0, le=10_000_000, description="only accounts at least this large")
     webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = Field(
         None, description="the rule's own Slack incoming-webhook URL (write-only; stored encrypted)")
+    actions: list[RuleActionSpec] | None = Field(
+        None, max_length=10, description="what the rule does on a crossing (default: post to its channel)")
 
 
 class AlertRuleUpdate(Body):
@@ -396,6 +406,30 @@ class AlertRuleUpdate(Body):
     industries: list[Name] | None = Field(None, max_length=100)
     min_employees: int | None = Field(None, ge=0, le=10_000_000, description="0 removes the filter")
     webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = None
+    actions: list[RuleActionSpec] | None = Field(None, max_length=10, description="replaces the rule's actions")
+
+
+class AlertRuleDryRun(Body):
+    """A rule's settings as the editor holds them (unsaved); unset ones come from `rule_id` or a new rule's."""
+
+    rule_id: int | None = Field(None, ge=1, le=2**31, description="the saved rule being edited, if any")
+    threshold: int | None = Field(None, ge=0, le=100)
+    cooldown_minutes: int | None = Field(None, ge=0, le=43200)
+    grades: list[Grade] | None = Field(None, max_length=6)
+    countries: list[Name] | None = Field(None, max_length=100)
+    industries: list[Name] | None = Field(None, max_length=100)
+    min_employees: int | None = Field(None, ge=0, le=10_000_000)
+    days: int = Field(7, ge=1, le=90, description="how far back to look")
+
+
+class DryRunOut(Out):
+    """How many leads would have fired the rule over the last `days` of score history."""
+
+    leads: int
+    crossings: int
+    days: int
+    since: datetime
+    examples: list[int]
 
 
 class AlertRuleOut(Out):
@@ -412,6 +446,7 @@ class AlertRuleOut(Out):
     industries: list[str]
     min_employees: int | None
     webhook_url_hint: str | None
+    actions: list[dict[str, Any]]
     created_at: datetime
 
 
