@@ -118,7 +118,8 @@ def _crm_emails() -> list[str]:
     """E-mails of the CRM owners the sandbox store holds (Salesforce Users; HubSpot owners when it has them)."""
     store = current_sandbox().store
     emails = [str(u.get("Email") or "") for u in store.sf_records.get("User", {}).values()]
-    for owner in (getattr(store, "hs_owners", None) or {}).values():
+    hubspot = getattr(store, "hs_actions", None)  # HubSpot owners, where the sandbox keeps them
+    for owner in (getattr(hubspot, "owners", None) or {}).values():
         emails.append(str(owner.get("email") or ""))
     return emails
 
