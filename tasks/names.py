@@ -3,3 +3,4 @@
 INGEST_TASK = "tasks.ingest.process_events"
 SCORE_TASK = "tasks.score.score_leads"
 WRITEBACK_TASK = "tasks.writeback.flush"
+ACTION_TASK = "tasks.actions.run_action"

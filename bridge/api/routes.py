@@ -219,6 +219,16 @@ def replay_outbox(body: s.Replay) -> ResponseReturnValue:
     return s.OutboxReplayResult(leads=leads, queued=queued), 202
 
 
+@endpoint("/deliveries/actions/replay", "POST", summary="Replay rule actions", tag="deliveries", role="admin",
+          body=s.Replay, responses={202: (s.ActionReplayResult, "set back to pending and queued"), **WRITE,
+                                    **_errors(404, 409)})
+def replay_actions(body: s.Replay) -> ResponseReturnValue:
+    """Run rule actions again with their own idempotency keys: one that landed is found, never made twice."""
+    ids, queued = _commit_then_queue(lambda session, _: delivery_ops.replay_actions(session, _actor(), body.ids),
+                                     delivery_ops.enqueue_actions)
+    return s.ActionReplayResult(replayed=ids, queued=queued), 202
+
+
 # --- dead letters -----------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, create_model, field_validator
 
 from core.feature_schema import FieldKind
 from services.inbox import HistoryEntry, InboxEventView
@@ -195,6 +195,26 @@ class OutboxItemOut(Out):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    action_key: str | None = Field(None, description="a rule action's idempotency key (kind \"action\")")
+    action: dict[str, Any] | None = Field(None, validation_alias="payload",
+                                          description="a rule action's kind, rule, result and last replay")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, payload: Any, info: ValidationInfo) -> dict[str, Any] | None:
+        # Only a rule action's row says what it did; a field write's payload stays internal.
+        if info.data.get("kind") != "action" or not isinstance(payload, dict):
+            return None
+        return {"kind": (payload.get("action") or {}).get("kind"), "params": (payload.get("action") or {}).get("params"),
+                "rule": payload.get("rule"), "rule_id": payload.get("rule_id"), "result": payload.get("result"),
+                "replayed_at": payload.get("replayed_at")}
+
+
+class ActionReplayResult(Out):
+    """Rule-action rows set back to pending, to run again with their own idempotency keys."""
+
+    replayed: list[int]
+    queued: bool
 
 
 class OutboxPage(Out):
