@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.parsing.common import META_KEY
+from core.actions import Action, ActionResult, ActionTarget
 from core.records import Account, Event, Lead, LeadActivity, Opportunity, Outcome, StageChange, Touch
 from core.settings import Settings
 
@@ -315,6 +316,16 @@ class CrmConnector(Protocol):
         """Each lead's touches, stage history and opportunities, by CRM id (batched); unknown ids are left out.
 
         Activity the integration's own CRM user created is flagged `by_integration`, so it never counts as a touch.
+        """
+        ...
+
+    def run_action(self, action: Action, target: ActionTarget, key: str) -> ActionResult:
+        """Carry out one CRM rule action (crm_task, crm_owner, crm_list, crm_sequence) once for idempotency `key`.
+
+        A retry after a lost response finds what the first call made and answers status "exists". Raises
+        TransientConnectorError for 429/5xx/timeouts (with retry_after), PermanentConnectorError or
+        AuthConnectorError with a clear message for 4xx: a deleted or inactive owner, a deleted queue, a list
+        that cannot take members, a missing scope or seat (403).
         """
         ...
 

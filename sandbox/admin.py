@@ -105,7 +105,7 @@ def info() -> Response:
 # ---------------------------------------------------------------------------------------------- faults
 @bp.route("/faults", methods=["POST"])
 def add_fault() -> Response:
-    """Inject a fault: {route, kind: status|slow|drop, status, retry_after, delay, count, seconds, method, body}."""
+    """Inject a fault: {route, kind: status|slow|drop|lost_response, status, retry_after, delay, count, seconds, method, body}."""
     return _ok(current_sandbox().faults.add(_body()).describe(), 201)
 
 

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
-FAULT_KINDS = ("status", "slow", "drop")
+# lost_response: the request is handled and committed, then the connection drops before the answer (a client
+# cannot tell it from "drop", where nothing happened: only an idempotent retry is safe).
+FAULT_KINDS = ("status", "slow", "drop", "lost_response")
 S = TypeVar("S")  # what a rate limit keeps per key
 
 

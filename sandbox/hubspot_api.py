@@ -13,6 +13,7 @@ from flask import Blueprint, Response, abort, g, request
 
 from sandbox import schema
 from sandbox.control import retry_after_header
+from sandbox.crm_actions import required_scopes
 from sandbox.current import current_sandbox
 from sandbox.ids import correlation_id, iso_ms
 from sandbox.store import HubSpotValidationError, SandboxStore, hs_to_ms
@@ -164,6 +165,13 @@ def authenticate_and_limit() -> Response | None:
                         "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
                         "INVALID_AUTHENTICATION")
     g.sandbox_token = hashlib.sha256(token.encode()).hexdigest()[:10]
+    missing = [s for s in required_scopes(request.method, request.path) if s in sandbox.config.hubspot_revoked_scopes]
+    if missing:  # a scope the test (or an admin) took from the app: HubSpot's 403 names what is required
+        return hs_error(403, "This app hasn't been granted all required scopes to make this call. Read more about "
+                        "required scopes here: https://developers.hubspot.com/scopes.", "MISSING_SCOPES",
+                        errors=[{"message": "One or more of the following scopes are required.",
+                                 "context": {"requiredGranularScopes": missing}}],
+                        links={"scopes": "https://developers.hubspot.com/scopes"})
     if request.path.endswith("/search"):
         ok, _, wait = sandbox.hs_search_limiter.hit(token)
         if not ok:

@@ -15,7 +15,8 @@ DEFAULT_HUBSPOT_PORTAL_ID = 62515
 # Salesforce key prefixes (first three characters of every record id).
 SF_KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Account": "001", "Opportunity": "006", "User": "005",
                    "LeadHistory": "017", "ContactHistory": "017",  # 017: field history rows
-                   "Task": "00T", "Event": "00U", "OpportunityHistory": "008", "OpportunityContactRole": "00K"}
+                   "Task": "00T", "Event": "00U", "OpportunityHistory": "008", "OpportunityContactRole": "00K",
+                   "Group": "00G", "QueueSobject": "03g", "Campaign": "701", "CampaignMember": "00v"}
 
 
 def base62(number: int, width: int) -> str:

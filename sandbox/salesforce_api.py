@@ -218,6 +218,57 @@ def delete_record(ver: str, name: str, rid: str) -> Response:
     return Response(status=204)
 
 
+def _external_id_field(sobject: str, field_name: str) -> str:
+    """The canonical name of an External ID field (or Id); 404 as Salesforce answers for any other field."""
+    fdef = current_sandbox().store.sf_field(sobject, field_name)
+    if fdef is None or not (fdef.get("externalId") or fdef["name"] == "Id"):
+        abort(sf_error(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
+                       f"{field_name}"))
+    return str(fdef["name"])
+
+
+@bp.route("/services/data/<ver>/sobjects/<name>/<field_name>/<path:value>", methods=["GET"])
+def get_by_external_id(ver: str, name: str, field_name: str, value: str) -> Response:
+    """Read one record by an External ID field's value (404 when none; 300 with the matches when several)."""
+    sobject = _sobject(name)
+    fname = _external_id_field(sobject, field_name)
+    found = current_sandbox().store.sf_find(sobject, fname, value)
+    version = _version(ver) or "59.0"
+    if not found:
+        return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+    if len(found) > 1:
+        return _json([f"/services/data/v{version}/sobjects/{sobject}/{r['Id']}" for r in found], 300)
+    return _json(_project(sobject, found[0], None, version))
+
+
+@bp.route("/services/data/<ver>/sobjects/<name>/<field_name>/<path:value>", methods=["PATCH"])
+def upsert_by_external_id(ver: str, name: str, field_name: str, value: str) -> Response:
+    """Upsert by External ID: create (201, created true) when no record holds the value, else update it
+    (200, created false); 300 when several do. The check and the write happen under one lock."""
+    sobject = _sobject(name)
+    fname = _external_id_field(sobject, field_name)
+    data = _json_body()
+    if not isinstance(data, dict):
+        return sf_error(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from non-object value")
+    if any(k.lower() == fname.lower() for k in data):
+        return sf_error(400, "INVALID_FIELD", f"The external ID field {fname} must not be set in the body of an "
+                        "upsert by that field", [fname])
+    store = current_sandbox().store
+    version = _version(ver) or "59.0"
+    try:
+        with store.lock:
+            found = store.sf_find(sobject, fname, value)
+            if len(found) > 1:
+                return _json([f"/services/data/v{version}/sobjects/{sobject}/{r['Id']}" for r in found], 300)
+            if found:
+                store.sf_update(sobject, found[0]["Id"], data, source="API")
+                return _json({"id": found[0]["Id"], "success": True, "errors": [], "created": False})
+            rid = store.sf_create(sobject, {**data, fname: value}, source="API")
+    except SalesforceRecordError as exc:
+        return sf_error(exc.http_status, exc.status_code, exc.message, exc.fields)
+    return _json({"id": rid, "success": True, "errors": [], "created": True}, 201)
+
+
 # ---------------------------------------------------------------------------------------------- SOQL
 class QueryCursors:
     """Server-side query locators for nextRecordsUrl paging (oldest dropped first)."""
@@ -439,7 +490,8 @@ def create_custom_field(ver: str) -> Response:
             sobject, field_name, ftype, str(meta.get("label") or field_name),
             length=int(meta.get("length") or _TOOLING_LENGTHS.get(ftype, 0)),
             precision=int(meta.get("precision") or 0), scale=int(meta.get("scale") or 0),
-            picklist=picklist[0] if picklist else None, restricted=picklist[1] if picklist else False)
+            picklist=picklist[0] if picklist else None, restricted=picklist[1] if picklist else False,
+            external_id=bool(meta.get("externalId")), unique=bool(meta.get("unique")))
     except SalesforceRecordError as exc:
         return sf_error(400, exc.status_code, exc.message, exc.fields)
     except (TypeError, ValueError):

@@ -384,7 +384,14 @@ def salesforce_builtin_fields() -> dict[str, dict[str, dict[str, Any]]]:
         _sf_field("Name", "string", "Full Name", updateable=False, length=121),
         _sf_field("Email", "email", "Email", length=128),
         _sf_field("Username", "string", "Username", length=80),
+        # A deactivated user keeps its records but can own no new ones (INACTIVE_OWNER_OR_USER).
+        _sf_field("IsActive", "boolean", "Active", nillable=False),
     ]
+    # A Lead can be owned by a queue (a Group of Type Queue that lists Lead among its QueueSobjects); a Contact
+    # cannot (Salesforce's describe: Lead.OwnerId references Group and User, Contact.OwnerId User only).
+    for fdef in lead:
+        if fdef["name"] == "OwnerId":
+            fdef["referenceTo"] = ["Group", "User"]
     for fdef in lead:
         if fdef["name"] == "Status":
             fdef["defaultedOnCreate"] = True  # "Open - Not Contacted" unless given
@@ -475,7 +482,45 @@ def sf_activity_objects() -> dict[str, list[dict[str, Any]]]:
                                    "Evaluator", "Executive Sponsor", "Influencer", "Technical Buyer", "Other"]),
         _sf_field("IsPrimary", "boolean", "Primary"),
     ]
-    return {"Task": task, "Event": event, "OpportunityHistory": history, "OpportunityContactRole": role}
+    return {"Task": task, "Event": event, "OpportunityHistory": history, "OpportunityContactRole": role,
+            **sf_routing_objects()}
+
+
+def sf_routing_objects() -> dict[str, list[dict[str, Any]]]:
+    """Group (queues), QueueSobject, Campaign and CampaignMember: where rule actions route and enrol leads."""
+    group = [
+        *_sf_record_fields(),
+        _sf_field("Name", "string", "Name", length=40, nillable=False),
+        _sf_field("DeveloperName", "string", "Developer Name", length=80),
+        _picklist("Type", "Type", ["Regular", "Role", "Queue", "Organization"], nillable=False),
+        _sf_field("Email", "email", "Email", length=255),
+    ]
+    queue_sobject = [
+        _sf_field("Id", "id", "Queue Sobject ID", updateable=False, nillable=False, length=18),
+        _sf_field("QueueId", "reference", "Group ID", nillable=False, length=18, reference_to=["Group"],
+                  relationship="Queue"),
+        _sf_field("SobjectType", "string", "Sobject Type", length=40, nillable=False),
+        _sf_field("SystemModstamp", "datetime", "System Modstamp", updateable=False, nillable=False),
+    ]
+    campaign = [
+        *_sf_record_fields(), _created_by(),
+        _sf_field("OwnerId", "reference", "Owner ID", length=18, reference_to=["User"], relationship="Owner"),
+        _sf_field("Name", "string", "Name", length=80, nillable=False),
+        _sf_field("IsActive", "boolean", "Active", nillable=False),
+        _picklist("Status", "Status", ["Planned", "In Progress", "Completed", "Aborted"], "Planned"),
+        _picklist("Type", "Type", ["Conference", "Webinar", "Email", "Advertisement", "Other"]),
+    ]
+    member = [
+        *_sf_record_fields(), _created_by(),
+        _sf_field("CampaignId", "reference", "Campaign ID", nillable=False, length=18, reference_to=["Campaign"],
+                  relationship="Campaign"),
+        _sf_field("LeadId", "reference", "Lead ID", length=18, reference_to=["Lead"], relationship="Lead"),
+        _sf_field("ContactId", "reference", "Contact ID", length=18, reference_to=["Contact"], relationship="Contact"),
+        # A campaign's member statuses are its own picklist (CampaignMemberStatus); Sent and Responded always exist.
+        _sf_field("Status", "string", "Status", length=40),
+        _sf_field("HasResponded", "boolean", "Responded", updateable=False, nillable=False),
+    ]
+    return {"Group": group, "QueueSobject": queue_sobject, "Campaign": campaign, "CampaignMember": member}
 
 
 # Objects only the platform writes (History rows record changes; REST insert/update is refused).
@@ -530,4 +575,6 @@ SF_LABELS = {"Lead": ("Lead", "Leads"), "Contact": ("Contact", "Contacts"), "Acc
              "LeadHistory": ("Lead History", "Lead History"), "ContactHistory": ("Contact History", "Contact History"),
              "Task": ("Task", "Tasks"), "Event": ("Event", "Events"),
              "OpportunityHistory": ("Opportunity History", "Opportunity History"),
-             "OpportunityContactRole": ("Opportunity Contact Role", "Opportunity Contact Role")}
+             "OpportunityContactRole": ("Opportunity Contact Role", "Opportunity Contact Role"),
+             "Group": ("Group", "Groups"), "QueueSobject": ("Queue Sobject", "Queue Sobjects"),
+             "Campaign": ("Campaign", "Campaigns"), "CampaignMember": ("Campaign Member", "Campaign Members")}

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from sandbox import admin, hubspot_api, salesforce_api, slack_api, slack_sink
+from sandbox import admin, hubspot_actions_api, hubspot_api, salesforce_api, slack_api, slack_sink
 from sandbox.control import (
     FaultInjector,
     RequestLog,
@@ -52,6 +52,8 @@ class SandboxConfig:
     hubspot_portal_id: int = DEFAULT_HUBSPOT_PORTAL_ID
     # The HubSpot user a private-app token acts as: the creator (hs_created_by_user_id) of what the API creates.
     hubspot_app_user_id: int = DEFAULT_HUBSPOT_APP_USER_ID
+    # Scopes taken from every private-app token (a drill or a test of a missing scope: HubSpot answers 403).
+    hubspot_revoked_scopes: set[str] = field(default_factory=set)
     salesforce_users: dict[str, str] = field(
         default_factory=lambda: {DEFAULT_SF_USERNAME: DEFAULT_SF_PASSWORD + DEFAULT_SF_TOKEN})
     salesforce_session_id: str = DEFAULT_SF_SESSION
@@ -67,7 +69,7 @@ class SandboxConfig:
 def _family(path: str) -> str:
     if path.startswith("/_sandbox"):
         return "admin"
-    if path.startswith("/crm/"):
+    if path.startswith(("/crm/", "/automation/")):
         return "hubspot"
     if path.startswith(("/services/data", "/services/Soap", "/services/oauth2")):
         return "salesforce"
@@ -123,6 +125,17 @@ def _fault_response(family: str, status: int, body: Any, retry_after: float | No
     return resp
 
 
+def _drop_connection() -> None:
+    """Shut the request's socket: the client sees the connection close with no answer."""
+    g.dropped = True
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Request handler without per-request access logs (the admin request log records every call)."""
 
@@ -169,7 +182,8 @@ class SandboxCRM:
         app.extensions["sandbox"] = self
         app.before_request(self._before)
         app.after_request(self._after)
-        for bp in (admin.bp, hubspot_api.bp, salesforce_api.bp, slack_sink.bp, slack_api.bp):
+        # hubspot_actions_api adds its routes (owners, lists, sequences) to the HubSpot blueprint: same auth, limits.
+        for bp in (admin.bp, hubspot_actions_api.bp, salesforce_api.bp, slack_sink.bp, slack_api.bp):
             app.register_blueprint(bp)
         app.register_error_handler(404, self._not_found)
         app.register_error_handler(405, self._not_allowed)
@@ -191,18 +205,17 @@ class SandboxCRM:
         if fault.kind == "slow":
             time.sleep(fault.delay)
             return None
+        if fault.kind == "lost_response":
+            g.lose_response = True  # handled normally; _after drops the connection before the answer goes out
+            return None
         if fault.kind == "drop":
-            g.dropped = True
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _drop_connection()
             return Response(status=500)  # never reaches the client: the socket is already shut
         return _fault_response(g.family, int(fault.status), fault.body, fault.retry_after)
 
     def _after(self, resp: Response) -> Response:
+        if g.get("lose_response"):
+            _drop_connection()
         token = getattr(g, "sandbox_token", None)
         if token is None and g.get("family") in ("hubspot", "salesforce"):
             header = request.headers.get("Authorization", "")

@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import schema
+from sandbox.crm_actions import (
+    HubSpotActionState,
+    SalesforceRoutingError,
+    check_salesforce_routing,
+    demo_hubspot_state,
+    seed_salesforce,
+)
 from sandbox.ids import DEFAULT_HUBSPOT_PORTAL_ID, SF_KEY_PREFIXES, iso_ms, sf_datetime, sf_id18, sf_new_id
 
 
@@ -185,6 +192,11 @@ class SandboxStore:
                                                      "Email": "admin@sandbox.invalid",
                                                      "Username": "admin@sandbox.leadbridge"}
             self.sf_default_owner = default_user
+            self.sf_records["User"][default_user]["IsActive"] = True
+            # Rule actions (issue 16): HubSpot owners, lists, sequences; Salesforce users, a queue, a campaign.
+            self.hs_actions = demo_hubspot_state()
+            self.sf_demo = seed_salesforce(self)
+            self.writes.clear()
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Call `listener` with every Change (from any thread, while the store lock is held)."""
@@ -226,6 +238,8 @@ class SandboxStore:
                 "sf_records": self.sf_records,
                 "sf_counter": self.sf_counter,
                 "sf_default_owner": self.sf_default_owner,
+                "hs_actions": self.hs_actions.to_json(),
+                "sf_demo": self.sf_demo,
             }
             text = json.dumps(state)
         target = Path(path)
@@ -265,6 +279,8 @@ class SandboxStore:
                 self.sf_records.setdefault(name, {})
             self.sf_counter = state["sf_counter"]
             self.sf_default_owner = state["sf_default_owner"]
+            self.hs_actions = HubSpotActionState.from_json(state.get("hs_actions"))
+            self.sf_demo = state.get("sf_demo") or self.sf_demo
         return True
 
     # ================================================================== HubSpot
@@ -904,6 +920,7 @@ class SandboxStore:
         with self.lock:
             self._sf_writable(sobject, "insert")
             clean = self._sf_coerce(sobject, fields, creating=True)
+            self._sf_check_routing(sobject, clean, None)
             rid = self._sf_new_id(sobject)
             stamp = sf_datetime(created_at)
             rec: dict[str, Any] = {f: None for f in self.sf_fields[sobject]}
@@ -921,6 +938,8 @@ class SandboxStore:
                     rec[fname] = next((v["value"] for v in fdef["picklistValues"] if v.get("defaultValue")), None)
             if sobject == "Lead" and not rec.get("Status"):
                 rec["Status"] = "Open - Not Contacted"
+            if sobject == "User" and "IsActive" not in clean:
+                rec["IsActive"] = True  # a new user is active until deactivated
             self._sf_derive(sobject, rec, stamp)
             self.sf_records[sobject][rid] = rec
             self._sf_record_history(sobject, rid, {}, rec, stamp, created=True, user_id=user_id)
@@ -942,6 +961,7 @@ class SandboxStore:
             if rec is None:
                 raise SalesforceRecordError("ENTITY_IS_DELETED", "entity is deleted", [], http_status=404)
             clean = self._sf_coerce(sobject, fields, creating=False)
+            self._sf_check_routing(sobject, clean, rid)
             if not apply:
                 return clean
             changed = {k: v for k, v in clean.items() if rec.get(k) != v}
@@ -956,6 +976,17 @@ class SandboxStore:
                 self._emit(Change("salesforce", sobject, rid, "property_change", changed, source,
                                   int(at * 1000) if at is not None else _now_ms()))
             return clean
+
+    def _sf_check_routing(self, sobject: str, values: Mapping[str, Any], rid: str | None) -> None:
+        try:
+            check_salesforce_routing(self.sf_records, sobject, values, rid)
+        except SalesforceRoutingError as exc:
+            raise SalesforceRecordError(exc.code, exc.message, exc.fields) from None
+
+    def sf_find(self, sobject: str, field_name: str, value: str) -> list[dict[str, Any]]:
+        """Copies of the records whose `field_name` holds `value` (an external id lookup)."""
+        with self.lock:
+            return [dict(r) for r in self.sf_records[sobject].values() if str(r.get(field_name)) == value]
 
     def sf_system_update(self, sobject: str, rid: str, fields: Mapping[str, Any], *, source: str = "CRM_UI") -> None:
         """Set fields as the platform itself would (read-only fields such as IsConverted included)."""
@@ -1013,7 +1044,7 @@ class SandboxStore:
 
     def sf_add_field(self, sobject: str, name: str, type_: str, label: str, *, length: int = 0, precision: int = 0,
                      scale: int = 0, picklist: list[dict[str, Any]] | None = None,
-                     restricted: bool = False) -> dict[str, Any]:
+                     restricted: bool = False, external_id: bool = False, unique: bool = False) -> dict[str, Any]:
         """Add a custom field to an sObject (what a Tooling/Metadata API deploy does); `picklist` as describe shows it."""
         with self.lock:
             if not name.endswith("__c"):
@@ -1023,6 +1054,8 @@ class SandboxStore:
                                             f"There is already a field named {name} on {sobject}.", [name])
             fdef = schema._sf_field(name, type_, label, length=length, precision=precision, scale=scale, custom=True)
             fdef["defaultedOnCreate"] = type_ == "boolean"  # a checkbox starts unchecked
+            # An External ID field is indexed and idLookup: upserts and GETs can name a record by it.
+            fdef.update({"externalId": external_id, "unique": unique, "idLookup": external_id or fdef["idLookup"]})
             if picklist:
                 fdef["picklistValues"] = [dict(v) for v in picklist]
                 fdef["restrictedPicklist"] = restricted

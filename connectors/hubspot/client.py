@@ -17,7 +17,9 @@ from hubspot.crm.associations.v4 import exceptions as assoc_exc
 from hubspot.crm.companies import exceptions as companies_exc
 from hubspot.crm.contacts import exceptions as contacts_exc
 from hubspot.crm.deals import exceptions as deals_exc
+from hubspot.crm.lists import exceptions as lists_exc
 from hubspot.crm.objects import exceptions as objects_exc
+from hubspot.crm.owners import exceptions as owners_exc
 from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
@@ -26,10 +28,11 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
                              LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
                              TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
                              same_field_value, sampled_properties)
-from connectors.hubspot import activity
+from connectors.hubspot import actions, activity
 from connectors.hubspot.fields import GROUP_FIELD_NAME, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
+from core.actions import Action, ActionResult, ActionTarget
 from core.records import Account, Lead, LeadActivity, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
@@ -45,7 +48,8 @@ CONTACT_PROPERTIES = ["email", "firstname", "lastname", "jobtitle", "country", "
 COMPANY_PROPERTIES = ["name", "domain", "industry", "numberofemployees", "country", "annualrevenue"]
 _API_EXCEPTIONS: tuple[type[Exception], ...] = (
     contacts_exc.ApiException, companies_exc.ApiException, properties_exc.ApiException, assoc_exc.ApiException,
-    deals_exc.ApiException, pipelines_exc.ApiException, objects_exc.ApiException,
+    deals_exc.ApiException, pipelines_exc.ApiException, objects_exc.ApiException, owners_exc.ApiException,
+    lists_exc.ApiException,
 )
 _SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
 REASONS_MAX = 1000  # keep the text short enough for list views; HubSpot itself allows 65,536
@@ -95,24 +99,31 @@ def _parse_body(body: Any) -> dict[str, Any]:
 
 def map_hubspot_error(exc: Exception, action: str) -> ConnectorError:
     """Translate an SDK or transport exception into our error hierarchy (the caller raises it `from exc`)."""
+    if isinstance(exc, ConnectorError):  # raised by our own code inside a call: already ours
+        return exc
     if isinstance(exc, _API_EXCEPTIONS):
-        status = int(getattr(exc, "status", 0) or 0)
-        body = _parse_body(getattr(exc, "body", None))
-        headers = getattr(exc, "headers", None) or {}
-        vendor_message = str(body.get("message") or getattr(exc, "reason", "") or "no message")
-        code = body.get("category") or body.get("errorType") or body.get("policyName")
-        message = f"HubSpot {action} failed: HTTP {status}: {vendor_message}"
-        kwargs: dict[str, Any] = {"vendor": "hubspot", "status": status, "code": code, "vendor_message": vendor_message}
-        if status == 429:
-            return TransientConnectorError(message, retry_after=_retry_after(headers), **kwargs)
-        if status >= 500 or status == 0:
-            return TransientConnectorError(message, retry_after=_header_seconds(headers, "Retry-After"), **kwargs)
-        if status in (401, 403):
-            return AuthConnectorError(message, **kwargs)
-        return PermanentConnectorError(message, **kwargs)
-    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        return hubspot_status_error(int(getattr(exc, "status", 0) or 0), getattr(exc, "body", None),
+                                    getattr(exc, "headers", None) or {}, str(getattr(exc, "reason", "") or ""), action)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, requests.RequestException)):
         return TransientConnectorError(f"HubSpot {action} failed: {type(exc).__name__}: {exc}", vendor="hubspot")
     return ConnectorError(f"HubSpot {action} failed: {type(exc).__name__}: {exc}", vendor="hubspot")
+
+
+def hubspot_status_error(status: int, raw_body: Any, headers: Mapping[str, Any], reason: str,
+                         action: str) -> ConnectorError:
+    """Our error for one HubSpot error answer (its status, body and headers), from the SDK or a generic request."""
+    body = _parse_body(raw_body)
+    vendor_message = str(body.get("message") or reason or "no message")
+    code = body.get("category") or body.get("errorType") or body.get("policyName")
+    message = f"HubSpot {action} failed: HTTP {status}: {vendor_message}"
+    kwargs: dict[str, Any] = {"vendor": "hubspot", "status": status, "code": code, "vendor_message": vendor_message}
+    if status == 429:
+        return TransientConnectorError(message, retry_after=_retry_after(headers), **kwargs)
+    if status >= 500 or status == 0:
+        return TransientConnectorError(message, retry_after=_header_seconds(headers, "Retry-After"), **kwargs)
+    if status in (401, 403):
+        return AuthConnectorError(message, **kwargs)
+    return PermanentConnectorError(message, **kwargs)
 
 
 def _header_seconds(headers: Mapping[str, Any], name: str) -> float | None:
@@ -172,6 +183,7 @@ class HubSpotConnector(CallPolicy):
         if base_url:
             kwargs["host"] = base_url.rstrip("/")
         self.api = client or HubSpot(**kwargs)
+        self.base_url = (base_url or "https://api.hubapi.com").rstrip("/")  # for the SDK's generic api_request
         self.set_call_policy(limiter, retry_attempts, retry_max_elapsed, sleep)
         self.rate_wait = 60.0  # seconds a call may wait for a rate-limit token before it counts as transient
         self.portal_id = portal_id
@@ -205,8 +217,9 @@ class HubSpotConnector(CallPolicy):
         return f"hubspot:{self.account_key}", settings.hubspot_rate_limit, settings.hubspot_rate_window
 
     # ------------------------------------------------------------------ plumbing
-    def _call(self, action: str, fn: Callable[[], T]) -> T:
-        """One SDK call: take a rate-limit token, map errors, retry transient ones."""
+    def _call(self, action: str, fn: Callable[[], T], retry: bool = True) -> T:
+        """One SDK call: take a rate-limit token, map errors, retry transient ones (unless `retry` is False: the
+        caller retries a larger unit, as a create whose answer was lost must be looked for first)."""
         def attempt() -> T:
             if self.limiter is not None:
                 try:
@@ -220,8 +233,32 @@ class HubSpotConnector(CallPolicy):
             except Exception as exc:
                 raise map_hubspot_error(exc, action) from exc
 
+        if not retry:
+            return attempt()
         return call_with_retries(attempt, attempts=self.retry_attempts, max_elapsed=self.retry_max_elapsed,
                                  sleep=self.sleep)
+
+    def api_json(self, action: str, method: str, path: str, *, qs: Mapping[str, Any] | None = None,
+                 body: Any = None, retry: bool = True) -> dict[str, Any]:
+        """A call to an API the SDK has no module for (sequences), through its generic `api_request`, as JSON."""
+        def send() -> dict[str, Any]:
+            options: dict[str, Any] = {"method": method, "path": path, "base_url": self.base_url}
+            if qs:
+                options["qs"] = dict(qs)
+            if body is not None:
+                options["body"] = body
+            response = self.api.api_request(options)
+            if response.status_code >= 400:
+                raise hubspot_status_error(response.status_code, response.text, response.headers, response.reason,
+                                           action)
+            data = response.json() if response.content else {}
+            return data if isinstance(data, dict) else {"results": data}
+
+        return self._call(action, send, retry=retry)
+
+    def run_action(self, action: Action, target: ActionTarget, key: str) -> ActionResult:
+        """Carry out one CRM rule action once for idempotency `key` (see connectors/hubspot/actions.py)."""
+        return actions.run_action(self, action, target, key)
 
     # ------------------------------------------------------------------ provisioning
     def provision_fields(self, create: bool = True) -> ProvisionReport:

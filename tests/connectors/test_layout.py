@@ -10,7 +10,7 @@ import pytest
 import connectors
 from connectors.registry import PROVIDERS
 
-MODULES = {"__init__", "client", "webhook", "fields", "outcomes", "history", "echo", "activity"}
+MODULES = {"__init__", "client", "webhook", "fields", "outcomes", "history", "echo", "activity", "actions"}
 ROOT = Path(connectors.__file__).parent
 
 
