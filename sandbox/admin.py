@@ -227,22 +227,19 @@ def slack_state() -> Response:
 
 @bp.route("/slack/api", methods=["POST"])
 def slack_api_state() -> Response:
-    """Shape the Slack workspace: {members: {email: user id}, absent: [emails], tokens: {token: [scopes]},
-    lose: {method: count}} (each optional; lose answers the next `count` calls after doing their work)."""
+    """Shape the Slack workspace: {members: {email: user id}, absent: [emails], tokens: {token: [scopes]}} (each
+    optional; an absent e-mail is not a member even when a CRM owner has it)."""
     data = _body()
     workspace = current_sandbox().slack_api
-    members, absent, tokens, lose = (data.get("members") or {}, data.get("absent") or [], data.get("tokens") or {},
-                                     data.get("lose") or {})
-    if not (isinstance(members, dict) and isinstance(absent, list) and isinstance(tokens, dict)
-            and isinstance(lose, dict)):
-        return _bad("members and tokens and lose are objects, absent a list")
-    if any(not isinstance(v, list) for v in tokens.values()) or any(not isinstance(v, int) for v in lose.values()):
-        return _bad("tokens map a token to a list of scopes; lose maps a method to a count")
+    members, absent, tokens = data.get("members") or {}, data.get("absent") or [], data.get("tokens") or {}
+    if not (isinstance(members, dict) and isinstance(absent, list) and isinstance(tokens, dict)):
+        return _bad("members and tokens are objects, absent a list")
+    if any(not isinstance(v, list) for v in tokens.values()):
+        return _bad("tokens map a token to a list of scopes")
     with workspace.lock:
         workspace.members.update({str(k).lower(): str(v) for k, v in members.items()})
         workspace.absent.update(str(e).lower() for e in absent)
         workspace.tokens.update({str(k): tuple(str(s) for s in v) for k, v in tokens.items()})
-        workspace.lose.update({str(k): int(v) for k, v in lose.items()})
     return _ok({"members": len(workspace.members), "tokens": len(workspace.tokens)})
 
 

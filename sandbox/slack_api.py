@@ -6,14 +6,13 @@ Faithful to the documented shapes (SLACK.md §3; docs.slack.dev/reference/method
 token's scopes in the `x-oauth-scopes` header, and chat.postMessage is paced at about one message per second per
 channel (HTTP 429 `ratelimited` with Retry-After). The workspace has a member for every e-mail registered through
 the admin route and every CRM owner's e-mail the sandbox store knows (Salesforce Users, HubSpot owners), so a lead's
-owner is found; `/_sandbox/slack/api` adds members, tokens with chosen scopes, and lost responses (the message is
-posted, the answer never arrives).
+owner is found; `/_sandbox/slack/api` adds members and tokens with chosen scopes. A lost answer (the message posted,
+the answer never arriving) is the generic fault kind lost_response on the path, e.g. ^/api/chat.postMessage.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -45,7 +44,6 @@ class SlackWorkspace:
     tokens: dict[str, tuple[str, ...]] = field(default_factory=lambda: {SANDBOX_BOT_TOKEN: ALL_SCOPES})
     ims: dict[str, str] = field(default_factory=dict)  # user id -> D channel id
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> messages, oldest first
-    lose: dict[str, int] = field(default_factory=dict)  # method -> answers to lose after doing the work
     limiter: TokenBucket = field(default_factory=lambda: TokenBucket(1.0, 3))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,7 +86,6 @@ class SlackWorkspace:
             self.tokens = {SANDBOX_BOT_TOKEN: ALL_SCOPES}
             self.ims.clear()
             self.history.clear()
-            self.lose.clear()
             self.limiter.reset()
 
 
@@ -122,14 +119,6 @@ def _crm_emails() -> list[str]:
     for owner in (getattr(hubspot, "owners", None) or {}).values():
         emails.append(str(owner.get("email") or ""))
     return emails
-
-
-def _lose_answer(workspace: SlackWorkspace, method: str) -> bool:
-    with workspace.lock:
-        if workspace.lose.get(method, 0) > 0:
-            workspace.lose[method] -= 1
-            return True
-    return False
 
 
 @bp.route("/api/<method>", methods=["GET", "POST"])
@@ -213,12 +202,4 @@ def _post_message(workspace: SlackWorkspace, args: dict[str, Any]) -> Response:
     if not ok:
         return _answer({"ok": False, "error": "ratelimited"}, 429, Retry_After=retry_after_header(wait))
     message = workspace.post(channel, str(text), blocks, metadata)
-    if _lose_answer(workspace, "chat.postMessage"):
-        sock = request.environ.get("werkzeug.socket")
-        if sock is not None:  # the message is posted; the client never hears so
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        return Response(status=500)
     return _answer({"ok": True, "channel": channel, "ts": message["ts"], "message": message})

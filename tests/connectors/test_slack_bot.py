@@ -44,7 +44,9 @@ def test_scopes_lookup_and_one_dm_per_key(sandbox: SandboxCRM) -> None:
 
 
 def test_a_lost_answer_is_found_on_retry(sandbox: SandboxCRM) -> None:
-    _state(sandbox, members={"rep@acme.example": "U0REP0001"}, lose={"chat.postMessage": 1})
+    _state(sandbox, members={"rep@acme.example": "U0REP0001"})
+    requests.post(sandbox.base_url + "/_sandbox/faults", timeout=5, json={
+        "route": "^/api/chat.postMessage$", "kind": "lost_response", "count": 1}).raise_for_status()
     bot = _bot(sandbox)
     with pytest.raises(TransientConnectorError):
         bot.send_dm("U0REP0001", PAYLOAD, "lbkey-lost")
