@@ -186,6 +186,9 @@ def _waiting(res: Resources, outbox_id: int, why: str) -> None:
         if row is not None and row.status == "pending":
             row.error = why[:1000]
             row.updated_at = utcnow()
+            # Kept after it lands, so deliveries still say why it waited.
+            payload = dict(row.payload or {})
+            row.payload = {**payload, "waits": int(payload.get("waits") or 0) + 1, "last_wait": why[:500]}
 
 
 def _finish(res: Resources, outbox_id: int, status: str, result: ActionResult | None, error: str | None) -> None:

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from core.feature_schema import FieldKind
 from services.inbox import HistoryEntry, InboxEventView
@@ -207,6 +215,7 @@ class OutboxItemOut(Out):
             return None
         return {"kind": (payload.get("action") or {}).get("kind"), "params": (payload.get("action") or {}).get("params"),
                 "rule": payload.get("rule"), "rule_id": payload.get("rule_id"), "result": payload.get("result"),
+                "waits": payload.get("waits") or 0, "last_wait": payload.get("last_wait"),
                 "replayed_at": payload.get("replayed_at")}
 
 
