@@ -40,6 +40,7 @@ class LazyGroup(click.Group):
         "model": "cli.model_commands:model",
         "fields": "cli.fields_commands:fields",
         "value": "cli.value_commands:value",
+        "rules": "cli.rules_commands:rules",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
