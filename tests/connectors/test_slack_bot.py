@@ -70,3 +70,21 @@ def test_missing_scope_names_it_and_rate_limit_carries_retry_after(sandbox: Sand
         for i in range(10):
             bot.send_dm("U0REP0001", PAYLOAD, f"burst{i}", check_first=False)
     assert limited.value.code == "ratelimited" and limited.value.retry_after and limited.value.retry_after >= 1
+
+
+def test_doctor_names_missing_bot_scopes(sandbox: SandboxCRM) -> None:
+    from cli.doctor import FAIL, OK, SKIP, WARN, check_slack_bot
+    from core.settings import load_settings
+
+    def check(token: str | None) -> tuple[str, str]:
+        settings = load_settings({"slack_bot_token": token, "slack_api_url": sandbox.base_url + "/api/"},
+                                 env_file=None)
+        result = check_slack_bot(settings)
+        return result.state, result.detail
+
+    _state(sandbox, tokens={"xoxb-narrow": ["chat:write", "users:read"]})
+    assert check(SANDBOX_BOT_TOKEN)[0] == OK
+    state, detail = check("xoxb-narrow")
+    assert state == WARN and "missing scope(s) users:read.email, im:write, im:history" in detail
+    assert check("xoxb-revoked")[0] == FAIL
+    assert check(None)[0] == SKIP
