@@ -102,6 +102,10 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
             # The turn is decided once, here, and kept in the payload: a retry picks the same owner.
             turn = int(res.redis.incr(ACTION_TURN_KEY.format(rule=rule.id, index=index))) - 1
             target = dataclasses.replace(target, turn=turn)
+            owners = list(action.params.get("owners") or [])
+            if owners:
+                # The crossing's later actions (its task, the owner DM) address the owner this turn picks.
+                base = dataclasses.replace(base, owner_id=str(owners[turn % len(owners)]))
         row = OutboxItem(target=where or "crm", kind="action", object_type=target.object_type,
                          object_id=target.object_id, lead_id=base.lead_id, action_key=key,
                          status="pending" if where else "skipped",

@@ -180,13 +180,15 @@ def test_each_action_once_per_crossing_not_again_in_the_cooldown_and_a_replay_fi
 @pytest.mark.slow
 def test_round_robin_turns_are_decided_once_per_crossing(action_world: ActionWorld) -> None:
     w = action_world
-    w.rule([{"kind": "crm_owner", "params": {"owners": ["7001", "7002", "7003"]}}])
+    w.rule([{"kind": "crm_owner", "params": {"owners": ["7001", "7002", "7003"]}}, TASK])
     leads = [w.contact(f"p{i}@acme.example", owner=None) for i in range(4)]
-    assert w.cross(*leads) == 4
-    rows = w.settled(4)
+    assert w.cross(*leads) == 8
+    rows = [r for r in w.settled(8) if r.payload["action"]["kind"] == "crm_owner"]
     owners = [w.sandbox.store.hs_get("contacts", r.object_id)["properties"]["hubspot_owner_id"] for r in rows]
     assert owners == ["7001", "7002", "7003", "7001"]
     assert [r.payload["target"]["turn"] for r in rows] == [0, 1, 2, 3]
+    # The crossing's task goes to the owner its turn picked.
+    assert sorted(t["properties"]["hubspot_owner_id"] for t in w.tasks()) == sorted(owners)
 
 
 @pytest.mark.slow
