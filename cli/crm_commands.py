@@ -68,7 +68,7 @@ def setup_hubspot(access_token: str, base_url: str | None, check_only: bool) -> 
                                              "Application); without it, only report what is missing.")
 def setup_salesforce(username: str | None, password: str | None, security_token: str | None, domain: str,
                      instance_url: str | None, session_id: str | None, sandbox_url: str | None, create: bool) -> None:
-    """Check Leadbridge_*__c fields on Lead, Contact and Account; report exactly what is missing."""
+    """Check Leadbridge_*__c fields on Lead, Contact, Account and the Task action key; report what is missing."""
     session, sandbox_instance_url = sandbox_session(sandbox_url)
     if sandbox_url and session_id and not instance_url:
         instance_url = sandbox_instance_url

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, request
 
 from sandbox.control import FaultSpecError
+from sandbox.crm_actions import HUBSPOT_SCOPES, demo_ids
 from sandbox.current import current_sandbox
 from sandbox.slack_sink import WEBHOOK_ERRORS
 from sandbox.store import HubSpotValidationError, SalesforceRecordError
@@ -99,7 +100,23 @@ def info() -> Response:
                 "limits": {"hubspot_requests": cfg.hubspot_rate_max, "hubspot_window_seconds": cfg.hubspot_rate_window,
                            "hubspot_search_per_second": cfg.hubspot_search_per_second,
                            "salesforce_daily_api_max": cfg.salesforce_daily_api_max,
-                           "slack_per_second": cfg.slack_rate, "slack_burst": cfg.slack_burst}})
+                           "slack_per_second": cfg.slack_rate, "slack_burst": cfg.slack_burst},
+                "actions": demo_ids(sandbox.store),
+                "hubspot_revoked_scopes": sorted(cfg.hubspot_revoked_scopes)})
+
+
+@bp.route("/hubspot/scopes", methods=["PUT"])
+def set_hubspot_scopes() -> Response:
+    """Take scopes from (or give them back to) every private-app token: {"revoked": [scope, ...]} (a drill's 403)."""
+    revoked = _body().get("revoked")
+    if not isinstance(revoked, list) or not all(isinstance(s, str) for s in revoked):
+        return _bad("revoked must be a list of HubSpot scope names")
+    unknown = sorted(set(revoked) - HUBSPOT_SCOPES)
+    if unknown:
+        return _bad(f"unknown scope(s) {', '.join(unknown)}; the sandbox knows {', '.join(sorted(HUBSPOT_SCOPES))}")
+    cfg = current_sandbox().config
+    cfg.hubspot_revoked_scopes = set(revoked)
+    return _ok({"revoked": sorted(cfg.hubspot_revoked_scopes)})
 
 
 # ---------------------------------------------------------------------------------------------- faults

@@ -204,3 +204,22 @@ def required_scopes(method: str, path: str) -> list[str]:
         if otype in ("companies", "deals"):
             return [f"crm.objects.{otype}.{'read' if reading else 'write'}"]
     return []
+
+
+def demo_ids(store: Any) -> dict[str, Any]:
+    """The ids sandbox mode's rules name: HubSpot owners, lists, the sequence; Salesforce users, queue, campaign."""
+    return {"hubspot": dict(HUBSPOT_DEMO), "salesforce": dict(store.sf_demo)}
+
+
+def demo_rule_actions(store: Any, crm: str = "hubspot") -> dict[str, list[dict[str, Any]]]:
+    """Actions (Action.to_json()) for sandbox mode's default rules: a hot lead gets an owner (round robin), a task
+    for that owner and a DM; a warm one joins the nurture list (HubSpot) or campaign (Salesforce)."""
+    if crm == "hubspot":
+        owners: list[str] = list(HUBSPOT_DEMO["owners"])
+        nurture = HUBSPOT_DEMO["nurture_list"]
+    else:
+        owners, nurture = list(store.sf_demo["users"]), store.sf_demo["campaign"]
+    hot = [{"kind": "crm_owner", "params": {"owners": owners}},
+           {"kind": "crm_task", "params": {"due_days": 1, "priority": "high"}},
+           {"kind": "slack_owner_dm", "params": {}}]
+    return {"hot": hot, "warm": [{"kind": "crm_list", "params": {"list_id": nurture}}]}

@@ -41,6 +41,35 @@ def _body_of(kind: type) -> Any:
     return data
 
 
+# ---------------------------------------------------------------------------------------------- owner checks
+@bp.before_request
+def check_owner_values() -> Response | None:
+    """An API write naming a hubspot_owner_id that is no active owner is refused as HubSpot refuses it
+    (VALIDATION_ERROR, INVALID_OWNER_ID). Only API writes: the sandbox's own records are seeded in-process."""
+    if request.method not in ("POST", "PATCH") or not request.path.startswith("/crm/v3/objects/"):
+        return None
+    try:
+        data = json.loads(request.get_data(cache=True) or b"null")
+    except ValueError:
+        return None  # the route answers malformed JSON itself
+    if not isinstance(data, dict):
+        return None
+    items = [i for i in data.get("inputs") or [] if isinstance(i, dict)] if "inputs" in data else [data]
+    values = {str(props["hubspot_owner_id"]) for i in items
+              if isinstance(props := i.get("properties"), dict) and props.get("hubspot_owner_id") not in (None, "")}
+    with current_sandbox().store.lock:
+        owners = _state().owners
+        bad = sorted(v for v in values if v not in owners or owners[v]["archived"])
+    if not bad:
+        return None
+    problems = [{"isValid": False, "message": f"{v} is not a valid owner id", "error": "INVALID_OWNER_ID",
+                 "name": "hubspot_owner_id"} for v in bad]
+    return hs_error(400, "Property values were not valid: " + json.dumps(problems), "VALIDATION_ERROR",
+                    errors=[{"message": p["message"], "in": "hubspot_owner_id", "code": "INVALID_OWNER_ID",
+                             "subCategory": None, "context": {}} for p in problems],
+                    context={"propertyName": ["hubspot_owner_id"]})
+
+
 # ---------------------------------------------------------------------------------------------- owners
 def _archived() -> bool:
     return request.args.get("archived", "false").lower() == "true"
@@ -141,8 +170,10 @@ def _change_members(list_id: str, adding: bool) -> Response:
                 del members[rid]
                 changed.append(rid)
         found["updatedAt"] = iso_ms()
-    # hubspot-api-client's MembershipsUpdateResponse spells the added ids "recordsIdsAdded".
-    return _json({"recordsIdsAdded": changed if adding else [], "recordIdsRemoved": [] if adding else changed,
+    # HubSpot's API reference names the added ids recordIdsAdded; its OpenAPI spec (and so hubspot-api-client's
+    # MembershipsUpdateResponse) recordsIdsAdded. The sandbox sends both so either reader sees them.
+    added = changed if adding else []
+    return _json({"recordIdsAdded": added, "recordsIdsAdded": added, "recordIdsRemoved": [] if adding else changed,
                   "recordIdsMissing": missing})
 
 

@@ -214,15 +214,18 @@ class SandboxCRM:
         return _fault_response(g.family, int(fault.status), fault.body, fault.retry_after)
 
     def _after(self, resp: Response) -> Response:
-        if g.get("lose_response"):
-            _drop_connection()
         token = getattr(g, "sandbox_token", None)
         if token is None and g.get("family") in ("hubspot", "salesforce"):
             header = request.headers.get("Authorization", "")
             token = hashlib.sha256(header.encode()).hexdigest()[:10] if header else None
+        lost = bool(g.get("lose_response"))
+        # Logged before a lost answer's connection drops: the client's retry must find this request in the log.
         self.requests.add(t=g.get("t0", time.time()), t_end=time.time(), method=request.method, path=request.path,
-                          family=g.get("family", "other"), status=0 if g.get("dropped") else resp.status_code,
+                          family=g.get("family", "other"),
+                          status=0 if g.get("dropped") or lost else resp.status_code,
                           fault=g.get("fault"), retry_after=resp.headers.get("Retry-After"), token=token)
+        if lost:
+            _drop_connection()
         return resp
 
     def _not_found(self, _exc: Exception) -> Response:
@@ -276,6 +279,7 @@ class SandboxCRM:
         self.slack_limiter.reset()
         self.slack.clear()
         self.slack_api.clear()
+        self.config.hubspot_revoked_scopes.clear()
 
     def _data_file(self) -> Path:
         return Path(self.config.data_dir or ".") / "sandbox-crm.json"

@@ -149,7 +149,12 @@ class _Parser:
                 raise self.error("sub-queries are not supported by the sandbox SOQL subset")
             raw_fields.append(self.ident())
         self.expect_kw("FROM")
-        obj_name = self.ident()
+        tok = self.peek()
+        if tok is not None and tok.kind == "ident" and tok.text.upper() == "GROUP":
+            self.i += 1  # the Group sObject (queues): GROUP is a keyword only in GROUP BY
+            obj_name = tok.text
+        else:
+            obj_name = self.ident()
         sobject = self.store.sf_sobject(obj_name)
         if sobject is None:
             raise SoqlError("INVALID_TYPE", f"\n{self.text}\n^\nERROR at Row:1:Column:1\nsObject type '{obj_name}' is "
@@ -205,8 +210,9 @@ class _Parser:
             rel, child = parts
             for fdef in self.store.sf_fields[self.sobject].values():
                 if (fdef.get("relationshipName") or "").lower() == rel.lower() and fdef["referenceTo"]:
-                    target = fdef["referenceTo"][0]
-                    cdef = self.store.sf_field(target, child)
+                    # A polymorphic relationship (a Lead's Owner: Group or User) takes the fields its targets have.
+                    cdef = next((c for t in fdef["referenceTo"] if (c := self.store.sf_field(t, child)) is not None),
+                                None)
                     if cdef is None:
                         break
                     return f"{fdef['relationshipName']}.{cdef['name']}"
@@ -344,8 +350,11 @@ def execute(query: Query, store: SandboxStore, version: str) -> list[dict[str, A
         for rec in store.sf_records[query.sobject].values():
             row = dict(rec)
             for rel, fdef in rel_defs.items():
-                parent_type = fdef["referenceTo"][0]
-                parent = store.sf_records.get(parent_type, {}).get(rec.get(fdef["name"]) or "")
+                parent_id = rec.get(fdef["name"]) or ""
+                # A polymorphic reference names its target by the id's key prefix (00G a Group, 005 a User).
+                parent_type = next((t for t in fdef["referenceTo"] if parent_id in store.sf_records.get(t, {})),
+                                   fdef["referenceTo"][0])
+                parent = store.sf_records.get(parent_type, {}).get(parent_id)
                 for fname in [f for f in query.fields + [o[0] for o in query.order] if f.startswith(rel + ".")]:
                     row[fname] = parent.get(fname.split(".", 1)[1]) if parent else None
                 row["__parent__" + rel] = (parent_type, parent["Id"]) if parent else None

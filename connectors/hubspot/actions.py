@@ -8,6 +8,7 @@ policy (shared rate-limit bucket); the whole action is the retry unit (connector
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from connectors import action_support as support
@@ -43,14 +44,15 @@ def create_task(connector: Any, action: Action, target: ActionTarget, key: str) 
     properties = {"hs_timestamp": str(int(due.timestamp() * 1000)), "hs_task_subject": subject,
                   "hs_task_body": support.task_notes(target, key), "hs_task_priority": priority,
                   "hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"}
-    if target.owner_id:
-        properties["hubspot_owner_id"] = str(target.owner_id)
+    owner = str(target.owner_id or "") or current_owner(connector, contact_id)
+    if owner:
+        properties["hubspot_owner_id"] = owner
     body = {"properties": properties, "associations": [
         {"to": {"id": contact_id},
          "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}]}]}
     created = connector._call("create task", lambda: connector._objects.basic_api.create("tasks", body),
                               retry=False)
-    owner = f" for owner {target.owner_id}" if target.owner_id else ""
+    owner = f" for owner {owner}" if owner else ""
     return ActionResult("done", f"task {created.id}{owner}, due {due.date().isoformat()}, priority {priority}",
                         str(created.id))
 
@@ -82,14 +84,19 @@ def set_owner(connector: Any, action: Action, target: ActionTarget, key: str) ->
                          "(archived or deleted)", 404)
     chosen = support.round_robin(active, target.turn)
     note = f" ({', '.join(skipped)} skipped: archived or deleted)" if skipped else ""
-    current = connector._call("read contact owner", lambda: connector._contacts.basic_api.get_by_id(
-        contact_id, properties=["hubspot_owner_id"]), retry=False)
-    if str((current.properties or {}).get("hubspot_owner_id") or "") == chosen:
+    if current_owner(connector, contact_id) == chosen:
         return ActionResult("exists", f"contact {contact_id} already owned by {chosen}{note}", chosen)
     connector._call("set contact owner", lambda: connector._contacts.basic_api.update(
         contact_id, {"properties": {"hubspot_owner_id": chosen}}), retry=False)
     return ActionResult("done", f"owner of contact {contact_id} set to {chosen} (turn {target.turn} of "
                                 f"{len(active)} active){note}", chosen)
+
+
+def current_owner(connector: Any, contact_id: str) -> str:
+    """The contact's hubspot_owner_id as HubSpot holds it now ("" when it has none)."""
+    current = connector._call("read contact owner", lambda: connector._contacts.basic_api.get_by_id(
+        contact_id, properties=["hubspot_owner_id"]), retry=False)
+    return str((current.properties or {}).get("hubspot_owner_id") or "")
 
 
 def _owner_is_active(connector: Any, owner_id: str) -> bool:
@@ -111,11 +118,20 @@ def add_to_list(connector: Any, action: Action, target: ActionTarget, key: str) 
     list_id = str(action.params.get("list_id") or "").strip()
     if not list_id:
         raise _permanent("crm_list: list_id required")
-    answer = connector._call(f"add to list {list_id}", lambda: connector.api.crm.lists.memberships_api.add(
-        list_id, [contact_id]), retry=False)
-    if contact_id in [str(i) for i in answer.record_ids_missing or []]:
+    raw = connector._call(f"add to list {list_id}", lambda: connector.api.crm.lists.memberships_api.add(
+        list_id, [contact_id], _preload_content=False), retry=False)
+    try:
+        answer = json.loads(raw.data or b"{}")
+    except ValueError:
+        answer = {}  # the membership is what counts; a retry would report it as already there
+    finally:
+        raw.release_conn()
+    # The SDK's model (HubSpot's OpenAPI spec) names the added ids recordsIdsAdded, the API reference
+    # recordIdsAdded: read either.
+    added = answer.get("recordIdsAdded") or answer.get("recordsIdsAdded") or []
+    if contact_id in [str(i) for i in answer.get("recordIdsMissing") or []]:
         raise _permanent(f"crm_list: HubSpot has no contact {contact_id} to add to list {list_id}", 404)
-    if contact_id in [str(i) for i in answer.records_ids_added or []]:
+    if contact_id in [str(i) for i in added]:
         return ActionResult("done", f"contact {contact_id} added to list {list_id}", list_id)
     return ActionResult("exists", f"contact {contact_id} already in list {list_id}", list_id)
 

@@ -26,9 +26,11 @@ from connectors.base import (AuthConnectorError, CallPolicy, ConnectorError, Crm
                              reasons_text, same_field_value, sampled_properties)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
-from connectors.salesforce import activity
-from connectors.salesforce.fields import GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
+from connectors.salesforce import actions, activity
+from connectors.salesforce.fields import (ACTION_KEY_FIELD, GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES,
+                                          WRITTEN_FIELD_NAMES)
 from connectors.salesforce.outcomes import outcome_of_record
+from core.actions import Action, ActionResult, ActionTarget
 from core.records import Account, Lead, LeadActivity, Outcome
 from core.settings import Settings
 from core.values import clean_account, clean_lead
@@ -71,6 +73,11 @@ def field_specs() -> list[FieldSpec]:
                 "description": "pilot or control: whether leadbridge shows this lead's score"}
         specs.append(FieldSpec(sobject, GROUP_FIELD_NAME, meta["label"], "Text",
                                {"FullName": f"{sobject}.{GROUP_FIELD_NAME}", "Metadata": meta}))
+    # A rule's task (issue 16) is upserted by this unique External ID: a retry can never make a second one.
+    key = {"type": "Text", "label": "Leadbridge Action Key", "length": 40, "externalId": True, "unique": True,
+           "caseSensitive": False, "description": "The rule action that made this task (its idempotency key)"}
+    specs.append(FieldSpec("Task", ACTION_KEY_FIELD, key["label"], "Text",
+                           {"FullName": f"Task.{ACTION_KEY_FIELD}", "Metadata": key}))
     return specs
 
 
@@ -188,8 +195,9 @@ class SalesforceConnector(CallPolicy):
                 raise map_salesforce_error(exc, "login") from exc
         return self._client
 
-    def _call(self, action: str, fn: Callable[[Salesforce], T]) -> T:
-        """One API call: take a rate-limit token, map errors, retry transient ones, track the API budget."""
+    def _call(self, action: str, fn: Callable[[Salesforce], T], retry: bool = True) -> T:
+        """One API call: take a rate-limit token, map errors, retry transient ones (unless `retry` is False: the
+        caller retries a larger unit), track the API budget."""
         def attempt() -> T:
             sf = self.sf
             if self.limiter is not None:
@@ -204,8 +212,14 @@ class SalesforceConnector(CallPolicy):
                 self.api_usage = (int(usage.used), int(usage.total))
             return result
 
+        if not retry:
+            return attempt()
         return call_with_retries(attempt, attempts=self.retry_attempts, max_elapsed=self.retry_max_elapsed,
                                  sleep=self.sleep)
+
+    def run_action(self, action: Action, target: ActionTarget, key: str) -> ActionResult:
+        """Carry out one CRM rule action once for idempotency `key` (see connectors/salesforce/actions.py)."""
+        return actions.run_action(self, action, target, key)
 
     def api_budget(self) -> dict[str, int]:
         """Daily API budget: {used, limit, remaining}, from the last Sforce-Limit-Info (or /limits if none yet)."""
@@ -285,7 +299,7 @@ class SalesforceConnector(CallPolicy):
         missing: list[FieldSpec] = []
         problems: list[str] = []
         described: dict[str, dict[str, dict[str, Any]]] = {}
-        for sobject in SCORED_OBJECTS:
+        for sobject in dict.fromkeys(spec.object_type for spec in field_specs()):
             desc = self._call(f"describe {sobject}", lambda sf, o=sobject: getattr(sf, o).describe())
             described[sobject] = {f["name"].lower(): f for f in desc.get("fields", [])}
         for spec in field_specs():
@@ -299,6 +313,8 @@ class SalesforceConnector(CallPolicy):
             expected = _DESCRIBE_TYPES[spec.field_type]
             if current.get("type") != expected:
                 problems.append(f"{spec.full_name} has type {current.get('type')!r}, expected {expected!r}")
+            if spec.metadata["Metadata"].get("externalId") and not current.get("externalId"):
+                problems.append(f"{spec.full_name} exists but is not an External ID (upserts need one)")
         return ProvisionReport((), tuple(existing), tuple(missing), tuple(problems))
 
     def provision_fields(self, create: bool = False) -> ProvisionReport:

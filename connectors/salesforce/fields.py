@@ -17,6 +17,7 @@ SCORE_FIELD_NAMES = {
 }
 GROUP_FIELD_NAME = "Leadbridge_Group__c"  # a Lead's or Contact's pilot group (never mapped elsewhere)
 GROUP_OBJECTS = ("Lead", "Contact")
+ACTION_KEY_FIELD = "Leadbridge_Action_Key__c"  # Task External ID: the rule action (idempotency key) that made it
 WRITTEN_FIELD_NAMES = {**SCORE_FIELD_NAMES, "group": GROUP_FIELD_NAME}
 MAPPED_OBJECTS = ("Lead", "Contact", "Account")  # the objects whose score fields an admin can map
 # The objects whose fields an admin can map to model features (the people leadbridge scores).

@@ -136,7 +136,7 @@ def test_salesforce_discovery_reads_custom_fields_with_fill_rates(sandbox: Sandb
     assert found["Plan__c"].custom and found["Plan__c"].crm_type == "picklist" and found["Plan__c"].options == 3
     assert found["Seats__c"].crm_type == "double" and found["Seats__c"].fill_rate == pytest.approx(0.75)
     assert found["Partner__c"].fill_rate == 1.0  # a checkbox is never empty in Salesforce
-    assert not found["Email"].custom and found["OwnerId"].references == "User"
+    assert not found["Email"].custom and found["OwnerId"].references == "Group,User"
     assert found["Industry"].options > 10 and found["LeadSource"].options == 5
 
     kinds = {name: suggest_kind(info) for name, info in found.items()}

@@ -72,7 +72,9 @@ def leads(sandbox: SandboxCRM, t0: datetime) -> dict[str, str]:
                     user_id=REP)
     _deal(sandbox, a, t0 + DAY + HOUR, "5000", "closedwon", t0 + 20 * DAY)
     _deal(sandbox, a, t0 + 3 * DAY, "2500.5", "closedlost", t0 + 10 * DAY)
-    # leadbridge's own task for the rep, created through the API (the private app's user is its creator).
+    # leadbridge's own task for the rep, created through the API (the private app's user is its creator); the
+    # API takes only an owner HubSpot knows.
+    store.hs_actions.add_owner(REP, "rep@acme.io", "Rep", "One", int(REP))
     _sdk(sandbox).crm.objects.tasks.basic_api.create({
         "properties": {"hs_timestamp": iso_ms(_at(t0 + 2 * MIN)), "hs_task_subject": "Call this hot lead",
                        "hubspot_owner_id": REP},
