@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from cli.supervisor import Child, cli_argv
 from core.settings import Settings
-from sandbox.crm_actions import HUBSPOT_DEMO
+from sandbox.crm_actions import demo_rule_actions
 from sandbox.server import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH
 from sandbox.slack_api import SANDBOX_BOT_TOKEN
 from services.pilots import PilotInput, start_pilot
@@ -117,12 +117,10 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
 def default_rules() -> list[AlertRule]:
     """The rules sandbox mode starts with, showing each kind of action on the simulated funnel: hot A/B leads get an
     owner (round robin over the sandbox's owners), a task and a Slack DM to that owner; warm ones join the nurture
-    list (sandbox.crm_actions.HUBSPOT_DEMO names the sandbox's owners and list)."""
-    hot = [{"kind": "crm_owner", "params": {"owners": list(HUBSPOT_DEMO["owners"])}},
-           {"kind": "crm_task", "params": {"subject": "Call this hot lead", "due_days": 1, "priority": "high"}},
-           {"kind": "slack_owner_dm", "params": {}},
-           {"kind": "slack_channel", "params": {}}]
-    warm = [{"kind": "crm_list", "params": {"list_id": HUBSPOT_DEMO["nurture_list"]}}]
+    list (sandbox.crm_actions.demo_rule_actions names the sandbox's owners and list)."""
+    demo = demo_rule_actions(None, "hubspot")  # sandbox mode runs the HubSpot sandbox
+    hot = [*demo["hot"], {"kind": "slack_channel", "params": {}}]
+    warm = demo["warm"]
     return [AlertRule(name="Hot A/B leads", threshold=75, channel="#sales", cooldown_minutes=1440,
                       routing={"segment": {"grades": ["A", "B"]}}, enabled=True, actions=hot),
             AlertRule(name="Warm leads: nurture", threshold=50, channel="#marketing", cooldown_minutes=7 * 1440,
