@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import shared_task
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,6 +45,9 @@ CHANNEL_ONLY = [{"kind": "slack_channel", "params": {}}]
 MAX_ATTEMPTS = 14  # with BACKOFF_CAP, about five minutes of waiting before a still-refused action fails
 BACKOFF_CAP = 30.0  # seconds between tries at most (a Retry-After above it is honoured)
 CRMS = ("hubspot", "salesforce")
+# Actions addressed to the lead's owner: after a crm_owner action of the same crossing they wait for it, then go to
+# the owner it set (run side by side, a task could be made for the owner the lead had before).
+OWNER_ADDRESSED = ("crm_task", "slack_owner_dm")
 ACTOR = "leadbridge"
 
 
@@ -79,14 +83,17 @@ def build_target(lead: Lead, account: Account | None, rule: AlertRule, previous:
 
 
 def queue_actions(res: Resources, session: Session, rule: AlertRule, base: ActionTarget, rows: Sequence[LeadCrmId],
-                  crossed_at: datetime) -> list[int]:
-    """One outbox row per action of the rule for this crossing (not again for the same key); returns new row ids.
+                  crossed_at: datetime) -> tuple[list[int], int]:
+    """One outbox row per action of the rule for this crossing (not again for the same key); returns the ids of the
+    new rows to run now (those waiting for the crossing's owner action run when it is done) and how many it made.
 
     A CRM action for a lead with no record in that CRM is recorded as skipped, saying so.
     """
     crms = crm_id_map(rows)
     types = {(row.crm, row.object_id): row.object_type for row in rows}
     ids = []
+    made = 0
+    owner_row: OutboxItem | None = None  # the crossing's owner action, which its task and DM wait for
     for index, action in enumerate(rule_actions(rule)):
         key = action_key(rule.id, base.lead_id, crossed_at, index, action.kind)
         where = action_crm(action, crms)
@@ -102,26 +109,48 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
             # The turn is decided once, here, and kept in the payload: a retry picks the same owner.
             turn = int(res.redis.incr(ACTION_TURN_KEY.format(rule=rule.id, index=index))) - 1
             target = dataclasses.replace(target, turn=turn)
-            owners = list(action.params.get("owners") or [])
-            if owners:
-                # The crossing's later actions (its task, the owner DM) address the owner this turn picks.
-                base = dataclasses.replace(base, owner_id=str(owners[turn % len(owners)]))
+        waits = owner_row is not None and action.kind in OWNER_ADDRESSED and bool(where)
         row = OutboxItem(target=where or "crm", kind="action", object_type=target.object_type,
                          object_id=target.object_id, lead_id=base.lead_id, action_key=key,
                          status="pending" if where else "skipped",
-                         error=None if where else f"{action.kind}: the lead has no record in "
-                                                  f"{'HubSpot' if action.channel == 'hubspot' else 'a CRM'}",
+                         error=(f"waiting for the owner action (delivery {owner_row.id})" if waits and owner_row
+                                else None if where else f"{action.kind}: the lead has no record in "
+                                                        f"{'HubSpot' if action.channel == 'hubspot' else 'a CRM'}"),
                          payload={"action": action.to_json(), "target": dataclasses.asdict(target), "key": key,
                                   "rule_id": rule.id, "rule": rule.name, "channel": rule.channel,
-                                  "crossed_at": crossed_at.isoformat()})
+                                  "crossed_at": crossed_at.isoformat(),
+                                  **({"after": owner_row.id} if waits and owner_row else {})})
         try:
             with session.begin_nested():
                 session.add(row)
         except IntegrityError:
             continue  # this crossing's action is queued already
-        if where:
+        made += 1 if where else 0
+        if waits and owner_row is not None:
+            owner_row.payload = {**owner_row.payload, "then": [*owner_row.payload.get("then", []), row.id]}
+        elif where:
             ids.append(row.id)
-    return ids
+        if action.kind == "crm_owner" and where in CRMS and owner_row is None:
+            owner_row = row
+    return ids, made
+
+
+def release_after_owner(session: Session, row: OutboxItem, result: ActionResult | None) -> list[int]:
+    """The crossing's task and DM that waited for its owner action: addressed to the owner it set (when it did),
+    and returned to be queued. Each is released once (a replay of the owner action does not run them again)."""
+    chosen = result.vendor_id if result is not None and result.status in ("done", "exists") else None
+    released = []
+    for waiting in session.scalars(select(OutboxItem).where(OutboxItem.id.in_((row.payload or {}).get("then") or []),
+                                                            OutboxItem.status == "pending")):
+        payload = dict(waiting.payload or {})
+        if payload.get("released"):
+            continue
+        if chosen:
+            payload["target"] = {**payload["target"], "owner_id": chosen}
+        waiting.payload = {**payload, "released": True}
+        waiting.error = None
+        released.append(waiting.id)
+    return released
 
 
 def enqueue_actions(ids: Sequence[int]) -> None:
@@ -146,6 +175,8 @@ def run_action(self: Any, outbox_id: int, slot_reserved: bool = False) -> str:
         row = session.get(OutboxItem, outbox_id)
         if row is None or row.kind != "action" or row.status != "pending":
             return "gone"
+        if (row.payload or {}).get("after") and not (row.payload or {}).get("released"):
+            return "waiting"  # its owner action releases it when done
         row.attempts += 1
         attempts = row.attempts
         payload = dict(row.payload or {})
@@ -209,11 +240,13 @@ def _finish(res: Resources, outbox_id: int, status: str, result: ActionResult | 
             row.sent_at = utcnow()
         row.payload = payload
         kind = (payload.get("action") or {}).get("kind")
+        released = release_after_owner(session, row, result) if kind == "crm_owner" else []
         if status == "failed" or (result is not None and result.status == "fallback"):
             record(session, actor=ACTOR, action="rule_action.failed" if status == "failed" else "rule_action.fallback",
                    target=f"outbox:{row.id}",
                    after={"rule": payload.get("rule"), "kind": kind, "lead": row.lead_id,
                           "why": error or (result.detail if result else None)})
+    enqueue_actions(released)
     log.info("action.finished", extra={"outbox": outbox_id, "status": status, "kind": kind})
 
 

@@ -70,6 +70,7 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
         accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))} if account_ids else {}
     crossed_at = utcnow()
     queued: list[int] = []
+    made = 0
     with res.db.session(write=True) as session:
         crm_rows = crm_ids_of(session, [c.lead_id for c in rising])
         owners = owners_of(session, [c.lead_id for c in rising])
@@ -87,9 +88,11 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
                 rows = crm_rows.get(lead.id, [])
                 base = build_target(lead, account, rule, change.previous, change.current,
                                     owners.get(lead.id), crm_url(res, crm_id_map(rows)))
-                queued.extend(queue_actions(res, session, rule, base, rows, crossed_at))
+                ready, count = queue_actions(res, session, rule, base, rows, crossed_at)
+                queued.extend(ready)
+                made += count
     enqueue_actions(queued)
-    return len(queued)
+    return made
 
 
 @shared_task(name="tasks.alerts.send_alert", bind=True, max_retries=8, acks_late=True, ignore_result=True)
