@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.records import utcnow
 from storage.db import Database
-from storage.models import Account, AuditEntry, Lead, ScoreHistory
+from storage.models import Account, AuditEntry, Lead, OutboxItem, ScoreHistory
 from tests.admin.test_api import api  # noqa: F401 - the admin-token client fixture
 
 TASK = {"kind": "crm_task", "params": {"subject": "Call now", "due_days": 1, "priority": "high"}}
@@ -101,3 +101,63 @@ def test_dry_run_counts_crossings_with_segment_and_cooldown(api: Any, clean_db: 
     assert api("POST", "/alert-rules/dry-run", json={"rule_id": saved["id"]}).json["leads"] == 1  # its grade filter
     assert api("POST", "/alert-rules/dry-run", json={"threshold": 101}).status_code == 400
     assert api("POST", "/alert-rules/dry-run", json={"rule_id": 999999}).status_code == 404
+
+
+def test_action_deliveries_show_why_and_replay_with_the_same_key(api: Any, admin_client: Any,  # noqa: F811
+                                                                 broker: tuple[str, str], clean_db: Database) -> None:
+    from tests.admin.conftest import csrf_of
+    from tests.admin.test_api import queued
+
+    now = utcnow()
+    with clean_db.session() as session:
+        lead = Lead(email="ana@acme.example", grade="A")
+        session.add(lead)
+        session.flush()
+        failed = OutboxItem(
+            target="hubspot", kind="action", object_type="contact", object_id="101", lead_id=lead.id, status="failed",
+            attempts=1, action_key="lbfailedkey", error="HubSpot refused (HTTP 404): owner 7004 is archived",
+            payload={"action": {"kind": "crm_owner", "params": {"owners": ["7004"]}}, "key": "lbfailedkey",
+                     "rule": "Hot", "rule_id": 1, "target": {}}, created_at=now, updated_at=now)
+        sent = OutboxItem(
+            target="slack", kind="action", lead_id=lead.id, status="sent", attempts=2, action_key="lbsentkey",
+            payload={"action": {"kind": "slack_owner_dm", "params": {}}, "key": "lbsentkey", "rule": "Hot",
+                     "rule_id": 1, "target": {}, "waits": 1, "last_wait": "waiting: Slack refused (HTTP 429): x",
+                     "result": {"status": "fallback", "detail": "posted to #sales instead: owner 7001 is not in "
+                                                                 "Slack (users_not_found)", "vendor_id": None}},
+            created_at=now, updated_at=now, sent_at=now)
+        pending = OutboxItem(target="hubspot", kind="action", lead_id=lead.id, status="pending", action_key="lbbusy",
+                             payload={"action": {"kind": "crm_task", "params": {}}}, created_at=now, updated_at=now)
+        session.add_all([failed, sent, pending])
+        session.flush()
+        failed_id, sent_id, pending_id = failed.id, sent.id, pending.id
+
+    items = {i["id"]: i for i in api("GET", "/deliveries/outbox").json["items"]}
+    assert items[sent_id]["action_key"] == "lbsentkey"
+    assert items[sent_id]["action"]["result"]["status"] == "fallback"
+    assert items[sent_id]["action"]["last_wait"].startswith("waiting: Slack refused (HTTP 429)")
+    assert items[failed_id]["error"].startswith("HubSpot refused (HTTP 404)")
+    page = admin_client.get("/admin/deliveries?tab=outbox").get_data(as_text=True)
+    assert "slack_owner_dm · rule Hot · fallback: posted to #sales instead" in page
+    assert "waited 1x, last: waiting: Slack refused (HTTP 429)" in page
+
+    busy = api("POST", "/deliveries/actions/replay", json={"ids": [pending_id]})
+    assert busy.status_code == 409 and "still pending" in busy.json["message"]
+    replay = api("POST", "/deliveries/actions/replay", json={"ids": [failed_id, sent_id]})
+    assert replay.status_code == 202 and replay.json == {"replayed": [failed_id, sent_id], "queued": True}
+    assert sorted(queued(broker, "alerts"), key=lambda m: m["args"]) == [
+        {"task": "tasks.actions.run_action", "kwargs": {}, "args": [failed_id]},
+        {"task": "tasks.actions.run_action", "kwargs": {}, "args": [sent_id]}]
+    with clean_db.session() as session:
+        row = session.get(OutboxItem, failed_id)
+        assert (row.status, row.error, row.action_key) == ("pending", None, "lbfailedkey")  # the same key
+        assert row.payload["replayed_by"]
+        assert session.scalars(select(AuditEntry).where(AuditEntry.action == "delivery.replay_action")).first()
+        row.status = "failed"
+
+    # The Deliveries page replays a chosen action row the same way.
+    html = admin_client.get("/admin/deliveries?tab=outbox").get_data(as_text=True)
+    answer = admin_client.post("/admin/deliveries/replay-outbox", data={"ids": [str(failed_id)],
+                                                                         "csrf_token": csrf_of(html)})
+    assert answer.status_code == 302
+    with clean_db.session() as session:
+        assert session.get(OutboxItem, failed_id).status == "pending"
