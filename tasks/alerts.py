@@ -98,7 +98,10 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
 @shared_task(name="tasks.alerts.send_alert", bind=True, max_retries=8, acks_late=True, ignore_result=True)
 def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, current: int,
                slot_reserved: bool = False) -> bool:
-    """Post one hot-lead message (paced per channel; retried on Slack 429/5xx; never blocks scoring)."""
+    """Post one hot-lead message (paced per channel; retried on Slack 429/5xx; never blocks scoring).
+
+    Kept for messages queued before rule actions (0010): the alerts stage now queues tasks.actions.run_action.
+    """
     res = resources()
     with res.db.session() as session:
         lead = session.get(Lead, lead_id)
