@@ -16,6 +16,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from core.records import utcnow
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
@@ -264,3 +265,43 @@ def test_control_leads_of_a_pilot_trigger_nothing(action_world: ActionWorld) -> 
     lead = w.contact("ana@acme.example")
     assert fire_alert_rules(w.res, [ScoreChange(lead, 60, 90, True, False, group="control", hidden=True)]) == 0
     assert w.rows() == []
+
+
+def test_the_same_crossing_is_queued_once(res: Resources, db: Database) -> None:
+    """The unique action key: queuing a crossing again (a re-run of the alerts stage) adds no row."""
+    from tasks.actions import build_target, queue_actions
+
+    crossed_at = utcnow()
+    with db.session() as session:
+        rule = AlertRule(name="Once", threshold=75, channel="#sales", cooldown_minutes=60, routing={}, enabled=True,
+                         actions=[{"kind": "slack_channel"}, TASK])
+        lead = Lead(email="once@acme.example", grade="A")
+        session.add_all([rule, lead])
+        session.flush()
+        rows = [LeadCrmId(lead_id=lead.id, crm="hubspot", object_type="contact", object_id="101")]
+        session.add_all(rows)
+        base = build_target(lead, None, rule, 60, 90, None, None)
+        first = queue_actions(res, session, rule, base, rows, crossed_at)
+    with db.session() as session:
+        again = queue_actions(res, session, session.get(AlertRule, rule.id), base, rows, crossed_at)
+        other = queue_actions(res, session, session.get(AlertRule, rule.id), base, rows, utcnow())
+    assert (len(first[0]), first[1]) == (2, 2)
+    assert again == ([], 0)  # the same crossing: nothing new
+    assert other[1] == 2  # a later crossing is its own
+    with db.session() as session:
+        keys = session.scalars(select(OutboxItem.action_key).where(OutboxItem.lead_id == lead.id)).all()
+    assert len(keys) == len(set(keys)) == 4
+
+
+@pytest.mark.slow
+def test_a_sequence_enrolment_lands_once_through_a_lost_answer(action_world: ActionWorld) -> None:
+    w = action_world
+    w.rule([{"kind": "crm_sequence", "params": {"sequence_id": "5001", "user_id": "3001",
+                                                "sender_email": "ava.hart@sandbox.invalid"}}])
+    lead = w.contact("ana@acme.example")
+    w.fault(route="^/automation/v4/sequences/enrollments$", method="POST", kind="lost_response", count=1)
+    assert w.cross(lead) == 1
+    [row] = w.settled(1)
+    assert row.status == "sent", row.error
+    assert w.sandbox.store.hs_actions.enrollments[row.object_id]["sequenceId"] == "5001"
+    assert row.payload["result"]["status"] == "exists"  # the retry after the lost answer found the enrolment
