@@ -16,15 +16,16 @@ from alembic import op
 revision = '0010'
 down_revision = '0009'
 
-CHANNEL_ONLY = '[{"kind": "slack_channel", "params": {}}]'
+CHANNEL_ONLY = [{"kind": "slack_channel", "params": {}}]
 
 
 def upgrade() -> None:
     with op.batch_alter_table('alert_rules') as batch:
         batch.add_column(sa.Column('actions', sa.JSON(), nullable=True))
-    # Keep today's behaviour for rules that exist: they posted to their channel, and they still do.
-    op.execute(sa.text("UPDATE alert_rules SET actions = :actions WHERE actions IS NULL")
-               .bindparams(sa.bindparam('actions', CHANNEL_ONLY)))
+    # Keep today's behaviour for rules that exist: they posted to their channel, and they still do. A typed table
+    # construct, so the value is bound as JSON on PostgreSQL (a text parameter into a json column is refused there).
+    rules = sa.table('alert_rules', sa.column('actions', sa.JSON()))
+    op.execute(rules.update().where(rules.c.actions.is_(None)).values(actions=CHANNEL_ONLY))
     with op.batch_alter_table('outbox') as batch:
         batch.add_column(sa.Column('action_key', sa.String(length=40), nullable=True))
         batch.create_index('ix_outbox_action_key', ['action_key'], unique=True)
