@@ -120,6 +120,7 @@ def update_alert(rule_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/alerts/dry-run")
+@security.admin_only  # the editor it serves is an admin's
 def dry_run_alert() -> ResponseReturnValue:
     """How many leads the editor's (unsaved) settings would have fired over the last 7 days, as JSON."""
     try:
