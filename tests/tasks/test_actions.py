@@ -305,3 +305,30 @@ def test_a_sequence_enrolment_lands_once_through_a_lost_answer(action_world: Act
     assert row.status == "sent", row.error
     assert w.sandbox.store.hs_actions.enrollments[row.object_id]["sequenceId"] == "5001"
     assert row.payload["result"]["status"] == "exists"  # the retry after the lost answer found the enrolment
+
+
+def test_a_salesforce_owner_gets_the_dm(res: Resources, sandbox: SandboxCRM,
+                                       settings_overrides: dict[str, Any]) -> None:
+    """The owner DM for a Salesforce Lead: the owner's User.Email (simple-salesforce) -> Slack (slack_sdk); a queue
+    owning the lead is nobody to message, so the channel gets it, saying why."""
+    from core.actions import Action, ActionTarget
+    from tasks.actions import carry_out
+    from tests.connectors.conftest import salesforce_for
+
+    bot = {"slack_bot_token": SANDBOX_BOT_TOKEN, "slack_api_url": sandbox.base_url + "/api/",
+           "slack_webhook_url": sandbox.base_url + SLACK_WEBHOOK_PATH, "alert_channel_interval": 0}
+    here = Resources(load_settings({**settings_overrides, **bot}, env_file=None), res.urls, res.db, res.redis)
+    here._connectors["salesforce"] = salesforce_for(sandbox)  # the sandbox org, through its routing session
+    owner = sandbox.store.sf_demo["users"][0]
+    target = ActionTarget(lead_id=1, crm="salesforce", object_type="Lead", object_id="00Q000000000001AAA",
+                          owner_id=owner, name="Ana Lopez", company="Acme", score=90, previous_score=60, grade="A")
+    payload = {"rule": "Hot", "channel": "#sales"}
+    done = carry_out(here, Action("slack_owner_dm"), target, "lbsfkey", payload, 1)
+    assert done.status == "done" and f"DM to owner {owner}" in done.detail
+    dms = requests.get(sandbox.base_url + "/_sandbox/slack/dms", timeout=5).json()["messages"]
+    assert [m["metadata"]["event_payload"]["key"] for m in dms] == ["lbsfkey"]
+    queue = sandbox.store.sf_demo["queue"]
+    fallback = carry_out(here, Action("slack_owner_dm"), dataclasses.replace(target, owner_id=queue), "lbsfkey2",
+                         payload, 1)
+    assert fallback.status == "fallback" and "has no e-mail in the CRM" in fallback.detail
+    assert len(sandbox.slack.list(SLACK_WEBHOOK_PATH)) == 1
