@@ -197,7 +197,7 @@ def run_action(self: Any, outbox_id: int, slot_reserved: bool = False) -> str:
     except ConnectorError as exc:
         _finish(res, outbox_id, "failed", None, _said(exc))
         return "failed"
-    except Exception as exc:  # noqa: BLE001 - a fault of ours: the row says so rather than staying pending forever
+    except Exception as exc:  # a fault of ours: the row says so rather than staying pending forever
         log.exception("action.crashed", extra={"outbox": outbox_id, "kind": action.kind})
         _finish(res, outbox_id, "failed", None, f"leadbridge could not carry it out ({type(exc).__name__}); see the "
                                                 "worker log")
