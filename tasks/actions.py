@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 CHANNEL_ONLY = [{"kind": "slack_channel", "params": {}}]
 MAX_ATTEMPTS = 14  # with BACKOFF_CAP, about five minutes of waiting before a still-refused action fails
 BACKOFF_CAP = 30.0  # seconds between tries at most (a Retry-After above it is honoured)
+# HubSpot's search index trails writes by a few seconds (connectors/hubspot/actions.py): a task retried sooner after
+# an answer that may have come after the commit (a dropped connection, a 5xx) could miss the first one's task.
+HUBSPOT_SEARCH_LAG = 10.0
 CRMS = ("hubspot", "salesforce")
 # Actions addressed to the lead's owner: after a crm_owner action of the same crossing they wait for it, then go to
 # the owner it set (run side by side, a task could be made for the owner the lead had before).
@@ -159,10 +162,13 @@ def enqueue_actions(ids: Sequence[int]) -> None:
         run_action.delay(outbox_id)
 
 
-def _backoff(exc: ConnectorError, retries: int) -> float:
+def _backoff(exc: ConnectorError, retries: int, action: Action, target: ActionTarget) -> float:
     wait = min(BACKOFF_CAP, 2.0 * 2 ** retries) * random.uniform(0.8, 1.2)
     if isinstance(exc, TransientConnectorError) and exc.retry_after:
         wait = max(wait, float(exc.retry_after))
+    maybe_committed = exc.status is None or exc.status >= 500  # a 429 or 403 was refused before anything was done
+    if action.kind == "crm_task" and target.crm == "hubspot" and maybe_committed:
+        wait = max(wait, HUBSPOT_SEARCH_LAG)
     return round(wait, 1)
 
 
@@ -191,7 +197,7 @@ def run_action(self: Any, outbox_id: int, slot_reserved: bool = False) -> str:
         if self.request.retries >= MAX_ATTEMPTS:
             _finish(res, outbox_id, "failed", None, _said(exc) + f" (gave up after {attempts} tries)")
             return "failed"
-        wait = _backoff(exc, self.request.retries)
+        wait = _backoff(exc, self.request.retries, action, target)
         _waiting(res, outbox_id, f"waiting: {_said(exc)}; try {attempts + 1} in {wait:.0f} s")
         raise self.retry(countdown=wait) from None
     except ConnectorError as exc:
