@@ -54,14 +54,15 @@ OWNER_ADDRESSED = ("crm_task", "slack_owner_dm")
 ACTOR = "leadbridge"
 
 
-def rule_actions(rule: AlertRule) -> list[Action]:
-    """The rule's actions (a rule from before 0010 posts to its channel); a stored action that no longer
-    parses is skipped and logged, so one bad action does not silence the others."""
+def rule_actions(rule: AlertRule) -> list[tuple[int, Action]]:
+    """The rule's actions with their places in it (a rule from before 0010 posts to its channel); a stored action
+    that no longer parses is skipped and logged, so one bad action does not silence the others (nor move their
+    places, which their idempotency keys name)."""
     out = []
     stored = rule.actions if rule.actions is not None else CHANNEL_ONLY
     for index, data in enumerate(stored):
         try:
-            out.append(Action.from_json(data))
+            out.append((index, Action.from_json(data)))
         except ActionSpecError as exc:
             log.warning("action.invalid", extra={"rule": rule.id, "index": index, "problem": str(exc)})
     return out
@@ -76,7 +77,8 @@ def action_crm(action: Action, crms: Mapping[str, str]) -> str | None:
     return action.channel if action.channel in crms else None
 
 
-def build_target(lead: Lead, account: Account | None, rule: AlertRule, previous: int | None, current: int, owner: str | None, crm_url: str | None) -> ActionTarget:
+def build_target(lead: Lead, account: Account | None, rule: AlertRule, previous: int | None, current: int,
+                 owner: str | None, crm_url: str | None) -> ActionTarget:
     """The lead as actions need it (the CRM record they act on is filled in per action by `queue_actions`)."""
     name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email or f"lead {lead.id}"
     return ActionTarget(lead_id=lead.id, crm=None, object_type=None, object_id=None, owner_id=owner, name=name,
@@ -97,7 +99,7 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
     ids = []
     made = 0
     owner_row: OutboxItem | None = None  # the crossing's owner action, which its task and DM wait for
-    for index, action in enumerate(rule_actions(rule)):
+    for index, action in rule_actions(rule):
         key = action_key(rule.id, base.lead_id, crossed_at, index, action.kind)
         where = action_crm(action, crms)
         target = base
