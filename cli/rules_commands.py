@@ -106,9 +106,7 @@ def add_command(name: str, **options: Any) -> None:
     """Create a rule (without --action it posts to its channel)."""
     from services import alerts as ops
 
-    options.setdefault("channel", None)
-    if not options.get("channel"):
-        options["channel"] = "#hot-leads"
+    options["channel"] = options.get("channel") or "#hot-leads"  # the admin's new-rule form suggests the same
     view = _run(lambda session, actor: ops.rule_view(ops.create_rule(session, actor, _input(name, None, **options))))
     click.echo(f"created {_describe(view)}")
 
