@@ -124,7 +124,7 @@ def check_slack(settings: Settings) -> Check:
 def check_slack_bot(settings: Settings) -> Check:
     """The Slack bot token (owner DMs) works and has the scopes they need (auth.test's x-oauth-scopes)."""
     from connectors.base import ConnectorError
-    from connectors.slack import DM_SCOPES, SlackBot
+    from connectors.slack import DM_RETRY_SCOPES, DM_SCOPES, SlackBot
 
     if settings.slack_bot_token is None:
         return Check("slack bot", SKIP, "SLACK_BOT_TOKEN not set: owner DMs post to the rule's channel instead")
@@ -134,8 +134,10 @@ def check_slack_bot(settings: Settings) -> Check:
         return Check("slack bot", FAIL, f"the token was refused: {exc.vendor_message}")
     missing = [scope for scope in DM_SCOPES if scope not in granted]
     if missing:
+        effect = ("a DM retried after a lost answer posts to the channel instead (its history cannot be checked)"
+                  if set(missing) <= set(DM_RETRY_SCOPES) else "owner DMs post to the channel instead")
         return Check("slack bot", WARN, f"missing scope(s) {', '.join(missing)}: add them to the Slack app and "
-                                        "reinstall it; until then owner DMs post to the channel")
+                                        f"reinstall it; until then {effect}")
     return Check("slack bot", OK, f"scopes {', '.join(DM_SCOPES)} granted")
 
 

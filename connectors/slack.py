@@ -141,9 +141,11 @@ def map_slack_response(status: int, body: str | None, headers: dict[str, Any] | 
 
 
 # --- the Web API with a bot token: direct messages to a lead's owner (rule action slack_owner_dm) -------------
-# users.lookupByEmail needs users:read.email; chat.postMessage chat:write; conversations.open (the DM's channel id)
-# im:write; conversations.history (did a message with this action's key land already?) im:history.
+# users.lookupByEmail needs users:read.email; chat.postMessage (to the user id: the app's DM with them) chat:write.
+# A retry first looks for the action's key in the DM: conversations.open (the DM's channel id) needs im:write,
+# conversations.history im:history.
 DM_SCOPES = ("users:read.email", "chat:write", "im:write", "im:history")
+DM_RETRY_SCOPES = ("im:write", "im:history")
 DM_METADATA_EVENT = "leadbridge_action"
 # Web API errors that mean the token cannot do this (the owner DM falls back to the channel and says why).
 _WEB_AUTH_ERRORS = {"missing_scope", "not_allowed_token_type", "invalid_auth", "not_authed", "token_revoked",
@@ -200,16 +202,17 @@ class SlackBot:
     def send_dm(self, user_id: str, payload: dict[str, Any], key: str, *, check_first: bool = True) -> DirectMessage:
         """Post `payload` to the DM with `user_id`, tagged with `key`; with `check_first`, a message with the same
         key in that DM's recent history is taken as sent (a retry after a lost response does not post twice)."""
-        channel = str((self._call("conversations_open", users=user_id).get("channel") or {}).get("id") or user_id)
         if check_first:
+            channel = str((self._call("conversations_open", users=user_id).get("channel") or {}).get("id") or "")
             history = self._call("conversations_history", channel=channel, limit=100, include_all_metadata=True)
             for message in history.get("messages") or []:
                 meta = message.get("metadata") or {}
                 if meta.get("event_type") == DM_METADATA_EVENT and (meta.get("event_payload") or {}).get("key") == key:
                     return DirectMessage(channel, str(message.get("ts") or ""), existed=True)
-        resp = self._call("chat_postMessage", channel=channel, text=payload.get("text") or "", blocks=payload.get("blocks"),
+        resp = self._call("chat_postMessage", channel=user_id, text=payload.get("text") or "",
+                          blocks=payload.get("blocks"),
                           metadata={"event_type": DM_METADATA_EVENT, "event_payload": {"key": key}})
-        return DirectMessage(str(resp.get("channel") or channel), str(resp.get("ts") or ""))
+        return DirectMessage(str(resp.get("channel") or ""), str(resp.get("ts") or ""))
 
 
 def map_web_api_error(response: Any) -> ConnectorError:

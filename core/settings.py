@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     slack_webhook_url: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_WEBHOOK_URL"))
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"),
-        description="a Slack app's bot token (xoxb-...) for owner DMs: users:read.email, chat:write, im:write, im:history")
+        description="a Slack app's bot token (xoxb-...) for owner DMs: users:read.email, chat:write (+ im:write, "
+                    "im:history for retries)")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL"),
                                description="the Slack Web API's base URL (the sandbox's in sandbox mode)")
 

@@ -56,6 +56,17 @@ def test_a_lost_answer_is_found_on_retry(sandbox: SandboxCRM) -> None:
     assert len(_dms(sandbox)) == 1
 
 
+def test_a_first_dm_needs_only_chat_write_and_the_lookup(sandbox: SandboxCRM) -> None:
+    _state(sandbox, members={"rep@acme.example": "U0REP0001"},
+           tokens={"xoxb-minimal": ["users:read.email", "chat:write"]})
+    bot = _bot(sandbox, "xoxb-minimal")
+    sent = bot.send_dm(bot.user_by_email("rep@acme.example") or "", PAYLOAD, "lbfirst", check_first=False)
+    assert sent.channel.startswith("D") and len(_dms(sandbox)) == 1
+    with pytest.raises(AuthConnectorError) as caught:  # a retry cannot look in the DM's history
+        bot.send_dm("U0REP0001", PAYLOAD, "lbfirst")
+    assert caught.value.code == "missing_scope" and "im:write" in str(caught.value.vendor_message)
+
+
 def test_missing_scope_names_it_and_rate_limit_carries_retry_after(sandbox: SandboxCRM) -> None:
     _state(sandbox, members={"rep@acme.example": "U0REP0001"}, tokens={"xoxb-narrow": ["chat:write"]})
     narrow = _bot(sandbox, "xoxb-narrow")
@@ -86,5 +97,8 @@ def test_doctor_names_missing_bot_scopes(sandbox: SandboxCRM) -> None:
     assert check(SANDBOX_BOT_TOKEN)[0] == OK
     state, detail = check("xoxb-narrow")
     assert state == WARN and "missing scope(s) users:read.email, im:write, im:history" in detail
+    _state(sandbox, tokens={"xoxb-no-history": ["chat:write", "users:read.email"]})
+    state, detail = check("xoxb-no-history")
+    assert state == WARN and "a DM retried after a lost answer posts to the channel instead" in detail
     assert check("xoxb-revoked")[0] == FAIL
     assert check(None)[0] == SKIP
