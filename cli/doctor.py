@@ -121,6 +121,26 @@ def check_slack(settings: Settings) -> Check:
     return Check("slack", FAIL, f"HTTP {response.status_code}: {response.text[:100]}")
 
 
+def check_slack_bot(settings: Settings) -> Check:
+    """The Slack bot token (owner DMs) works and has the scopes they need (auth.test's x-oauth-scopes)."""
+    from connectors.base import ConnectorError
+    from connectors.slack import DM_RETRY_SCOPES, DM_SCOPES, SlackBot
+
+    if settings.slack_bot_token is None:
+        return Check("slack bot", SKIP, "SLACK_BOT_TOKEN not set: owner DMs post to the rule's channel instead")
+    try:
+        granted = SlackBot(settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url).scopes()
+    except ConnectorError as exc:
+        return Check("slack bot", FAIL, f"the token was refused: {exc.vendor_message}")
+    missing = [scope for scope in DM_SCOPES if scope not in granted]
+    if missing:
+        effect = ("a DM retried after a lost answer posts to the channel instead (its history cannot be checked)"
+                  if set(missing) <= set(DM_RETRY_SCOPES) else "owner DMs post to the channel instead")
+        return Check("slack bot", WARN, f"missing scope(s) {', '.join(missing)}: add them to the Slack app and "
+                                        f"reinstall it; until then {effect}")
+    return Check("slack bot", OK, f"scopes {', '.join(DM_SCOPES)} granted")
+
+
 def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
     """Run every check in order."""
     return [
@@ -132,6 +152,7 @@ def run_checks(settings: Settings, urls: ServiceUrls) -> list[Check]:
         *check_pipeline(settings, urls),
         *(check_crm(crm, settings) for crm in PROVIDERS),
         check_slack(settings),
+        check_slack_bot(settings),
     ]
 
 

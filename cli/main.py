@@ -42,6 +42,7 @@ class LazyGroup(click.Group):
         "value": "cli.value_commands:value",
         "bands": "cli.bands_commands:bands",
         "outcomes": "cli.bands_commands:outcomes",
+        "rules": "cli.rules_commands:rules",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

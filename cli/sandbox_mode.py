@@ -1,7 +1,8 @@
 """Sandbox mode for `leadbridge run`: with no CRM credentials, the sandbox CRM and the simulator feed leadbridge.
 
 The sandbox CRM runs as a child process; leadbridge's workers talk to it with the real HubSpot SDK
-(HUBSPOT_BASE_URL points at it) and post Slack alerts to its webhook sink; it sends signed webhooks
+(HUBSPOT_BASE_URL points at it) and post Slack alerts to its webhook sink and owner DMs to its Slack Web API
+(default_rules: owners, tasks, DMs and a nurture list on the simulated funnel); it sends signed webhooks
 back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us, and its reps
 call the contacts (sandbox.live_reps) for the demo pilot that sandbox mode starts (see the Value page).
 """
@@ -18,7 +19,9 @@ from sqlalchemy import select
 
 from cli.supervisor import Child, cli_argv
 from core.settings import Settings
+from sandbox.crm_actions import demo_rule_actions
 from sandbox.server import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH
+from sandbox.slack_api import SANDBOX_BOT_TOKEN
 from services.pilots import PilotInput, start_pilot
 from storage.db import Database
 from storage.models import AlertRule, Source
@@ -49,7 +52,8 @@ def plan_sandbox(settings: Settings) -> SandboxPlan:
     """Choose the sandbox's address and the settings workers need to use it."""
     url = f"http://127.0.0.1:{settings.sandbox_port}"
     env = {"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": url,
-           "SLACK_WEBHOOK_URL": url + SLACK_WEBHOOK_PATH}
+           "SLACK_WEBHOOK_URL": url + SLACK_WEBHOOK_PATH, "SLACK_BOT_TOKEN": SANDBOX_BOT_TOKEN,
+           "SLACK_API_URL": url + "/api/"}
     data = str((settings.data_dir / "sandbox").resolve())
     child = Child("sandbox", cli_argv("sandbox", "--port", str(settings.sandbox_port), "--data-dir", data,
                                       "--hubspot-token", DEFAULT_HUBSPOT_TOKEN))
@@ -90,8 +94,7 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
             hubspot = _ensure_source(session, HUBSPOT_SOURCE, "hubspot")
             events = _ensure_source(session, EVENTS_SOURCE, "events")
             if session.scalars(select(AlertRule)).first() is None:
-                session.add(AlertRule(name="Hot leads", threshold=75, channel="#sales", cooldown_minutes=1440,
-                                      routing={}, enabled=True))
+                session.add_all(default_rules())
             if settings.simulator_rate > 0 and latest_pilot(session) is None:
                 # The demo pilot: 30% of new contacts are the control group (hidden scores, no alerts), so the
                 # simulator's reps show on the Value page what an alert is worth within minutes. Only with the
@@ -109,6 +112,19 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
         "kind": "hubspot", "url": hubspot_url, "client_secret": hubspot[1], "flush_seconds": 0.05,
     }).raise_for_status()
     return base + f"/webhooks/events/{events[0]}", events[1]
+
+
+def default_rules() -> list[AlertRule]:
+    """The rules sandbox mode starts with, showing each kind of action on the simulated funnel: hot A/B leads get an
+    owner (round robin over the sandbox's owners), a task and a Slack DM to that owner; warm ones join the nurture
+    list (sandbox.crm_actions.demo_rule_actions names the sandbox's owners and list)."""
+    demo = demo_rule_actions(None, "hubspot")  # sandbox mode runs the HubSpot sandbox
+    hot = [*demo["hot"], {"kind": "slack_channel", "params": {}}]
+    warm = demo["warm"]
+    return [AlertRule(name="Hot A/B leads", threshold=75, channel="#sales", cooldown_minutes=1440,
+                      routing={"segment": {"grades": ["A", "B"]}}, enabled=True, actions=hot),
+            AlertRule(name="Warm leads: nurture", threshold=50, channel="#marketing", cooldown_minutes=7 * 1440,
+                      routing={}, enabled=True, actions=warm)]
 
 
 def _ensure_source(session: object, name: str, kind: str) -> tuple[str, str]:

@@ -102,6 +102,8 @@ ADWIN_RETRAIN_KEY = PREFIX + "learning:adwin_retrain"
 ALERT_COOLDOWN_KEY = PREFIX + "alert:cool:{rule}:{lead}"
 # The next free send slot of one Slack channel (tasks.alerts pacing).
 ALERT_CHANNEL_KEY = PREFIX + "alert:chan:{channel}"
+# Counter of one rule action's round robin (tasks.actions, crm_owner): each crossing takes the next turn once.
+ACTION_TURN_KEY = PREFIX + "action:turn:{rule}:{index}"
 
 # --- web, CRM budget, processes ---------------------------------------------------------------------
 # An admin session (bridge.security), named by the SHA-256 of its id; expires when idle.

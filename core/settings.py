@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("SALESFORCE_INTEGRATION_USER_ID"),
         description="the API user's Id (default: read from /services/oauth2/userinfo): its activity is not a touch")
     slack_webhook_url: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_WEBHOOK_URL"))
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"),
+        description="a Slack app's bot token (xoxb-...) for owner DMs: users:read.email, chat:write (+ im:write, "
+                    "im:history for retries)")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=AliasChoices("SLACK_API_URL"),
+                               description="the Slack Web API's base URL (the sandbox's in sandbox mode)")
 
     @field_validator("database_url")
     @classmethod

@@ -242,6 +242,30 @@ def slack_state() -> Response:
     return _ok({"path": path, "error": error})
 
 
+@bp.route("/slack/api", methods=["POST"])
+def slack_api_state() -> Response:
+    """Shape the Slack workspace: {members: {email: user id}, absent: [emails], tokens: {token: [scopes]}} (each
+    optional; an absent e-mail is not a member even when a CRM owner has it)."""
+    data = _body()
+    workspace = current_sandbox().slack_api
+    members, absent, tokens = data.get("members") or {}, data.get("absent") or [], data.get("tokens") or {}
+    if not (isinstance(members, dict) and isinstance(absent, list) and isinstance(tokens, dict)):
+        return _bad("members and tokens are objects, absent a list")
+    if any(not isinstance(v, list) for v in tokens.values()):
+        return _bad("tokens map a token to a list of scopes")
+    with workspace.lock:
+        workspace.members.update({str(k).lower(): str(v) for k, v in members.items()})
+        workspace.absent.update(str(e).lower() for e in absent)
+        workspace.tokens.update({str(k): tuple(str(s) for s in v) for k, v in tokens.items()})
+    return _ok({"members": len(workspace.members), "tokens": len(workspace.tokens)})
+
+
+@bp.route("/slack/dms", methods=["GET"])
+def slack_dms() -> Response:
+    """Messages the bot posted in direct messages, oldest first per conversation."""
+    return _ok({"messages": current_sandbox().slack_api.dms()})
+
+
 # ---------------------------------------------------------------------------------------------- state
 @bp.route("/reset", methods=["POST"])
 def reset() -> Response:

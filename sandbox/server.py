@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from sandbox import admin, hubspot_actions_api, hubspot_api, salesforce_api, slack_sink
+from sandbox import admin, hubspot_actions_api, hubspot_api, salesforce_api, slack_api, slack_sink
 from sandbox.control import (
     FaultInjector,
     RequestLog,
@@ -75,6 +75,8 @@ def _family(path: str) -> str:
         return "salesforce"
     if path.startswith("/services/"):
         return "slack"
+    if path.startswith("/api/"):
+        return "slack_api"
     return "other"
 
 
@@ -110,6 +112,9 @@ def _fault_response(family: str, status: int, body: Any, retry_after: float | No
             503: ("SERVER_UNAVAILABLE", "Server unavailable (injected fault)"),
         }.get(status, ("UNKNOWN_EXCEPTION", "An unexpected error occurred (injected fault)"))
         text = json.dumps([{"message": message, "errorCode": code}])
+    elif family == "slack_api":  # the Web API: JSON with ok:false (a 429 says ratelimited)
+        ctype = "application/json; charset=utf-8"
+        text = json.dumps({"ok": False, "error": "ratelimited" if status == 429 else "internal_error"})
     else:
         ctype = "text/plain; charset=utf-8"
         text = {400: "invalid_payload", 403: "invalid_token", 404: "no_service", 410: "channel_is_archived",
@@ -158,6 +163,7 @@ class SandboxCRM:
         self.hs_search_limiter = SlidingWindowLimiter(cfg.hubspot_search_per_second, 1.0)
         self.slack_limiter = TokenBucket(cfg.slack_rate, cfg.slack_burst)
         self.slack = slack_sink.SlackMessages()
+        self.slack_api = slack_api.SlackWorkspace()
         self.sf_sessions: set[str] = {cfg.salesforce_session_id}
         self.sf_cursors = salesforce_api.QueryCursors()
         self.webhooks = WebhookDispatcher(self.store)
@@ -177,7 +183,7 @@ class SandboxCRM:
         app.before_request(self._before)
         app.after_request(self._after)
         # hubspot_actions_api adds its routes (owners, lists, sequences) to the HubSpot blueprint: same auth, limits.
-        for bp in (admin.bp, hubspot_actions_api.bp, salesforce_api.bp, slack_sink.bp):
+        for bp in (admin.bp, hubspot_actions_api.bp, salesforce_api.bp, slack_sink.bp, slack_api.bp):
             app.register_blueprint(bp)
         app.register_error_handler(404, self._not_found)
         app.register_error_handler(405, self._not_allowed)
@@ -272,6 +278,7 @@ class SandboxCRM:
         self.hs_search_limiter.reset()
         self.slack_limiter.reset()
         self.slack.clear()
+        self.slack_api.clear()
         self.config.hubspot_revoked_scopes.clear()
 
     def _data_file(self) -> Path:

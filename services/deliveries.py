@@ -17,7 +17,7 @@ from core.records import utcnow
 from storage.audit import record
 from storage.inbox import mark_enqueued
 from storage.models import InboxEvent, OutboxItem, Source
-from tasks.names import INGEST_TASK, WRITEBACK_TASK
+from tasks.names import ACTION_TASK, INGEST_TASK, WRITEBACK_TASK
 
 INBOX_STATUSES = ("pending", "done", "ignored", "failed", "dead", "discarded")
 OUTBOX_STATUSES = ("pending", "sent", "partial", "skipped", "failed", "dead")
@@ -156,10 +156,10 @@ def replay_outbox(session: Session, redis: Redis, actor: str, ids: Sequence[int]
     rows = list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(wanted)).order_by(OutboxItem.id)))
     if not rows:
         raise OperationError("none of those outbox rows exist", 404, "not_found")
-    unusable = [r.id for r in rows if r.target not in CRMS or r.lead_id is None]
+    unusable = [r.id for r in rows if r.target not in CRMS or r.lead_id is None or r.kind == "action"]
     if unusable:
         raise OperationError(f"row(s) {', '.join(map(str, unusable[:10]))} cannot be replayed: only CRM writes of one "
-                             "lead can (a batch summary or a Slack alert cannot)")
+                             "lead can (a batch summary or a Slack alert cannot; rule actions replay on their own)")
     leads: dict[str, list[int]] = {}
     now = utcnow()
     for row in rows:
@@ -183,5 +183,49 @@ def enqueue_writeback(celery: Celery, crms: Sequence[str]) -> bool:
         for crm in crms:
             celery.send_task(WRITEBACK_TASK, args=[crm], ignore_result=True)
     except Exception:  # noqa: BLE001 - broker down: the leads stay dirty; the next score or flush writes them
+        return False
+    return True
+
+
+def split_actions(session: Session, ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(rule-action rows, other rows) among outbox `ids`: the two replay differently."""
+    wanted = _ids(ids)
+    actions = set(session.scalars(select(OutboxItem.id).where(OutboxItem.id.in_(wanted), OutboxItem.kind == "action")))
+    return sorted(actions), [i for i in wanted if i not in actions]
+
+
+def replay_actions(session: Session, actor: str, ids: Sequence[int]) -> list[int]:
+    """Set rule-action rows back to pending to run again with the SAME idempotency key; returns the ids. Call
+    `enqueue_actions` with them after the commit.
+
+    The key goes to the CRM or Slack with the action, so a replay of an action that did land finds it there
+    instead of creating a second task, message or enrolment. A row still pending is left to its own retries.
+    """
+    wanted = _ids(ids)
+    rows = list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(wanted), OutboxItem.kind == "action")
+                                .order_by(OutboxItem.id)))
+    if not rows:
+        raise OperationError("none of those rule-action deliveries exist", 404, "not_found")
+    busy = [r.id for r in rows if r.status == "pending"]
+    if busy:
+        raise OperationError(f"action row(s) {', '.join(map(str, busy[:10]))} are still pending: they retry on their "
+                             "own", 409, "conflict")
+    now = utcnow()
+    before = {r.id: r.status for r in rows}
+    for row in rows:
+        row.payload = {**(row.payload or {}), "replayed_at": now.isoformat(), "replayed_by": actor}
+        row.status, row.error, row.sent_at = "pending", None, None
+    record(session, actor=actor, action="delivery.replay_action", target=f"outbox:{len(rows)} rows",
+           before={"status": before}, after={"ids": [r.id for r in rows][:100],
+                                             "keys": [str((r.payload or {}).get("key")) for r in rows][:100]})
+    return [r.id for r in rows]
+
+
+def enqueue_actions(celery: Celery, ids: Sequence[int]) -> bool:
+    """Hand replayed action rows to the workers (False when the broker is unreachable: they stay pending)."""
+    try:
+        for outbox_id in ids:
+            celery.send_task(ACTION_TASK, args=[outbox_id], ignore_result=True)
+    except Exception:  # noqa: BLE001 - broker down: the pending rows are durable; replay again when it is back
         return False
     return True

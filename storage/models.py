@@ -203,7 +203,7 @@ class OutboxItem(Base):
     __table_args__ = (Index("ix_outbox_status_created", "status", "created_at"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     target: Mapped[str] = mapped_column(String(20))  # hubspot | salesforce | slack
-    kind: Mapped[str] = mapped_column(String(20))  # fields | alert
+    kind: Mapped[str] = mapped_column(String(20))  # fields | alert | action
     object_type: Mapped[str | None] = mapped_column(String(20))
     object_id: Mapped[str | None] = mapped_column(String(64), index=True)
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
@@ -214,6 +214,8 @@ class OutboxItem(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # kind "action": core.actions.action_key of one action of one crossing, so it is queued once (0010)
+    action_key: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
 
 
 class Outcome(Base):
@@ -261,6 +263,9 @@ class AlertRule(Base):
     cooldown_minutes: Mapped[int] = mapped_column(Integer, default=1440)
     routing: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {"owner": {...}, "segment": {...}}
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # core.actions.Action.to_json() of each thing the rule does on a crossing (migration 0010)
+    actions: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON, default=lambda: [{"kind": "slack_channel", "params": {}}])
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 

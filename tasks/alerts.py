@@ -10,10 +10,20 @@ from celery import shared_task
 from sqlalchemy import select
 
 from connectors.base import ConnectorError, TransientConnectorError
-from core.keys import ALERT_CHANNEL_KEY, ALERT_COOLDOWN_KEY
+from core.keys import ALERT_COOLDOWN_KEY
+from core.records import utcnow
 from storage.leads import crm_id_map, crm_ids_of
 from storage.models import Account, AlertRule, Lead
+from storage.pilots import owners_of
 from storage.scores import ScoreChange
+from tasks.actions import (  # noqa: F401 - channel pacing and the notifier live with the actions that use them
+    MAX_ALERT_DELAY,
+    build_target,
+    enqueue_actions,
+    notifier_for,
+    queue_actions,
+    reserve_channel_slot,
+)
 from tasks.resources import Resources, resources
 
 log = logging.getLogger(__name__)
@@ -41,7 +51,8 @@ def matches_routing(rule: AlertRule, lead: Lead, account: Account | None) -> boo
 
 
 def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
-    """Queue one alert per (rule, lead) crossing, unless the lead is cooling down for that rule.
+    """Queue each action of a rule a lead crossed (one outbox row each, tasks.actions), unless the lead is cooling
+    down for that rule; returns the actions queued.
 
     A pilot's control leads (ScoreChange.hidden) trigger nothing: their scores are held back from reps.
     """
@@ -57,55 +68,47 @@ def fire_alert_rules(res: Resources, changes: Sequence[ScoreChange]) -> int:
         leads = {lead.id: lead for lead in session.scalars(select(Lead).where(Lead.id.in_([c.lead_id for c in rising])))}
         account_ids = [lead.account_id for lead in leads.values() if lead.account_id]
         accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(account_ids)))} if account_ids else {}
-    queued = 0
-    for change in rising:
-        lead = leads.get(change.lead_id)
-        if lead is None:
-            continue
-        for rule in rules:
-            if not crossed(rule, change) or not matches_routing(rule, lead, accounts.get(lead.account_id or -1)):
+    crossed_at = utcnow()
+    queued: list[int] = []
+    made = 0
+    with res.db.session(write=True) as session:
+        crm_rows = crm_ids_of(session, [c.lead_id for c in rising])
+        owners = owners_of(session, [c.lead_id for c in rising])
+        for change in rising:
+            lead = leads.get(change.lead_id)
+            if lead is None:
                 continue
-            key = ALERT_COOLDOWN_KEY.format(rule=rule.id, lead=lead.id)
-            if not res.redis.set(key, "1", nx=True, ex=max(1, rule.cooldown_minutes * 60)):
-                continue  # alerted recently for this rule
-            send_alert.delay(lead.id, rule.id, change.previous, change.current)
-            queued += 1
-    return queued
-
-
-# KEYS[1] the channel's next free slot (seconds, Redis clock); ARGV[1] the interval. Returns the wait for ours.
-_RESERVE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', math.ceil((slot + interval - now) * 1000) + 1000)
-return tostring(slot - now)
-"""
-MAX_ALERT_DELAY = 600.0  # seconds: an alert that would wait longer for its channel is dropped (and logged)
-
-
-def reserve_channel_slot(client: Any, channel: str, interval: float) -> float:
-    """Seconds until this message may go to `channel` (0 now), keeping `interval` between the channel's messages.
-
-    Each message reserves its own slot once. Pacing by retrying until the channel was free re-ran every
-    waiting alert every second (found by bench/e2e: hot leads at 500 events/s made alert retries a third
-    of the workers' time).
-    """
-    return float(client.eval(_RESERVE_LUA, 1, ALERT_CHANNEL_KEY.format(channel=channel), interval))
+            for rule in rules:
+                account = accounts.get(lead.account_id or -1)
+                if not crossed(rule, change) or not matches_routing(rule, lead, account):
+                    continue
+                key = ALERT_COOLDOWN_KEY.format(rule=rule.id, lead=lead.id)
+                if not res.redis.set(key, "1", nx=True, ex=max(1, rule.cooldown_minutes * 60)):
+                    continue  # alerted recently for this rule
+                rows = crm_rows.get(lead.id, [])
+                base = build_target(lead, account, rule, change.previous, change.current,
+                                    owners.get(lead.id), crm_url(res, crm_id_map(rows)))
+                ready, count = queue_actions(res, session, rule, base, rows, crossed_at)
+                queued.extend(ready)
+                made += count
+    enqueue_actions(queued)
+    return made
 
 
 @shared_task(name="tasks.alerts.send_alert", bind=True, max_retries=8, acks_late=True, ignore_result=True)
 def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, current: int,
                slot_reserved: bool = False) -> bool:
-    """Post one hot-lead message (paced per channel; retried on Slack 429/5xx; never blocks scoring)."""
+    """Post one hot-lead message (paced per channel; retried on Slack 429/5xx; never blocks scoring).
+
+    Kept for messages queued before rule actions (0010): the alerts stage now queues tasks.actions.run_action.
+    """
     res = resources()
     with res.db.session() as session:
         lead = session.get(Lead, lead_id)
         rule = session.get(AlertRule, rule_id)
         if lead is None or rule is None or not rule.enabled:
             return False
-        notifier = _notifier_for(res, rule)
+        notifier = notifier_for(res, rule)
         if notifier is None:
             return False
         account = session.get(Account, lead.account_id) if lead.account_id else None
@@ -131,29 +134,22 @@ def send_alert(self: Any, lead_id: int, rule_id: int, previous: int | None, curr
     return True
 
 
-def _notifier_for(res: Resources, rule: AlertRule) -> Any:
-    """The rule's own Slack webhook (stored encrypted) when it has one, else the global one."""
-    stored = (rule.routing or {}).get("webhook_url")
-    if not stored:
-        return res.slack()
-    from connectors.slack import SlackNotifier
-    from storage.crypto import decrypt
-
-    return SlackNotifier(decrypt(stored), retry_attempts=1)
-
-
 def build_alert(res: Resources, lead: Lead, account: Account | None, rule: AlertRule, previous: int | None,
                 current: int, crm_ids: Mapping[str, str]) -> Any:
     """The Block Kit alert content for a lead (name, company, score, grade, top reasons, CRM link)."""
     from connectors.slack import HotLeadAlert
 
     name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or lead.email or f"lead {lead.id}"
-    url = None
+    return HotLeadAlert(name=name, company=account.name if account else None, score=current, grade=lead.grade,
+                        reasons=list(lead.reasons or [])[:3], crm_url=crm_url(res, crm_ids), previous_score=previous,
+                        rule=rule.name, model_version=lead.model_version)
+
+
+def crm_url(res: Resources, crm_ids: Mapping[str, str]) -> str | None:
+    """A link to the lead's record in its CRM (HubSpot first), or None."""
     if crm_ids.get("hubspot"):
         base = res.settings.hubspot_base_url.replace("api.hubapi.com", "app.hubspot.com")
-        url = f"{base}/contacts/{crm_ids['hubspot']}"
-    elif crm_ids.get("salesforce") and res.settings.salesforce_instance_url:
-        url = f"{res.settings.salesforce_instance_url}/{crm_ids['salesforce']}"
-    return HotLeadAlert(name=name, company=account.name if account else None, score=current, grade=lead.grade,
-                        reasons=list(lead.reasons or [])[:3], crm_url=url, previous_score=previous, rule=rule.name,
-                        model_version=lead.model_version)
+        return f"{base}/contacts/{crm_ids['hubspot']}"
+    if crm_ids.get("salesforce") and res.settings.salesforce_instance_url:
+        return f"{res.settings.salesforce_instance_url}/{crm_ids['salesforce']}"
+    return None

@@ -12,8 +12,8 @@ from tasks.config import CeleryConfig
 from tasks.schedule import intervals
 
 # Modules whose tasks every worker registers.
-TASK_MODULES = ["tasks.system", "tasks.ingest", "tasks.score", "tasks.writeback", "tasks.alerts", "tasks.maintenance",
-                "tasks.learning", "tasks.online_learning", "tasks.value", "tasks.bands"]
+TASK_MODULES = ["tasks.system", "tasks.ingest", "tasks.score", "tasks.writeback", "tasks.alerts", "tasks.actions",
+                "tasks.maintenance", "tasks.learning", "tasks.online_learning", "tasks.value", "tasks.bands"]
 
 
 def create_celery(settings: Settings | None = None, urls: ServiceUrls | None = None) -> Celery:

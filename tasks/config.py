@@ -15,6 +15,7 @@ TASK_ROUTES = {
     "tasks.score.*": {"queue": "score"},
     "tasks.writeback.*": {"queue": "writeback"},
     "tasks.alerts.*": {"queue": "alerts"},
+    "tasks.actions.*": {"queue": "alerts"},
     "tasks.learning.*": {"queue": "learning"},
     "tasks.online_learning.*": {"queue": "learning"},
     "tasks.value.*": {"queue": "learning"},

@@ -220,6 +220,16 @@ def replay_outbox(body: s.Replay) -> ResponseReturnValue:
     return s.OutboxReplayResult(leads=leads, queued=queued), 202
 
 
+@endpoint("/deliveries/actions/replay", "POST", summary="Replay rule actions", tag="deliveries", role="admin",
+          body=s.Replay, responses={202: (s.ActionReplayResult, "set back to pending and queued"), **WRITE,
+                                    **_errors(404, 409)})
+def replay_actions(body: s.Replay) -> ResponseReturnValue:
+    """Run rule actions again with their own idempotency keys: one that landed is found, never made twice."""
+    ids, queued = _commit_then_queue(lambda session, _: delivery_ops.replay_actions(session, _actor(), body.ids),
+                                     delivery_ops.enqueue_actions)
+    return s.ActionReplayResult(replayed=ids, queued=queued), 202
+
+
 # --- dead letters -----------------------------------------------------------------------------------
 
 
@@ -486,6 +496,18 @@ def create_alert_rule(body: s.AlertRuleCreate) -> ResponseReturnValue:
         rule = alert_ops.create_rule(session, _actor(), _rule_input(body))
         out = s.AlertRuleOut.model_validate(alert_ops.rule_view(rule))
     return out, 201
+
+
+@endpoint("/alert-rules/dry-run", "POST", summary="Dry-run a rule over recent score history", tag="alert rules",
+          body=s.AlertRuleDryRun, responses={200: (s.DryRunOut, "how many leads would have fired it"), **READ,
+                                             **_errors(400, 404)})
+def dry_run_alert_rule(body: s.AlertRuleDryRun) -> ResponseReturnValue:
+    """Count the leads whose score history crossed these settings (threshold, segment, cooldown), before saving."""
+    data = body.model_dump(exclude={"rule_id", "days"})
+    with _db() as session:
+        result = alert_ops.dry_run(session, alert_ops.RuleInput(**data), body.rule_id, days=body.days)
+    return s.DryRunOut(leads=result.leads, crossings=result.crossings, days=result.days, since=result.since,
+                       examples=result.examples), 200
 
 
 @endpoint("/alert-rules/<int:rule_id>", "GET", summary="Get an alert rule", tag="alert rules",

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from core.feature_schema import FieldKind
 from services.inbox import HistoryEntry, InboxEventView
@@ -195,6 +203,27 @@ class OutboxItemOut(Out):
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    action_key: str | None = Field(None, description="a rule action's idempotency key (kind \"action\")")
+    action: dict[str, Any] | None = Field(None, validation_alias="payload",
+                                          description="a rule action's kind, rule, result and last replay")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, payload: Any, info: ValidationInfo) -> dict[str, Any] | None:
+        # Only a rule action's row says what it did; a field write's payload stays internal.
+        if info.data.get("kind") != "action" or not isinstance(payload, dict):
+            return None
+        return {"kind": (payload.get("action") or {}).get("kind"), "params": (payload.get("action") or {}).get("params"),
+                "rule": payload.get("rule"), "rule_id": payload.get("rule_id"), "result": payload.get("result"),
+                "waits": payload.get("waits") or 0, "last_wait": payload.get("last_wait"),
+                "replayed_at": payload.get("replayed_at")}
+
+
+class ActionReplayResult(Out):
+    """Rule-action rows set back to pending, to run again with their own idempotency keys."""
+
+    replayed: list[int]
+    queued: bool
 
 
 class OutboxPage(Out):
@@ -367,6 +396,14 @@ class TrialWriteOut(Out):
 # --- alert rules ------------------------------------------------------------------------------------
 
 
+class RuleActionSpec(Body):
+    """One thing a rule does on a crossing: a kind (slack_channel, slack_owner_dm, crm_task, crm_owner, crm_list,
+    crm_sequence) and its parameters (see README "Rules and actions")."""
+
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    params: dict[str, Any] = Field(default_factory=dict, description="the kind's parameters, e.g. {\"due_days\": 1}")
+
+
 class AlertRuleCreate(Body):
     """A new alert rule."""
 
@@ -381,6 +418,8 @@ class AlertRuleCreate(Body):
     min_employees: int | None = Field(None, ge=0, le=10_000_000, description="only accounts at least this large")
     webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = Field(
         None, description="the rule's own Slack incoming-webhook URL (write-only; stored encrypted)")
+    actions: list[RuleActionSpec] | None = Field(
+        None, max_length=10, description="what the rule does on a crossing (default: post to its channel)")
 
 
 class AlertRuleUpdate(Body):
@@ -396,6 +435,30 @@ class AlertRuleUpdate(Body):
     industries: list[Name] | None = Field(None, max_length=100)
     min_employees: int | None = Field(None, ge=0, le=10_000_000, description="0 removes the filter")
     webhook_url: Annotated[str, StringConstraints(max_length=500, pattern=LINE)] | None = None
+    actions: list[RuleActionSpec] | None = Field(None, max_length=10, description="replaces the rule's actions")
+
+
+class AlertRuleDryRun(Body):
+    """A rule's settings as the editor holds them (unsaved); unset ones come from `rule_id` or a new rule's."""
+
+    rule_id: int | None = Field(None, ge=1, le=2**31, description="the saved rule being edited, if any")
+    threshold: int | None = Field(None, ge=0, le=100)
+    cooldown_minutes: int | None = Field(None, ge=0, le=43200)
+    grades: list[Grade] | None = Field(None, max_length=6)
+    countries: list[Name] | None = Field(None, max_length=100)
+    industries: list[Name] | None = Field(None, max_length=100)
+    min_employees: int | None = Field(None, ge=0, le=10_000_000)
+    days: int = Field(7, ge=1, le=90, description="how far back to look")
+
+
+class DryRunOut(Out):
+    """How many leads would have fired the rule over the last `days` of score history."""
+
+    leads: int
+    crossings: int
+    days: int
+    since: datetime
+    examples: list[int]
 
 
 class AlertRuleOut(Out):
@@ -412,6 +475,7 @@ class AlertRuleOut(Out):
     industries: list[str]
     min_employees: int | None
     webhook_url_hint: str | None
+    actions: list[dict[str, Any]]
     created_at: datetime
 
 

@@ -683,6 +683,17 @@ class HubSpotConnector(CallPolicy):
         """Every HubSpot company id names a company."""
         return True
 
+    def owner_email(self, owner_id: str) -> str | None:
+        """The e-mail of CRM owner `owner_id` (GET /crm/v3/owners/{id}: an owner DM's Slack lookup), or None.
+
+        An archived or unknown owner is a PermanentConnectorError (HubSpot answers 404).
+        """
+        if not str(owner_id).isdigit():
+            raise PermanentConnectorError(f"{owner_id!r} is not a HubSpot owner id", vendor="hubspot")
+        body = self._call_json("read owner", lambda: self.api.crm.owners.owners_api.get_by_id(
+            int(owner_id), id_property="id", archived=False, _preload_content=False))
+        return str(body.get("email") or "") or None
+
 
 def _property_info(object_type: str, prop: Any) -> PropertyInfo:
     """Our PropertyInfo for one SDK Property (HubSpot's own have hubspotDefined true; custom ones false or none)."""

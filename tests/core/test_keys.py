@@ -52,6 +52,7 @@ PINNED = {
     "ADWIN_RETRAIN_KEY": "lb:learning:adwin_retrain",
     "ALERT_COOLDOWN_KEY": "lb:alert:cool:{rule}:{lead}",
     "ALERT_CHANNEL_KEY": "lb:alert:chan:{channel}",
+    "ACTION_TURN_KEY": "lb:action:turn:{rule}:{index}",
     "SESSION_KEY": "lb:session:{digest}",
     "LOGIN_FAILURES_ACCOUNT_KEY": "lb:login-failures:account:{digest}",
     "LOGIN_FAILURES_ADDRESS_KEY": "lb:login-failures:address:{address}",

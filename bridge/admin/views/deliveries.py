@@ -68,7 +68,18 @@ def replay_outbox() -> ResponseReturnValue:
     ids = form_ids("delivery ids are numbers")
     svc = services()
     with db(write=True) as session:
-        leads = ops.replay_outbox(session, svc.redis, security.actor(), ids)
+        actions, writes = ops.split_actions(session, ids)
+        replayed = ops.replay_actions(session, security.actor(), actions) if actions else []
+        leads = ops.replay_outbox(session, svc.redis, security.actor(), writes) if writes else {}
+    if replayed:
+        if ops.enqueue_actions(svc.celery, replayed):
+            flash(f"{len(replayed)} rule action(s) queued again, with the same idempotency key: one that did land "
+                  "is found, not made twice.", "info")
+        else:
+            flash(f"{len(replayed)} rule action(s) set back to pending; the queue is unreachable: replay them again "
+                  "when it is back.", "error")
+        if not writes:
+            return redirect(_next_or_deliveries())
     count = sum(len(v) for v in leads.values())
     if ops.enqueue_writeback(svc.celery, list(leads)):
         flash(f"{count} lead(s) queued for writing to {', '.join(leads)} again, with their current values.", "info")

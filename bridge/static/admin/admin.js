@@ -68,3 +68,54 @@
     });
   });
 })();
+
+// The rule editor: an action row shows only its kind's parameters; rows are added and removed in place; the
+// dry run posts the form's (unsaved) settings and says how many leads would have fired the rule.
+(function () {
+  "use strict";
+
+  function showParams(row) {
+    var kind = row.querySelector('select[name="action_kind"]').value;
+    row.querySelectorAll(".action-param").forEach(function (label) {
+      label.hidden = label.dataset.kinds.split(" ").indexOf(kind) < 0;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "action_kind") { showParams(event.target.closest(".action-row")); }
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest(".add-action, .remove-action, .dry-run-button");
+    if (!button) { return; }
+    if (button.classList.contains("remove-action")) {
+      var row = button.closest(".action-row");
+      if (row.parentNode.querySelectorAll(".action-row").length > 1) {
+        row.parentNode.removeChild(row);
+      } else {
+        row.querySelector('select[name="action_kind"]').value = "";
+        showParams(row);
+      }
+    } else if (button.classList.contains("add-action")) {
+      var rows = button.parentNode.querySelectorAll(".action-row");
+      var copy = rows[rows.length - 1].cloneNode(true);
+      copy.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+      copy.querySelectorAll("select").forEach(function (select) { select.value = ""; });
+      showParams(copy);
+      button.parentNode.insertBefore(copy, button);
+    } else {
+      var form = button.closest("form");
+      var out = button.parentNode.querySelector(".dry-run-result");
+      var data = new FormData(form);
+      data.set("rule_id", button.dataset.rule || "");
+      out.textContent = "Counting…";
+      fetch(button.dataset.url, {method: "POST", body: data, credentials: "same-origin"})
+        .then(function (response) { return response.json(); })
+        .then(function (body) {
+          out.textContent = body.message ? body.message
+            : body.leads + " lead(s) would have fired it in the last " + body.days + " days (" + body.crossings +
+              " time(s), counting the cooldown)";
+        }, function () { out.textContent = "The dry run could not be run; try again."; });
+    }
+  });
+})();

@@ -16,7 +16,7 @@ from alembic import op
 import storage.types
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 
 
 def upgrade() -> None:
