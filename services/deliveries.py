@@ -11,9 +11,9 @@ from redis import Redis
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services import OperationError, clean_text
 from core.keys import DIRTY_KEY, WRITTEN_KEY
 from core.records import utcnow
+from services import OperationError, clean_text
 from storage.audit import record
 from storage.inbox import mark_enqueued
 from storage.models import InboxEvent, OutboxItem, Source

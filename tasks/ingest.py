@@ -19,8 +19,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, TransientConnectorError
-from connectors.registry import (account_fields, feature_objects, is_own_echo, lead_fields, linked_people,
-                                 outcomes_of_events, seen_key)
+from connectors.registry import (
+    account_fields,
+    feature_objects,
+    is_own_echo,
+    lead_fields,
+    linked_people,
+    outcomes_of_events,
+    seen_key,
+)
 from core.keys import ENRICHED_KEY, WRITTEN_KEY
 from core.progress import record_progress
 from core.records import Event, utcnow

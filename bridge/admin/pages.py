@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from bridge import security
-from services import OperationError
 from bridge.extensions import services
+from services import OperationError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -24,10 +24,25 @@ from hubspot.crm.pipelines import exceptions as pipelines_exc
 from hubspot.crm.properties import exceptions as properties_exc
 from urllib3.util.retry import Retry
 
-from connectors.base import (TREND_VALUES, AuthConnectorError, CallPolicy, ConnectorError, CrmRecord, FieldSpec,
-                             LeadWithAccount, PermanentConnectorError, PropertyInfo, ProvisionReport,
-                             TransientConnectorError, WriteResult, comparable_values, mapped_fields, reasons_text,
-                             same_field_value, sampled_properties)
+from connectors.base import (
+    TREND_VALUES,
+    AuthConnectorError,
+    CallPolicy,
+    ConnectorError,
+    CrmRecord,
+    FieldSpec,
+    LeadWithAccount,
+    PermanentConnectorError,
+    PropertyInfo,
+    ProvisionReport,
+    TransientConnectorError,
+    WriteResult,
+    comparable_values,
+    mapped_fields,
+    reasons_text,
+    same_field_value,
+    sampled_properties,
+)
 from connectors.hubspot import actions, activity
 from connectors.hubspot.fields import GROUP_FIELD_NAME, SCORE_FIELD_NAMES, WRITTEN_FIELD_NAMES
 from connectors.ratelimit import RateLimitTimeout, RedisTokenBucket

@@ -20,15 +20,37 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (MOVEMENT_FIELDS, TREND_VALUES, AuthConnectorError, CallPolicy, ConnectorError,
-                             CrmRecord, FieldSpec, LeadWithAccount, PermanentConnectorError, PropertyInfo,
-                             ProvisionReport, TransientConnectorError, WriteResult, comparable_values, mapped_fields,
-                             parse_time, reasons_text, same_field_value, sampled_properties)
+from connectors.base import (
+    MOVEMENT_FIELDS,
+    TREND_VALUES,
+    AuthConnectorError,
+    CallPolicy,
+    ConnectorError,
+    CrmRecord,
+    FieldSpec,
+    LeadWithAccount,
+    PermanentConnectorError,
+    PropertyInfo,
+    ProvisionReport,
+    TransientConnectorError,
+    WriteResult,
+    comparable_values,
+    mapped_fields,
+    parse_time,
+    reasons_text,
+    same_field_value,
+    sampled_properties,
+)
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce import actions, activity
-from connectors.salesforce.fields import (ACTION_KEY_FIELD, GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES,
-                                          WRITTEN_FIELD_NAMES)
+from connectors.salesforce.fields import (
+    ACTION_KEY_FIELD,
+    GROUP_FIELD_NAME,
+    GROUP_OBJECTS,
+    SCORE_FIELD_NAMES,
+    WRITTEN_FIELD_NAMES,
+)
 from connectors.salesforce.outcomes import outcome_of_record
 from core.actions import Action, ActionResult, ActionTarget
 from core.records import Account, Lead, LeadActivity, Outcome

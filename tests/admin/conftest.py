@@ -18,14 +18,42 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import delete
 
-from core.keys import (BANDS_KEY, CHAMPION_KEY, FEATURE_SCHEMA_KEY, LOGIN_FAILURES_ACCOUNT_KEY, LOGIN_FAILURES_ADDRESS_KEY,
-                       SESSION_KEY, prefix_of)
+from core.keys import (
+    BANDS_KEY,
+    CHAMPION_KEY,
+    FEATURE_SCHEMA_KEY,
+    LOGIN_FAILURES_ACCOUNT_KEY,
+    LOGIN_FAILURES_ADDRESS_KEY,
+    SESSION_KEY,
+    prefix_of,
+)
 from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
-from storage.models import (Account, AlertRule, ApiToken, AuditEntry, BandSet, FeatureSchemaVersion, FieldMapping,
-                            InboxEvent, Lead, LeadGroup, Measurement, ModelEvent, ModelVersion, OnlineSnapshot, OutboxItem,
-                            Outcome, OutcomeDefinition, Pilot, PrequentialScore, ScoreHistory, Source, User)
+from storage.models import (
+    Account,
+    AlertRule,
+    ApiToken,
+    AuditEntry,
+    BandSet,
+    FeatureSchemaVersion,
+    FieldMapping,
+    InboxEvent,
+    Lead,
+    LeadGroup,
+    Measurement,
+    ModelEvent,
+    ModelVersion,
+    OnlineSnapshot,
+    OutboxItem,
+    Outcome,
+    OutcomeDefinition,
+    Pilot,
+    PrequentialScore,
+    ScoreHistory,
+    Source,
+    User,
+)
 from storage.users import create_token, hash_password
 from tests.processes import free_port
 from tests.services import broker_urls

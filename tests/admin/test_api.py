@@ -20,8 +20,16 @@ from core.runtime import redis_client as make_redis_client
 from core.signatures import hubspot_v3_signature
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
 from storage.db import Database
-from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, OutboxItem,
-                            Source)
+from storage.models import (
+    AlertRule,
+    AuditEntry,
+    FieldMapping,
+    InboxEvent,
+    Lead,
+    ModelVersion,
+    OutboxItem,
+    Source,
+)
 from tests.crm_ids import with_ids
 
 

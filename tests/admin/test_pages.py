@@ -13,8 +13,17 @@ from core.records import utcnow
 from core.runtime import redis_client as make_redis_client
 from storage.db import Database
 from storage.model_registry import store_drift_report
-from storage.models import (AlertRule, AuditEntry, FieldMapping, InboxEvent, Lead, ModelVersion, ScoreHistory,
-                            Source, User)
+from storage.models import (
+    AlertRule,
+    AuditEntry,
+    FieldMapping,
+    InboxEvent,
+    Lead,
+    ModelVersion,
+    ScoreHistory,
+    Source,
+    User,
+)
 from tests.admin.conftest import logged_in_client, page_csrf
 from tests.crm_ids import with_ids
 

@@ -22,12 +22,29 @@ from core.records import utcnow
 from core.runtime import ServiceUrls
 from sandbox import DEFAULT_HUBSPOT_TOKEN, SandboxCRM
 from storage.db import Database
-from storage.models import (AuditEntry, DeadLetter, FieldMapping, InboxEvent, Lead, OutboxItem, Outcome,
-                            ScoreHistory)
+from storage.models import (
+    AuditEntry,
+    DeadLetter,
+    FieldMapping,
+    InboxEvent,
+    Lead,
+    OutboxItem,
+    Outcome,
+    ScoreHistory,
+)
 from tasks.ingest import ingest_rows
 from tests.crm_ids import has_id
-from tests.pii import (BOB, DANA, ERIN, World, hubspot_event, person_everywhere, redis_containing,
-                       rows_containing, segment)
+from tests.pii import (
+    BOB,
+    DANA,
+    ERIN,
+    World,
+    hubspot_event,
+    person_everywhere,
+    redis_containing,
+    rows_containing,
+    segment,
+)
 from tests.processes import REPO
 
 SHOWN = {"leadbridge_score": "88", "leadbridge_grade": "A", "leadbridge_tier": "hot",

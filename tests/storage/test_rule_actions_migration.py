@@ -26,7 +26,7 @@ def test_rules_keep_their_channel_post_and_back(old_database: str) -> None:
                          {"routing": json.dumps({"segment": {"grades": ["A"]}}), "at": AT})
             conn.execute(text("INSERT INTO outbox (id, target, kind, payload, status, attempts, created_at, "
                               "updated_at) VALUES (1, 'hubspot', 'fields', '{}', 'sent', 1, :at, :at)"), {"at": AT})
-        upgrade(old_database)
+        upgrade(old_database, "0010")
         assert current_revision(engine) == "0010"
         with engine.connect() as conn:
             actions, routing = conn.execute(text("SELECT actions, routing FROM alert_rules")).one()
@@ -51,7 +51,7 @@ def test_rules_keep_their_channel_post_and_back(old_database: str) -> None:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT name, channel FROM alert_rules")).one() == ("Hot", "#sales")
             assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == 3
-        upgrade(old_database)
+        upgrade(old_database, "0010")
         assert current_revision(engine) == "0010"
     finally:
         engine.dispose()

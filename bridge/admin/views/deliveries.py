@@ -3,17 +3,15 @@ row opened with its payload and history, retried or discarded."""
 
 from __future__ import annotations
 
-import json
-
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from bridge import security
+from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
 from bridge.admin.pages import bp, db, done, pretty_json
+from bridge.extensions import services
 from services import deliveries as ops
 from services import inbox as inbox_ops
-from bridge.admin.forms import PAGE_SIZE, form_ids, page_args, query_int
-from bridge.extensions import services
 
 TABS = ("inbox", "outbox", "dead")
 
