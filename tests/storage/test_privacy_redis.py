@@ -36,7 +36,7 @@ CONTACT_ID = "7700456"
 # Placeholders that stand for a person in a key template: a lead id, a CRM / web id or an e-mail.
 PERSON_PLACEHOLDERS = {"id", "lead", "lead_id", "contact", "contact_id", "email", "ref", "user", "user_id"}
 # Placeholders that name no lead: every placeholder in core.keys must be one of these or a person's.
-OTHER_PLACEHOLDERS = {"crm", "stage", "bucket", "stream", "account", "rule", "channel", "digest", "address", "source"}
+OTHER_PLACEHOLDERS = {"crm", "stage", "bucket", "stream", "account", "rule", "channel", "digest", "address", "source", "index"}
 
 
 def test_no_redis_key_mentions_a_forgotten_lead(world: World, db: Database, sandbox: SandboxCRM,
