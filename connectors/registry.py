@@ -19,12 +19,14 @@ import redis
 
 import connectors.events
 from connectors.base import CrmConnector, canonical_fields, names_only_own_fields
+from connectors.hubspot import actions as hubspot_actions
 from connectors.hubspot import echo as hubspot_echo
 from connectors.hubspot import fields as hubspot_fields
 from connectors.hubspot import history as hubspot_history
 from connectors.hubspot import outcomes as hubspot_outcomes
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import DEFAULT_RETRY, WORKER_RETRY, RetryPolicy
+from connectors.salesforce import actions as salesforce_actions
 from connectors.salesforce import echo as salesforce_echo
 from connectors.salesforce import fields as salesforce_fields
 from connectors.salesforce import history as salesforce_history
@@ -45,14 +47,15 @@ class Provider:
     outcomes: ModuleType
     history: ModuleType
     echo: ModuleType
+    actions: ModuleType
 
 
 PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (
     Provider("hubspot", "HubSpot", "HubSpotConnector", WORKER_RETRY,
-             hubspot_fields, hubspot_outcomes, hubspot_history, hubspot_echo),
+             hubspot_fields, hubspot_outcomes, hubspot_history, hubspot_echo, hubspot_actions),
     # A worker's Salesforce calls keep the connector's own retries: there is no shared rate bucket to wait on.
     Provider("salesforce", "Salesforce", "SalesforceConnector", DEFAULT_RETRY,
-             salesforce_fields, salesforce_outcomes, salesforce_history, salesforce_echo),
+             salesforce_fields, salesforce_outcomes, salesforce_history, salesforce_echo, salesforce_actions),
 )}
 # Event sources that name people but are no CRM: their field tables (behavioural events carry no accounts).
 LEAD_FIELD_TABLES: dict[str, Mapping[str, tuple[str, ...]]] = {
@@ -65,6 +68,12 @@ def provider(crm: str) -> Provider:
         return PROVIDERS[crm]
     except KeyError:
         raise ValueError(f"crm must be one of {', '.join(PROVIDERS)}, not {crm!r}") from None
+
+
+def vendor_label(name: str) -> str:
+    """How people write a CRM's (or Slack's) name: `HubSpot` for `hubspot`; an unknown name as it is."""
+    found = PROVIDERS.get(name)
+    return found.label if found else {"slack": "Slack"}.get(name, name)
 
 
 def client_module(crm: str) -> ModuleType:

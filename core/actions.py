@@ -16,6 +16,9 @@ Slack sees one task, one message, one enrolment per crossing. Who carries an act
 | crm_list        | connectors.<crm>.actions       | adds the lead to a HubSpot static list / Salesforce        |
 |                 |                                | campaign (`list_id`)                                       |
 | crm_sequence    | connectors.hubspot.actions     | enrols the contact in a HubSpot sequence                   |
+
+A CRM action runs in the CRM the lead is in (HubSpot first when it is in both), or, with a `crm` parameter, only
+in that CRM: owner ids, lists and campaigns are one CRM's, so a rule for leads in both names each action's CRM.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from typing import Any
 ACTION_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "slack_channel": ("slack", (), ()),
     "slack_owner_dm": ("slack", (), ()),
-    "crm_task": ("crm", ("subject", "due_days", "priority"), ()),
-    "crm_owner": ("crm", ("owners", "queue"), ()),
-    "crm_list": ("crm", ("list_id",), ("list_id",)),
+    "crm_task": ("crm", ("crm", "subject", "due_days", "priority"), ()),
+    "crm_owner": ("crm", ("crm", "owners", "queue"), ()),
+    "crm_list": ("crm", ("crm", "list_id",), ("list_id",)),
     "crm_sequence": ("hubspot", ("sequence_id", "user_id", "sender_email"),
                      ("sequence_id", "user_id", "sender_email")),
 }
@@ -54,6 +57,14 @@ class Action:
     def channel(self) -> str:
         """Who carries it out: 'slack', 'crm' (either CRM) or one CRM's name."""
         return ACTION_KINDS[self.kind][0]
+
+    @property
+    def crm(self) -> str | None:
+        """The one CRM this action runs in: its `crm` parameter, or the CRM of a one-CRM kind (None: the lead's)."""
+        if self.channel not in ("slack", "crm"):
+            return self.channel
+        named = self.params.get("crm")
+        return str(named) if named else None
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form, as stored on the rule."""

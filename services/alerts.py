@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from connectors.registry import PROVIDERS
 from core.actions import TASK_PRIORITIES, Action, ActionSpecError
 from core.records import utcnow
 from core.settings import Settings
@@ -212,6 +213,10 @@ def check_action(data: Any, index: int) -> dict[str, Any]:
         if "@" not in sender or " " in sender:
             raise OperationError(f"{where}: sender_email must be an e-mail address")
         out["sender_email"] = sender
+    if params.get("crm") not in (None, ""):
+        if params["crm"] not in PROVIDERS:
+            raise OperationError(f"{where}: crm must be one of {', '.join(PROVIDERS)} (or left out: the lead's CRM)")
+        out["crm"] = params["crm"]
     return Action(action.kind, out).to_json()
 
 

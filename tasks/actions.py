@@ -31,6 +31,7 @@ from connectors.base import (
     PermanentConnectorError,
     TransientConnectorError,
 )
+from connectors.registry import PROVIDERS, provider, vendor_label
 from core.actions import Action, ActionResult, ActionSpecError, ActionTarget, action_key
 from core.keys import ACTION_TURN_KEY, ALERT_CHANNEL_KEY
 from core.records import utcnow
@@ -44,10 +45,7 @@ log = logging.getLogger(__name__)
 CHANNEL_ONLY = [{"kind": "slack_channel", "params": {}}]
 MAX_ATTEMPTS = 14  # with BACKOFF_CAP, about five minutes of waiting before a still-refused action fails
 BACKOFF_CAP = 30.0  # seconds between tries at most (a Retry-After above it is honoured)
-# HubSpot's search index trails writes by a few seconds (connectors/hubspot/actions.py): a task retried sooner after
-# an answer that may have come after the commit (a dropped connection, a 5xx) could miss the first one's task.
-HUBSPOT_SEARCH_LAG = 10.0
-CRMS = ("hubspot", "salesforce")
+CRMS = tuple(PROVIDERS)
 # Actions addressed to the lead's owner: after a crm_owner action of the same crossing they wait for it, then go to
 # the owner it set (run side by side, a task could be made for the owner the lead had before).
 OWNER_ADDRESSED = ("crm_task", "slack_owner_dm")
@@ -69,12 +67,13 @@ def rule_actions(rule: AlertRule) -> list[tuple[int, Action]]:
 
 
 def action_crm(action: Action, crms: Mapping[str, str]) -> str | None:
-    """Where an action runs: slack, the CRM the lead is in (HubSpot first when both), or None (no record there)."""
+    """Where an action runs: slack, the CRM it names (its `crm` parameter, or the CRM of a one-CRM kind), else the
+    CRM the lead is in (HubSpot first when both), or None (no record there)."""
     if action.channel == "slack":
         return "slack"
-    if action.channel == "crm":
-        return next((crm for crm in CRMS if crm in crms), None)
-    return action.channel if action.channel in crms else None
+    if action.crm:
+        return action.crm if action.crm in crms else None
+    return next((crm for crm in CRMS if crm in crms), None)
 
 
 def build_target(lead: Lead, account: Account | None, rule: AlertRule, previous: int | None, current: int,
@@ -120,7 +119,7 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
                          status="pending" if where else "skipped",
                          error=(f"waiting for the owner action (delivery {owner_row.id})" if waits and owner_row
                                 else None if where else f"{action.kind}: the lead has no record in "
-                                                        f"{'HubSpot' if action.channel == 'hubspot' else 'a CRM'}"),
+                                                        f"{vendor_label(action.crm) if action.crm else 'a CRM'}"),
                          payload={"action": action.to_json(), "target": dataclasses.asdict(target), "key": key,
                                   "rule_id": rule.id, "rule": rule.name, "channel": rule.channel,
                                   "crossed_at": crossed_at.isoformat(),
@@ -169,8 +168,9 @@ def _backoff(exc: ConnectorError, retries: int, action: Action, target: ActionTa
     if isinstance(exc, TransientConnectorError) and exc.retry_after:
         wait = max(wait, float(exc.retry_after))
     maybe_committed = exc.status is None or exc.status >= 500  # a 429 or 403 was refused before anything was done
-    if action.kind == "crm_task" and target.crm == "hubspot" and maybe_committed:
-        wait = max(wait, HUBSPOT_SEARCH_LAG)
+    if maybe_committed and target.crm in PROVIDERS:
+        # The CRM may need a moment before the retry can find what the first attempt made (connectors.<crm>.actions).
+        wait = max(wait, provider(target.crm).actions.RETRY_WAIT_AFTER_UNCERTAIN.get(action.kind, 0.0))
     return round(wait, 1)
 
 
@@ -223,7 +223,7 @@ class _Later(Exception):
 
 
 def _said(exc: ConnectorError) -> str:
-    vendor = {"hubspot": "HubSpot", "salesforce": "Salesforce", "slack": "Slack"}.get(exc.vendor, exc.vendor)
+    vendor = vendor_label(exc.vendor)
     status = f" (HTTP {exc.status})" if exc.status and exc.status != 200 else ""
     return f"{vendor} refused{status}: {str(exc.vendor_message or exc)[:300]}"
 

@@ -20,6 +20,9 @@ TASK_TO_CONTACT = 204  # HUBSPOT_DEFINED association type task -> contact
 SUBJECT_MAX = 255
 TASK_SEARCH_PROPERTIES = ["hs_task_subject", "hubspot_owner_id", "hs_timestamp", "hs_task_status"]
 SEQUENCES_PATH = "/automation/v4/sequences"
+# Seconds a retry waits after an answer that may have come after the commit (a dropped connection, a 5xx), per
+# kind: a task is found again by search, whose index trails writes by a few seconds; the rest read the record.
+RETRY_WAIT_AFTER_UNCERTAIN = {"crm_task": 10.0}
 
 
 def run_action(connector: Any, action: Action, target: ActionTarget, key: str) -> ActionResult:

@@ -25,6 +25,9 @@ MEMBER_FIELD = {"Lead": "LeadId", "Contact": "ContactId"}
 MEMBER_STATUS = "Sent"  # a status every campaign has
 _ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 
+# Seconds a retry waits after an answer that may have come after the commit, per kind: none, since a task is
+# upserted by its External ID and the rest read the record, which Salesforce shows at once.
+RETRY_WAIT_AFTER_UNCERTAIN: dict[str, float] = {}
 
 def run_action(connector: Any, action: Action, target: ActionTarget, key: str) -> ActionResult:
     """Carry out one crm_task / crm_owner / crm_list action on a Salesforce Lead or Contact, once per key."""

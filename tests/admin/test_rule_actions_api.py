@@ -36,6 +36,9 @@ def test_actions_are_stored_validated_and_audited(api: Any, clean_db: Database) 
         "bad due": ({"kind": "crm_task", "params": {"due_days": 400}}, "(crm_task): due_days"),
         "owner and queue": ({"kind": "crm_owner", "params": {"owners": ["1"], "queue": "00G1"}}, "not both"),
         "no owner": ({"kind": "crm_owner", "params": {}}, "give owners (round robin) or a queue"),
+        "unknown crm": ({"kind": "crm_task", "params": {"crm": "pipedrive"}}, "(crm_task): crm must be one of hubspot"),
+        "crm on a sequence": ({"kind": "crm_sequence", "params": {"crm": "hubspot", "sequence_id": "1", "user_id": "2",
+                                                                  "sender_email": "a@b.io"}}, "unknown parameter(s) crm"),
         "sender": ({"kind": "crm_sequence", "params": {"sequence_id": "1", "user_id": "2", "sender_email": "x"}},
                    "sender_email must be an e-mail address"),
     }
@@ -46,12 +49,16 @@ def test_actions_are_stored_validated_and_audited(api: Any, clean_db: Database) 
         assert expected in answer.json["message"], (label, answer.json)
     assert api("PATCH", f"/alert-rules/{rule['id']}", json={"actions": []}).status_code == 400
 
+    pinned = {"kind": "crm_owner", "params": {"crm": "salesforce", "queue": "00G000000000001"}}
+    kept = api("PATCH", f"/alert-rules/{rule['id']}", json={"actions": [pinned]})
+    assert kept.status_code == 200 and kept.json["actions"] == [pinned]
+
     changed = api("PATCH", f"/alert-rules/{rule['id']}", json={"actions": [TASK]})
     assert changed.status_code == 200 and changed.json["actions"] == [TASK]
     with clean_db.session() as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "alert_rule.update")
                                 .order_by(AuditEntry.id.desc())).first()
-        assert entry is not None and entry.after["actions"] == [TASK] and len(entry.before["actions"]) == 4
+        assert entry is not None and entry.after["actions"] == [TASK] and entry.before["actions"] == [pinned]
 
 
 def _history(session: Any, lead: Lead, scores: list[tuple[int, int]]) -> None:

@@ -12,6 +12,7 @@ from bridge.admin import pages
 from bridge.admin.forms import form_int
 from bridge.admin.pages import bp, db
 from bridge.extensions import services
+from connectors.registry import PROVIDERS
 from core.actions import ACTION_KINDS
 from services import OperationError
 from services import alerts as ops
@@ -20,7 +21,7 @@ from services import alerts as ops
 ACTION_LABELS = {"slack_channel": "Post to the rule's Slack channel", "slack_owner_dm": "Slack DM to the lead's owner",
                  "crm_task": "CRM task for the owner", "crm_owner": "Set the CRM owner (round robin or queue)",
                  "crm_list": "Add to a list / campaign", "crm_sequence": "Enrol in a HubSpot sequence"}
-PARAM_LABELS = {"subject": "Task subject", "due_days": "Due in (days)", "priority": "Priority",
+PARAM_LABELS = {"crm": "In CRM", "subject": "Task subject", "due_days": "Due in (days)", "priority": "Priority",
                 "owners": "Owner ids, comma-separated (round robin)", "queue": "Salesforce queue id",
                 "list_id": "List / campaign id", "sequence_id": "Sequence id", "user_id": "Sending user id",
                 "sender_email": "Sender e-mail (connected inbox)"}
@@ -80,6 +81,7 @@ def _editor() -> dict[str, Any]:
     return {"grades": ops.GRADES, "action_labels": ACTION_LABELS, "param_labels": PARAM_LABELS,
             "param_kinds": {name: [k for k, (_, params, _) in ACTION_KINDS.items() if name in params]
                             for name in PARAM_LABELS},
+            "crm_choices": {name: p.label for name, p in PROVIDERS.items()},
             "default_webhook": services().settings.slack_webhook_url is not None}
 
 
