@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from cli.supervisor import Child, cli_argv
 from core.settings import Settings
-from sandbox.server import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH
+from sandbox.server import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_ORG_ID, DEFAULT_SF_SESSION, SLACK_WEBHOOK_PATH
 from services.pilots import PilotInput, start_pilot
 from storage.db import Database
 from storage.models import AlertRule, Source
@@ -26,6 +26,7 @@ from storage.pilots import latest_pilot
 from storage.sources import create_source, get_source, rotate_secret
 
 HUBSPOT_SOURCE = "sandbox-hubspot"
+SALESFORCE_SOURCE = "sandbox-salesforce"
 SANDBOX_PILOT = "Sandbox demo pilot"
 EVENTS_SOURCE = "sandbox-web"
 
@@ -42,14 +43,14 @@ class SandboxPlan:
         """The traffic simulator streaming a funnel into the sandbox and behaviour to leadbridge, in real time."""
         return Child("simulator", cli_argv(
             "simulate", "--sandbox-url", self.url, "--events-url", events_url, "--events-secret", events_secret,
-            "--rate", str(rate), "--accounts", "60", "--days", "30", "--reps"))
+            "--rate", str(rate), "--accounts", "60", "--days", "30", "--reps", "--crm", "hubspot", "--crm", "salesforce"))
 
 
 def plan_sandbox(settings: Settings) -> SandboxPlan:
     """Choose the sandbox's address and the settings workers need to use it."""
     url = f"http://127.0.0.1:{settings.sandbox_port}"
     env = {"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": url,
-           "SLACK_WEBHOOK_URL": url + SLACK_WEBHOOK_PATH}
+           "SLACK_WEBHOOK_URL": url + SLACK_WEBHOOK_PATH, **salesforce_env(url)}
     data = str((settings.data_dir / "sandbox").resolve())
     child = Child("sandbox", cli_argv("sandbox", "--port", str(settings.sandbox_port), "--data-dir", data,
                                       "--hubspot-token", DEFAULT_HUBSPOT_TOKEN))
@@ -108,10 +109,11 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
     requests.post(plan.url + "/_sandbox/webhooks", timeout=5, json={
         "kind": "hubspot", "url": hubspot_url, "client_secret": hubspot[1], "flush_seconds": 0.05,
     }).raise_for_status()
+    wire_salesforce(settings, database_url, plan)
     return base + f"/webhooks/events/{events[0]}", events[1]
 
 
-def _ensure_source(session: object, name: str, kind: str) -> tuple[str, str]:
+def _ensure_source(session: object, name: str, kind: str, org_id: str | None = None) -> tuple[str, str]:
     """(slug, secret) of a sandbox source, created on first run; its secret is re-issued each run."""
     from datetime import timedelta
 
@@ -120,9 +122,53 @@ def _ensure_source(session: object, name: str, kind: str) -> tuple[str, str]:
     assert isinstance(session, Session)
     existing = session.scalars(select(Source).where(Source.name == name)).first()
     if existing is None:
-        view = create_source(session, kind=kind, name=name)
+        view = create_source(session, kind=kind, name=name, org_id=org_id)
     else:
         # Secrets are shown only once; the sandbox and simulator get a fresh one at every start.
         view = rotate_secret(session, get_source(session, name).name, overlap=timedelta(0))
     assert view.secret is not None
     return view.slug, view.secret
+
+
+# The sandbox Lead and Contact fields its Outbound Messages carry (what the ingest reads, conversion included).
+SALESFORCE_OUTBOUND_FIELDS = {
+    "Lead": ["FirstName", "LastName", "Email", "Title", "Company", "Industry", "NumberOfEmployees", "Country",
+             "Website", "LeadSource", "Status", "OwnerId", "IsConverted", "ConvertedDate", "ConvertedContactId",
+             "ConvertedAccountId"],
+    "Contact": ["FirstName", "LastName", "Email", "Title", "MailingCountry", "AccountId"],
+}
+
+
+def salesforce_env(url: str) -> dict[str, str]:
+    """Settings that point every process's Salesforce connector at the sandbox CRM's org (a session id login)."""
+    return {"SALESFORCE_SESSION_ID": DEFAULT_SF_SESSION, "SALESFORCE_SANDBOX_URL": url}
+
+
+def wire_salesforce(settings: Settings, database_url: str, plan: SandboxPlan) -> str:
+    """Provision the sandbox org's fields, create the Salesforce source, send its Outbound Messages to us.
+
+    Returns the source's webhook URL. Called after wire_sandbox cleared the sandbox's webhook targets.
+    """
+    from pydantic import SecretStr
+
+    from connectors.registry import build_connector
+    from connectors.retry import DEFAULT_RETRY
+
+    sandbox = settings.model_copy(update={"salesforce_session_id": SecretStr(DEFAULT_SF_SESSION),
+                                          "salesforce_sandbox_url": plan.url})
+    connector = build_connector("salesforce", sandbox, retry=DEFAULT_RETRY)
+    assert connector is not None  # the sandbox session id is set
+    connector.provision_fields(create=True)
+    database = Database(database_url)
+    try:
+        with database.session(write=True) as session:
+            slug, _ = _ensure_source(session, SALESFORCE_SOURCE, "salesforce", org_id=DEFAULT_SF_ORG_ID)
+    finally:
+        database.dispose()
+    # Outbound Messages carry no signature: the unguessable URL and the org id authenticate them (as in Salesforce).
+    url = settings.base_url() + f"/webhooks/salesforce/{slug}"
+    for sobject, fields in SALESFORCE_OUTBOUND_FIELDS.items():
+        requests.post(plan.url + "/_sandbox/webhooks", timeout=5, json={
+            "kind": "salesforce", "url": url, "organization_id": DEFAULT_SF_ORG_ID, "flush_seconds": 0.05,
+            "objects": {sobject: fields}}).raise_for_status()
+    return url

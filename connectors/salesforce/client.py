@@ -20,15 +20,38 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.base import (MOVEMENT_FIELDS, TREND_VALUES, AuthConnectorError, CallPolicy, ConnectorError,
-                             CrmRecord, FieldSpec, LeadWithAccount, PermanentConnectorError, PropertyInfo,
-                             ProvisionReport, TransientConnectorError, WriteResult, comparable_values, mapped_fields,
-                             parse_time, reasons_text, same_field_value, sampled_properties)
+from connectors.base import (
+    MOVEMENT_FIELDS,
+    TREND_VALUES,
+    AuthConnectorError,
+    CallPolicy,
+    ConnectorError,
+    CrmRecord,
+    FieldSpec,
+    LeadWithAccount,
+    PermanentConnectorError,
+    PropertyInfo,
+    ProvisionReport,
+    TransientConnectorError,
+    WriteResult,
+    comparable_values,
+    mapped_fields,
+    parse_time,
+    reasons_text,
+    same_field_value,
+    sampled_properties,
+)
+from connectors.plainhttp import sandbox_instance, sandbox_requests_session
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce import actions, activity
-from connectors.salesforce.fields import (ACTION_KEY_FIELD, GROUP_FIELD_NAME, GROUP_OBJECTS, SCORE_FIELD_NAMES,
-                                          WRITTEN_FIELD_NAMES)
+from connectors.salesforce.fields import (
+    ACTION_KEY_FIELD,
+    GROUP_FIELD_NAME,
+    GROUP_OBJECTS,
+    SCORE_FIELD_NAMES,
+    WRITTEN_FIELD_NAMES,
+)
 from connectors.salesforce.outcomes import outcome_of_record
 from core.actions import Action, ActionResult, ActionTarget
 from core.records import Account, Lead, LeadActivity, Outcome
@@ -182,9 +205,15 @@ class SalesforceConnector(CallPolicy):
         if not (settings.salesforce_username or settings.salesforce_session_id):
             return None
         secret = lambda s: s.get_secret_value() if s is not None else None
+        instance_url = settings.salesforce_instance_url
+        if settings.salesforce_sandbox_url and session is None:
+            # Development only: simple-salesforce hard-codes https, so every process that builds this connector
+            # (workers, CLI, admin) reaches the plain-http sandbox CRM through a routing session.
+            session = sandbox_requests_session(settings.salesforce_sandbox_url, settings.salesforce_domain)
+            instance_url = instance_url or "https://" + sandbox_instance(settings.salesforce_sandbox_url)
         return cls(username=settings.salesforce_username, password=secret(settings.salesforce_password),
                    security_token=secret(settings.salesforce_security_token),
-                   domain=settings.salesforce_domain, instance_url=settings.salesforce_instance_url,
+                   domain=settings.salesforce_domain, instance_url=instance_url,
                    session_id=secret(settings.salesforce_session_id), session=session,
                    retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed,
                    integration_user_id=settings.salesforce_integration_user_id)
