@@ -1,7 +1,8 @@
 """Sandbox mode for `leadbridge run`: with no CRM credentials, the sandbox CRM and the simulator feed leadbridge.
 
 The sandbox CRM runs as a child process; leadbridge's workers talk to it with the real HubSpot SDK
-(HUBSPOT_BASE_URL points at it) and post Slack alerts to its webhook sink; it sends signed webhooks
+(HUBSPOT_BASE_URL points at it) and the real simple-salesforce (SALESFORCE_SANDBOX_URL routes it; wire_salesforce)
+and post Slack alerts to its webhook sink; it sends signed webhooks
 back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us, and its reps
 call the contacts (sandbox.live_reps) for the demo pilot that sandbox mode starts (see the Value page).
 """
