@@ -135,7 +135,9 @@ def crm_resources(settings: Any, urls: Any, database: Any, client: Any) -> Any:
 
         env = plan_sandbox(settings).env
         settings = settings.model_copy(update={"hubspot_access_token": SecretStr(env["HUBSPOT_ACCESS_TOKEN"]),
-                                               "hubspot_base_url": env["HUBSPOT_BASE_URL"]})
+                                               "hubspot_base_url": env["HUBSPOT_BASE_URL"],
+                                               "salesforce_session_id": SecretStr(env["SALESFORCE_SESSION_ID"]),
+                                               "salesforce_sandbox_url": env["SALESFORCE_SANDBOX_URL"]})
     return Resources(settings, urls, database, client)
 
 

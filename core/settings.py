@@ -12,11 +12,14 @@ import secrets
 import time
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEADBRIDGE_"
+# Where SALESFORCE_SANDBOX_URL may point: this machine only.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class SettingsError(Exception):
@@ -142,6 +145,9 @@ class Settings(BaseSettings):
     salesforce_integration_user_id: str | None = Field(
         None, validation_alias=AliasChoices("SALESFORCE_INTEGRATION_USER_ID"),
         description="the API user's Id (default: read from /services/oauth2/userinfo): its activity is not a touch")
+    salesforce_sandbox_url: str | None = Field(
+        None, validation_alias=AliasChoices("SALESFORCE_SANDBOX_URL"),
+        description="development only: route Salesforce calls to the sandbox CRM at this local http:// URL")
     slack_webhook_url: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_WEBHOOK_URL"))
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"),
@@ -179,6 +185,17 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("salesforce_sandbox_url")
+    @classmethod
+    def _sandbox_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        # Development only: the routing session sends an org's session id over plain http, so never off this machine.
+        if parts.scheme != "http" or parts.hostname not in LOCAL_HOSTS or parts.path.strip("/"):
+            raise ValueError("must be a local plain-http base URL like http://127.0.0.1:8025 (development only)")
         return value.rstrip("/")
 
     @property

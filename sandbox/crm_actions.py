@@ -8,7 +8,7 @@ Group, QueueSobject, Campaign, CampaignMember) are ordinary sObjects, checked he
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,15 +211,18 @@ def demo_ids(store: Any) -> dict[str, Any]:
     return {"hubspot": dict(HUBSPOT_DEMO), "salesforce": dict(store.sf_demo)}
 
 
-def demo_rule_actions(store: Any, crm: str = "hubspot") -> dict[str, list[dict[str, Any]]]:
-    """Actions (Action.to_json()) for sandbox mode's default rules: a hot lead gets an owner (round robin), a task
-    for that owner and a DM; a warm one joins the nurture list (HubSpot) or campaign (Salesforce)."""
-    if crm == "hubspot":
-        owners: list[str] = list(HUBSPOT_DEMO["owners"])
-        nurture = HUBSPOT_DEMO["nurture_list"]
-    else:
-        owners, nurture = list(store.sf_demo["users"]), store.sf_demo["campaign"]
-    hot = [{"kind": "crm_owner", "params": {"owners": owners}},
-           {"kind": "crm_task", "params": {"due_days": 1, "priority": "high"}},
-           {"kind": "slack_owner_dm", "params": {}}]
-    return {"hot": hot, "warm": [{"kind": "crm_list", "params": {"list_id": nurture}}]}
+def demo_rule_actions(ids: Mapping[str, Any], crms: Sequence[str] = ("hubspot", "salesforce")
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Actions (Action.to_json()) for sandbox mode's default rules, from `demo_ids` (GET /_sandbox/info's `actions`):
+    a hot lead gets an owner (round robin) in each CRM it is in, a task for that owner there and a DM; a warm one joins
+    the nurture list (HubSpot) and campaign (Salesforce). Each CRM action names its CRM: the ids are that CRM's."""
+    hot: list[dict[str, Any]] = []
+    warm: list[dict[str, Any]] = []
+    for crm in crms:
+        demo = ids[crm]
+        owners = list(demo["owners"] if crm == "hubspot" else demo["users"])
+        nurture = demo["nurture_list"] if crm == "hubspot" else demo["campaign"]
+        hot += [{"kind": "crm_owner", "params": {"crm": crm, "owners": owners}},
+                {"kind": "crm_task", "params": {"crm": crm, "due_days": 1, "priority": "high"}}]
+        warm.append({"kind": "crm_list", "params": {"crm": crm, "list_id": nurture}})
+    return {"hot": [*hot, {"kind": "slack_owner_dm", "params": {}}], "warm": warm}

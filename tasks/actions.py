@@ -97,7 +97,7 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
     types = {(row.crm, row.object_id): row.object_type for row in rows}
     ids = []
     made = 0
-    owner_row: OutboxItem | None = None  # the crossing's owner action, which its task and DM wait for
+    owner_rows: dict[str, OutboxItem] = {}  # CRM -> the crossing's owner action there, which its task and DM wait for
     for index, action in rule_actions(rule):
         key = action_key(rule.id, base.lead_id, crossed_at, index, action.kind)
         where = action_crm(action, crms)
@@ -109,11 +109,16 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
             first = next(crm for crm in CRMS if crm in crms)
             target = dataclasses.replace(base, crm=first, object_id=crms[first],
                                          object_type=types.get((first, crms[first])))
+        if len(crms) > 1 and action.channel != "slack":
+            # The stored owner is whichever CRM last named one: in another CRM it names nobody, so a CRM action of a
+            # lead in several reads its own record's owner (or waits for this crossing's owner action there).
+            target = dataclasses.replace(target, owner_id=None)
         if action.kind == "crm_owner" and where in CRMS:
             # The turn is decided once, here, and kept in the payload: a retry picks the same owner.
             turn = int(res.redis.incr(ACTION_TURN_KEY.format(rule=rule.id, index=index))) - 1
             target = dataclasses.replace(target, turn=turn)
-        waits = owner_row is not None and action.kind in OWNER_ADDRESSED and bool(where)
+        owner_row = owner_rows.get(target.crm or "") if action.kind in OWNER_ADDRESSED else None
+        waits = owner_row is not None and bool(where)
         row = OutboxItem(target=where or "crm", kind="action", object_type=target.object_type,
                          object_id=target.object_id, lead_id=base.lead_id, action_key=key,
                          status="pending" if where else "skipped",
@@ -134,8 +139,8 @@ def queue_actions(res: Resources, session: Session, rule: AlertRule, base: Actio
             owner_row.payload = {**owner_row.payload, "then": [*owner_row.payload.get("then", []), row.id]}
         elif where:
             ids.append(row.id)
-        if action.kind == "crm_owner" and where in CRMS and owner_row is None:
-            owner_row = row
+        if action.kind == "crm_owner" and where in CRMS and where not in owner_rows:
+            owner_rows[where] = row
     return ids, made
 
 

@@ -41,6 +41,7 @@ from connectors.base import (
     same_field_value,
     sampled_properties,
 )
+from connectors.plainhttp import sandbox_instance, sandbox_requests_session
 from connectors.ratelimit import RedisTokenBucket
 from connectors.retry import RetryPolicy, call_with_retries
 from connectors.salesforce import actions, activity
@@ -204,9 +205,15 @@ class SalesforceConnector(CallPolicy):
         if not (settings.salesforce_username or settings.salesforce_session_id):
             return None
         secret = lambda s: s.get_secret_value() if s is not None else None
+        instance_url = settings.salesforce_instance_url
+        if settings.salesforce_sandbox_url and session is None:
+            # Development only: simple-salesforce hard-codes https, so every process that builds this connector
+            # (workers, CLI, admin) reaches the plain-http sandbox CRM through a routing session.
+            session = sandbox_requests_session(settings.salesforce_sandbox_url, settings.salesforce_domain)
+            instance_url = instance_url or "https://" + sandbox_instance(settings.salesforce_sandbox_url)
         return cls(username=settings.salesforce_username, password=secret(settings.salesforce_password),
                    security_token=secret(settings.salesforce_security_token),
-                   domain=settings.salesforce_domain, instance_url=settings.salesforce_instance_url,
+                   domain=settings.salesforce_domain, instance_url=instance_url,
                    session_id=secret(settings.salesforce_session_id), session=session,
                    retry_attempts=retry.attempts, retry_max_elapsed=retry.max_elapsed,
                    integration_user_id=settings.salesforce_integration_user_id)
@@ -624,18 +631,6 @@ class SalesforceConnector(CallPolicy):
     def is_account_id(self, record_id: str) -> bool:
         """Whether `record_id` is an Account's (key prefix 001)."""
         return str(record_id).startswith("001")
-
-    def owner_email(self, owner_id: str) -> str | None:
-        """The e-mail of the User `owner_id` owning a record (an owner DM's Slack lookup); None for a queue (00G) or
-        a User without one. An unknown id is a PermanentConnectorError."""
-        if not _ID.match(str(owner_id)):
-            raise PermanentConnectorError(f"{owner_id!r} is not a Salesforce id", vendor="salesforce")
-        if not str(owner_id).startswith("005"):
-            return None  # a queue owns it: nobody to message
-        rows = self.query_all(f"SELECT Email FROM User WHERE Id = '{owner_id}'", "read owner")
-        if not rows:
-            raise PermanentConnectorError(f"no User {owner_id}", vendor="salesforce")
-        return str(rows[0].get("Email") or "") or None
 
 
 def _field_info(sobject: str, f: Mapping[str, Any]) -> PropertyInfo:

@@ -63,3 +63,45 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path) -> None:
     survivors = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert survivors == [], f"processes left behind: {[p.cmdline() for p in survivors]}"
     assert len(family) >= 4  # at least web, worker, beat and the embedded redis were watched
+
+
+@pytest.mark.slow
+def test_sandbox_mode_scores_salesforce_leads_as_well_as_hubspot_contacts(tmp_path: Path) -> None:
+    """`run` on the embedded defaults wires both CRMs: Salesforce Leads in the sandbox get scores from the workers."""
+    sandbox_port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LEADBRIDGE_TEST_", "REDIS", "DATABASE", "HUBSPOT_", "SALESFORCE_"))}
+    env.update({"LEADBRIDGE_PORT": str(free_port()), "LEADBRIDGE_DATA_DIR": str(tmp_path / "data"),
+                "LEADBRIDGE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO), "LEADBRIDGE_WEB_WORKERS": "1",
+                "LEADBRIDGE_SANDBOX_PORT": str(sandbox_port)})
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, text=True)
+    sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox"
+
+    def scored(crm: str, prefix: str) -> set[str]:
+        with urllib.request.urlopen(f"{sandbox}/writes?crm={crm}&prefix={prefix}", timeout=5) as response:
+            return {w["object_id"] for w in json.load(response)["writes"] if w["source"] == "API"}
+
+    try:
+        read_line_containing(proc, "leadbridge is running at", timeout=90)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (len(scored("salesforce", "Leadbridge_Score__c")) < 5
+                                               or not scored("hubspot", "leadbridge_score")):
+            time.sleep(2)
+        leads = scored("salesforce", "Leadbridge_Score__c")
+        assert len(leads) >= 5, f"{len(leads)} Salesforce Leads scored within two minutes"
+        assert all(lead.startswith("00Q") for lead in leads)  # Lead ids: the simulator's Leads, not Contacts
+        assert scored("salesforce", "Leadbridge_Tier__c") & leads
+        assert scored("hubspot", "leadbridge_score")
+        with urllib.request.urlopen(f"{sandbox}/webhooks", timeout=5) as response:
+            kinds = sorted(t["kind"] for t in json.load(response)["targets"])
+        assert kinds == ["hubspot", "salesforce", "salesforce"]  # Lead and Contact Outbound Messages
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:  # a failed assertion: let run stop its children before giving up on it
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()

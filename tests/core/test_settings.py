@@ -39,6 +39,10 @@ def test_postgres_url_gets_the_psycopg_driver() -> None:
         ({"LEADBRIDGE_LOG_LEVEL": "LOUD"}, "LEADBRIDGE_LOG_LEVEL"),
         ({"HUBSPOT_BASE_URL": "api.hubapi.com"}, "HUBSPOT_BASE_URL"),
         ({"SALESFORCE_USERNAME": "ops@example.com"}, "SALESFORCE_PASSWORD"),
+        # Development only: plain http to this machine, never a remote host or https
+        ({"SALESFORCE_SANDBOX_URL": "https://127.0.0.1:8765"}, "SALESFORCE_SANDBOX_URL"),
+        ({"SALESFORCE_SANDBOX_URL": "http://crm.example.com:8765"}, "SALESFORCE_SANDBOX_URL"),
+        ({"SALESFORCE_SANDBOX_URL": "127.0.0.1:8765"}, "SALESFORCE_SANDBOX_URL"),
         ({"LEADBRIDGE_TASK_SOFT_TIME_LIMIT": "400"}, "LEADBRIDGE_TASK_SOFT_TIME_LIMIT"),
     ],
 )
@@ -90,3 +94,9 @@ def test_env_example_lists_every_setting() -> None:
     missing = [env_name(field) for field in Settings.model_fields if env_name(field) not in text]
     assert missing == []
     load_settings(env_file=str(REPO / ".env.example"))  # and its values are valid
+
+
+def test_salesforce_sandbox_url_accepts_a_local_http_base_url() -> None:
+    settings = load_settings({"salesforce_sandbox_url": "http://localhost:8765/"}, env_file=None)
+    assert settings.salesforce_sandbox_url == "http://localhost:8765"
+    assert settings.sandbox_mode  # routing alone configures no org

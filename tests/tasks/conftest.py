@@ -75,8 +75,14 @@ class LivePipeline:
 
 
 @pytest.fixture()
+def worker_env() -> dict[str, str]:
+    """Extra environment for the live pipeline's worker (a test module overrides it, e.g. to reach Salesforce)."""
+    return {}
+
+
+@pytest.fixture()
 def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], settings_overrides: dict[str, Any],
-                  hubspot_sandbox: SandboxCRM) -> Iterator[LivePipeline]:
+                  hubspot_sandbox: SandboxCRM, worker_env: dict[str, str]) -> Iterator[LivePipeline]:
     """The webhook app (in this process) and a real worker (2 processes) on broker database 8."""
     from bridge import create_app
 
@@ -86,7 +92,7 @@ def live_pipeline(db: Database, redis_url: str, service_env: dict[str, str], set
     make_redis_client(broker_redis).flushdb()
     env = {**service_env, "CELERY_BROKER_URL": broker, "HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN,
            "HUBSPOT_BASE_URL": hubspot_sandbox.base_url, "LEADBRIDGE_INBOX_SWEEP_AFTER": "2",
-           "LEADBRIDGE_MAX_ATTEMPTS": "3"}
+           "LEADBRIDGE_MAX_ATTEMPTS": "3", **worker_env}
     env.pop("SLACK_WEBHOOK_URL", None)
     worker = start_cli(["worker", "--concurrency", "2"], env)
     app = create_app({**settings_overrides, "broker_url": broker, "public_url": "https://bridge.example.com"})

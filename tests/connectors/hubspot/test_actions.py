@@ -246,9 +246,15 @@ def test_sandbox_admin_takes_scopes_and_names_the_demo_records(sandbox: SandboxC
     info = admin(sandbox, "GET", "/info").json()
     assert info["actions"]["hubspot"]["sequence"] == HUBSPOT_DEMO["sequence"]
     assert info["actions"]["salesforce"]["queue"] == sandbox.store.sf_demo["queue"]
-    rules = demo_rule_actions(sandbox.store)
-    assert [Action.from_json(a).kind for a in rules["hot"]] == ["crm_owner", "crm_task", "slack_owner_dm"]
-    assert [Action.from_json(a).kind for a in rules["warm"]] == ["crm_list"]
+    rules = demo_rule_actions(info["actions"])
+    hot = [Action.from_json(a) for a in rules["hot"]]
+    assert [(a.kind, a.crm) for a in hot] == [("crm_owner", "hubspot"), ("crm_task", "hubspot"),
+                                             ("crm_owner", "salesforce"), ("crm_task", "salesforce"),
+                                             ("slack_owner_dm", None)]
+    assert hot[2].params["owners"] == sandbox.store.sf_demo["users"]
+    warm = [Action.from_json(a) for a in rules["warm"]]
+    assert [(a.kind, a.params["list_id"]) for a in warm] == [("crm_list", HUBSPOT_DEMO["nurture_list"]),
+                                                            ("crm_list", sandbox.store.sf_demo["campaign"])]
 
 
 def test_task_for_an_archived_owner_is_refused_clearly(sandbox: SandboxCRM, connector: HubSpotConnector) -> None:
