@@ -632,6 +632,18 @@ class SalesforceConnector(CallPolicy):
         """Whether `record_id` is an Account's (key prefix 001)."""
         return str(record_id).startswith("001")
 
+    def owner_email(self, owner_id: str) -> str | None:
+        """The e-mail of the User `owner_id` owning a record (an owner DM's Slack lookup); None for a queue (00G) or
+        a User without one. An unknown id is a PermanentConnectorError."""
+        if not _ID.match(str(owner_id)):
+            raise PermanentConnectorError(f"{owner_id!r} is not a Salesforce id", vendor="salesforce")
+        if not str(owner_id).startswith("005"):
+            return None  # a queue owns it: nobody to message
+        rows = self.query_all(f"SELECT Email FROM User WHERE Id = '{owner_id}'", "read owner")
+        if not rows:
+            raise PermanentConnectorError(f"no User {owner_id}", vendor="salesforce")
+        return str(rows[0].get("Email") or "") or None
+
 
 def _field_info(sobject: str, f: Mapping[str, Any]) -> PropertyInfo:
     """Our PropertyInfo for one field of a describe (formula, roll-up and auto-number fields count as calculated)."""
