@@ -201,6 +201,42 @@ def link_records(session: Session, links: Sequence[tuple[Lead, tuple[str, str, s
     return done
 
 
+def same_person_pairs(session: Session, lead_ids: Iterable[int]) -> list[tuple[Lead, Lead]]:
+    """(keep, gone) pairs: a lead among `lead_ids` and another lead with its e-mail, their records from different
+    sources (a HubSpot contact and a Salesforce Lead, say); the oldest lead of an e-mail is kept.
+
+    resolve_leads matches by e-mail, but a HubSpot creation webhook carries none: the contact's lead learns its
+    e-mail only from enrichment, after the same person's Salesforce Lead may have become a lead of its own.
+    A lead folds in only where it shares no source with the leads kept so far (two HubSpot contacts with one
+    e-mail stay two leads, as resolve_leads keeps them).
+    """
+    emails = sorted(set(session.scalars(select(Lead.email).where(Lead.id.in_(list(lead_ids)),
+                                                                 Lead.email.is_not(None)))))
+    if not emails:
+        return []
+    leads = list(session.scalars(select(Lead).where(Lead.email.in_(emails)).order_by(Lead.id)))
+    by_email: dict[str, list[Lead]] = {}
+    for lead in leads:
+        by_email.setdefault(str(lead.email), []).append(lead)
+    crm_rows = crm_ids_of(session, [lead.id for lead in leads]) if len(leads) > len(emails) else {}
+    pairs: list[tuple[Lead, Lead]] = []
+    for same in by_email.values():
+        if len(same) < 2:
+            continue
+        keep, rest = same[0], same[1:]
+        held = _sources(keep, crm_rows)
+        for other in rest:
+            theirs = _sources(other, crm_rows)
+            if not theirs & held:
+                pairs.append((keep, other))
+                held |= theirs
+    return pairs
+
+
+def _sources(lead: Lead, crm_rows: Mapping[int, Sequence[LeadCrmId]]) -> set[str]:
+    return {row.crm for row in crm_rows.get(lead.id, [])} | ({"web"} if lead.external_id else set())
+
+
 def _surviving(lead: Lead, done: Linked) -> Lead:
     return done.merged[lead.id][0] if lead.id in done.merged else lead
 

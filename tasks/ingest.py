@@ -43,10 +43,12 @@ from storage.leads import (
     is_lead_event,
     lead_id_by_record,
     link_records,
+    merge_leads,
     processed_events_of,
     remember_crm_values,
     resolve_account,
     resolve_leads,
+    same_person_pairs,
 )
 from storage.models import InboxEvent, Lead
 from storage.outcomes import RecordResult, association_events, record_outcomes
@@ -218,9 +220,34 @@ def enrich_leads(lead_ids: list[int], attempt: int = 1) -> int:
 
     res = resources()
     enriched = enrich_new_leads(res, lead_ids, attempt=attempt)
+    folded = fold_same_people(res, lead_ids) if enriched else {}
     if enriched:
-        score_leads.delay(sorted(lead_ids), trigger="enrichment", write_all=True)
+        score_leads.delay(sorted({folded.get(i, i) for i in lead_ids}), trigger="enrichment", write_all=True)
     return enriched
+
+
+def fold_same_people(res: Resources, lead_ids: Sequence[int]) -> dict[int, int]:
+    """Fold each lead that enrichment showed to be another lead's person (same e-mail, records from other CRMs).
+
+    The folded lead's stored events are applied to the kept lead's features, which is then written to both
+    CRMs' records (settle_links); returns folded lead id -> kept lead id.
+    """
+    result = IngestResult()
+    folded: dict[int, int] = {}
+    with res.db.session(write=True) as session:
+        for keep, gone in same_person_pairs(session, lead_ids):
+            gone_id = gone.id
+            records = merge_leads(session, keep=keep, gone=gone)
+            stored = processed_events_of(session, records)
+            log.info("ingest.leads_merged", extra={"lead": keep.id, "folded": gone_id, "events": len(stored)})
+            # Applied by event id, before the commit as in _link_people: nothing the lead counted is counted twice.
+            res.features.apply_many(stored, [str(keep.id)] * len(stored))
+            result.merged.add(gone_id)
+            result.retargeted.setdefault(keep.id, set()).update(crm for crm, _, _ in records if crm != "web")
+            folded[gone_id] = keep.id
+    if result.merged:
+        settle_links(res, result)
+    return folded
 
 
 def ingest_rows(session: Session, ids: Sequence[int], res: Resources | None = None) -> IngestResult:

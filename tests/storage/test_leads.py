@@ -17,6 +17,7 @@ from storage.leads import (
     crm_id_map,
     crm_ids_of,
     lead_id_by_record,
+    same_person_pairs,
     write_target_query,
     write_targets,
 )
@@ -61,6 +62,29 @@ def test_matches_by_id_then_email_and_creates_the_rest(db: Database) -> None:
         row = session.get(Lead, known.id)
         assert row is not None and row.first_name == "Ada" and row.external_id == f"u-{tag}"
         assert session.scalar(select(func.count()).select_from(LeadCrmId).where(LeadCrmId.object_id == f"new-{tag}")) == 1
+
+
+def test_same_person_pairs_fold_leads_of_one_email_from_different_sources_only(db: Database) -> None:
+    tag = uuid.uuid4().hex[:8]
+    email = f"ana-{tag}@acme.io"
+    with db.session() as session:
+        contact = Lead(email=email, properties={})  # oldest: kept
+        twin = Lead(email=email, properties={})  # a second HubSpot contact with the e-mail: another person here
+        sf_lead = Lead(email=email, properties={})
+        visitor = Lead(email=email, external_id=f"u-{tag}", properties={})
+        other = Lead(email=f"bo-{tag}@acme.io", properties={})
+        session.add_all([contact, twin, sf_lead, visitor, other])
+        session.flush()
+        session.add_all([LeadCrmId(lead=contact, crm="hubspot", object_type="contact", object_id=f"h1-{tag}"),
+                         LeadCrmId(lead=twin, crm="hubspot", object_type="contact", object_id=f"h2-{tag}"),
+                         LeadCrmId(lead=sf_lead, crm="salesforce", object_type="lead", object_id=f"00Q{tag}"),
+                         LeadCrmId(lead=other, crm="salesforce", object_type="lead", object_id=f"00Qb{tag}")])
+        ids = {name: lead.id for name, lead in
+               (("contact", contact), ("twin", twin), ("sf", sf_lead), ("visitor", visitor), ("other", other))}
+    with db.session() as session:
+        pairs = [(keep.id, gone.id) for keep, gone in same_person_pairs(session, [ids["sf"], ids["other"]])]
+        assert pairs == [(ids["contact"], ids["sf"]), (ids["contact"], ids["visitor"])]
+        assert same_person_pairs(session, [ids["other"]]) == []
 
 
 def test_a_lead_created_meanwhile_is_reused_and_the_transaction_survives(db: Database,
