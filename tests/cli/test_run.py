@@ -8,17 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from sandbox import DEFAULT_HUBSPOT_TOKEN
 from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
 
 
 def read_line_containing(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
@@ -66,35 +67,77 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sandbox_mode_scores_salesforce_leads_as_well_as_hubspot_contacts(tmp_path: Path) -> None:
-    """`run` on the embedded defaults wires both CRMs: Salesforce Leads in the sandbox get scores from the workers."""
+def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: Path) -> None:
+    """`run` on the embedded defaults wires both CRMs: within two minutes the simulator's Salesforce Leads and HubSpot
+    contacts carry scores and moving trends, and the default rules have given hot ones an owner and a task in each."""
     sandbox_port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LEADBRIDGE_TEST_", "REDIS", "DATABASE", "HUBSPOT_", "SALESFORCE_"))}
+           if not k.startswith(("LEADBRIDGE_TEST_", "REDIS", "DATABASE", "HUBSPOT_", "SALESFORCE_", "SLACK_"))}
     env.update({"LEADBRIDGE_PORT": str(free_port()), "LEADBRIDGE_DATA_DIR": str(tmp_path / "data"),
                 "LEADBRIDGE_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO), "LEADBRIDGE_WEB_WORKERS": "1",
                 "LEADBRIDGE_SANDBOX_PORT": str(sandbox_port)})
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, text=True)
-    sandbox = f"http://127.0.0.1:{sandbox_port}/_sandbox"
+    base = f"http://127.0.0.1:{sandbox_port}"
 
-    def scored(crm: str, prefix: str) -> set[str]:
-        with urllib.request.urlopen(f"{sandbox}/writes?crm={crm}&prefix={prefix}", timeout=5) as response:
-            return {w["object_id"] for w in json.load(response)["writes"] if w["source"] == "API"}
+    def get(path: str, token: str | None = None) -> Any:
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return json.load(response)
+
+    def written(crm: str, prefix: str) -> dict[str, set[str]]:
+        """Contact or Lead id -> the values our workers (source API) wrote to properties starting with `prefix`."""
+        out: dict[str, set[str]] = {}
+        for w in get(f"/_sandbox/writes?crm={crm}&prefix={prefix}")["writes"]:
+            if w["source"] == "API" and w["object_type"] in ("contacts", "Lead"):  # not the tasks' own owner
+                out.setdefault(w["object_id"], set()).add(str(w["value"]))
+        return out
+
+    def state() -> dict[str, Any]:
+        info = get("/_sandbox/info")
+        demo, sid = info["actions"], info["salesforce_session_id"]
+        soql = urllib.parse.quote("SELECT Id, WhoId, OwnerId FROM Task")
+        return {
+            "sf_scored": set(written("salesforce", "Leadbridge_Score__c")),
+            "sf_tiers": set(written("salesforce", "Leadbridge_Tier__c")),
+            "hs_scored": set(written("hubspot", "leadbridge_score")),
+            "hs_owned": {c for c, v in written("hubspot", "hubspot_owner_id").items()
+                         if v & set(demo["hubspot"]["owners"])},
+            "sf_owned": {c for c, v in written("salesforce", "OwnerId").items()
+                         if v & set(demo["salesforce"]["users"])},
+            "hs_tasks": get("/crm/v3/objects/tasks?limit=100", DEFAULT_HUBSPOT_TOKEN)["results"],
+            "sf_tasks": get(f"/services/data/v59.0/query?q={soql}", sid)["records"],
+            "hs_trends": set().union(*written("hubspot", "leadbridge_score_trend").values()),
+            "sf_trends": set().union(*written("salesforce", "Leadbridge_Score_Trend__c").values()),
+        }
+
+    def done(s: dict[str, Any]) -> bool:
+        return (len(s["sf_scored"]) >= 5 and bool(s["hs_scored"]) and bool(s["hs_owned"]) and bool(s["sf_owned"])
+                and bool(s["hs_tasks"]) and bool(s["sf_tasks"]) and {"improving", "steady"} <= s["hs_trends"]
+                and {"improving", "steady"} <= s["sf_trends"])
 
     try:
         read_line_containing(proc, "leadbridge is running at", timeout=90)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (len(scored("salesforce", "Leadbridge_Score__c")) < 5
-                                               or not scored("hubspot", "leadbridge_score")):
+        s = state()
+        while time.monotonic() < deadline and not done(s):
             time.sleep(2)
-        leads = scored("salesforce", "Leadbridge_Score__c")
+            s = state()
+        leads = s["sf_scored"]
         assert len(leads) >= 5, f"{len(leads)} Salesforce Leads scored within two minutes"
         assert all(lead.startswith("00Q") for lead in leads)  # Lead ids: the simulator's Leads, not Contacts
-        assert scored("salesforce", "Leadbridge_Tier__c") & leads
-        assert scored("hubspot", "leadbridge_score")
-        with urllib.request.urlopen(f"{sandbox}/webhooks", timeout=5) as response:
-            kinds = sorted(t["kind"] for t in json.load(response)["targets"])
+        assert s["sf_tiers"] & leads
+        assert s["hs_scored"]
+        # The default hot rule's owner and task actions, in each CRM: owners from the sandbox's demo owners/users,
+        # tasks on scored records (HubSpot's associated to a contact, Salesforce's WhoId a Lead).
+        assert s["hs_owned"] and s["hs_owned"] <= s["hs_scored"], "no hot HubSpot contact got an owner"
+        assert s["sf_owned"] and s["sf_owned"] <= leads, "no hot Salesforce Lead got an owner"
+        assert s["hs_tasks"], "no HubSpot task within two minutes"
+        assert s["sf_tasks"] and {t["WhoId"] for t in s["sf_tasks"]} <= leads, "no Salesforce Task on a scored Lead"
+        # Trends move: leads re-scored within the window show improving (and, when unchanged, steady).
+        assert {"improving", "steady"} <= s["hs_trends"], s["hs_trends"]
+        assert {"improving", "steady"} <= s["sf_trends"], s["sf_trends"]
+        kinds = sorted(t["kind"] for t in get("/_sandbox/webhooks")["targets"])
         assert kinds == ["hubspot", "salesforce", "salesforce"]  # Lead and Contact Outbound Messages
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
