@@ -8,11 +8,27 @@ The same operations as the API's /api/bands and /api/outcome-definition (service
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from cli.context import fail
+
+
+def _show(view_of: Callable[[Any], Any], as_json: bool, print_view: Callable[[Any], None]) -> None:
+    """Read a view in one session and print it as JSON or as text."""
+    from dataclasses import asdict
+
+    from cli.model_commands import services
+
+    with services(need_redis=False) as (_settings, database, _redis):
+        with database.session() as session:
+            view = view_of(session)
+    if as_json:
+        click.echo(json.dumps(asdict(view), indent=2, default=str))
+    else:
+        print_view(view)
 
 
 def _print_bands(view: Any) -> None:
@@ -32,18 +48,9 @@ def bands() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_bands(as_json: bool) -> None:
     """The bands in force: cut-offs in score points and each band's share of the last 7 days' leads."""
-    from dataclasses import asdict
-
-    from cli.model_commands import services
     from services.bands import bands_view
 
-    with services(need_redis=False) as (_settings, database, _redis):
-        with database.session() as session:
-            view = bands_view(session)
-    if as_json:
-        click.echo(json.dumps(asdict(view), indent=2))
-    else:
-        _print_bands(view)
+    _show(bands_view, as_json, _print_bands)
 
 
 @bands.command("set")
@@ -96,20 +103,14 @@ def outcomes() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_outcomes(as_json: bool) -> None:
     """The outcome definition in force per CRM, and its saved versions."""
-    from dataclasses import asdict
-
-    from cli.model_commands import services
     from services.bands import outcomes_view
 
-    with services(need_redis=False) as (_settings, database, _redis):
-        with database.session() as session:
-            view = outcomes_view(session)
-    if as_json:
-        click.echo(json.dumps(asdict(view), indent=2, default=str))
-        return
-    click.echo(f"outcome definition v{view.version}:")
-    for crm, text in view.descriptions.items():
-        click.echo(f"  {crm:<11} converted = {text}")
+    def print_outcomes(view: Any) -> None:
+        click.echo(f"outcome definition v{view.version}:")
+        for crm, text in view.descriptions.items():
+            click.echo(f"  {crm:<11} converted = {text}")
+
+    _show(outcomes_view, as_json, print_outcomes)
 
 
 @outcomes.command("set")
