@@ -230,7 +230,10 @@ class _Later(Exception):
 def _said(exc: ConnectorError) -> str:
     vendor = vendor_label(exc.vendor)
     status = f" (HTTP {exc.status})" if exc.status and exc.status != 200 else ""
-    return f"{vendor} refused{status}: {str(exc.vendor_message or exc)[:300]}"
+    # A connector's own message that wraps the vendor's ("crm_owner: ... refused queue 00G...: invalid cross
+    # reference id") names what was refused; the vendor's text alone may not.
+    text = str(exc) if exc.vendor_message and exc.vendor_message in str(exc) else str(exc.vendor_message or exc)
+    return f"{vendor} refused{status}: {text[:300]}"
 
 
 def _waiting(res: Resources, outbox_id: int, why: str) -> None:

@@ -20,13 +20,14 @@ from core.records import utcnow
 from core.runtime import ServiceUrls
 from core.runtime import redis_client as make_redis_client
 from core.settings import load_settings
-from sandbox import DEFAULT_HUBSPOT_TOKEN, SLACK_WEBHOOK_PATH, SandboxCRM
+from sandbox import DEFAULT_HUBSPOT_TOKEN, DEFAULT_SF_SESSION, SLACK_WEBHOOK_PATH, SandboxCRM
 from sandbox.slack_api import SANDBOX_BOT_TOKEN
 from storage.db import Database
 from storage.models import AlertRule, AuditEntry, Lead, LeadCrmId, OutboxItem
 from storage.scores import ScoreChange
 from tasks.alerts import fire_alert_rules
 from tasks.resources import Resources
+from tests.connectors.conftest import salesforce_for
 from tests.processes import start_cli, stop, wait_for
 from tests.services import broker_urls, wipe_pipeline
 
@@ -57,6 +58,22 @@ class ActionWorld:
             session.flush()
             session.add(LeadCrmId(lead_id=lead.id, crm="hubspot", object_type="contact", object_id=contact["id"]))
             return lead.id
+
+    def salesforce_lead(self, email: str, owner: str) -> tuple[int, str]:
+        """A Salesforce Lead in the sandbox owned by `owner` and its lead; returns (lead id, Lead id)."""
+        record = self.sandbox.store.sf_create("Lead", {"FirstName": "Bo", "LastName": "Ruiz", "Email": email,
+                                                       "Company": "Acme", "OwnerId": owner}, source="CRM_UI")
+        with self.db.session() as session:
+            lead = Lead(email=email, first_name="Bo", last_name="Ruiz", grade="A", score=90,
+                        reasons=["+ requested a demo"], properties={"OwnerId": owner})
+            session.add(lead)
+            session.flush()
+            session.add(LeadCrmId(lead_id=lead.id, crm="salesforce", object_type="lead", object_id=record))
+            return lead.id, record
+
+    def sf_tasks(self, record: str) -> list[dict[str, Any]]:
+        """The sandbox's Salesforce Tasks on this Lead."""
+        return [t for t in self.sandbox.store.sf_records["Task"].values() if t.get("WhoId") == record]
 
     def rule(self, actions: list[dict[str, Any]], cooldown: int = 60, name: str = "Hot leads") -> int:
         """An enabled rule at 75 with these actions."""
@@ -99,6 +116,11 @@ class ActionWorld:
         """Messages the sandbox's incoming webhook accepted."""
         return self.sandbox.slack.list(SLACK_WEBHOOK_PATH)
 
+    def requests(self, method: str, path: str) -> list[dict[str, Any]]:
+        """The sandbox's logged requests with this method whose path matches `path` (a regular expression)."""
+        logged = requests.get(self.sandbox.base_url + "/_sandbox/requests", params={"path": path}, timeout=5)
+        return [r for r in logged.json()["requests"] if r["method"] == method]
+
     def fault(self, **spec: Any) -> None:
         """Inject a sandbox fault (sandbox.control.Fault)."""
         requests.post(self.sandbox.base_url + "/_sandbox/faults", json=spec, timeout=5).raise_for_status()
@@ -107,8 +129,8 @@ class ActionWorld:
 @pytest.fixture()
 def action_world(db: Database, redis_url: str, service_env: dict[str, str], settings_overrides: dict[str, Any],
                  service_urls: ServiceUrls, hubspot_sandbox: SandboxCRM) -> Iterator[ActionWorld]:
-    """A real worker (2 processes) on broker database 9 with HubSpot, the Slack webhook and the Slack bot all on the
-    test's sandbox, and the alerts stage in this process publishing to it."""
+    """A real worker (2 processes) on broker database 9 with HubSpot, Salesforce, the Slack webhook and the Slack bot
+    all on the test's sandbox, and the alerts stage in this process publishing to it."""
     from tasks.celery_app import create_celery
 
     sandbox = hubspot_sandbox
@@ -118,7 +140,9 @@ def action_world(db: Database, redis_url: str, service_env: dict[str, str], sett
     make_redis_client(broker_redis).flushdb()
     vendor = {"HUBSPOT_ACCESS_TOKEN": DEFAULT_HUBSPOT_TOKEN, "HUBSPOT_BASE_URL": sandbox.base_url,
               "SLACK_WEBHOOK_URL": sandbox.base_url + SLACK_WEBHOOK_PATH, "SLACK_BOT_TOKEN": SANDBOX_BOT_TOKEN,
-              "SLACK_API_URL": sandbox.base_url + "/api/"}
+              "SLACK_API_URL": sandbox.base_url + "/api/",
+              # The sandbox's Salesforce org, through simple-salesforce routed to plain http (as sandbox mode does).
+              "SALESFORCE_SESSION_ID": DEFAULT_SF_SESSION, "SALESFORCE_SANDBOX_URL": sandbox.base_url}
     worker = start_cli(["worker", "--concurrency", "2"],
                        {**service_env, **vendor, "CELERY_BROKER_URL": broker, "LEADBRIDGE_ALERT_CHANNEL_INTERVAL": "0"})
     settings = load_settings({**settings_overrides, "hubspot_access_token": DEFAULT_HUBSPOT_TOKEN,
@@ -332,3 +356,68 @@ def test_a_salesforce_owner_gets_the_dm(res: Resources, sandbox: SandboxCRM,
                          payload, 1)
     assert fallback.status == "fallback" and "has no e-mail in the CRM" in fallback.detail
     assert len(sandbox.slack.list(SLACK_WEBHOOK_PATH)) == 1
+
+
+@pytest.mark.slow
+def test_salesforce_actions_once_per_crossing_retried_and_once_through_a_lost_answer(
+        action_world: ActionWorld) -> None:
+    """The same guarantees in Salesforce, through simple-salesforce: the owner rotates over active Users, the Task
+    (retried after a 503) goes to the owner just set, the campaign member is made once though its answer was lost,
+    the DM reaches that owner; nothing again inside the cooldown, and a replay finds the Task."""
+    w = action_world
+    assert salesforce_for(w.sandbox).provision_fields(create=True).ok  # the Task's action-key External ID
+    demo = w.sandbox.store.sf_demo
+    first_owner, *routed = demo["users"]
+    w.rule([{"kind": "crm_owner", "params": {"crm": "salesforce", "owners": routed}},
+            {"kind": "crm_task", "params": {"crm": "salesforce", "subject": "Call this hot lead"}},
+            {"kind": "crm_list", "params": {"crm": "salesforce", "list_id": demo["campaign"]}},
+            {"kind": "slack_owner_dm"}])
+    w.fault(route=r"/sobjects/Task/Leadbridge_Action_Key__c/", method="PATCH", status=503, count=1)
+    w.fault(route=r"/sobjects/CampaignMember/?$", method="POST", kind="lost_response", count=1)
+    lead, record = w.salesforce_lead("bo@acme.example", owner=first_owner)
+    assert w.cross(lead) == 4
+    rows = _by_kind(w.settled(4))
+    assert {k: r.status for k, r in rows.items()} == dict.fromkeys(rows, "sent")
+    assert w.sandbox.store.sf_get("Lead", record)["OwnerId"] == routed[0]  # turn 0 of the active users
+    [task] = w.sf_tasks(record)
+    assert task["OwnerId"] == routed[0] and task["Subject"] == "Call this hot lead"
+    assert task["Leadbridge_Action_Key__c"] == rows["crm_task"].action_key
+    members = [m for m in w.sandbox.store.sf_records["CampaignMember"].values() if m.get("LeadId") == record]
+    assert len(members) == 1
+    # Both faults were met: the upsert was sent again after its 503, the member create after its lost answer.
+    assert len(w.requests("PATCH", r"/sobjects/Task/Leadbridge_Action_Key__c/")) == 2
+    assert len(w.requests("POST", r"/sobjects/CampaignMember/?$")) >= 2
+    dms = w.dms()
+    assert len(dms) == 1 and dms[0]["metadata"]["event_payload"]["key"] == rows["slack_owner_dm"].action_key
+
+    assert w.cross(lead) == 0  # inside the cooldown
+    from services.deliveries import enqueue_actions, replay_actions
+
+    with w.db.session() as session:
+        ids = replay_actions(session, "admin@example.com", [rows["crm_task"].id])
+    assert enqueue_actions(w.celery, ids)
+    replayed = _by_kind(w.settled(4))
+    assert replayed["crm_task"].payload["result"]["status"] == "exists"
+    assert len(w.sf_tasks(record)) == 1 and len(w.dms()) == 1
+
+
+@pytest.mark.slow
+def test_a_deleted_salesforce_queue_is_a_clear_failure_and_blocks_nothing_else(action_world: ActionWorld) -> None:
+    w = action_world
+    assert salesforce_for(w.sandbox).provision_fields(create=True).ok
+    demo = w.sandbox.store.sf_demo
+    w.sandbox.store.sf_records["Group"].pop(demo["queue"])  # an admin deletes the queue the rule names
+    w.rule([{"kind": "crm_owner", "params": {"crm": "salesforce", "queue": demo["queue"]}},
+            {"kind": "crm_task", "params": {"crm": "salesforce"}}])
+    (first, first_sf), (second, second_sf) = (w.salesforce_lead(f"{n}@acme.example", demo["users"][0])
+                                              for n in ("cy", "di"))
+    assert w.cross(first, second) == 4
+    rows = w.settled(4)
+    failed = [r for r in rows if r.status == "failed"]
+    assert [r.payload["action"]["kind"] for r in failed] == ["crm_owner", "crm_owner"]
+    assert failed[0].error and failed[0].error.startswith("Salesforce refused") and demo["queue"] in failed[0].error
+    assert all(r.status == "sent" for r in rows if r not in failed)
+    # The tasks went to the Leads' owners as before (the owner action failed), one each.
+    for record in (first_sf, second_sf):
+        assert [t["OwnerId"] for t in w.sf_tasks(record)] == [demo["users"][0]]
+        assert w.sandbox.store.sf_get("Lead", record)["OwnerId"] == demo["users"][0]
