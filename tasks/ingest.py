@@ -15,8 +15,9 @@ from typing import Any
 
 from celery import shared_task
 from sqlalchemy import inspect, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from connectors.base import ConnectorError, TransientConnectorError
 from connectors.registry import (
@@ -232,6 +233,15 @@ def fold_same_people(res: Resources, lead_ids: Sequence[int]) -> dict[int, int]:
     The folded lead's stored events are applied to the kept lead's features, which is then written to both
     CRMs' records (settle_links); returns folded lead id -> kept lead id.
     """
+    try:
+        return _fold_same_people(res, lead_ids)
+    except (IntegrityError, StaleDataError):
+        # Another worker folded or deleted one of these leads meanwhile (PostgreSQL): theirs stands.
+        log.warning("ingest.fold_skipped", extra={"leads": len(lead_ids)})
+        return {}
+
+
+def _fold_same_people(res: Resources, lead_ids: Sequence[int]) -> dict[int, int]:
     result = IngestResult()
     folded: dict[int, int] = {}
     with res.db.session(write=True) as session:
