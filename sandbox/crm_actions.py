@@ -214,8 +214,9 @@ def demo_ids(store: Any) -> dict[str, Any]:
 def demo_rule_actions(ids: Mapping[str, Any], crms: Sequence[str] = ("hubspot", "salesforce")
                       ) -> dict[str, list[dict[str, Any]]]:
     """Actions (Action.to_json()) for sandbox mode's default rules, from `demo_ids` (GET /_sandbox/info's `actions`):
-    a hot lead gets an owner (round robin) in each CRM it is in, a task for that owner there and a DM; a warm one joins
-    the nurture list (HubSpot) and campaign (Salesforce). Each CRM action names its CRM: the ids are that CRM's."""
+    a hot lead gets an owner (round robin) in each CRM it is in, a task for that owner there, HubSpot's follow-up
+    sequence and a DM; a warm one joins the nurture list (HubSpot) and campaign (Salesforce). Each CRM action names
+    its CRM: the ids are that CRM's."""
     hot: list[dict[str, Any]] = []
     warm: list[dict[str, Any]] = []
     for crm in crms:
@@ -225,4 +226,10 @@ def demo_rule_actions(ids: Mapping[str, Any], crms: Sequence[str] = ("hubspot", 
         hot += [{"kind": "crm_owner", "params": {"crm": crm, "owners": owners}},
                 {"kind": "crm_task", "params": {"crm": crm, "due_days": 1, "priority": "high"}}]
         warm.append({"kind": "crm_list", "params": {"crm": crm, "list_id": nurture}})
+    if "hubspot" in crms:
+        # Sequences are HubSpot's alone (the kind names its CRM, so it takes no `crm`): a user with a Sales seat
+        # sends from their connected inbox.
+        demo = ids["hubspot"]
+        hot.append({"kind": "crm_sequence", "params": {"sequence_id": demo["sequence"], "user_id": demo["sequence_user"],
+                                                        "sender_email": demo["sender_email"]}})
     return {"hot": [*hot, {"kind": "slack_owner_dm", "params": {}}], "warm": warm}

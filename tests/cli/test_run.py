@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -69,7 +70,8 @@ def test_run_serves_and_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: Path) -> None:
     """`run` on the embedded defaults wires both CRMs: within two minutes the simulator's Salesforce Leads and HubSpot
-    contacts carry scores and moving trends, and the default rules have given hot ones an owner and a task in each."""
+    contacts carry scores and moving trends, and the default rules have given hot ones an owner and a task in each
+    (and, in HubSpot, the follow-up sequence)."""
     sandbox_port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LEADBRIDGE_TEST_", "REDIS", "DATABASE", "HUBSPOT_", "SALESFORCE_", "SLACK_"))}
@@ -93,16 +95,31 @@ def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: 
                 out.setdefault(w["object_id"], set()).add(str(w["value"]))
         return out
 
+    def enrolled(contacts: set[str], demo: dict[str, Any]) -> set[str]:
+        """The contacts among `contacts` enrolled in the demo sequence (HubSpot answers 404 for one in none)."""
+        out = set()
+        for contact in contacts:
+            try:
+                found = get(f"/automation/v4/sequences/enrollments/contact/{contact}?userId={demo['sequence_user']}",
+                            DEFAULT_HUBSPOT_TOKEN)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404, exc
+                continue
+            if found["sequenceId"] == demo["sequence"]:
+                out.add(contact)
+        return out
+
     def state() -> dict[str, Any]:
         info = get("/_sandbox/info")
         demo, sid = info["actions"], info["salesforce_session_id"]
         soql = urllib.parse.quote("SELECT Id, WhoId, OwnerId FROM Task")
+        hs_owned = {c for c, v in written("hubspot", "hubspot_owner_id").items() if v & set(demo["hubspot"]["owners"])}
         return {
             "sf_scored": set(written("salesforce", "Leadbridge_Score__c")),
             "sf_tiers": set(written("salesforce", "Leadbridge_Tier__c")),
             "hs_scored": set(written("hubspot", "leadbridge_score")),
-            "hs_owned": {c for c, v in written("hubspot", "hubspot_owner_id").items()
-                         if v & set(demo["hubspot"]["owners"])},
+            "hs_owned": hs_owned,
+            "hs_enrolled": enrolled(hs_owned, demo["hubspot"]),
             "sf_owned": {c for c, v in written("salesforce", "OwnerId").items()
                          if v & set(demo["salesforce"]["users"])},
             "hs_tasks": get("/crm/v3/objects/tasks?limit=100", DEFAULT_HUBSPOT_TOKEN)["results"],
@@ -113,7 +130,7 @@ def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: 
 
     def done(s: dict[str, Any]) -> bool:
         return (len(s["sf_scored"]) >= 5 and bool(s["hs_scored"]) and bool(s["hs_owned"]) and bool(s["sf_owned"])
-                and bool(s["hs_tasks"]) and bool(s["sf_tasks"]) and {"improving", "steady"} <= s["hs_trends"]
+                and bool(s["hs_tasks"]) and bool(s["sf_tasks"]) and bool(s["hs_enrolled"]) and {"improving", "steady"} <= s["hs_trends"]
                 and {"improving", "steady"} <= s["sf_trends"])
 
     try:
@@ -133,6 +150,7 @@ def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: 
         assert s["hs_owned"] and s["hs_owned"] <= s["hs_scored"], "no hot HubSpot contact got an owner"
         assert s["sf_owned"] and s["sf_owned"] <= leads, "no hot Salesforce Lead got an owner"
         assert s["hs_tasks"], "no HubSpot task within two minutes"
+        assert s["hs_enrolled"], "no hot HubSpot contact enrolled in the follow-up sequence"
         assert s["sf_tasks"] and {t["WhoId"] for t in s["sf_tasks"]} <= leads, "no Salesforce Task on a scored Lead"
         # Trends move: leads re-scored within the window show improving (and, when unchanged, steady).
         assert {"improving", "steady"} <= s["hs_trends"], s["hs_trends"]

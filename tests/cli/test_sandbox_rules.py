@@ -31,13 +31,14 @@ def test_default_rules_name_what_the_sandbox_has(db: Database, sandbox: SandboxC
         hot, warm = rules["Hot A/B leads"], rules["Warm leads: nurture"]
         assert [(a["kind"], a["params"].get("crm")) for a in hot.actions] == [
             ("crm_owner", "hubspot"), ("crm_task", "hubspot"), ("crm_owner", "salesforce"), ("crm_task", "salesforce"),
-            ("slack_owner_dm", None), ("slack_channel", None)]
+            ("crm_sequence", None), ("slack_owner_dm", None), ("slack_channel", None)]
         assert hot.routing["segment"]["grades"] == ["A", "B"] and warm.threshold < hot.threshold
         for rule in rules.values():
             assert check_actions(rule.actions) == rule.actions
         owners = hot.actions[0]["params"]["owners"]
         list_id = warm.actions[0]["params"]["list_id"]
         users, campaign = hot.actions[2]["params"]["owners"], warm.actions[1]["params"]["list_id"]
+        sequence = hot.actions[4]["params"]
         session.execute(delete(AlertRule))
     hubspot = HubSpotConnector(DEFAULT_HUBSPOT_TOKEN, base_url=sandbox.base_url)
     bot = SlackBot(SANDBOX_BOT_TOKEN, base_url=sandbox.base_url + "/api/")
@@ -45,4 +46,7 @@ def test_default_rules_name_what_the_sandbox_has(db: Database, sandbox: SandboxC
         email = hubspot.owner_email(owner)
         assert email and bot.user_by_email(email)
     assert list_id in sandbox.store.hs_actions.lists
+    seller = sandbox.store.hs_actions.users[sequence["user_id"]]
+    assert sequence["sequence_id"] in sandbox.store.hs_actions.sequences
+    assert seller["seat"] and sequence["sender_email"] in seller["inboxes"]
     assert users == sandbox.store.sf_demo["users"] and campaign == sandbox.store.sf_demo["campaign"]

@@ -250,7 +250,10 @@ def test_sandbox_admin_takes_scopes_and_names_the_demo_records(sandbox: SandboxC
     hot = [Action.from_json(a) for a in rules["hot"]]
     assert [(a.kind, a.crm) for a in hot] == [("crm_owner", "hubspot"), ("crm_task", "hubspot"),
                                              ("crm_owner", "salesforce"), ("crm_task", "salesforce"),
-                                             ("slack_owner_dm", None)]
+                                             ("crm_sequence", "hubspot"), ("slack_owner_dm", None)]
+    assert hot[4].params == {"sequence_id": HUBSPOT_DEMO["sequence"], "user_id": HUBSPOT_DEMO["sequence_user"],
+                             "sender_email": HUBSPOT_DEMO["sender_email"]}
+    assert connector.run_action(hot[4], _target(cid), "lb-demo-seq").status == "done"  # the demo ids enrol
     assert hot[2].params["owners"] == sandbox.store.sf_demo["users"]
     warm = [Action.from_json(a) for a in rules["warm"]]
     assert [(a.kind, a.params["list_id"]) for a in warm] == [("crm_list", HUBSPOT_DEMO["nurture_list"]),
