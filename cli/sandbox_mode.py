@@ -2,8 +2,8 @@
 
 The sandbox CRM runs as a child process; leadbridge's workers talk to it with the real HubSpot SDK
 (HUBSPOT_BASE_URL points at it) and the real simple-salesforce (SALESFORCE_SANDBOX_URL routes it; wire_salesforce),
-and posts Slack alerts to its webhook sink and owner DMs to its Slack Web API (default_rules: owners, tasks, a sequence,
-DMs and a nurture list or campaign on the simulated funnel, in both CRMs); it sends signed webhooks
+and posts Slack alerts to its webhook sink and owner DMs to its Slack Web API (default_rules: owners, tasks, a
+sequence, DMs and a nurture list or campaign on the simulated funnel, in both CRMs); it sends signed webhooks
 back for every change; the simulator creates a B2B funnel in it and streams web behaviour to us, and its reps
 call the contacts (sandbox.live_reps) for the demo pilot that sandbox mode starts (see the Value page).
 """
@@ -124,8 +124,8 @@ def wire_sandbox(settings: Settings, database_url: str, plan: SandboxPlan) -> tu
 def default_rules(demo_ids: Mapping[str, Any]) -> list[AlertRule]:
     """The rules sandbox mode starts with, showing each kind of action on the simulated funnel in both CRMs: hot A/B
     leads get an owner (round robin over the sandbox's HubSpot owners / Salesforce users), a task for that owner, the
-    HubSpot follow-up sequence and a Slack DM; warm ones join the nurture list (HubSpot) and campaign (Salesforce); `demo_ids` is the sandbox's
-    /_sandbox/info `actions` (sandbox.crm_actions.demo_ids)."""
+    HubSpot follow-up sequence and a Slack DM; warm ones join the nurture list (HubSpot) and campaign (Salesforce);
+    `demo_ids` is the sandbox's /_sandbox/info `actions` (sandbox.crm_actions.demo_ids)."""
     demo = demo_rule_actions(demo_ids)
     hot = [*demo["hot"], {"kind": "slack_channel", "params": {}}]
     return [AlertRule(name="Hot A/B leads", threshold=75, channel="#sales", cooldown_minutes=1440,

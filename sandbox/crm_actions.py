@@ -229,7 +229,8 @@ def demo_rule_actions(ids: Mapping[str, Any], crms: Sequence[str] = ("hubspot", 
     if "hubspot" in crms:
         # Sequences are HubSpot's alone (the kind names its CRM, so it takes no `crm`): a user with a Sales seat
         # sends from their connected inbox.
-        demo = ids["hubspot"]
-        hot.append({"kind": "crm_sequence", "params": {"sequence_id": demo["sequence"], "user_id": demo["sequence_user"],
-                                                        "sender_email": demo["sender_email"]}})
+        hubspot = ids["hubspot"]
+        hot.append({"kind": "crm_sequence", "params": {"sequence_id": hubspot["sequence"],
+                                                        "user_id": hubspot["sequence_user"],
+                                                        "sender_email": hubspot["sender_email"]}})
     return {"hot": [*hot, {"kind": "slack_owner_dm", "params": {}}], "warm": warm}

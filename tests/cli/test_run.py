@@ -113,7 +113,8 @@ def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: 
         info = get("/_sandbox/info")
         demo, sid = info["actions"], info["salesforce_session_id"]
         soql = urllib.parse.quote("SELECT Id, WhoId, OwnerId FROM Task")
-        hs_owned = {c for c, v in written("hubspot", "hubspot_owner_id").items() if v & set(demo["hubspot"]["owners"])}
+        hs_owned = {c for c, v in written("hubspot", "hubspot_owner_id").items()
+                    if v & set(demo["hubspot"]["owners"])}
         return {
             "sf_scored": set(written("salesforce", "Leadbridge_Score__c")),
             "sf_tiers": set(written("salesforce", "Leadbridge_Tier__c")),
@@ -130,8 +131,8 @@ def test_sandbox_mode_scores_and_acts_in_both_crms_within_two_minutes(tmp_path: 
 
     def done(s: dict[str, Any]) -> bool:
         return (len(s["sf_scored"]) >= 5 and bool(s["hs_scored"]) and bool(s["hs_owned"]) and bool(s["sf_owned"])
-                and bool(s["hs_tasks"]) and bool(s["sf_tasks"]) and bool(s["hs_enrolled"]) and {"improving", "steady"} <= s["hs_trends"]
-                and {"improving", "steady"} <= s["sf_trends"])
+                and bool(s["hs_tasks"]) and bool(s["sf_tasks"]) and bool(s["hs_enrolled"])
+                and {"improving", "steady"} <= s["hs_trends"] and {"improving", "steady"} <= s["sf_trends"])
 
     try:
         read_line_containing(proc, "leadbridge is running at", timeout=90)
